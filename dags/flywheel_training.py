@@ -1,0 +1,90 @@
+"""
+### flywheel_training
+
+Retrains the model on the validated window and promotes it when it earns it.
+
+Runs nightly (`train.schedule` in params.yaml), when the `drift_detected` asset is updated, or by hand
+from the trigger form:
+
+| field | meaning |
+|---|---|
+| `window_days` | days of validated events to train on (empty: `snapshot.window_days`) |
+| `epochs` | training epochs (empty: `train.epochs`) |
+| `force_promote` | promote even if the gate says no |
+| `force_reason` | required with `force_promote`; recorded on the model version |
+
+Tasks: **prepare** (sync `dvc.yaml` and the run's `params.yaml` into the DVC workspace) → **snapshot** →
+**featurize** → **train** (pool `gpu`) → **evaluate** (each `dvc repro` of its stage: DVC skips what did not
+change) → **promote** (register; move `champion` only if the gate passes, keeping `previous_champion`) →
+**record** (commit `dvc.lock` in the workspace, push to the DVC remote, write the run report).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, chain, dag, task
+from flywheel_provider.assets import DRIFT_DETECTED
+from flywheel_provider.operators.dvc import DvcReproOperator
+from flywheel_provider.schedules import cron_from_params
+
+DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "retry_delay": timedelta(seconds=30)}
+
+
+@dag(
+    dag_id="flywheel_training",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(cron_from_params("train", "0 2 * * *"), timezone="UTC"),
+        assets=DRIFT_DETECTED,
+    ),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["flywheel", "training"],
+    doc_md=__doc__,
+    params={
+        "window_days": Param(None, type=["null", "integer"], minimum=1, maximum=3650,
+                             description="Days of validated events to train on; empty keeps params.yaml's."),
+        "epochs": Param(None, type=["null", "integer"], minimum=1, maximum=1000,
+                        description="Training epochs; empty keeps params.yaml's."),
+        "force_promote": Param(False, type="boolean",
+                               description="Promote even if the evaluation gate says no (needs a reason)."),
+        "force_reason": Param("", type="string", maxLength=500,
+                              description="Why the promotion is forced; recorded on the model version."),
+    },
+)
+def flywheel_training():
+    @task
+    def prepare(params=None, logical_date=None, dag_run=None) -> dict:
+        from flywheel_provider.tasks import prepare_training
+
+        return prepare_training(dict(params), logical_date, dag_run.run_type)
+
+    stages = [
+        DvcReproOperator(task_id="snapshot", stage="snapshot", pool="dvc"),
+        DvcReproOperator(task_id="featurize", stage="featurize", pool="dvc"),
+        DvcReproOperator(task_id="train", stage="train", pool="gpu"),
+        DvcReproOperator(task_id="evaluate", stage="evaluate", pool="dvc"),
+    ]
+
+    @task(pool="dvc")
+    def promote(run: dict) -> dict:
+        from flywheel_provider.tasks import promote_model
+
+        return promote_model(run)
+
+    @task(pool="dvc")
+    def record(run: dict, outcomes: dict, promotion: dict, run_id=None) -> dict:
+        from flywheel_provider.tasks import record_training
+
+        return record_training(run, outcomes, promotion, run_id)
+
+    run = prepare()
+    promotion = promote(run)
+    chain(run, *stages, promotion)
+    record(run, {s.task_id: s.output for s in stages}, promotion)
+
+
+flywheel_training()

@@ -1,0 +1,230 @@
+"""The ``flywheel`` command: one sub-command per stage, the same entry points DVC and Airflow call.
+
+Every stage command takes ``--json`` and then prints one JSON object
+summarising what it did as its last line of output (``{"ok": false, "error":
+...}`` when it failed, with a non-zero exit status).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipelines.config import ParamsError, load_params
+from pipelines.settings import Settings
+
+EXIT_FAILED, EXIT_REJECTED = 2, 3
+
+
+def _date(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected an ISO-8601 date such as 2026-11-21") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _fraction(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a number between 0 and 1")
+    return number
+
+
+def _assignment(value: str) -> tuple[str, Any]:
+    key, sep, raw = value.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected KEY=VALUE such as train.epochs=5")
+    import yaml
+
+    return key, yaml.safe_load(raw)
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def cmd_produce(args: argparse.Namespace, settings: Settings) -> dict:
+    from pipelines import produce
+
+    return produce.produce(
+        args.out, rows=args.rows, seed=args.seed, start=args.start, end=args.end, files=args.files,
+        fmt=args.format, batch=args.batch, covariate_drift=args.covariate_drift,
+        concept_drift=args.concept_drift, malformed_fraction=args.malformed_fraction,
+    )
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> dict:
+    from pipelines import ingest
+
+    run_id = args.run_id or "manual__" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    return ingest.run(load_params(settings.params_path), settings, run_id=run_id, path=args.path)
+
+
+def cmd_validate(args: argparse.Namespace, settings: Settings) -> dict:
+    from pipelines import report, validate
+
+    summary = validate.run(load_params(settings.params_path), settings)
+    if summary["verdict"] == "fail":
+        raise validate.ValidationFailed(report.rejection_text(summary), summary)
+    return summary
+
+
+def _workspace_params(args: argparse.Namespace, settings: Settings):
+    return load_params(Path(args.workspace or settings.workspace) / "params.yaml")
+
+
+def cmd_snapshot(args: argparse.Namespace, settings: Settings) -> dict:
+    from pipelines import snapshot
+
+    workspace = Path(args.workspace or settings.workspace)
+    params = _workspace_params(args, settings)
+    return snapshot.run(params, settings, workspace, as_of=args.as_of or params.snapshot.as_of)
+
+
+def _stage(module_name: str) -> Callable[[argparse.Namespace, Settings], dict]:
+    def command(args: argparse.Namespace, settings: Settings) -> dict:
+        import importlib
+
+        module = importlib.import_module(f"pipelines.{module_name}")
+        workspace = Path(args.workspace or settings.workspace)
+        return module.run(_workspace_params(args, settings), workspace, settings)
+
+    return command
+
+
+def cmd_promote(args: argparse.Namespace, settings: Settings) -> dict:
+    from pipelines import promote
+
+    workspace = Path(args.workspace or settings.workspace)
+    return promote.run(_workspace_params(args, settings), settings, workspace, force=args.force,
+                       force_reason=args.reason, trigger=args.trigger)
+
+
+def cmd_init(args: argparse.Namespace, settings: Settings) -> dict:
+    from pipelines import workspace
+
+    load_params(settings.params_path)
+    path = workspace.init(settings)
+    return {"home": str(settings.home), "workspace": str(path), "tracking_uri": settings.tracking_uri}
+
+
+def cmd_repro(args: argparse.Namespace, settings: Settings) -> dict:
+    from pipelines import promote, workspace
+
+    workspace.init(settings)
+    workspace.sync(settings, dict(args.set or []))
+    stages = {s: workspace.repro(settings, s).outcome for s in ("snapshot", "featurize", "train", "evaluate")}
+    params = load_params(settings.workspace / "params.yaml")
+    promotion = promote.run(params, settings, settings.workspace, trigger="cli")
+    commit = workspace.commit(settings, f"flywheel repro: model v{promotion['version']}")
+    return {"stages": stages, "promotion": promotion, "workspace_commit": commit}
+
+
+def cmd_summary(args: argparse.Namespace, settings: Settings) -> dict:
+    from pipelines import report
+
+    summary = report.collect(load_params(settings.params_path), settings)
+    print(report.render(summary, settings))
+    return summary
+
+
+# -- parser --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flywheel", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable, help_text: str, workspace: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--json", action="store_true", help="print one JSON summary as the last line")
+        if workspace:
+            p.add_argument("--workspace", help="the DVC workspace (default: $FLYWHEEL_HOME/workspace)")
+        p.set_defaults(func=func)
+        return p
+
+    p = add("produce", cmd_produce, "write seeded demo events (card transactions with a fraud label)")
+    p.add_argument("--out", required=True, help="folder or fsspec URL to write to")
+    p.add_argument("--rows", type=int, default=20_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--files", type=int, default=1)
+    p.add_argument("--format", choices=["jsonl", "csv", "parquet"], default="jsonl")
+    p.add_argument("--batch", default="demo", help="file name prefix; also prefixes the event keys")
+    p.add_argument("--start", type=_date, help="first event time (default: 14 days before --end)")
+    p.add_argument("--end", type=_date, help="events end before this time (default: today 00:00 UTC)")
+    p.add_argument("--covariate-drift", type=_fraction, default=0.0, metavar="0..1")
+    p.add_argument("--concept-drift", type=_fraction, default=0.0, metavar="0..1")
+    p.add_argument("--malformed-fraction", type=_fraction, default=0.0, metavar="0..1")
+
+    p = add("ingest", cmd_ingest, "land new source files; quarantine malformed records with a reason")
+    p.add_argument("--path", help="source folder or URL (default: ingest.files.path in params)")
+    p.add_argument("--run-id", help="the run's id; a retry with the same id rewrites its own partition")
+
+    add("validate", cmd_validate, "run the validation gate on landed batches")
+    p = add("snapshot", cmd_snapshot, "materialise the training window into the DVC workspace", workspace=True)
+    p.add_argument("--as-of", type=_date, help="last day of the window (default: snapshot.as_of, else today)")
+    add("featurize", _stage("featurize"), "split by time and fit preprocessing on train", workspace=True)
+    add("train", _stage("train"), "train the PyTorch model, tracked in MLflow", workspace=True)
+    add("evaluate", _stage("evaluate"), "score the held-out split; DVC metrics and plots", workspace=True)
+    p = add("promote", cmd_promote, "register the model and move 'champion' if the gate passes", workspace=True)
+    p.add_argument("--force", action="store_true", help="promote regardless of the gate (needs --reason)")
+    p.add_argument("--reason", help="why a forced promotion is needed (recorded on the version)")
+    p.add_argument("--trigger", default="manual", help="what started this run (recorded on the version)")
+
+    add("init", cmd_init, "create the state folder and the DVC workspace (git, DVC, local remote)")
+    p = add("repro", cmd_repro, "run snapshot → featurize → train → evaluate → promote without Airflow")
+    p.add_argument("--set", type=_assignment, action="append", metavar="KEY=VALUE",
+                   help="override a parameter for this run, e.g. --set train.epochs=5")
+    add("summary", cmd_summary, "print what the last runs did and where to look")
+    return parser
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [ParamsError, FileNotFoundError]
+    for module, name in [("ingest", "IngestError"), ("validate", "ValidationFailed"),
+                         ("snapshot", "SnapshotError"), ("featurize", "FeaturizeError"),
+                         ("promote", "PromoteError"), ("workspace", "WorkspaceError")]:
+        mod = sys.modules.get(f"pipelines.{module}")
+        if mod is not None and hasattr(mod, name):
+            errors.append(getattr(mod, name))
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``flywheel`` console script."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    start = time.perf_counter()
+    try:
+        summary = args.func(args, settings)
+    except _known_errors() as exc:
+        rejected = type(exc).__name__ == "ValidationFailed"
+        print(f"flywheel {args.command}: {'rejected' if rejected else 'error'}: {exc}", file=sys.stderr)
+        if args.json:
+            details = exc.args[1] if rejected and len(exc.args) > 1 else {}
+            print(json.dumps({"ok": False, "command": args.command, "error": str(exc.args[0]), **details},
+                             default=str))
+        return EXIT_REJECTED if rejected else EXIT_FAILED
+    summary = {"ok": True, "command": args.command, **summary,
+               "seconds": round(time.perf_counter() - start, 3)}
+    if args.json:
+        print(json.dumps(summary, default=str))
+    elif args.command != "summary":
+        print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

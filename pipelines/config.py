@@ -1,0 +1,290 @@
+"""Typed, frozen configuration loaded once from ``params.yaml``.
+
+Every stage receives its own section as a value; no core function opens the
+file. An invalid file fails here, at load time, with the key, the value and
+what was expected.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ParamsError(ValueError):
+    """``params.yaml`` (or a run override) is missing, unreadable or invalid."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+ColumnType = Literal["float", "int", "category"]
+
+
+class Column(_Frozen):
+    """One feature column of the dataset."""
+
+    name: str = Field(min_length=1)
+    type: ColumnType
+    required: bool = True
+    min: float | None = None
+    max: float | None = None
+    categories: tuple[str, ...] | None = None
+    critical: bool = False
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> Column:
+        if self.type == "category":
+            if not self.categories:
+                raise ValueError(f"category column {self.name!r} needs a non-empty 'categories' list")
+            if self.min is not None or self.max is not None:
+                raise ValueError(f"category column {self.name!r} takes 'categories', not 'min'/'max'")
+        elif self.categories is not None:
+            raise ValueError(f"{self.type} column {self.name!r} takes 'min'/'max', not 'categories'")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"column {self.name!r} has min {self.min} > max {self.max}")
+        return self
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.type in ("float", "int")
+
+
+class Schema(_Frozen):
+    """The dataset: feature columns, the binary target, the event key and time."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    key: str = Field(min_length=1)
+    event_time: str = Field(min_length=1)
+    target: str = Field(min_length=1)
+    columns: tuple[Column, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_names(self) -> Schema:
+        names = [c.name for c in self.columns]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"column names must be unique, repeated: {dupes}")
+        reserved = {self.key, self.event_time, self.target}
+        if len(reserved) != 3:
+            raise ValueError("key, event_time and target must be three different columns")
+        clash = sorted(reserved & set(names))
+        if clash:
+            raise ValueError(f"key/event_time/target must not also be listed as feature columns: {clash}")
+        return self
+
+    @property
+    def numeric(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.columns if c.is_numeric)
+
+    @property
+    def categorical(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.columns if c.type == "category")
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"schema {self.name!r} has no column {name!r}; columns: {list(self.feature_names)}")
+
+
+class StorageConfig(_Frozen):
+    """Where the data tiers live: a local folder or an fsspec URL (no secrets)."""
+
+    root: str | None = None
+
+
+class FilesSourceConfig(_Frozen):
+    path: str = "demo/events"
+    formats: tuple[Literal["jsonl", "csv", "parquet"], ...] = ("jsonl", "csv", "parquet")
+
+
+class IngestConfig(_Frozen):
+    source: Literal["files"] = "files"
+    schedule: str = "*/15 * * * *"
+    files: FilesSourceConfig = FilesSourceConfig()
+    max_record_bytes: int = Field(default=65536, gt=0)
+    min_event_time: str = "2000-01-01T00:00:00Z"
+    max_future_minutes: int = Field(default=60, ge=0)
+
+
+class ValidateConfig(_Frozen):
+    min_rows: int = Field(default=50, ge=1)
+    mostly: float = Field(default=0.99, gt=0, le=1)
+    max_null_fraction: float = Field(default=0.05, ge=0, le=1)
+    min_target_rate: float = Field(default=0.0, ge=0, le=1)
+    max_target_rate: float = Field(default=0.5, ge=0, le=1)
+    extra_expectations: str | None = None
+
+    @model_validator(mode="after")
+    def _check_rates(self) -> ValidateConfig:
+        if self.min_target_rate > self.max_target_rate:
+            raise ValueError(
+                f"min_target_rate {self.min_target_rate} > max_target_rate {self.max_target_rate}"
+            )
+        return self
+
+
+class SnapshotConfig(_Frozen):
+    window_days: int = Field(default=30, ge=1, le=3650)
+    as_of: datetime | None = None
+
+
+class FeaturizeConfig(_Frozen):
+    train_fraction: float = Field(default=0.7, gt=0, lt=1)
+    valid_fraction: float = Field(default=0.15, gt=0, lt=1)
+    min_category_count: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _check_split(self) -> FeaturizeConfig:
+        if self.train_fraction + self.valid_fraction >= 1:
+            raise ValueError(
+                f"train_fraction + valid_fraction must leave a test split, got "
+                f"{self.train_fraction} + {self.valid_fraction}"
+            )
+        return self
+
+
+class TrainConfig(_Frozen):
+    schedule: str = "0 2 * * *"
+    epochs: int = Field(default=20, ge=1, le=1000)
+    batch_size: int = Field(default=1024, ge=1)
+    learning_rate: float = Field(default=3e-3, gt=0, le=1)
+    weight_decay: float = Field(default=1e-5, ge=0)
+    hidden: tuple[int, ...] = Field(default=(128, 64), min_length=1)
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    max_embedding_dim: int = Field(default=16, ge=1)
+    patience: int = Field(default=3, ge=1)
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class EvaluateConfig(_Frozen):
+    calibration_bins: int = Field(default=10, ge=2, le=100)
+
+
+class PromoteConfig(_Frozen):
+    model_name: str = Field(default="flywheel", min_length=1)
+    metric: Literal["roc_auc", "pr_auc"] = "pr_auc"
+    min_roc_auc: float = Field(default=0.7, ge=0, le=1)
+    min_pr_auc: float = Field(default=0.1, ge=0, le=1)
+    tolerance: float = Field(default=0.005, ge=0, le=1)
+    max_latency_ms: float = Field(default=2000, gt=0)
+
+
+class MlflowConfig(_Frozen):
+    experiment: str = Field(default="flywheel", min_length=1)
+
+
+class Params(_Frozen):
+    """Everything in ``params.yaml``."""
+
+    schema_: Schema = Field(alias="schema")
+    storage: StorageConfig = StorageConfig()
+    ingest: IngestConfig = IngestConfig()
+    validate_: ValidateConfig = Field(default=ValidateConfig(), alias="validate")
+    snapshot: SnapshotConfig = SnapshotConfig()
+    featurize: FeaturizeConfig = FeaturizeConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    promote: PromoteConfig = PromoteConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @property
+    def schema(self) -> Schema:  # type: ignore[override]
+        return self.schema_
+
+    @property
+    def validation(self) -> ValidateConfig:
+        return self.validate_
+
+
+def _format_location(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "<top level>"
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"{source} is invalid:"]
+    for err in error.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-after")))
+        key = _format_location(loc)
+        value = err.get("input")
+        if err["type"] == "missing":
+            lines.append(f"  {key}: missing; expected {err['msg'].lower()}")
+        elif err["type"] == "extra_forbidden":
+            lines.append(f"  {key} = {value!r}: unknown key; expected one of the documented keys")
+        else:
+            lines.append(f"  {key} = {value!r}: expected {err['msg'].removeprefix('Value error, ')}")
+    return "\n".join(lines)
+
+
+def parse_params(data: Any, source: str = "params") -> Params:
+    """Validate a parsed mapping into :class:`Params` or raise :class:`ParamsError`."""
+    if not isinstance(data, dict):
+        raise ParamsError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return Params.model_validate(data)
+    except ValidationError as exc:
+        raise ParamsError(_describe(exc, source)) from None
+
+
+def read_params_dict(path: str | Path) -> dict[str, Any]:
+    """Read the raw mapping from a params file, with clear errors for I/O and YAML problems."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ParamsError(f"params file {path} not found; expected a params.yaml with a 'schema' section") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Load and validate ``params.yaml`` once, at the edge."""
+    return parse_params(read_params_dict(path), source=str(path))
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``data`` with dotted-key ``overrides`` (``train.epochs``) applied.
+
+    An override of a key the params do not have is an error, so a typo in a
+    trigger form never passes silently.
+    """
+    import copy
+
+    out = copy.deepcopy(data)
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = out
+        for part in parents:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ParamsError(f"override {dotted}={value!r}: {part!r} is not a section")
+            node = child
+        node[leaf] = value
+    parse_params(out, source=f"params with overrides {overrides}")
+    return out

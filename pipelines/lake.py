@@ -1,0 +1,102 @@
+"""The storage tiers: landing, quarantine, validated, rejected, reports, state.
+
+A local folder by default; any fsspec URL (``s3://bucket/prefix``) works. A
+partition becomes visible to readers only once its ``_manifest.json`` is
+written, last; a partition with a manifest is never changed again except by a
+retry of the run that wrote it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+MANIFEST = "_manifest.json"
+TIERS = ("landing", "quarantine", "validated", "rejected", "reports", "state")
+_RUN_ID = re.compile(r"^[A-Za-z0-9_.:+-]+$")
+
+
+def safe_run_id(run_id: str) -> str:
+    """A run id usable as a folder name (Airflow run ids carry ``:`` and ``+``)."""
+    if not run_id or not _RUN_ID.match(run_id):
+        raise ValueError(f"run id {run_id!r} must be non-empty and use letters, digits and _.:+- only")
+    return re.sub(r"[:+]", "_", run_id)
+
+
+@dataclass(frozen=True)
+class Lake:
+    """The tiers under one root folder or URL."""
+
+    root: str
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        return fsspec.core.url_to_fs(self.root)[0]
+
+    @property
+    def base(self) -> str:
+        return fsspec.core.url_to_fs(self.root)[1].rstrip("/")
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.base, *parts])
+
+    def partition(self, tier: str, run_id: str, source: str | None = None) -> str:
+        if tier not in TIERS:
+            raise ValueError(f"unknown tier {tier!r}; expected one of {TIERS}")
+        parts = [tier] + ([f"source={source}"] if source else []) + [f"run={safe_run_id(run_id)}"]
+        return self.path(*parts)
+
+    # -- small, careful I/O --------------------------------------------------------------
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Write a whole file: to a temporary name, then moved into place."""
+        fs = self.fs
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        tmp = f"{path}.tmp"
+        with fs.open(tmp, "wb") as fh:
+            fh.write(data)
+        fs.mv(tmp, path)
+
+    def write_json(self, path: str, obj: Any) -> None:
+        self.write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+    def read_json(self, path: str, default: Any = None) -> Any:
+        fs = self.fs
+        if not fs.exists(path):
+            return default
+        with fs.open(path, "rb") as fh:
+            return json.loads(fh.read())
+
+    def write_table(self, path: str, table: pa.Table) -> None:
+        fs = self.fs
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        tmp = f"{path}.tmp"
+        with fs.open(tmp, "wb") as fh:
+            pq.write_table(table, fh, compression="zstd")
+        fs.mv(tmp, path)
+
+    def read_frame(self, path: str) -> pd.DataFrame:
+        with self.fs.open(path, "rb") as fh:
+            return pq.read_table(fh).to_pandas()
+
+    def complete_partitions(self, tier: str, source: str | None = None) -> list[str]:
+        """Partitions of a tier whose manifest is written, oldest run first by name."""
+        fs = self.fs
+        base = self.path(tier, f"source={source}") if source else self.path(tier)
+        if not fs.exists(base):
+            return []
+        found = [p.rsplit("/", 1)[0] for p in fs.glob(f"{base}/**/{MANIFEST}")]
+        return sorted(found)
+
+    def reset_partition(self, path: str) -> None:
+        """Remove a partition before a retried run rewrites it (idempotent)."""
+        fs = self.fs
+        if fs.exists(path):
+            fs.rm(path, recursive=True)

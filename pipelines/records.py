@@ -1,0 +1,481 @@
+"""Row rules shared by every source: decode raw records, then type them or say why not.
+
+A source (files today, Kafka later) turns its input into a frame of raw values
+(object dtype, one column per field, ``None`` where a field is absent or null)
+and hands it to :func:`coerce`, which returns the typed rows and, for every other
+row, one short reason naming the field and the value. The first failing rule of
+a row wins; fields are checked in the order key, event time, feature columns,
+target.
+
+Only the shape of a value is a row rule: a number where a number belongs, a
+parseable time inside the accepted range, a 0/1 label. Ranges and category
+membership are left to the validation gate, so an out-of-range amount or an
+unknown category is landed.
+
+Conventions for raw values in an object column: ``None``, ``pd.NA``, ``NaT`` and
+the empty string are *missing*; a float ``NaN`` is a value (and not a finite
+number). In a column that already has a numeric dtype, ``NaN`` is missing, as
+pandas has it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from pandas.api.types import infer_dtype
+
+from pipelines.config import IngestConfig, Schema
+
+try:  # optional fast path; the standard library decides every record orjson rejects
+    import orjson
+
+    _fast_loads: Callable[[str], Any] | None = orjson.loads
+except ImportError:  # pragma: no cover - depends on the environment
+    _fast_loads = None
+
+ORIGIN, RAW = "_origin", "_raw"
+EPOCH_MS_FROM = 1e11  # epoch numbers at or above this are milliseconds, below it seconds
+_MAX_EPOCH_SECONDS = 9.0e9  # year ~2255: beyond pandas' timestamp range once in microseconds
+_NUMERIC_KINDS = {"integer", "floating", "mixed-integer-float", "empty"}
+_TRUE_FALSE = {"true": 1, "false": 0}
+_SHOW_CHARS = 60
+
+EXPECT_NUMBER = "expected a number"
+EXPECT_FINITE = "expected a finite number"
+EXPECT_INTEGER = "expected an integer"
+EXPECT_CATEGORY = "expected a string category"
+EXPECT_KEY = "expected a string or integer key"
+EXPECT_TIME = "expected an ISO-8601 time or epoch seconds/ms"
+EXPECT_LABEL = "expected 0/1 or true/false"
+
+
+# -- the fields of a schema ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field a record must (or may) carry, and how to read it."""
+
+    name: str
+    kind: str  # key | time | target | float | int | category
+    required: bool = True
+
+
+def fields(schema: Schema) -> tuple[Field, ...]:
+    """The fields of a record in checking order: key, event time, feature columns, target."""
+    columns = tuple(Field(c.name, c.type, c.required) for c in schema.columns)
+    return (Field(schema.key, "key"), Field(schema.event_time, "time"), *columns, Field(schema.target, "target"))
+
+
+def arrow_schema(schema: Schema, with_origin: bool = True) -> pa.Schema:
+    """The Arrow types of a landed or validated frame (see docs/architecture.md, "Data tiers")."""
+    types = {"key": pa.string(), "time": pa.timestamp("us", tz="UTC"), "target": pa.int8(),
+             "float": pa.float64(), "int": pa.int64(), "category": pa.string()}
+    out = [pa.field(f.name, types[f.kind]) for f in fields(schema)]
+    return pa.schema(out + ([pa.field(ORIGIN, pa.string())] if with_origin else []))
+
+
+# -- decoding -----------------------------------------------------------------------------
+
+
+def quarantine_entry(origin: str, raw: str | bytes, reason: str) -> dict[str, str]:
+    """One quarantined record: where it came from, its raw text, and why it was refused."""
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "backslashreplace")
+    return {"origin": origin, "raw": raw, "reason": reason}
+
+
+def decode_json_lines(data: bytes, origin: str, max_record_bytes: int) -> tuple[list[dict], list[dict]]:
+    """Split JSON Lines into objects and quarantine entries.
+
+    Each object gets ``_origin`` (``file.jsonl:12``, 1-based line) and ``_raw`` (its
+    line). A line is quarantined when it is larger than ``max_record_bytes``, not
+    UTF-8, not JSON, or JSON but not an object. Blank lines are skipped, not counted.
+
+    Args:
+        data: the file's bytes.
+        origin: the name that prefixes each record's origin.
+        max_record_bytes: larger lines are quarantined unread.
+
+    Returns:
+        ``(objects, quarantined)``.
+    """
+    objects: list[dict] = []
+    quarantined: list[dict] = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        where = f"{origin}:{number}"
+        obj, reason = decode_json_record(line.rstrip(b"\r"), max_record_bytes)
+        if reason is None:
+            obj[ORIGIN] = where
+            objects.append(obj)
+        else:
+            quarantined.append(quarantine_entry(where, line.rstrip(b"\r"), reason))
+    return objects, quarantined
+
+
+def decode_json_record(data: bytes, max_record_bytes: int) -> tuple[dict, None] | tuple[None, str]:
+    """Decode one JSON record (a line or a message) into ``(object, None)`` or ``(None, reason)``.
+
+    The object carries its text as ``_raw``.
+    """
+    if len(data) > max_record_bytes:
+        return None, f"oversized record: {len(data)} bytes > max_record_bytes {max_record_bytes}"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8: invalid byte 0x{data[exc.start]:02x} at byte {exc.start + 1}"
+    obj, reason = _loads(text)
+    if reason is not None:
+        return None, reason
+    if not isinstance(obj, dict):
+        return None, f"not a JSON object: got {_json_type(obj)}"
+    obj[RAW] = text
+    return obj, None
+
+
+def _loads(text: str) -> tuple[Any, str | None]:
+    if _fast_loads is not None:
+        try:
+            return _fast_loads(text), None
+        except (ValueError, TypeError):
+            pass  # NaN/Infinity, huge integers, lone surrogates or bad JSON: the stdlib decides
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as exc:
+        return None, f"not JSON: {exc.msg} at column {exc.colno}"
+    except (ValueError, RecursionError) as exc:
+        return None, f"not JSON: {exc}"
+
+
+def _json_type(obj: Any) -> str:
+    names = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if obj is None else names.get(type(obj), type(obj).__name__)
+
+
+def frame_from_objects(objects: list[dict], names: Iterable[str]) -> pd.DataFrame:
+    """A raw frame (object dtype) of the named fields; an absent field is ``None``.
+
+    Building it this way (rather than ``pd.DataFrame(objects)``) keeps a JSON ``NaN``
+    apart from a missing field and never infers dtypes.
+    """
+    data = {name: pd.Series([o.get(name) for o in objects], dtype=object) for name in names}
+    return pd.DataFrame(data, index=pd.RangeIndex(len(objects)))
+
+
+# -- coercion -----------------------------------------------------------------------------
+
+
+def coerce(
+    raw: pd.DataFrame, schema: Schema, cfg: IngestConfig, now: pd.Timestamp
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Type the rows of a raw frame, or give each bad row its first failing reason.
+
+    Args:
+        raw: raw values, one column per field (absent columns count as missing).
+        schema: the dataset's fields.
+        cfg: the ingest section (event time bounds).
+        now: the current time; events after ``now + max_future_minutes`` are refused.
+
+    Returns:
+        ``(typed, reasons)``: the good rows with the landing dtypes, indexed like
+        ``raw``, holding only the schema's fields; and a string Series of reasons
+        indexed like the bad rows.
+    """
+    bounds = _time_bounds(cfg, _utc(now))
+    reasons = np.full(len(raw), None, dtype=object)
+    typed: dict[str, Any] = {}
+    for field in fields(schema):
+        values, problems = _PARSERS[field.kind](_column(raw, field.name), field, bounds)
+        todo = pd.isna(reasons) & ~pd.isna(problems)
+        reasons[todo] = problems[todo]
+        typed[field.name] = values
+    good = pd.isna(reasons)
+    frame = pd.DataFrame({name: values[good] for name, values in typed.items()}, index=raw.index[good])
+    return frame, pd.Series(reasons[~good], index=raw.index[~good], dtype=object, name="reason")
+
+
+def reason_kind(reason: str) -> str:
+    """A reason with its value elided, for counting: ``field 'amount': expected a number``."""
+    if reason.startswith("field ") and " = " in reason and ": " in reason:
+        return f"{reason.split(' = ', 1)[0]}: {reason.rsplit(': ', 1)[1]}"
+    if reason.startswith(("missing required field", "null key")):
+        return reason
+    return reason.split(": ", 1)[0]
+
+
+def _column(raw: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in raw.columns:
+        return np.full(len(raw), None, dtype=object)
+    return raw[name].to_numpy()
+
+
+def _utc(ts: pd.Timestamp | dt.datetime | str) -> pd.Timestamp:
+    ts = pd.Timestamp(ts)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    low_us: int
+    high_us: int
+    text: str
+
+
+def _time_bounds(cfg: IngestConfig, now: pd.Timestamp) -> _Bounds:
+    low = _utc(cfg.min_event_time)
+    high = now + pd.Timedelta(minutes=cfg.max_future_minutes)
+    text = f"outside [{cfg.min_event_time}, now + {cfg.max_future_minutes} min]"
+    return _Bounds(low.value // 1000, high.value // 1000, text)  # Timestamp.value is in ns
+
+
+def _show(value: Any) -> str:
+    """A short, readable rendering of a raw value for a reason."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, str) and len(value) > _SHOW_CHARS:
+        value = value[: _SHOW_CHARS - 3] + "..."
+    text = repr(value)
+    return text if len(text) <= _SHOW_CHARS + 2 else text[:_SHOW_CHARS] + "..."
+
+
+def _no_problems(n: int) -> np.ndarray:
+    return np.full(n, None, dtype=object)
+
+
+def _flag(problems: np.ndarray, mask: np.ndarray, values: np.ndarray, name: str, message: str) -> None:
+    """Write ``field 'name' = value: message`` where ``mask`` holds and no problem is noted yet."""
+    for i in np.flatnonzero(mask & pd.isna(problems)):
+        problems[i] = f"field {name!r} = {_show(values[i])}: {message}"
+
+
+def _missing(values: np.ndarray) -> np.ndarray:
+    """Missing values: None/NA/NaT or ''; a float NaN in an object column is a value, not missing."""
+    missing = np.asarray(pd.isna(values), dtype=bool)
+    if values.dtype != object:
+        return missing
+    if missing.any():
+        idx = np.flatnonzero(missing)
+        missing[idx] = [not isinstance(values[i], float) for i in idx]
+    return missing | (values == "")
+
+
+def _flag_missing(problems: np.ndarray, missing: np.ndarray, field: Field) -> None:
+    if field.required:
+        problems[missing & pd.isna(problems)] = (
+            f"null key {field.name!r}" if field.kind == "key" else f"missing required field {field.name!r}"
+        )
+
+
+def _is_bool(x: Any) -> bool:
+    return isinstance(x, bool | np.bool_)
+
+
+def _to_floats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Floats of the values and a mask of those that are not numbers (booleans are not)."""
+    if values.dtype != object:
+        if values.dtype.kind in "iuf":
+            return values.astype(np.float64), np.zeros(len(values), dtype=bool)
+        return np.full(len(values), np.nan), np.ones(len(values), dtype=bool)
+    floats = np.asarray(pd.to_numeric(values, errors="coerce"), dtype=np.float64).copy()
+    not_number = np.zeros(len(values), dtype=bool)
+    if infer_dtype(values, skipna=False) not in _NUMERIC_KINDS | {"string"}:
+        not_number[:] = [_is_bool(x) for x in values]
+        floats[not_number] = np.nan
+    for i in np.flatnonzero(np.isnan(floats) & ~not_number):
+        number = _py_float(values[i])
+        not_number[i] = number is None
+        floats[i] = np.nan if number is None else number
+    return floats, not_number
+
+
+def _py_float(x: Any) -> float | None:
+    """Python's own reading of one value that pandas did not turn into a number."""
+    if _is_bool(x) or not isinstance(x, str | int | float | np.integer | np.floating):
+        return None
+    try:
+        return float(x.strip() if isinstance(x, str) else x)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _parse_numeric(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[Any, np.ndarray]:
+    problems = _no_problems(len(values))
+    missing = _missing(values)
+    _flag_missing(problems, missing, field)
+    floats, not_number = _to_floats(values)
+    floats[missing] = np.nan
+    _flag(problems, not_number & ~missing, values, field.name, EXPECT_NUMBER)
+    _flag(problems, ~np.isfinite(floats) & ~missing, values, field.name, EXPECT_FINITE)
+    if field.kind == "float":
+        return floats, problems
+    with np.errstate(invalid="ignore"):
+        integral = (floats == np.round(floats)) & (np.abs(floats) < 2.0**63)
+    _flag(problems, ~integral & ~missing, values, field.name, EXPECT_INTEGER)
+    ints = np.where(integral, floats, 0).astype(np.int64)
+    return pd.arrays.IntegerArray(ints, ~integral | missing), problems
+
+
+def _parse_category(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[Any, np.ndarray]:
+    problems = _no_problems(len(values))
+    missing = _missing(values)
+    _flag_missing(problems, missing, field)
+    out = values.astype(object, copy=True)
+    out[missing] = None
+    if infer_dtype(out, skipna=True) not in ("string", "empty"):
+        wrong = np.array([not isinstance(x, str) for x in out], dtype=bool) & ~missing
+        _flag(problems, wrong, values, field.name, EXPECT_CATEGORY)
+    return out, problems
+
+
+def _parse_key(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[Any, np.ndarray]:
+    problems = _no_problems(len(values))
+    missing = _missing(values)
+    _flag_missing(problems, missing, field)
+    out = values.astype(object, copy=True)
+    if infer_dtype(out, skipna=True) not in ("string", "empty"):
+        for i in np.flatnonzero(~missing):
+            x = out[i]
+            if isinstance(x, int | np.integer) and not _is_bool(x):
+                out[i] = str(int(x))
+            elif not isinstance(x, str):
+                problems[i] = problems[i] or f"field {field.name!r} = {_show(x)}: {EXPECT_KEY}"
+    return out, problems
+
+
+def _parse_target(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[Any, np.ndarray]:
+    problems = _no_problems(len(values))
+    missing = _missing(values)
+    _flag_missing(problems, missing, field)
+    if values.dtype == object:
+        floats = np.asarray(pd.to_numeric(values, errors="coerce"), dtype=np.float64).copy()
+        for i in np.flatnonzero(np.isnan(floats) & ~missing):
+            x = values[i]
+            floats[i] = _TRUE_FALSE.get(x.strip().lower(), np.nan) if isinstance(x, str) else np.nan
+    else:
+        floats = values.astype(np.float64)
+    label = (floats == 0) | (floats == 1)
+    _flag(problems, ~label & ~missing, values, field.name, EXPECT_LABEL)
+    return np.where(label, floats, 0).astype(np.int8), problems
+
+
+# -- event time ---------------------------------------------------------------------------
+
+
+def _parse_time(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[Any, np.ndarray]:
+    problems = _no_problems(len(values))
+    missing = _missing(values)
+    _flag_missing(problems, missing, field)
+    micros = np.zeros(len(values), dtype=np.int64)
+    state = np.zeros(len(values), dtype=np.int8)  # 0 ok, 1 not a time, 2 out of range
+    present = np.flatnonzero(~missing)
+    micros[present], state[present] = _micros(values[present])
+    state[(state == 0) & ((micros < bounds.low_us) | (micros > bounds.high_us))] = 2
+    state[missing] = 0
+    _flag(problems, state == 1, values, field.name, EXPECT_TIME)
+    _flag(problems, state == 2, values, field.name, bounds.text)
+    micros[state != 0] = 0
+    times = pd.DatetimeIndex(micros.view("datetime64[us]")).tz_localize("UTC")
+    return times.array, problems
+
+
+def _micros(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Microseconds since the epoch, and a state per value (0 ok, 1 not a time, 2 out of range)."""
+    micros = np.zeros(len(values), dtype=np.int64)
+    state = np.zeros(len(values), dtype=np.int8)
+    if values.dtype.kind == "M":
+        return pd.DatetimeIndex(values).as_unit("us").asi8, state
+    if values.dtype.kind in "iuf":
+        return _epoch_micros(values.astype(np.float64))
+    kind = infer_dtype(values, skipna=False)
+    groups = {"string": "s", "datetime": "d", "datetime64": "d"}
+    labels = (np.full(len(values), groups.get(kind, "n"), dtype="<U1") if kind in groups or kind in _NUMERIC_KINDS
+              else np.array([_time_kind(x) for x in values], dtype="<U1"))
+    for label, convert in (("s", _string_micros), ("d", _datetime_micros), ("n", _number_micros)):
+        idx = np.flatnonzero(labels == label)
+        if len(idx):
+            micros[idx], state[idx] = convert(values[idx])
+    state[labels == "x"] = 1
+    return micros, state
+
+
+def _time_kind(x: Any) -> str:
+    if isinstance(x, str):
+        return "s"
+    if isinstance(x, dt.datetime | np.datetime64):
+        return "d"
+    if isinstance(x, int | float | np.integer | np.floating) and not _is_bool(x):
+        return "n"
+    return "x"
+
+
+def _epoch_micros(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Epoch seconds (below 1e11) or milliseconds as microseconds."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        seconds = np.where(np.abs(numbers) < EPOCH_MS_FROM, numbers, numbers / 1000.0)
+        state = np.where(~np.isfinite(seconds), 1, np.where(np.abs(seconds) > _MAX_EPOCH_SECONDS, 2, 0))
+        micros = np.where(state == 0, np.round(seconds * 1e6), 0).astype(np.int64)
+    return micros, state.astype(np.int8)
+
+
+def _number_micros(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return _epoch_micros(np.asarray(pd.to_numeric(values, errors="coerce"), dtype=np.float64))
+
+
+def _datetime_micros(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    parsed = pd.to_datetime(pd.Series(values, dtype=object), utc=True, errors="coerce")
+    state = np.where(parsed.isna().to_numpy(), 2, 0).astype(np.int8)  # a datetime pandas cannot hold
+    return _as_micros(parsed), state
+
+
+def _string_micros(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ISO-8601 strings, or epoch seconds/milliseconds written as digits (CSV)."""
+    micros = np.zeros(len(values), dtype=np.int64)
+    state = np.zeros(len(values), dtype=np.int8)
+    numbers = np.asarray(pd.to_numeric(values, errors="coerce"), dtype=np.float64)
+    is_number = np.isfinite(numbers)
+    if is_number.any():
+        micros[is_number], state[is_number] = _epoch_micros(numbers[is_number])
+    idx = np.flatnonzero(~is_number)
+    parsed = pd.to_datetime(pd.Series(values[idx], dtype=object), utc=True, errors="coerce", format="ISO8601")
+    micros[idx] = _as_micros(parsed)
+    failed = parsed.isna().to_numpy()
+    state[idx[failed]] = [_unparsed_state(x) for x in values[idx[failed]]]
+    return micros, state
+
+
+def _as_micros(parsed: pd.Series) -> np.ndarray:
+    ns = parsed.dt.as_unit("ns").to_numpy(dtype="datetime64[ns]").view(np.int64)
+    return np.where(parsed.isna().to_numpy(), 0, ns // 1000)
+
+
+def _unparsed_state(text: str) -> int:
+    """2 when Python reads an ISO time pandas cannot hold (out of range), else 1."""
+    try:
+        dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        return 1
+    return 2
+
+
+_PARSERS: dict[str, Callable[[np.ndarray, Field, _Bounds], tuple[Any, np.ndarray]]] = {
+    "key": _parse_key,
+    "time": _parse_time,
+    "target": _parse_target,
+    "float": _parse_numeric,
+    "int": _parse_numeric,
+    "category": _parse_category,
+}
+
+__all__ = [
+    "EPOCH_MS_FROM", "ORIGIN", "RAW", "Field", "arrow_schema", "coerce", "decode_json_lines",
+    "decode_json_record", "fields", "frame_from_objects", "quarantine_entry", "reason_kind",
+]

@@ -1,0 +1,115 @@
+"""Run reports: what each DAG run did, and the human summary ``make run`` ends with."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pipelines.config import Params
+from pipelines.settings import Settings
+
+
+def report_dir(settings: Settings, dag_id: str) -> Path:
+    return settings.home / "runs" / dag_id
+
+
+def write(settings: Settings, dag_id: str, run_id: str, data: dict[str, Any]) -> Path:
+    """Keep a run's report as ``runs/<dag_id>/<run_id>.json`` and ``latest.json``."""
+    from pipelines.lake import safe_run_id
+
+    folder = report_dir(settings, dag_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"dag_id": dag_id, "run_id": run_id, **data}, indent=2, default=str) + "\n"
+    path = folder / f"{safe_run_id(run_id)}.json"
+    path.write_text(text)
+    (folder / "latest.json").write_text(text)
+    return path
+
+
+def latest(settings: Settings, dag_id: str) -> dict[str, Any] | None:
+    path = report_dir(settings, dag_id) / "latest.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def champion(params: Params, settings: Settings) -> dict[str, Any] | None:
+    """The registry's champion: version, run id and its gate record, or None."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    try:
+        version = client.get_model_version_by_alias(params.promote.model_name, "champion")
+    except MlflowException:
+        return None
+    return {"name": version.name, "version": version.version, "run_id": version.run_id,
+            "reason": version.tags.get("flywheel.gate.reason"), "aliases": list(version.aliases)}
+
+
+def collect(params: Params, settings: Settings) -> dict[str, Any]:
+    """Everything the summary shows, from the run reports and the registry."""
+    return {"ingest": latest(settings, "flywheel_ingest"),
+            "training": latest(settings, "flywheel_training"),
+            "champion": champion(params, settings)}
+
+
+def render(summary: dict[str, Any], settings: Settings) -> str:
+    """A short human summary of the last ingest and training runs."""
+    lines = ["", "Flywheel summary", "================"]
+    lines += _ingest_lines(summary.get("ingest"))
+    lines += _training_lines(summary.get("training"))
+    champ = summary.get("champion")
+    lines.append(f"Champion:   {champ['name']} v{champ['version']} (run {champ['run_id']})" if champ
+                 else "Champion:   none yet")
+    lines += [
+        "Where to look:",
+        f"  lake (landing, quarantine, validated, reports): {settings.home / 'lake'}",
+        f"  DVC workspace: {settings.workspace}  (cd there; dvc metrics show; dvc plots show)",
+        f"  MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}",
+        "  Airflow UI: make up   (airflow standalone with Flywheel's DAGs)",
+    ]
+    return "\n".join(lines)
+
+
+def _ingest_lines(ingest: dict[str, Any] | None) -> list[str]:
+    if not ingest:
+        return ["Ingest:     no run yet"]
+    landed, validation = ingest.get("ingest", {}), ingest.get("validate", {})
+    lines = [f"Ingest:     run {ingest['run_id']}: consumed {landed.get('consumed', 0)}, "
+             f"landed {landed.get('landed', 0)}, quarantined {landed.get('quarantined', 0)}"]
+    lines.append(f"Validation: {validation.get('verdict', 'not run')} "
+                 f"({validation.get('validated_rows', 0)} rows validated, "
+                 f"{validation.get('rejected_rows', 0)} rejected)")
+    for part in validation.get("partitions", []):
+        if part.get("docs_index"):
+            lines.append(f"            data docs: {part['docs_index']}")
+    return lines
+
+
+def _training_lines(training: dict[str, Any] | None) -> list[str]:
+    if not training:
+        return ["Training:   no run yet"]
+    stages = training.get("stages", {})
+    ran = [s for s, outcome in stages.items() if outcome == "ran"]
+    skipped = [s for s, outcome in stages.items() if outcome != "ran"]
+    promotion = training.get("promotion", {})
+    metrics = training.get("metrics", {})
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+    return [
+        f"Training:   run {training['run_id']} (trigger: {training.get('trigger')})",
+        f"DVC stages: ran {ran or 'none'}; skipped {skipped or 'none'}",
+        f"MLflow run: {promotion.get('mlflow_run_id')}  {shown}",
+        f"Gate:       {'promoted' if promotion.get('promoted') else 'not promoted'}: {promotion.get('reason')}",
+    ]
+
+
+def rejection_text(validation: dict[str, Any]) -> str:
+    """What the validation gate rejected and why, for an error message or a task log."""
+    lines = ["validation rejected a batch; it will not reach training:"]
+    for part in validation["partitions"]:
+        if part["verdict"] == "fail":
+            lines.append(f"  {part['partition']} ({part['rows']} rows), report {part.get('docs_index')}")
+            lines += [f"    - {failure}" for failure in part["failed_expectations"]]
+    return "\n".join(lines)

@@ -1,0 +1,74 @@
+"""Task bodies of Flywheel's DAGs: a few lines each, calling into ``pipelines``.
+
+Imported inside the task callables, so parsing a DAG file never loads torch,
+MLflow or Great Expectations.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from flywheel_provider.hooks.flywheel import FlywheelHook
+
+log = logging.getLogger(__name__)
+
+
+def validate_and_publish(landed: dict, run_id: str, outlet: Any) -> dict:
+    """Run the gate; publish ``validated_events`` with the counts, or fail naming what was rejected."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from pipelines import report, validate
+
+    hook = FlywheelHook()
+    settings = hook.settings()
+    summary = validate.run(hook.params(), settings)
+    report.write(settings, "flywheel_ingest", run_id, {"ingest": landed, "validate": summary})
+    outlet.extra = {"landed": landed.get("landed", 0), "quarantined": landed.get("quarantined", 0),
+                    "validated_rows": summary["validated_rows"], "verdict": summary["verdict"]}
+    if summary["verdict"] == "fail":
+        raise AirflowFailException(report.rejection_text(summary))
+    return summary
+
+
+def prepare_training(form: dict, logical_date: datetime | None, run_type: Any) -> dict:
+    """Check the trigger form, then sync the workspace with this run's parameters."""
+    from pipelines import runs, workspace
+
+    settings = FlywheelHook().settings()
+    overrides = runs.training_overrides(form, logical_date)
+    workspace.init(settings)
+    workspace.sync(settings, overrides)
+    trigger = getattr(run_type, "value", run_type)
+    log.info("training run: trigger %s, overrides %s", trigger, overrides)
+    return {"trigger": str(trigger), "overrides": overrides, "force_promote": bool(form.get("force_promote")),
+            "force_reason": form.get("force_reason") or None}
+
+
+def promote_model(run: dict) -> dict:
+    """Register the trained model and let the gate decide on the ``champion`` alias."""
+    from pipelines import promote
+    from pipelines.config import load_params
+
+    settings = FlywheelHook().settings()
+    params = load_params(settings.workspace / "params.yaml")
+    return promote.run(params, settings, settings.workspace, force=run["force_promote"],
+                       force_reason=run["force_reason"], trigger=run["trigger"])
+
+
+def record_training(run: dict, outcomes: dict, promotion: dict, run_id: str) -> dict:
+    """Commit the workspace (dvc.lock), push to the DVC remote and write the run report."""
+    import json
+
+    from pipelines import report, workspace
+
+    settings = FlywheelHook().settings()
+    commit = workspace.commit(settings, f"flywheel_training {run_id}: model v{promotion.get('version')}")
+    metrics_path = settings.workspace / "metrics" / "evaluate.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    data = {"trigger": run["trigger"], "overrides": run["overrides"],
+            "stages": {name: out["outcome"] for name, out in outcomes.items()},
+            "promotion": promotion, "metrics": metrics, "workspace_commit": commit}
+    report.write(settings, "flywheel_training", run_id, data)
+    return data

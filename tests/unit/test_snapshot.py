@@ -1,0 +1,53 @@
+"""The snapshot window: the right days, each key once, a stable order, identical bytes for identical data."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+
+from pipelines.config import parse_params
+from pipelines.snapshot import Window, select_window, to_parquet_bytes
+
+SCHEMA = parse_params({"schema": {
+    "name": "sensors", "key": "reading_id", "event_time": "taken_at", "target": "faulty",
+    "columns": [{"name": "temperature", "type": "float"}, {"name": "site", "type": "category",
+                                                             "categories": ["a", "b"]}]}}).schema
+
+
+def frame(rows):
+    out = pd.DataFrame(rows, columns=["reading_id", "taken_at", "temperature", "site", "faulty", "_origin"])
+    out["taken_at"] = pd.to_datetime(out["taken_at"], utc=True)
+    return out
+
+
+def test_window_covers_whole_days_ending_on_as_of():
+    window = Window.ending_on(datetime(2026, 11, 21, 15, 30, tzinfo=UTC), days=2)
+    assert window.start == datetime(2026, 11, 20, tzinfo=UTC)
+    assert window.end == datetime(2026, 11, 22, tzinfo=UTC)
+
+
+def test_select_window_filters_dedups_and_sorts():
+    first = frame([["r2", "2026-11-20T10:00:00Z", 1.0, "a", 0, "f:1"],
+                   ["r1", "2026-11-20T10:00:00Z", 2.0, "b", 1, "f:2"],
+                   ["old", "2026-11-01T00:00:00Z", 3.0, "a", 0, "f:3"]])
+    second = frame([["r1", "2026-11-20T10:00:00Z", 9.0, "b", 1, "g:1"],
+                    ["r3", "2026-11-21T23:59:59Z", 4.0, "a", 0, "g:2"],
+                    ["late", "2026-11-22T00:00:00Z", 5.0, "a", 0, "g:3"]])
+    window = Window.ending_on(datetime(2026, 11, 21, tzinfo=UTC), days=2)
+    events = select_window([first, second], SCHEMA, window)
+    assert list(events["reading_id"]) == ["r1", "r2", "r3"]
+    assert events.loc[events["reading_id"] == "r1", "temperature"].item() == 2.0  # the first copy wins
+    assert "_origin" not in events.columns
+
+
+@pytest.mark.parametrize("days", [1, 30])
+def test_snapshot_bytes_are_deterministic(days):
+    events = frame([["r1", "2026-11-20T10:00:00Z", 2.0, "b", 1, "x"]])
+    selected = select_window([events], SCHEMA, Window.ending_on(datetime(2026, 11, 21, tzinfo=UTC), days))
+    assert to_parquet_bytes(selected) == to_parquet_bytes(selected.copy())
+
+
+def test_no_frames_gives_empty_window():
+    assert select_window([], SCHEMA, Window.ending_on(datetime(2026, 11, 21, tzinfo=UTC), 3)).empty
