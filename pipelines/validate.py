@@ -264,7 +264,13 @@ def _docs_index(docs_dir: str | None) -> str | None:
     return str(index) if index.exists() else None
 
 
+def _plain(obj: Any) -> Any:
+    """Plain JSON types: GX leaves numpy scalars (``np.float64(0.1)``) in its "JSON" dicts."""
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
 def _outcome(result: dict, docs_index: str | None) -> ValidationOutcome:
+    result = _plain(result)
     failures = [_failure(r) for r in result["results"] if not r["success"]]
     failures.sort(key=lambda f: f["exception"] is not None)  # what was observed first, errors after
     return ValidationOutcome(success=bool(result["success"]), statistics=result["statistics"],

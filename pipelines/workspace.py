@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +40,7 @@ class StageResult:
 
     stage: str
     outcome: Outcome
+    seconds: float = 0.0
 
     @property
     def ran(self) -> bool:
@@ -123,11 +125,12 @@ def classify(stage: str, output: str) -> Outcome:
 
 def repro(settings: Settings, stage: str) -> StageResult:
     """Run ``dvc repro --single-item <stage>`` in the workspace and say what it did."""
+    start = time.perf_counter()
     output = _run([_dvc(settings), "repro", "--single-item", stage], settings.workspace, settings,
                   f"dvc repro of stage '{stage}'")
     for line in output.splitlines():
         log.info("dvc: %s", line)
-    return StageResult(stage=stage, outcome=classify(stage, output))
+    return StageResult(stage=stage, outcome=classify(stage, output), seconds=time.perf_counter() - start)
 
 
 def commit(settings: Settings, message: str) -> str:

@@ -69,6 +69,7 @@ def record_training(run: dict, outcomes: dict, promotion: dict, run_id: str) -> 
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     data = {"trigger": run["trigger"], "overrides": run["overrides"],
             "stages": {name: out["outcome"] for name, out in outcomes.items()},
+            "stage_seconds": {name: out["seconds"] for name, out in outcomes.items()},
             "promotion": promotion, "metrics": metrics, "workspace_commit": commit}
     report.write(settings, "flywheel_training", run_id, data)
     return data

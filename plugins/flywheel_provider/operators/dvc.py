@@ -13,7 +13,7 @@ from flywheel_provider.hooks.flywheel import FlywheelHook
 class DvcReproOperator(BaseOperator):
     """``dvc repro --single-item <stage>`` in Flywheel's DVC workspace.
 
-    Returns ``{"stage": ..., "outcome": "ran" | "skipped" | "restored"}``: DVC
+    Returns ``{"stage", "outcome": "ran" | "skipped" | "restored", "seconds"}``: DVC
     skips a stage whose deps, params and command did not change. Run it in a
     one-slot pool (``dvc``) or under ``max_active_runs=1``: two ``dvc repro``
     in one workspace fail on DVC's lock.
@@ -27,9 +27,9 @@ class DvcReproOperator(BaseOperator):
         self.stage = stage
         self.mlflow_conn_id = mlflow_conn_id
 
-    def execute(self, context: Any) -> dict[str, str]:
+    def execute(self, context: Any) -> dict[str, Any]:
         from pipelines import workspace
 
         result = workspace.repro(FlywheelHook(self.mlflow_conn_id).settings(), self.stage)
-        self.log.info("DVC stage %s: %s", result.stage, result.outcome)
-        return {"stage": result.stage, "outcome": result.outcome}
+        self.log.info("DVC stage %s: %s in %.1f s", result.stage, result.outcome, result.seconds)
+        return {"stage": result.stage, "outcome": result.outcome, "seconds": round(result.seconds, 3)}

@@ -1,0 +1,99 @@
+"""The training DAG's wall time on N events, per stage, against the same stage commands run bare.
+
+Flywheel: ``airflow dags test flywheel_training`` (Airflow + DVC + MLflow + the gate).
+Baseline: the same ``flywheel snapshot/featurize/train/evaluate/promote`` commands run one after the
+other in a fresh workspace without Airflow or DVC. The ratio is the orchestration overhead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+STAGES = ("snapshot", "featurize", "train", "evaluate")
+
+
+def _env(home: Path, params: Path) -> dict[str, str]:
+    return {**os.environ, "FLYWHEEL_HOME": str(home), "FLYWHEEL_PARAMS": str(params),
+            "FLYWHEEL_PROJECT": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+            "AIRFLOW_HOME": str(home / "airflow"), "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "GX_ANALYTICS_ENABLED": "false", "PYTHONPATH": f"{ROOT / 'plugins'}:{ROOT}",
+            "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+
+
+def _run(args: list[str], env: dict[str, str]) -> tuple[float, str]:
+    start = time.perf_counter()
+    proc = subprocess.run(args, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - start, proc.stdout
+
+
+def _installation(work: Path, name: str, events: Path) -> tuple[Path, Path]:
+    home = work / name
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["ingest"]["files"]["path"] = str(events)
+    params_path = home / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return home, params_path
+
+
+def _land(env: dict[str, str]) -> float:
+    seconds = _run([str(BIN / "flywheel"), "ingest", "--json"], env)[0]
+    return seconds + _run([str(BIN / "flywheel"), "validate", "--json"], env)[0]
+
+
+def bare(work: Path, events: Path) -> dict[str, float]:
+    home, params = _installation(work, "bare", events)
+    env = _env(home, params)
+    _land(env)
+    _run([str(BIN / "flywheel"), "init", "--json"], env)
+    shutil.copyfile(params, home / "workspace" / "params.yaml")
+    times = {s: _run([str(BIN / "flywheel"), s, "--json"], env)[0] for s in STAGES}
+    times["promote"] = _run([str(BIN / "flywheel"), "promote", "--json"], env)[0]
+    return times
+
+
+def orchestrated(work: Path, events: Path) -> tuple[float, dict[str, float]]:
+    home, params = _installation(work, "dag", events)
+    env = _env(home, params)
+    _land(env)
+    _run([str(BIN / "airflow"), "db", "migrate"], env)
+    for pool in ("gpu", "dvc"):
+        _run([str(BIN / "airflow"), "pools", "set", pool, "1", pool], env)
+    wall = _run([str(BIN / "airflow"), "dags", "test", "flywheel_training"], env)[0]
+    report = json.loads((home / "runs" / "flywheel_training" / "latest.json").read_text())
+    return wall, report["stage_seconds"]
+
+
+def bench(rows: int) -> dict:
+    """Time both paths on ``rows`` produced events."""
+    from pipelines import produce
+
+    work = ROOT / "benchmarks" / ".work" / f"training_{rows}"
+    events = work / "events"
+    shutil.rmtree(events, ignore_errors=True)
+    produce.produce(str(events), rows=rows, seed=1, fmt="parquet", files=max(1, rows // 250_000))
+    wall, stages = orchestrated(work, events)
+    baseline = bare(work, events)
+    bare_total = sum(baseline.values())
+    return {
+        "name": f"training_dag_{rows}",
+        "flywheel": {"wall_s": wall, **{f"{k}_s": v for k, v in stages.items()}},
+        "baseline": {"wall_s": bare_total, **{f"{k}_s": v for k, v in baseline.items()}},
+        "ratio": wall / bare_total,
+        "notes": f"{rows:,} events; `airflow dags test flywheel_training` vs the same stage commands run bare "
+                 "(no Airflow, no DVC). Ratio = time overhead of orchestration (lower is better).",
+    }

@@ -1,0 +1,87 @@
+"""``make bench``: every benchmark beside its baseline, in one run; results to results.json and RESULTS.md.
+
+Each benchmark returns ``{"name", "flywheel": {...}, "baseline": {...}, "ratio", "notes"}``. Results
+are merged into ``benchmarks/results.json`` by name, so later benchmarks add to the same files.
+Select some with ``python -m benchmarks.run NAME ...``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS, TABLE = HERE / "results.json", HERE / "RESULTS.md"
+
+
+def machine() -> dict:
+    import torch
+
+    info = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__, "cuda": torch.cuda.is_available()}
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name"))
+        info["cpu"] = model
+    except (OSError, StopIteration):
+        pass
+    if info["cuda"]:
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def benchmarks() -> dict:
+    from benchmarks import bench_train_loop, bench_training_dag
+
+    return {
+        "train_loop_samples_per_s": lambda: bench_train_loop.bench(rows=200_000),
+        "training_dag_100k": lambda: bench_training_dag.bench(rows=100_000),
+        "training_dag_1m": lambda: bench_training_dag.bench(rows=1_000_000),
+    }
+
+
+def write(results: dict) -> None:
+    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    lines = ["# Benchmark results", "", "Written by `make bench`; ratio = Flywheel / baseline "
+             "(higher is better for throughput, lower for time).", "",
+             "| benchmark | Flywheel | baseline | ratio | machine | when |", "|---|---|---|---|---|---|"]
+    for name, entry in sorted(results["benchmarks"].items()):
+        lines.append(f"| {name} | {_fmt(entry['flywheel'])} | {_fmt(entry['baseline'])} | "
+                     f"{entry['ratio']:.3f} | {entry['machine'].get('cpu', '?')} ×{entry['machine']['cpu_count']}"
+                     f"{' + ' + entry['machine']['gpu'] if entry['machine'].get('gpu') else ''} | {entry['when'][:10]} |")
+    for name, entry in sorted(results["benchmarks"].items()):
+        if entry.get("notes"):
+            lines += ["", f"**{name}**: {entry['notes']}"]
+    TABLE.write_text("\n".join(lines) + "\n")
+
+
+def _fmt(figures: dict) -> str:
+    return ", ".join(f"{k} {v:,.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items())
+
+
+def main(argv: list[str]) -> int:
+    available = benchmarks()
+    chosen = argv or list(available)
+    unknown = sorted(set(chosen) - set(available))
+    if unknown:
+        print(f"unknown benchmark(s) {unknown}; expected some of {sorted(available)}", file=sys.stderr)
+        return 2
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"benchmarks": {}}
+    host = machine()
+    for name in chosen:
+        print(f"benchmark {name} ...", flush=True)
+        entry = available[name]()
+        entry.update(machine=host, when=datetime.now(UTC).isoformat())
+        results["benchmarks"][name] = entry
+        print(f"  {name}: ratio {entry['ratio']:.3f}  {_fmt(entry['flywheel'])}  vs  {_fmt(entry['baseline'])}")
+        write(results)
+    print(f"results: {RESULTS} and {TABLE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
