@@ -71,11 +71,11 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> dict:
 
 
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> dict:
-    from pipelines import report, validate
+    from pipelines import validate
 
     summary = validate.run(load_params(settings.params_path), settings)
     if summary["verdict"] == "fail":
-        raise validate.ValidationFailed(report.rejection_text(summary), summary)
+        raise validate.ValidationFailed.from_summary(summary)
     return summary
 
 
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         rejected = type(exc).__name__ == "ValidationFailed"
         print(f"flywheel {args.command}: {'rejected' if rejected else 'error'}: {exc}", file=sys.stderr)
         if args.json:
-            details = exc.args[1] if rejected and len(exc.args) > 1 else {}
+            details = getattr(exc, "summary", None) or {}
             print(json.dumps({"ok": False, "command": args.command, "error": str(exc.args[0]), **details},
                              default=str))
         return EXIT_REJECTED if rejected else EXIT_FAILED

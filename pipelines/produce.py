@@ -114,8 +114,8 @@ def generate(
     times = _event_times(rng, rows, start, end)
     hour = (times // 3_600_000_000) % 24
     features = _features(rng, rows, hour, covariate_drift)
-    logit = _fraud_logit(features, hour, concept_drift) + rng.normal(0.0, 0.6, rows)
-    is_fraud = rng.random(rows) < 1.0 / (1.0 + np.exp(-logit))
+    chance = _fraud_probability(features, hour, concept_drift, rng.normal(0.0, 0.5, rows))
+    is_fraud = rng.random(rows) < chance
     return pd.DataFrame({
         "transaction_id": [f"{batch}-{seed}-{i:08d}" for i in range(rows)],
         "event_time": pd.DatetimeIndex(times.view("datetime64[us]")).tz_localize("UTC"),
@@ -163,31 +163,45 @@ def _features(rng: np.random.Generator, rows: int, hour: np.ndarray, drift: floa
     mu = np.log(_AMOUNT_MEDIAN[category]) + 0.6 * drift
     amount = np.round(np.clip(np.exp(rng.normal(mu, _AMOUNT_SIGMA[category])), 0.5, _MAX_AMOUNT), 2)
     age = np.clip(np.round(rng.normal(44 - 12 * drift, 15, rows)), 18, 95).astype(np.int64)
-    new_account = rng.random(rows) < 0.08 + 0.25 * drift
+    new_account = rng.random(rows) < 0.08 + 0.12 * drift
     tenure = np.where(new_account, rng.integers(0, 30, rows),
                       np.clip(np.exp(rng.normal(np.log(900), 1.0, rows)), 30, 20_000)).astype(np.int64)
     return {"category": category, "country": country, "device": device, "amount": amount, "age": age,
             "age_missing": rng.random(rows) < 0.02, "tenure": tenure}
 
 
-def _fraud_logit(f: dict[str, np.ndarray], hour: np.ndarray, concept_drift: float) -> np.ndarray:
-    """The fraud log-odds: the original rule blended toward the drifted one."""
+def _fraud_probability(f: dict[str, np.ndarray], hour: np.ndarray, concept_drift: float,
+                       noise: np.ndarray) -> np.ndarray:
+    """The chance of fraud: the original rule, blended toward the drifted one by ``concept_drift``."""
+    original = _sigmoid(_original_logit(f, hour) + noise)
+    if concept_drift == 0.0:
+        return original
+    return (1.0 - concept_drift) * original + concept_drift * _sigmoid(_drifted_logit(f, hour) + noise)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _original_logit(f: dict[str, np.ndarray], hour: np.ndarray) -> np.ndarray:
+    """Large amounts in risky categories, nights, new accounts on the web, some countries, young customers."""
     risky = _CATEGORY_RISK[f["category"]]
-    large = 1.0 / (1.0 + np.exp(-2.0 * (np.log(f["amount"]) - np.log(150.0))))
+    large = _sigmoid(2.0 * (np.log(f["amount"]) - np.log(150.0)))
     night = (hour <= 5).astype(float)
     new = (f["tenure"] < 30).astype(float)
     web = (f["device"] == DEVICES.index("web")).astype(float)
-    young = (f["age"] < 25) & ~f["age_missing"]
-    original = (-5.6 + 2.4 * risky * large + 1.3 * night + 0.9 * night * (risky > 0) + 2.0 * new * web
-                + 0.5 * new + _COUNTRY_RISK[f["country"]] + 0.5 * young)
-    if concept_drift == 0.0:
-        return original
-    everyday = np.isin(f["category"], [CATEGORIES.index("grocery"), CATEGORIES.index("utilities")])
+    young = ((f["age"] < 25) & ~f["age_missing"]).astype(float)
+    return (-5.55 + 3.4 * risky * large + 1.8 * night + 1.4 * night * (risky > 0) + 3.0 * new * web
+            + 0.8 * new + 1.6 * _COUNTRY_RISK[f["country"]] + 0.8 * young)
+
+
+def _drifted_logit(f: dict[str, np.ndarray], hour: np.ndarray) -> np.ndarray:
+    """Small grocery and utility payments on mobile during the day."""
+    everyday = np.isin(f["category"], [CATEGORIES.index("grocery"), CATEGORIES.index("utilities")]).astype(float)
     small = (f["amount"] < 40).astype(float)
     mobile = (f["device"] == DEVICES.index("mobile")).astype(float)
     day = ((hour >= 9) & (hour <= 17)).astype(float)
-    drifted = -5.8 + 2.6 * everyday * small + 1.0 * mobile + 0.8 * day + 1.2 * everyday * mobile * day
-    return (1.0 - concept_drift) * original + concept_drift * drifted
+    return -5.9 + 3.2 * everyday * small + 1.2 * mobile + 1.2 * day + 1.6 * everyday * mobile * day
 
 
 # -- writing files ------------------------------------------------------------------------

@@ -104,12 +104,3 @@ def _training_lines(training: dict[str, Any] | None) -> list[str]:
         f"Gate:       {'promoted' if promotion.get('promoted') else 'not promoted'}: {promotion.get('reason')}",
     ]
 
-
-def rejection_text(validation: dict[str, Any]) -> str:
-    """What the validation gate rejected and why, for an error message or a task log."""
-    lines = ["validation rejected a batch; it will not reach training:"]
-    for part in validation["partitions"]:
-        if part["verdict"] == "fail":
-            lines.append(f"  {part['partition']} ({part['rows']} rows), report {part.get('docs_index')}")
-            lines += [f"    - {failure}" for failure in part["failed_expectations"]]
-    return "\n".join(lines)

@@ -105,7 +105,7 @@ def build_suite(schema: Schema, cfg: ValidateConfig, extra: list[dict] | None = 
     expectations = [
         gx.expectations.ExpectTableRowCountToBeBetween(min_value=cfg.min_rows, max_value=None),
         *_existence_expectations(schema),
-        *_key_expectations(schema),
+        *_key_expectations(schema, cfg),
         *_target_expectations(schema, cfg),
     ]
     for column in schema.columns:
@@ -120,10 +120,11 @@ def _existence_expectations(schema: Schema) -> list[Expectation]:
     return [gx.expectations.ExpectColumnToExist(column=name) for name in names]
 
 
-def _key_expectations(schema: Schema) -> list[Expectation]:
+def _key_expectations(schema: Schema, cfg: ValidateConfig) -> list[Expectation]:
+    # A few at-least-once duplicates are expected and dropped on the way to the validated tier.
     return [
         gx.expectations.ExpectColumnValuesToNotBeNull(column=schema.key),
-        gx.expectations.ExpectColumnValuesToBeUnique(column=schema.key),
+        gx.expectations.ExpectColumnValuesToBeUnique(column=schema.key, mostly=cfg.mostly),
         gx.expectations.ExpectColumnValuesToNotBeNull(column=schema.event_time),
     ]
 
@@ -229,7 +230,8 @@ def validate_frame(frame: pd.DataFrame, schema: Schema, cfg: ValidateConfig, ext
     suite = context.suites.add(build_suite(schema, cfg, extra))
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=f"{schema.name} gate", data=batch, suite=suite))
-    actions = [gx.checkpoint.UpdateDataDocsAction(name="data docs", site_names=[DOCS_SITE])] if docs_dir else []
+    docs = gx.checkpoint.UpdateDataDocsAction(name="data docs", site_names=[DOCS_SITE])
+    actions = [docs] if docs_dir else []
     checkpoint = context.checkpoints.add(gx.Checkpoint(
         name=f"{schema.name} checkpoint", validation_definitions=[definition],
         actions=actions, result_format=RESULT_FORMAT))
@@ -241,7 +243,7 @@ def validate_frame(frame: pd.DataFrame, schema: Schema, cfg: ValidateConfig, ext
 
 def _context_config(docs_dir: str | None) -> DataContextConfig:
     """In-memory stores, no analytics, no progress bars, and at most one local docs site."""
-    sites = {}
+    sites: dict[str, dict] = {}
     if docs_dir:
         sites[DOCS_SITE] = {
             "class_name": "SiteBuilder",

@@ -91,7 +91,11 @@ def init(settings: Settings) -> Path:
     _run([_dvc(settings), "remote", "add", "-f", "-d", "store", remote], ws, settings, "dvc remote add")
     link = ws / "pipelines"
     if not link.exists():
+        # Stages list their own source as deps: a code change reruns them.
         link.symlink_to(settings.project / "pipelines", target_is_directory=True)
+    exclude = ws / ".git" / "info" / "exclude"
+    if "/pipelines" not in exclude.read_text():
+        exclude.write_text(exclude.read_text() + "/pipelines\n")
     return ws
 
 

@@ -28,7 +28,7 @@ def validate_and_publish(landed: dict, run_id: str, outlet: Any) -> dict:
     outlet.extra = {"landed": landed.get("landed", 0), "quarantined": landed.get("quarantined", 0),
                     "validated_rows": summary["validated_rows"], "verdict": summary["verdict"]}
     if summary["verdict"] == "fail":
-        raise AirflowFailException(report.rejection_text(summary))
+        raise AirflowFailException(validate.describe_rejections(summary))
     return summary
 
 

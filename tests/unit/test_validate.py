@@ -29,6 +29,7 @@ SENSOR = {
         {"name": "reading_count", "type": "int", "min": 0, "max": 1000, "required": False},
     ],
 }
+EVENT_TIME_DTYPE = "datetime64[us, UTC]"
 VALIDATE = {"min_rows": 50, "mostly": 0.99, "max_null_fraction": 0.05,
             "min_target_rate": 0.0, "max_target_rate": 0.5}
 
@@ -43,7 +44,7 @@ def sensor_frame(rows: int = 200, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     return pd.DataFrame({
         "reading_id": [f"r{seed}-{i}" for i in range(rows)],
-        "read_at": pd.date_range("2024-05-01", periods=rows, freq="min", tz="UTC").astype("datetime64[us, UTC]"),
+        "read_at": pd.date_range("2024-05-01", periods=rows, freq="min", tz="UTC").astype(EVENT_TIME_DTYPE),
         "alarm": (np.arange(rows) % 10 == 0).astype("int8"),
         "temperature": rng.uniform(0, 100, rows),
         "site": rng.choice(["a", "b", "c"], rows).astype(object),
@@ -63,8 +64,10 @@ def schema_frame(schema: Schema, rows: int = 200) -> pd.DataFrame:
         if column.categories:
             data[column.name] = [column.categories[i % len(column.categories)] for i in range(rows)]
         else:
-            low, high = column.min if column.min is not None else 0, column.max if column.max is not None else 1
-            data[column.name] = np.full(rows, (low + high) / 2, dtype="float64" if column.type == "float" else "int64")
+            low = column.min if column.min is not None else 0
+            high = column.max if column.max is not None else 1
+            dtype = "float64" if column.type == "float" else "int64"
+            data[column.name] = np.full(rows, (low + high) / 2, dtype=dtype)
     return pd.DataFrame(data)
 
 
@@ -110,8 +113,9 @@ def test_suite_is_generated_from_the_schema():
     assert by_type["expect_column_values_to_be_in_set"] == {"site", "alarm"}
     assert by_type["expect_column_mean_to_be_between"] == {"alarm"}
     assert by_type["expect_table_row_count_to_be_between"] == {None}
+    not_null = "expect_column_values_to_not_be_null"
     optional = [e for e in suite.expectations
-                if e.expectation_type == "expect_column_values_to_not_be_null" and e.column == "reading_count"]
+                if e.expectation_type == not_null and e.column == "reading_count"]
     assert [e.mostly for e in optional] == [pytest.approx(0.95)]
 
 
@@ -132,8 +136,10 @@ FAILING = [
      ("expect_column_values_to_not_be_null", "reading_count"), None),
     ("required column null", _set("temperature", np.nan, 0.005),
      ("expect_column_values_to_not_be_null", "temperature"), None),
-    ("key null", _set("reading_id", None, 0.005), ("expect_column_values_to_not_be_null", "reading_id"), None),
-    ("duplicate keys", _set("reading_id", "dup", 0.02), ("expect_column_values_to_be_unique", "reading_id"), "dup"),
+    ("key null", _set("reading_id", None, 0.005),
+     ("expect_column_values_to_not_be_null", "reading_id"), None),
+    ("duplicate keys", _set("reading_id", "dup", 0.02),
+     ("expect_column_values_to_be_unique", "reading_id"), "dup"),
     ("too few rows", lambda f: f.head(10), ("expect_table_row_count_to_be_between", None), None),
     ("target rate above max", _set("alarm", 1, 0.8), ("expect_column_mean_to_be_between", "alarm"), None),
     ("target not binary", _set("alarm", 2, 0.005), ("expect_column_values_to_be_in_set", "alarm"), 2),
@@ -141,7 +147,8 @@ FAILING = [
 ]
 
 
-@pytest.mark.parametrize(("spoil", "expected", "example"), [c[1:] for c in FAILING], ids=[c[0] for c in FAILING])
+@pytest.mark.parametrize(("spoil", "expected", "example"), [c[1:] for c in FAILING],
+                         ids=[c[0] for c in FAILING])
 def test_a_spoiled_batch_fails_naming_the_expectation(spoil, expected, example):
     outcome = run_suite(spoil(sensor_frame()))
 
@@ -172,7 +179,8 @@ def test_out_of_range_failure_says_share_and_examples():
     failure = failed(outcome)[("expect_column_values_to_be_between", "temperature")]
 
     assert failure["unexpected_count"] == 70
-    assert failure["kwargs"] == {"column": "temperature", "min_value": 0.0, "max_value": 100.0, "mostly": 0.99}
+    assert failure["kwargs"] == {"column": "temperature", "min_value": 0.0, "max_value": 100.0,
+                                 "mostly": 0.99}
     assert validate.describe_failure(failure).startswith(
         "expect_column_values_to_be_between(temperature) unexpected 35.0% (70 rows): examples [-5.0,")
 
@@ -216,13 +224,15 @@ def test_extra_expectations_from_a_file_are_applied(tmp_path):
 BAD_EXTRAS = [
     ("unknown type", [{"type": "expect_column_to_be_sparkly", "kwargs": {"column": "site"}}],
      ["[0]", "expect_column_to_be_sparkly", "expect_column_values_to_be_between"]),
-    ("bad kwargs", [{"type": "expect_column_values_to_be_between", "kwargs": {"column": "site"}},
-                    {"type": "expect_column_values_to_be_between", "kwargs": {"colum": "site", "max_value": 1}}],
+    ("bad kwargs", [{"type": "expect_column_values_to_be_between", "kwargs": {"column": "site"}}],
      ["[0]", "min_value and max_value cannot both be None", "expected kwargs among"]),
-    ("misspelt kwarg", [{"type": "expect_column_values_to_be_between", "kwargs": {"colum": "site", "max_value": 1}}],
-     ["[0]", "colum", "extra fields not permitted", "'column'"]),
+    ("misspelt kwarg in a later entry",
+     [{"type": "expect_column_to_exist", "kwargs": {"column": "site"}},
+      {"type": "expect_column_values_to_be_between", "kwargs": {"colum": "site", "max_value": 1}}],
+     ["[1]", "colum", "extra fields not permitted", "'column'"]),
     ("not an object", ["expect_column_values_to_be_between"], ["[0]", '"type"', '"kwargs"']),
-    ("kwargs not an object", [{"type": "expect_column_to_exist", "kwargs": ["site"]}], ["[0]", "'kwargs' (an object)"]),
+    ("kwargs not an object", [{"type": "expect_column_to_exist", "kwargs": ["site"]}],
+     ["[0]", "'kwargs' (an object)"]),
 ]
 
 
@@ -256,7 +266,8 @@ def test_a_bad_extra_expectations_file_is_a_clear_error(tmp_path, content, words
 
 def test_data_docs_are_written_for_the_validation(tmp_path):
     docs = tmp_path / "docs"
-    outcome = run_suite(_set("site", "z", 0.05)(sensor_frame()), docs_dir=str(docs), run_name="source=s/run=1")
+    spoiled = _set("site", "z", 0.05)(sensor_frame())
+    outcome = run_suite(spoiled, docs_dir=str(docs), run_name="source=s/run=1")
 
     assert outcome.docs_index == str(docs / "index.html")
     assert "sensor" in (docs / "index.html").read_text()
@@ -286,7 +297,8 @@ def landing_bytes(lake: Lake) -> dict[str, bytes]:
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    return Settings.from_env({"FLYWHEEL_HOME": str(tmp_path), "FLYWHEEL_PARAMS": str(tmp_path / "params.yaml")})
+    env = {"FLYWHEEL_HOME": str(tmp_path), "FLYWHEEL_PARAMS": str(tmp_path / "params.yaml")}
+    return Settings.from_env(env)
 
 
 def test_run_passes_a_clean_batch_into_validated(settings):
@@ -348,7 +360,8 @@ def test_a_second_run_finds_nothing_to_validate(settings):
 
     again = validate.run(params, settings)
 
-    assert again == {"verdict": "nothing_to_validate", "partitions": [], "validated_rows": 0, "rejected_rows": 0}
+    assert again == {"verdict": "nothing_to_validate", "partitions": [],
+                     "validated_rows": 0, "rejected_rows": 0}
 
 
 def test_run_only_validates_the_given_source(settings):
@@ -362,7 +375,9 @@ def test_run_only_validates_the_given_source(settings):
 
 def test_run_resolves_extra_expectations_next_to_the_params_file(settings, tmp_path):
     (tmp_path / "extra.json").write_text(json.dumps([
-        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "temperature", "max_value": 50}}]))
+        {"type": "expect_column_values_to_be_between",
+         "kwargs": {"column": "temperature", "max_value": 50}},
+    ]))
     params = sensor_params(extra_expectations="extra.json")
     land(Lake(settings.lake_root(params)), sensor_frame(), "run-1")
 
