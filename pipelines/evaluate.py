@@ -57,7 +57,10 @@ def roc_points(y: np.ndarray, proba: np.ndarray, max_points: int = MAX_POINTS) -
     if not _two_classes(y):
         return []
     fpr, tpr, thresholds = roc_curve(y, proba)
-    points = [{"fpr": float(f), "tpr": float(t), "threshold": float(min(th, 1.0))} for f, t, th in zip(fpr, tpr, thresholds, strict=True)]
+    points = [
+        {"fpr": float(f), "tpr": float(t), "threshold": float(min(th, 1.0))}
+        for f, t, th in zip(fpr, tpr, thresholds, strict=True)
+    ]
     return thin(points, max_points)
 
 
@@ -67,8 +70,10 @@ def pr_points(y: np.ndarray, proba: np.ndarray, max_points: int = MAX_POINTS) ->
         return []
     precision, recall, thresholds = precision_recall_curve(y, proba)
     thresholds = np.append(thresholds, 1.0)
-    points = [{"recall": float(r), "precision": float(p), "threshold": float(t)}
-              for r, p, t in zip(recall, precision, thresholds, strict=True)]
+    points = [
+        {"recall": float(r), "precision": float(p), "threshold": float(t)}
+        for r, p, t in zip(recall, precision, thresholds, strict=True)
+    ]
     return thin(points[::-1], max_points)
 
 
@@ -79,8 +84,14 @@ def calibration_table(y: np.ndarray, proba: np.ndarray, bins: int) -> list[dict[
     for b in range(bins):
         mask = index == b
         if mask.any():
-            rows.append({"bin": b, "mean_predicted": float(proba[mask].mean()),
-                         "observed_rate": float(y[mask].mean()), "count": int(mask.sum())})
+            rows.append(
+                {
+                    "bin": b,
+                    "mean_predicted": float(proba[mask].mean()),
+                    "observed_rate": float(y[mask].mean()),
+                    "count": int(mask.sum()),
+                }
+            )
     return rows
 
 
@@ -88,14 +99,22 @@ def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int) -> f
     """Count-weighted mean gap between predicted and observed rate over equal-width bins."""
     table = calibration_table(y, proba, bins)
     n = sum(row["count"] for row in table)
-    return float(sum(row["count"] * abs(row["mean_predicted"] - row["observed_rate"]) for row in table) / n) if n else float("nan")
+    return (
+        float(sum(row["count"] * abs(row["mean_predicted"] - row["observed_rate"]) for row in table) / n)
+        if n
+        else float("nan")
+    )
 
 
 def confusion_counts(y: np.ndarray, label: np.ndarray) -> dict[str, int]:
     """True/false positives and negatives."""
     y, label = y.astype(bool), label.astype(bool)
-    return {"tn": int((~y & ~label).sum()), "fp": int((~y & label).sum()),
-            "fn": int((y & ~label).sum()), "tp": int((y & label).sum())}
+    return {
+        "tn": int((~y & ~label).sum()),
+        "fp": int((~y & label).sum()),
+        "fn": int((y & ~label).sum()),
+        "tp": int((y & label).sum()),
+    }
 
 
 def _ratio(num: int, den: int) -> float:
@@ -138,9 +157,16 @@ def evaluate_scores(y: np.ndarray, proba: np.ndarray, threshold: float, bins: in
     """Everything evaluate reports, from labels and probabilities."""
     y = y.astype(np.int64)
     label = (proba >= threshold).astype(np.int64)
-    confusion = [{"actual": int(a), "predicted": int(p)} for a, p in zip(y.tolist(), label.tolist(), strict=True)]
-    return Evaluation(classification_metrics(y, proba, threshold, bins), roc_points(y, proba),
-                      pr_points(y, proba), calibration_table(y, proba, bins), confusion)
+    confusion = [
+        {"actual": int(a), "predicted": int(p)} for a, p in zip(y.tolist(), label.tolist(), strict=True)
+    ]
+    return Evaluation(
+        classification_metrics(y, proba, threshold, bins),
+        roc_points(y, proba),
+        pr_points(y, proba),
+        calibration_table(y, proba, bins),
+        confusion,
+    )
 
 
 # -- figures -----------------------------------------------------------------------------------
@@ -155,7 +181,9 @@ def _figure(title: str, xlabel: str, ylabel: str) -> tuple[Figure, Any]:
     return fig, ax
 
 
-def curve_figure(points: list[dict[str, float]], x: str, y: str, title: str, diagonal: bool = False) -> Figure:
+def curve_figure(
+    points: list[dict[str, float]], x: str, y: str, title: str, diagonal: bool = False
+) -> Figure:
     """A line plot of ``points[x]`` against ``points[y]``."""
     fig, ax = _figure(title, x, y)
     ax.plot([p[x] for p in points], [p[y] for p in points], marker="." if len(points) < 30 else None)
@@ -179,10 +207,17 @@ def confusion_figure(metrics: dict[str, float]) -> Figure:
 def figures(result: Evaluation) -> dict[str, Figure]:
     """ROC, PR, calibration and confusion-matrix figures by artifact file name."""
     return {
-        "roc.png": curve_figure(result.roc, "fpr", "tpr", f"ROC (AUC {result.metrics['roc_auc']:.3f})", diagonal=True),
+        "roc.png": curve_figure(
+            result.roc, "fpr", "tpr", f"ROC (AUC {result.metrics['roc_auc']:.3f})", diagonal=True
+        ),
         "pr.png": curve_figure(result.pr, "recall", "precision", f"PR (AP {result.metrics['pr_auc']:.3f})"),
-        "calibration.png": curve_figure(result.calibration, "mean_predicted", "observed_rate",
-                                        f"calibration (ECE {result.metrics['ece']:.3f})", diagonal=True),
+        "calibration.png": curve_figure(
+            result.calibration,
+            "mean_predicted",
+            "observed_rate",
+            f"calibration (ECE {result.metrics['ece']:.3f})",
+            diagonal=True,
+        ),
         "confusion.png": confusion_figure(result.metrics),
     }
 
@@ -214,7 +249,9 @@ def log_to_training_run(settings: Settings, meta: dict[str, Any], result: Evalua
 
     mlflow.set_tracking_uri(settings.tracking_uri)
     with mlflow.start_run(run_id=meta["mlflow_run_id"]):
-        mlflow.log_metrics({f"test_{k}": float(v) for k, v in result.metrics.items()}, model_id=meta.get("model_id"))
+        mlflow.log_metrics(
+            {f"test_{k}": float(v) for k, v in result.metrics.items()}, model_id=meta.get("model_id")
+        )
         for name, fig in figures(result).items():
             mlflow.log_figure(fig, f"evaluate/{name}")
 

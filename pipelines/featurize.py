@@ -140,7 +140,9 @@ def _clip(values: np.ndarray, low: float | None, high: float | None) -> np.ndarr
     return np.clip(values, -np.inf if low is None else low, np.inf if high is None else high)
 
 
-def fit_numeric(values: pd.Series, name: str, required: bool, low: float | None, high: float | None) -> NumericSpec:
+def fit_numeric(
+    values: pd.Series, name: str, required: bool, low: float | None, high: float | None
+) -> NumericSpec:
     """Median, mean and std of the clipped, imputed train values (std 0 → 1)."""
     x = _clip(_as_float(values), low, high)
     present = x[~np.isnan(x)]
@@ -148,8 +150,13 @@ def fit_numeric(values: pd.Series, name: str, required: bool, low: float | None,
     filled = np.where(np.isnan(x), median, x)
     std = float(filled.std())
     return NumericSpec(
-        name=name, required=required, median=median, mean=float(filled.mean()),
-        std=std if std > 0 and np.isfinite(std) else 1.0, min=low, max=high,
+        name=name,
+        required=required,
+        median=median,
+        mean=float(filled.mean()),
+        std=std if std > 0 and np.isfinite(std) else 1.0,
+        min=low,
+        max=high,
     )
 
 
@@ -172,9 +179,7 @@ class Preprocessor:
     @classmethod
     def fit(cls, train: pd.DataFrame, schema: Schema, min_category_count: int) -> Preprocessor:
         """Fit every column's spec on the train split only."""
-        numeric = tuple(
-            fit_numeric(train[c.name], c.name, c.required, c.min, c.max) for c in schema.numeric
-        )
+        numeric = tuple(fit_numeric(train[c.name], c.name, c.required, c.min, c.max) for c in schema.numeric)
         categorical = tuple(
             CategoricalSpec(c.name, c.required, fit_vocabulary(train[c.name], min_category_count))
             for c in schema.categorical
@@ -213,7 +218,9 @@ class Preprocessor:
             )
             return cls(numeric, categorical, spec["key"], spec["event_time"], spec["target"])
         except (KeyError, TypeError) as exc:
-            raise FeaturizeError(f"invalid preprocessing spec: {exc!r}; expected the output of to_dict()") from None
+            raise FeaturizeError(
+                f"invalid preprocessing spec: {exc!r}; expected the output of to_dict()"
+            ) from None
 
     @classmethod
     def load(cls, path: str | Path) -> Preprocessor:
@@ -264,8 +271,11 @@ class Preprocessor:
         """A features table → ``(numeric, categorical, target)`` arrays in model order."""
         numeric = features[[s.name for s in self.numeric]].to_numpy(dtype=np.float32)
         categorical = features[[s.name for s in self.categorical]].to_numpy(dtype=np.int64)
-        return numeric.reshape(len(features), -1), categorical.reshape(len(features), -1), \
-            features[self.target].to_numpy(dtype=np.float32)
+        return (
+            numeric.reshape(len(features), -1),
+            categorical.reshape(len(features), -1),
+            features[self.target].to_numpy(dtype=np.float32),
+        )
 
 
 # -- the stage --------------------------------------------------------------------------------
@@ -338,7 +348,8 @@ def summarize(result: Featurized) -> dict[str, Any]:
     """Row counts, positive rates and vocabulary sizes of the featurized splits."""
     target = result.preprocessor.target
     splits = {
-        name: {"rows": len(frame), "positives": int(frame[target].sum())} for name, frame in result.splits.items()
+        name: {"rows": len(frame), "positives": int(frame[target].sum())}
+        for name, frame in result.splits.items()
     }
     vocab = {s.name: len(s.vocabulary) for s in result.preprocessor.categorical}
     return {"splits": splits, "features": list(result.preprocessor.feature_order), "vocabulary_sizes": vocab}

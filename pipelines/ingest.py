@@ -209,8 +209,8 @@ def decode_file(data: bytes, name: str, schema: Schema, max_record_bytes: int) -
         return decode_csv(data, name, names, max_record_bytes)
     if lowered.endswith(".json") and data.lstrip()[:1] == b"[":
         return _decode_json_document(data, name, names, max_record_bytes)
-    objects, bad = records.decode_json_lines(data, name, max_record_bytes)
-    return records.frame_from_objects(objects, [*names, records.ORIGIN, records.RAW]), bad
+    decoded = records.read_json_lines(data, name, max_record_bytes)
+    return decoded.frame(names), decoded.quarantined
 
 
 def _gunzip(data: bytes) -> bytes:
@@ -240,8 +240,8 @@ def _decode_json_document(
     except ValueError:
         items = None
     if not isinstance(items, list):
-        objects, bad = records.decode_json_lines(data, name, max_record_bytes)
-        return records.frame_from_objects(objects, [*names, records.ORIGIN, records.RAW]), bad
+        decoded = records.read_json_lines(data, name, max_record_bytes)
+        return decoded.frame(names), decoded.quarantined
     objects, bad = [], []
     for number, item in enumerate(items, start=1):
         text = json.dumps(item)
@@ -332,8 +332,8 @@ def _csv_frame(header: list[str], rows: list[list[str]], origins: list[str], raw
 
 def _raw_text(raw: pd.DataFrame, index: Any) -> str:
     """The raw text of one row: its line when the source kept it, else its fields as JSON."""
-    if records.RAW in raw.columns and isinstance(raw.at[index, records.RAW], str):
-        return raw.at[index, records.RAW]
+    if records.RAW in raw.columns and isinstance(raw.at[index, records.RAW], str | bytes):
+        return records.raw_text(raw.at[index, records.RAW])
     row = {k: v for k, v in raw.loc[index].items() if not str(k).startswith("_")}
     return json.dumps(row, default=str)
 

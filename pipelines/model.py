@@ -59,7 +59,9 @@ class TabularNet(nn.Module):
             "dropout": float(dropout),
             "max_embedding_dim": int(max_embedding_dim),
         }
-        self.embeddings = nn.ModuleList(nn.Embedding(c, embedding_dim(c, max_embedding_dim)) for c in cardinalities)
+        self.embeddings = nn.ModuleList(
+            nn.Embedding(c, embedding_dim(c, max_embedding_dim)) for c in cardinalities
+        )
         self.mlp = _mlp(n_numeric + sum(e.embedding_dim for e in self.embeddings), hidden, dropout)
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
@@ -79,20 +81,28 @@ def _mlp(width: int, hidden: Sequence[int], dropout: float) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def build_net(preprocessor: Preprocessor, hidden: Sequence[int], dropout: float, max_embedding_dim: int) -> TabularNet:
+def build_net(
+    preprocessor: Preprocessor, hidden: Sequence[int], dropout: float, max_embedding_dim: int
+) -> TabularNet:
     """A :class:`TabularNet` shaped for the columns of a fitted preprocessor."""
-    return TabularNet(len(preprocessor.numeric), preprocessor.cardinalities, hidden, dropout, max_embedding_dim)
+    return TabularNet(
+        len(preprocessor.numeric), preprocessor.cardinalities, hidden, dropout, max_embedding_dim
+    )
 
 
 # -- files on disk -------------------------------------------------------------------------------
 
 
-def save_model_files(model_dir: Path, net: TabularNet, preprocessor: Preprocessor, meta: dict[str, Any]) -> dict[str, str]:
+def save_model_files(
+    model_dir: Path, net: TabularNet, preprocessor: Preprocessor, meta: dict[str, Any]
+) -> dict[str, str]:
     """Write ``state_dict.pt``, ``preprocess.json`` and ``model.json``; return ``{artifact: path}``."""
     model_dir.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, model_dir / STATE_DICT)
     (model_dir / PREPROCESS).write_text(json.dumps(preprocessor.to_dict(), indent=2) + "\n")
-    write_model_json(model_dir, {"architecture": net.config, "feature_order": list(preprocessor.feature_order), **meta})
+    write_model_json(
+        model_dir, {"architecture": net.config, "feature_order": list(preprocessor.feature_order), **meta}
+    )
     return {name: str(model_dir / file) for name, file in ARTIFACT_FILES.items()}
 
 
@@ -136,7 +146,9 @@ class Predictor:
         with torch.inference_mode():
             for start in range(0, len(numeric), SCORE_BATCH):
                 stop = start + SCORE_BATCH
-                logits = self.net(torch.from_numpy(numeric[start:stop]), torch.from_numpy(categorical[start:stop]))
+                logits = self.net(
+                    torch.from_numpy(numeric[start:stop]), torch.from_numpy(categorical[start:stop])
+                )
                 out[start:stop] = torch.sigmoid(logits).double().numpy()
         return out
 
@@ -165,7 +177,9 @@ def _make_pyfunc_class() -> type[mlflow.pyfunc.PythonModel]:
             a = context.artifacts
             self.predictor = Predictor.from_files(a["state_dict"], a["preprocess"], a["model_json"])
 
-        def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        def predict(
+            self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+        ) -> pd.DataFrame:
             """Raw rows → ``probability`` (float) and ``label`` (int) columns."""
             return self.predictor.predict(pd.DataFrame(model_input))
 

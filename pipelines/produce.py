@@ -41,15 +41,15 @@ DEVICES = ("mobile", "web", "pos")
 FORMATS = ("jsonl", "csv", "parquet")
 
 _CATEGORY_P = np.array([.22, .16, .10, .06, .08, .10, .05, .02, .12, .09])
-_CATEGORY_P_DRIFTED = np.array([.08, .08, .05, .15, .22, .08, .14, .10, .05, .05])
+_CATEGORY_P_DRIFTED = np.array([.12, .10, .07, .12, .16, .09, .10, .06, .10, .08])
 _CATEGORY_RISK = np.array([0, 0, 0, .5, .9, .1, .8, 1.2, 0, 0])
 _AMOUNT_MEDIAN = np.array([40, 35, 50, 380, 240, 80, 30, 300, 90, 25], dtype=float)
 _AMOUNT_SIGMA = np.array([.6, .5, .4, .8, .9, .7, .9, 1.1, .4, .6])
 _COUNTRY_P = np.array([.35, .12, .10, .09, .05, .07, .07, .03, .08, .04])
-_COUNTRY_P_DRIFTED = np.array([.20, .08, .06, .06, .04, .06, .16, .14, .14, .06])
+_COUNTRY_P_DRIFTED = np.array([.26, .10, .07, .07, .04, .06, .13, .09, .12, .06])
 _COUNTRY_RISK = np.array([0, 0, 0, 0, 0, 0, .6, 1.0, .4, .2])
 _DEVICE_P = np.array([.5, .3, .2])
-_DEVICE_P_DRIFTED = np.array([.35, .55, .10])
+_DEVICE_P_DRIFTED = np.array([.40, .45, .15])
 _HOUR_WEIGHT = np.array([.25, .18, .14, .12, .12, .18, .35, .6, .85, 1.0, 1.05, 1.1,
                          1.2, 1.15, 1.1, 1.05, 1.05, 1.1, 1.2, 1.25, 1.15, .95, .7, .45])
 _MAX_AMOUNT = 24_999.99
@@ -160,7 +160,7 @@ def _features(rng: np.random.Generator, rows: int, hour: np.ndarray, drift: floa
     category = rng.choice(len(CATEGORIES), size=rows, p=_mix(_CATEGORY_P, _CATEGORY_P_DRIFTED, drift))
     country = rng.choice(len(COUNTRIES), size=rows, p=_mix(_COUNTRY_P, _COUNTRY_P_DRIFTED, drift))
     device = rng.choice(len(DEVICES), size=rows, p=_mix(_DEVICE_P, _DEVICE_P_DRIFTED, drift))
-    mu = np.log(_AMOUNT_MEDIAN[category]) + 0.6 * drift
+    mu = np.log(_AMOUNT_MEDIAN[category]) + 0.5 * drift
     amount = np.round(np.clip(np.exp(rng.normal(mu, _AMOUNT_SIGMA[category])), 0.5, _MAX_AMOUNT), 2)
     age = np.clip(np.round(rng.normal(44 - 12 * drift, 15, rows)), 18, 95).astype(np.int64)
     new_account = rng.random(rows) < 0.08 + 0.12 * drift
@@ -287,25 +287,28 @@ def _local(kinds: dict[int, str], part: np.ndarray) -> dict[int, str]:
     return {i - int(part[0]): kind for i, kind in kinds.items() if part[0] <= i <= part[-1]}
 
 
-def _iso(times: pd.Series) -> np.ndarray:
-    """``2024-05-01T10:00:00.123Z`` strings (millisecond precision)."""
+def _iso(times: pd.Series, zone: str = "Z") -> np.ndarray:
+    """``2024-05-01T10:00:00.123Z`` strings (millisecond precision; ``zone`` is the suffix)."""
     naive = times.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ms]")
-    return np.char.add(np.datetime_as_string(naive, unit="ms"), "Z")
+    text = np.datetime_as_string(naive, unit="ms")
+    return np.char.add(text, zone) if zone else text
 
 
 # -- JSON Lines ---------------------------------------------------------------------------
 
-_LINE = ('{"transaction_id":"%s","event_time":"%s","amount":%s,"merchant_category":"%s","country":"%s",'
+_LINE = ('{"transaction_id":"%s","event_time":"%sZ","amount":%d.%02d,"merchant_category":"%s","country":"%s",'
          '"device":"%s","hour_of_day":%d,"customer_age":%s,"account_tenure_days":%d,"is_fraud":%d}')
 
 
 def _jsonl(frame: pd.DataFrame, malformed: dict[int, str]) -> bytes:
     """JSON Lines built with one format string per row (the keys and categories need no escaping)."""
     ages = frame["customer_age"].astype(object).where(frame["customer_age"].notna(), "null").astype(str)
+    cents = np.round(frame["amount"].to_numpy() * 100).astype(np.int64)
     lines = [_LINE % row for row in zip(
-        frame["transaction_id"], _iso(frame["event_time"]).tolist(), frame["amount"].to_numpy().astype(str).tolist(),
-        frame["merchant_category"], frame["country"], frame["device"], frame["hour_of_day"].to_numpy(int).tolist(),
-        ages.tolist(), frame["account_tenure_days"].to_numpy(int).tolist(), frame["is_fraud"].tolist(), strict=True)]
+        frame["transaction_id"], _iso(frame["event_time"], zone="").tolist(), (cents // 100).tolist(),
+        (cents % 100).tolist(), frame["merchant_category"], frame["country"], frame["device"],
+        frame["hour_of_day"].to_numpy(int).tolist(), ages.tolist(), frame["account_tenure_days"].to_numpy(int).tolist(),
+        frame["is_fraud"].tolist(), strict=True)]
     for i, kind in malformed.items():
         lines[i] = _malformed_line(kind, json.loads(lines[i]), lines[i])
     return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape") if lines else b""

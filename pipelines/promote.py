@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.config import Params, PromoteConfig
+from pipelines.config import Params, PromoteConfig, Schema
 from pipelines.settings import Settings
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
@@ -82,13 +82,13 @@ def score(probabilities: np.ndarray, labels: np.ndarray) -> Scores:
                   pr_auc=float(average_precision_score(labels, probabilities)))
 
 
-def score_model(model_uri: str, rows: pd.DataFrame, target: str) -> Scores:
+def score_model(model_uri: str, rows: pd.DataFrame, schema: Schema) -> Scores:
     """Load a model through MLflow's pyfunc flavour and score it on raw rows."""
     import mlflow
 
     model = mlflow.pyfunc.load_model(model_uri)
-    predicted = model.predict(rows.drop(columns=[target]))
-    return score(np.asarray(predicted["probability"], dtype=float), rows[target].to_numpy())
+    predicted = model.predict(rows[list(schema.feature_names)])
+    return score(np.asarray(predicted["probability"], dtype=float), rows[schema.target].to_numpy())
 
 
 def check_in_fresh_process(model_uri: str, sample: pd.DataFrame, settings: Settings,
@@ -153,6 +153,8 @@ def register(client, name: str, run_id: str, model_uri: str, tags: dict[str, str
 def run(params: Params, settings: Settings, workspace: Path, force: bool = False,
         force_reason: str | None = None, trigger: str = "manual") -> dict:
     """Register the workspace's model, run the gate, move aliases, record the decision."""
+    if force and not (force_reason or "").strip():
+        raise PromoteError("force_promote=true needs a non-empty reason; expected force_reason='why'")
     meta_path = workspace / MODEL_JSON
     if not meta_path.exists():
         raise PromoteError(f"no trained model at {meta_path}; expected the train stage to have run")
@@ -181,12 +183,11 @@ def run(params: Params, settings: Settings, workspace: Path, force: bool = False
 def _gate(params: Params, settings: Settings, workspace: Path, name: str, version: str,
           champion: str | None, force: bool, force_reason: str | None) -> tuple[Decision, dict]:
     rows = pd.read_parquet(workspace / TEST_ROWS)
-    target = params.schema.target
-    candidate = score_model(f"models:/{name}/{version}", rows, target)
+    candidate = score_model(f"models:/{name}/{version}", rows, params.schema)
     champ_scores, champ_note = None, None
     if champion is not None:
         try:
-            champ_scores = score_model(f"models:/{name}/{champion}", rows, target)
+            champ_scores = score_model(f"models:/{name}/{champion}", rows, params.schema)
         except Exception as exc:  # a champion that cannot score today's rows must not block the gate
             champ_note = f"champion v{champion} could not score the test rows: {exc}"
     decision = decide(candidate, champ_scores, params.promote, force, force_reason)
@@ -196,7 +197,8 @@ def _gate(params: Params, settings: Settings, workspace: Path, name: str, versio
         details["champion_note"] = champ_note
     if decision.promote:
         start = time.perf_counter()
-        check = check_in_fresh_process(f"models:/{name}/{version}", rows.drop(columns=[target]).head(100),
+        sample = rows[list(params.schema.feature_names)].head(100)
+        check = check_in_fresh_process(f"models:/{name}/{version}", sample,
                                        settings, params.promote.max_latency_ms)
         details["infra_check"] = {**check, "wall_ms": (time.perf_counter() - start) * 1000}
         if not check["ok"]:

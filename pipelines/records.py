@@ -24,6 +24,7 @@ import datetime as dt
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -33,10 +34,10 @@ from pandas.api.types import infer_dtype
 
 from pipelines.config import IngestConfig, Schema
 
-try:  # optional fast path; the standard library decides every record orjson rejects
+try:  # optional fast path; the standard library decides (and explains) every line orjson rejects
     import orjson
 
-    _fast_loads: Callable[[str], Any] | None = orjson.loads
+    _fast_loads: Callable[[bytes], Any] | None = orjson.loads
 except ImportError:  # pragma: no cover - depends on the environment
     _fast_loads = None
 
@@ -87,17 +88,95 @@ def arrow_schema(schema: Schema, with_origin: bool = True) -> pa.Schema:
 
 def quarantine_entry(origin: str, raw: str | bytes, reason: str) -> dict[str, str]:
     """One quarantined record: where it came from, its raw text, and why it was refused."""
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8", "backslashreplace")
-    return {"origin": origin, "raw": raw, "reason": reason}
+    return {"origin": origin, "raw": raw_text(raw), "reason": reason}
+
+
+@dataclass
+class JsonLines:
+    """The decoded records of a JSON Lines file, with their origins and raw lines (bytes)."""
+
+    objects: list[dict]
+    origins: list[str]
+    raws: list[bytes]
+    quarantined: list[dict]
+
+    def frame(self, names: Iterable[str]) -> pd.DataFrame:
+        """The raw frame of the named fields plus ``_origin`` and ``_raw`` (bytes)."""
+        frame = frame_from_objects(self.objects, names)
+        frame[ORIGIN] = np.array(self.origins, dtype=object)
+        frame[RAW] = np.fromiter(self.raws, dtype=object, count=len(self.raws))
+        return frame
+
+
+_JSON_CHUNK = 4096
+
+
+def read_json_lines(data: bytes, origin: str, max_record_bytes: int) -> JsonLines:
+    """Decode JSON Lines: one object per line, or a quarantine entry saying why not.
+
+    A line is quarantined when it is larger than ``max_record_bytes``, not UTF-8,
+    not JSON, or JSON but not an object. Blank lines are skipped, not counted.
+    Origins are ``<origin>:<line>`` with 1-based line numbers. Chunks of clean
+    lines are decoded in one call; a chunk with any problem is redone line by line.
+    """
+    lines = data.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()  # the newline that ends the file
+    out = JsonLines([], [], [], [])
+    numbers: list[int] = []
+    for lo in range(0, len(lines), _JSON_CHUNK):
+        chunk = lines[lo : lo + _JSON_CHUNK]
+        objects = _decode_clean_chunk(chunk, max_record_bytes)
+        if objects is not None:
+            out.objects += objects
+            out.raws += chunk
+            numbers += range(lo + 1, lo + len(chunk) + 1)
+        else:
+            _decode_lines(chunk, lo, origin, max_record_bytes, out, numbers)
+    out.origins = [f"{origin}:{n}" for n in numbers]
+    return out
+
+
+def _decode_clean_chunk(chunk: list[bytes], max_record_bytes: int) -> list[dict] | None:
+    """All the chunk's objects when every line is a small JSON object, else None."""
+    if _fast_loads is None or not chunk or max(map(len, chunk)) > max_record_bytes:
+        return None
+    try:
+        objects = list(map(_fast_loads, chunk))
+    except ValueError:
+        return None
+    return objects if all(type(o) is dict for o in objects) else None
+
+
+def _decode_lines(chunk: list[bytes], lo: int, origin: str, max_record_bytes: int, out: JsonLines,
+                  numbers: list[int]) -> None:
+    fast = _fast_loads or _never
+    for number, line in enumerate(chunk, start=lo + 1):
+        if not line or line.isspace():
+            continue
+        try:
+            obj = fast(line) if len(line) <= max_record_bytes else None
+        except ValueError:
+            obj = None
+        if type(obj) is not dict:  # the standard library decides, and says why
+            obj, reason = decode_json_record(line.rstrip(b"\r"), max_record_bytes)
+            if reason is not None:
+                out.quarantined.append(quarantine_entry(f"{origin}:{number}", line, reason))
+                continue
+            del obj[RAW]
+        out.objects.append(obj)
+        out.raws.append(line)
+        numbers.append(number)
+
+
+def _never(data: bytes) -> Any:
+    raise ValueError("no fast JSON decoder")
 
 
 def decode_json_lines(data: bytes, origin: str, max_record_bytes: int) -> tuple[list[dict], list[dict]]:
-    """Split JSON Lines into objects and quarantine entries.
+    """Split JSON Lines into objects and quarantine entries (see :func:`read_json_lines`).
 
-    Each object gets ``_origin`` (``file.jsonl:12``, 1-based line) and ``_raw`` (its
-    line). A line is quarantined when it is larger than ``max_record_bytes``, not
-    UTF-8, not JSON, or JSON but not an object. Blank lines are skipped, not counted.
+    Each object gets ``_origin`` (``file.jsonl:12``) and ``_raw`` (its line, as text).
 
     Args:
         data: the file's bytes.
@@ -107,19 +186,18 @@ def decode_json_lines(data: bytes, origin: str, max_record_bytes: int) -> tuple[
     Returns:
         ``(objects, quarantined)``.
     """
-    objects: list[dict] = []
-    quarantined: list[dict] = []
-    for number, line in enumerate(data.split(b"\n"), start=1):
-        if not line.strip():
-            continue
-        where = f"{origin}:{number}"
-        obj, reason = decode_json_record(line.rstrip(b"\r"), max_record_bytes)
-        if reason is None:
-            obj[ORIGIN] = where
-            objects.append(obj)
-        else:
-            quarantined.append(quarantine_entry(where, line.rstrip(b"\r"), reason))
-    return objects, quarantined
+    decoded = read_json_lines(data, origin, max_record_bytes)
+    for obj, where, raw in zip(decoded.objects, decoded.origins, decoded.raws, strict=True):
+        obj[ORIGIN] = where
+        obj[RAW] = raw_text(raw)
+    return decoded.objects, decoded.quarantined
+
+
+def raw_text(raw: str | bytes) -> str:
+    """A raw record as text: bytes decoded as UTF-8, invalid bytes escaped, line ending dropped."""
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "backslashreplace")
+    return raw.rstrip("\r\n")
 
 
 def decode_json_record(data: bytes, max_record_bytes: int) -> tuple[dict, None] | tuple[None, str]:
@@ -143,15 +221,10 @@ def decode_json_record(data: bytes, max_record_bytes: int) -> tuple[dict, None] 
 
 
 def _loads(text: str) -> tuple[Any, str | None]:
-    if _fast_loads is not None:
-        try:
-            return _fast_loads(text), None
-        except (ValueError, TypeError):
-            pass  # NaN/Infinity, huge integers, lone surrogates or bad JSON: the stdlib decides
     try:
         return json.loads(text), None
     except json.JSONDecodeError as exc:
-        return None, f"not JSON: {exc.msg} at column {exc.colno}"
+        return None, f"not JSON: {exc.msg} (column {exc.colno})"
     except (ValueError, RecursionError) as exc:
         return None, f"not JSON: {exc}"
 
@@ -167,11 +240,14 @@ def frame_from_objects(objects: list[dict], names: Iterable[str]) -> pd.DataFram
     Building it this way (rather than ``pd.DataFrame(objects)``) keeps a JSON ``NaN``
     apart from a missing field and never infers dtypes.
     """
-    data = {name: pd.Series([o.get(name) for o in objects], dtype=object) for name in names}
-    return pd.DataFrame(data, index=pd.RangeIndex(len(objects)))
+    count = len(objects)
+    data = {name: np.fromiter(map(dict.get, objects, repeat(name)), dtype=object, count=count) for name in names}
+    return pd.DataFrame(data, index=pd.RangeIndex(count))
 
 
 # -- coercion -----------------------------------------------------------------------------
+
+Problems = dict[int, str]  # row position -> reason; sparse, since bad rows are rare
 
 
 def coerce(
@@ -191,16 +267,18 @@ def coerce(
         indexed like the bad rows.
     """
     bounds = _time_bounds(cfg, _utc(now))
-    reasons = np.full(len(raw), None, dtype=object)
+    reasons: Problems = {}
     typed: dict[str, Any] = {}
     for field in fields(schema):
-        values, problems = _PARSERS[field.kind](_column(raw, field.name), field, bounds)
-        todo = pd.isna(reasons) & ~pd.isna(problems)
-        reasons[todo] = problems[todo]
-        typed[field.name] = values
-    good = pd.isna(reasons)
+        typed[field.name], problems = _PARSERS[field.kind](_column(raw, field.name), field, bounds)
+        for position, reason in problems.items():
+            reasons.setdefault(position, reason)
+    bad = np.array(sorted(reasons), dtype=np.int64)
+    good = np.ones(len(raw), dtype=bool)
+    good[bad] = False
     frame = pd.DataFrame({name: values[good] for name, values in typed.items()}, index=raw.index[good])
-    return frame, pd.Series(reasons[~good], index=raw.index[~good], dtype=object, name="reason")
+    messages = pd.Series([reasons[i] for i in bad], index=raw.index[bad], dtype=object, name="reason")
+    return frame, messages
 
 
 def reason_kind(reason: str) -> str:
@@ -247,14 +325,11 @@ def _show(value: Any) -> str:
     return text if len(text) <= _SHOW_CHARS + 2 else text[:_SHOW_CHARS] + "..."
 
 
-def _no_problems(n: int) -> np.ndarray:
-    return np.full(n, None, dtype=object)
-
-
-def _flag(problems: np.ndarray, mask: np.ndarray, values: np.ndarray, name: str, message: str) -> None:
-    """Write ``field 'name' = value: message`` where ``mask`` holds and no problem is noted yet."""
-    for i in np.flatnonzero(mask & pd.isna(problems)):
-        problems[i] = f"field {name!r} = {_show(values[i])}: {message}"
+def _flag(problems: Problems, mask: np.ndarray, values: np.ndarray, name: str, message: str) -> None:
+    """Note ``field 'name' = value: message`` where ``mask`` holds and no problem is noted yet."""
+    for i in np.flatnonzero(mask):
+        if i not in problems:
+            problems[int(i)] = f"field {name!r} = {_show(values[i])}: {message}"
 
 
 def _missing(values: np.ndarray) -> np.ndarray:
@@ -268,29 +343,33 @@ def _missing(values: np.ndarray) -> np.ndarray:
     return missing | (values == "")
 
 
-def _flag_missing(problems: np.ndarray, missing: np.ndarray, field: Field) -> None:
-    if field.required:
-        problems[missing & pd.isna(problems)] = (
-            f"null key {field.name!r}" if field.kind == "key" else f"missing required field {field.name!r}"
-        )
+def _missing_problems(values: np.ndarray, field: Field) -> tuple[np.ndarray, Problems]:
+    """The missing mask, and a problem for each missing value of a required field."""
+    missing = _missing(values)
+    if not field.required or not missing.any():
+        return missing, {}
+    reason = f"null key {field.name!r}" if field.kind == "key" else f"missing required field {field.name!r}"
+    return missing, dict.fromkeys(np.flatnonzero(missing).tolist(), reason)
 
 
 def _is_bool(x: Any) -> bool:
     return isinstance(x, bool | np.bool_)
 
 
-def _to_floats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _to_floats(values: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Floats of the values and a mask of those that are not numbers (booleans are not)."""
     if values.dtype != object:
         if values.dtype.kind in "iuf":
             return values.astype(np.float64), np.zeros(len(values), dtype=bool)
         return np.full(len(values), np.nan), np.ones(len(values), dtype=bool)
+    if infer_dtype(values, skipna=True) in _NUMERIC_KINDS:  # plain numbers (and None/NaN)
+        return np.where(missing, np.nan, values).astype(np.float64), np.zeros(len(values), dtype=bool)
     floats = np.asarray(pd.to_numeric(values, errors="coerce"), dtype=np.float64).copy()
     not_number = np.zeros(len(values), dtype=bool)
     if infer_dtype(values, skipna=False) not in _NUMERIC_KINDS | {"string"}:
         not_number[:] = [_is_bool(x) for x in values]
         floats[not_number] = np.nan
-    for i in np.flatnonzero(np.isnan(floats) & ~not_number):
+    for i in np.flatnonzero(np.isnan(floats) & ~not_number & ~missing):
         number = _py_float(values[i])
         not_number[i] = number is None
         floats[i] = np.nan if number is None else number
@@ -307,11 +386,9 @@ def _py_float(x: Any) -> float | None:
         return None
 
 
-def _parse_numeric(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[Any, np.ndarray]:
-    problems = _no_problems(len(values))
-    missing = _missing(values)
-    _flag_missing(problems, missing, field)
-    floats, not_number = _to_floats(values)
+def _parse_numeric(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[Any, Problems]:
+    missing, problems = _missing_problems(values, field)
+    floats, not_number = _to_floats(values, missing)
     floats[missing] = np.nan
     _flag(problems, not_number & ~missing, values, field.name, EXPECT_NUMBER)
     _flag(problems, ~np.isfinite(floats) & ~missing, values, field.name, EXPECT_FINITE)
@@ -324,10 +401,8 @@ def _parse_numeric(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[A
     return pd.arrays.IntegerArray(ints, ~integral | missing), problems
 
 
-def _parse_category(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[Any, np.ndarray]:
-    problems = _no_problems(len(values))
-    missing = _missing(values)
-    _flag_missing(problems, missing, field)
+def _parse_category(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[Any, Problems]:
+    missing, problems = _missing_problems(values, field)
     out = values.astype(object, copy=True)
     out[missing] = None
     if infer_dtype(out, skipna=True) not in ("string", "empty"):
@@ -336,10 +411,8 @@ def _parse_category(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[
     return out, problems
 
 
-def _parse_key(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[Any, np.ndarray]:
-    problems = _no_problems(len(values))
-    missing = _missing(values)
-    _flag_missing(problems, missing, field)
+def _parse_key(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[Any, Problems]:
+    missing, problems = _missing_problems(values, field)
     out = values.astype(object, copy=True)
     if infer_dtype(out, skipna=True) not in ("string", "empty"):
         for i in np.flatnonzero(~missing):
@@ -347,15 +420,15 @@ def _parse_key(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[Any, 
             if isinstance(x, int | np.integer) and not _is_bool(x):
                 out[i] = str(int(x))
             elif not isinstance(x, str):
-                problems[i] = problems[i] or f"field {field.name!r} = {_show(x)}: {EXPECT_KEY}"
+                problems.setdefault(int(i), f"field {field.name!r} = {_show(x)}: {EXPECT_KEY}")
     return out, problems
 
 
-def _parse_target(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[Any, np.ndarray]:
-    problems = _no_problems(len(values))
-    missing = _missing(values)
-    _flag_missing(problems, missing, field)
-    if values.dtype == object:
+def _parse_target(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[Any, Problems]:
+    missing, problems = _missing_problems(values, field)
+    if values.dtype == object and infer_dtype(values, skipna=True) in _NUMERIC_KINDS | {"boolean"}:
+        floats = np.where(missing, np.nan, values).astype(np.float64)
+    elif values.dtype == object:
         floats = np.asarray(pd.to_numeric(values, errors="coerce"), dtype=np.float64).copy()
         for i in np.flatnonzero(np.isnan(floats) & ~missing):
             x = values[i]
@@ -369,11 +442,11 @@ def _parse_target(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[An
 
 # -- event time ---------------------------------------------------------------------------
 
+_ARROW_CHUNK = 65_536
 
-def _parse_time(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[Any, np.ndarray]:
-    problems = _no_problems(len(values))
-    missing = _missing(values)
-    _flag_missing(problems, missing, field)
+
+def _parse_time(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[Any, Problems]:
+    missing, problems = _missing_problems(values, field)
     micros = np.zeros(len(values), dtype=np.int64)
     state = np.zeros(len(values), dtype=np.int8)  # 0 ok, 1 not a time, 2 out of range
     present = np.flatnonzero(~missing)
@@ -437,18 +510,30 @@ def _datetime_micros(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _string_micros(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ISO-8601 strings, or epoch seconds/milliseconds written as digits (CSV)."""
+    """Strings, a chunk at a time: Arrow's ISO-8601 cast, else pandas (see :func:`_text_micros`)."""
     micros = np.zeros(len(values), dtype=np.int64)
     state = np.zeros(len(values), dtype=np.int8)
-    numbers = np.asarray(pd.to_numeric(values, errors="coerce"), dtype=np.float64)
-    is_number = np.isfinite(numbers)
-    if is_number.any():
-        micros[is_number], state[is_number] = _epoch_micros(numbers[is_number])
-    idx = np.flatnonzero(~is_number)
-    parsed = pd.to_datetime(pd.Series(values[idx], dtype=object), utc=True, errors="coerce", format="ISO8601")
-    micros[idx] = _as_micros(parsed)
-    failed = parsed.isna().to_numpy()
-    state[idx[failed]] = [_unparsed_state(x) for x in values[idx[failed]]]
+    for lo in range(0, len(values), _ARROW_CHUNK):
+        part = slice(lo, lo + _ARROW_CHUNK)
+        try:
+            cast = pa.array(values[part], type=pa.string()).cast(pa.timestamp("us", tz="UTC"))
+            micros[part] = cast.view(pa.int64()).to_numpy()
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            micros[part], state[part] = _text_micros(values[part])
+    return micros, state
+
+
+def _text_micros(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ISO-8601 strings (naive ones are UTC), else epoch seconds/milliseconds written as digits (CSV)."""
+    parsed = pd.to_datetime(pd.Series(values, dtype=object), utc=True, errors="coerce", format="ISO8601")
+    micros = _as_micros(parsed)
+    state = np.zeros(len(values), dtype=np.int8)
+    idx = np.flatnonzero(parsed.isna().to_numpy())
+    if len(idx):
+        numbers = np.asarray(pd.to_numeric(values[idx], errors="coerce"), dtype=np.float64)
+        micros[idx], state[idx] = _epoch_micros(numbers)
+        text = np.flatnonzero(np.isnan(numbers))
+        state[idx[text]] = [_unparsed_state(x) for x in values[idx[text]]]
     return micros, state
 
 
@@ -466,7 +551,7 @@ def _unparsed_state(text: str) -> int:
     return 2
 
 
-_PARSERS: dict[str, Callable[[np.ndarray, Field, _Bounds], tuple[Any, np.ndarray]]] = {
+_PARSERS: dict[str, Callable[[np.ndarray, Field, _Bounds], tuple[Any, Problems]]] = {
     "key": _parse_key,
     "time": _parse_time,
     "target": _parse_target,
@@ -476,6 +561,7 @@ _PARSERS: dict[str, Callable[[np.ndarray, Field, _Bounds], tuple[Any, np.ndarray
 }
 
 __all__ = [
-    "EPOCH_MS_FROM", "ORIGIN", "RAW", "Field", "arrow_schema", "coerce", "decode_json_lines",
-    "decode_json_record", "fields", "frame_from_objects", "quarantine_entry", "reason_kind",
+    "EPOCH_MS_FROM", "ORIGIN", "RAW", "Field", "JsonLines", "arrow_schema", "coerce", "decode_json_lines",
+    "decode_json_record", "fields", "frame_from_objects", "quarantine_entry", "raw_text", "read_json_lines",
+    "reason_kind",
 ]

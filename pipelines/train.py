@@ -70,7 +70,10 @@ class TrainingData:
     @classmethod
     def from_frames(cls, train: pd.DataFrame, valid: pd.DataFrame, pre: Preprocessor) -> TrainingData:
         """Tensors from the ``data/features`` tables, in the preprocessor's feature order."""
-        tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in (*pre.split_features(train), *pre.split_features(valid))]
+        tensors = [
+            torch.from_numpy(np.ascontiguousarray(a))
+            for a in (*pre.split_features(train), *pre.split_features(valid))
+        ]
         return cls(*tensors)
 
     def to(self, device: torch.device) -> TrainingData:
@@ -156,7 +159,10 @@ def train_epoch(
 def predict_logits(model: nn.Module, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
     """Logits in evaluation mode, in large chunks."""
     model.eval()
-    chunks = [model(numeric[i : i + EVAL_BATCH], categorical[i : i + EVAL_BATCH]) for i in range(0, len(numeric), EVAL_BATCH)]
+    chunks = [
+        model(numeric[i : i + EVAL_BATCH], categorical[i : i + EVAL_BATCH])
+        for i in range(0, len(numeric), EVAL_BATCH)
+    ]
     return torch.cat(chunks) if chunks else torch.empty(0, device=numeric.device)
 
 
@@ -172,7 +178,9 @@ def best_f1_threshold(target: np.ndarray, proba: np.ndarray) -> tuple[float, flo
     if target.sum() == 0:
         return 0.5, 0.0
     precision, recall, thresholds = precision_recall_curve(target, proba)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(precision), where=precision + recall > 0)
+    f1 = np.divide(
+        2 * precision * recall, precision + recall, out=np.zeros_like(precision), where=precision + recall > 0
+    )
     best = int(np.argmax(f1[:-1]))
     return float(thresholds[best]), float(f1[best])
 
@@ -221,7 +229,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def validate(model: nn.Module, data: TrainingData, loss_fn: nn.Module) -> tuple[float, float, float, np.ndarray]:
+def validate(
+    model: nn.Module, data: TrainingData, loss_fn: nn.Module
+) -> tuple[float, float, float, np.ndarray]:
     """``(valid_loss, valid_pr_auc, valid_roc_auc, valid_proba)`` of the current weights."""
     logits = predict_logits(model, data.valid_numeric, data.valid_categorical)
     valid_loss = float(loss_fn(logits, data.valid_target))
@@ -230,21 +240,38 @@ def validate(model: nn.Module, data: TrainingData, loss_fn: nn.Module) -> tuple[
     return valid_loss, pr_auc, roc_auc, proba
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Best:
     epoch: int = 0
     score: float = -float("inf")
     state: dict[str, torch.Tensor] = field(default_factory=dict)
     proba: np.ndarray = field(default_factory=lambda: np.empty(0))
 
+    def update(self, stats: EpochStats, model: nn.Module, proba: np.ndarray) -> _Best:
+        if stats.score <= self.score:
+            return self
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return _Best(stats.epoch, stats.score, state, proba)
 
-def _train_timed(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: nn.Module, data: TrainingData,
-                 batch_size: int) -> tuple[float, float]:
+
+def run_epoch(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    data: TrainingData,
+    batch_size: int,
+    epoch: int,
+) -> tuple[EpochStats, np.ndarray]:
+    """Train one epoch (timed, one sync) then validate (not timed); return the stats and valid probabilities."""
     start = time.perf_counter()
-    loss = train_epoch(model, opt, loss_fn, data.train_numeric, data.train_categorical, data.train_target, batch_size)
-    loss_value = float(loss)  # the one sync point of the epoch
+    loss = train_epoch(
+        model, opt, loss_fn, data.train_numeric, data.train_categorical, data.train_target, batch_size
+    )
+    train_loss = float(loss)  # the one sync point of the epoch
     _sync(data.train_target.device)
-    return loss_value, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    valid_loss, pr_auc, roc_auc, proba = validate(model, data, loss_fn)
+    return EpochStats(epoch, train_loss, valid_loss, pr_auc, roc_auc, seconds), proba
 
 
 def fit(
@@ -255,27 +282,25 @@ def fit(
     on_epoch: Callable[[EpochStats], None] | None = None,
 ) -> FitResult:
     """Train ``model`` in place, early-stopped on validation PR-AUC; the best weights are restored."""
-    model.to(device)
     data = data.to(device)
     weight = positive_weight(data.train_target)
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(weight, device=device))
-    opt = make_optimizer(model, cfg)
+    opt = make_optimizer(model.to(device), cfg)
     history: list[EpochStats] = []
     best = _Best()
     for epoch in range(1, cfg.epochs + 1):
-        train_loss, seconds = _train_timed(model, opt, loss_fn, data, cfg.batch_size)
-        valid_loss, pr_auc, roc_auc, proba = validate(model, data, loss_fn)
-        stats = EpochStats(epoch, train_loss, valid_loss, pr_auc, roc_auc, seconds)
+        stats, proba = run_epoch(model, opt, loss_fn, data, cfg.batch_size, epoch)
         history.append(stats)
         if on_epoch is not None:
             on_epoch(stats)
-        if stats.score > best.score:
-            best = _Best(epoch, stats.score, {k: v.detach().clone() for k, v in model.state_dict().items()}, proba)
-        elif epoch - best.epoch >= cfg.patience:
+        best = best.update(stats, model, proba)
+        if epoch - best.epoch >= cfg.patience:
             break
     model.load_state_dict(best.state)
-    return FitResult(history, best.epoch, best.proba, data.n_train * len(history),
-                     sum(s.train_seconds for s in history), device.type, weight)
+    seconds = sum(s.train_seconds for s in history)
+    return FitResult(
+        history, best.epoch, best.proba, data.n_train * len(history), seconds, device.type, weight
+    )
 
 
 # -- MLflow ------------------------------------------------------------------------------------
@@ -300,7 +325,9 @@ def configure_mlflow(settings: Settings, experiment: str) -> str:
 def git_commit(project: Path) -> str:
     """``git rev-parse HEAD`` of the project, or ``"unknown"``."""
     try:
-        out = subprocess.run(["git", "-C", str(project), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "-C", str(project), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
@@ -323,14 +350,20 @@ def window_tag(window: dict[str, Any], limit: int = MAX_TAG_LENGTH) -> str:
     text = json.dumps(window, sort_keys=True, separators=(",", ":"))
     if len(text) <= limit:
         return text
-    short = {k: (f"{len(v)} items, see lineage/window.json" if isinstance(v, list) else v) for k, v in window.items()}
+    short = {
+        k: (f"{len(v)} items, see lineage/window.json" if isinstance(v, list) else v)
+        for k, v in window.items()
+    }
     return json.dumps(short, sort_keys=True, separators=(",", ":"))[:limit]
 
 
 def lineage_tags(params: Params, workspace: Path, settings: Settings, env: dict[str, str]) -> dict[str, str]:
     """Tags tying the run to its code, data and orchestrator run."""
-    tags = {"flywheel.stage": "train", "flywheel.schema": params.schema.name,
-            "flywheel.git_commit": git_commit(settings.project)}
+    tags = {
+        "flywheel.stage": "train",
+        "flywheel.schema": params.schema.name,
+        "flywheel.git_commit": git_commit(settings.project),
+    }
     for var, tag in (("AIRFLOW_CTX_DAG_ID", "airflow.dag_id"), ("AIRFLOW_CTX_DAG_RUN_ID", "airflow.run_id")):
         if env.get(var):
             tags[tag] = env[var]
@@ -343,9 +376,16 @@ def lineage_tags(params: Params, workspace: Path, settings: Settings, env: dict[
 
 def run_params(params: Params, data: TrainingData) -> dict[str, Any]:
     """The MLflow params of a training run: every ``train`` key, the schema name, row counts."""
-    train = {f"train.{k}": (list(v) if isinstance(v, tuple) else v) for k, v in params.train.model_dump().items()}
-    return {**train, "schema": params.schema.name, "n_train": data.n_train, "n_valid": data.n_valid,
-            "train_positive_rate": round(float(data.train_target.float().mean()), 6)}
+    train = {
+        f"train.{k}": (list(v) if isinstance(v, tuple) else v) for k, v in params.train.model_dump().items()
+    }
+    return {
+        **train,
+        "schema": params.schema.name,
+        "n_train": data.n_train,
+        "n_valid": data.n_valid,
+        "train_positive_rate": round(float(data.train_target.float().mean()), 6),
+    }
 
 
 def model_signature(schema: Schema) -> ModelSignature:
@@ -360,14 +400,18 @@ def model_signature(schema: Schema) -> ModelSignature:
     from mlflow.types.schema import AnyType, ColSpec
     from mlflow.types.schema import Schema as MlflowSchema
 
-    inputs = [ColSpec(AnyType() if c.is_numeric else "string", c.name, required=c.required) for c in schema.columns]
+    inputs = [
+        ColSpec(AnyType() if c.is_numeric else "string", c.name, required=c.required) for c in schema.columns
+    ]
     outputs = [ColSpec("double", "probability"), ColSpec("long", "label")]
     return ModelSignature(inputs=MlflowSchema(inputs), outputs=MlflowSchema(outputs))
 
 
 def input_example(workspace: Path, schema: Schema, rows: int = 5) -> pd.DataFrame:
     """The first raw train rows, feature columns only, in JSON-friendly dtypes."""
-    raw = pd.read_parquet(workspace / SPLIT_DIR / "train.parquet", columns=list(schema.feature_names)).head(rows)
+    raw = pd.read_parquet(workspace / SPLIT_DIR / "train.parquet", columns=list(schema.feature_names)).head(
+        rows
+    )
     numeric = {c.name: pd.to_numeric(raw[c.name]).astype("float64") for c in schema.numeric}
     return raw.assign(**numeric).astype({c.name: object for c in schema.categorical})
 
@@ -378,9 +422,14 @@ def pip_requirements() -> list[str]:
     import mlflow
     import pyarrow
 
-    return [f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}",
-            f"numpy=={np.__version__}", f"pandas=={pd.__version__}", f"pyarrow=={pyarrow.__version__}",
-            f"cloudpickle=={cloudpickle.__version__}"]
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"numpy=={np.__version__}",
+        f"pandas=={pd.__version__}",
+        f"pyarrow=={pyarrow.__version__}",
+        f"cloudpickle=={cloudpickle.__version__}",
+    ]
 
 
 def log_pyfunc(artifacts: dict[str, str], schema: Schema, example: pd.DataFrame) -> ModelInfo:
@@ -390,8 +439,12 @@ def log_pyfunc(artifacts: dict[str, str], schema: Schema, example: pd.DataFrame)
     from pipelines.model import FlywheelPyfunc
 
     return mlflow.pyfunc.log_model(
-        name="model", python_model=FlywheelPyfunc(), artifacts=artifacts, signature=model_signature(schema),
-        input_example=example, pip_requirements=pip_requirements(),
+        name="model",
+        python_model=FlywheelPyfunc(),
+        artifacts=artifacts,
+        signature=model_signature(schema),
+        input_example=example,
+        pip_requirements=pip_requirements(),
         code_paths=[str(Path(__file__).resolve().parent)],
     )
 
@@ -421,48 +474,93 @@ def learning_curve(history: list[EpochStats]) -> matplotlib.figure.Figure:
 def final_metrics(result: FitResult, threshold: float, f1: float) -> dict[str, float]:
     """The run's summary metrics: best-epoch validation metrics, threshold, throughput."""
     best = result.best
-    return {"best_valid_pr_auc": best.valid_pr_auc, "best_valid_roc_auc": best.valid_roc_auc,
-            "best_valid_loss": best.valid_loss, "valid_f1": f1, "threshold": threshold, "best_epoch": result.best_epoch,
-            "epochs_run": len(result.history), "samples_per_s": result.samples_per_s}
+    return {
+        "best_valid_pr_auc": best.valid_pr_auc,
+        "best_valid_roc_auc": best.valid_roc_auc,
+        "best_valid_loss": best.valid_loss,
+        "valid_f1": f1,
+        "threshold": threshold,
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "samples_per_s": result.samples_per_s,
+    }
 
 
 def _log_epoch(stats: EpochStats) -> None:
     import mlflow
 
-    values = {"train_loss": stats.train_loss, "valid_loss": stats.valid_loss,
-              "valid_pr_auc": stats.valid_pr_auc, "valid_roc_auc": stats.valid_roc_auc}
+    values = {
+        "train_loss": stats.train_loss,
+        "valid_loss": stats.valid_loss,
+        "valid_pr_auc": stats.valid_pr_auc,
+        "valid_roc_auc": stats.valid_roc_auc,
+    }
     mlflow.log_metrics(values, step=stats.epoch)
-    log.info("epoch %d: train_loss %.4f valid_loss %.4f valid_pr_auc %.4f valid_roc_auc %.4f (%.1fs)",
-             stats.epoch, *values.values(), stats.train_seconds)
+    log.info(
+        "epoch %d: train_loss %.4f valid_loss %.4f valid_pr_auc %.4f valid_roc_auc %.4f (%.1fs)",
+        stats.epoch,
+        *values.values(),
+        stats.train_seconds,
+    )
 
 
 def write_reports(workspace: Path, result: FitResult, metrics: dict[str, float]) -> None:
     """``metrics/train.json`` and ``plots/train_curve.json``."""
     write_json(workspace / METRICS, {**metrics, "device": result.device, "pos_weight": result.pos_weight})
-    curve = [{"epoch": s.epoch, "train_loss": s.train_loss, "valid_loss": s.valid_loss,
-              "valid_pr_auc": s.valid_pr_auc} for s in result.history]
+    curve = [
+        {
+            "epoch": s.epoch,
+            "train_loss": s.train_loss,
+            "valid_loss": s.valid_loss,
+            "valid_pr_auc": s.valid_pr_auc,
+        }
+        for s in result.history
+    ]
     write_json(workspace / CURVE, curve)
 
 
-def _train_and_log(params: Params, workspace: Path, data: TrainingData, pre: Preprocessor, run_id: str) -> dict[str, Any]:
-    import mlflow
-
+def train_model(
+    params: Params, data: TrainingData, pre: Preprocessor
+) -> tuple[TabularNet, FitResult, float, float]:
+    """Seed, build and fit the network; choose the F1-maximizing threshold on validation."""
     cfg = params.train
     seed_everything(cfg.seed)
     net = build_net(pre, cfg.hidden, cfg.dropout, cfg.max_embedding_dim)
     result = fit(net, data, cfg, select_device(cfg.device), on_epoch=_log_epoch)
     threshold, f1 = best_f1_threshold(data.valid_target.cpu().numpy(), result.best_valid_proba)
-    meta = {"threshold": threshold, "schema": params.schema.name, "mlflow_run_id": run_id, "device": result.device,
-            "epochs_run": len(result.history), "best_epoch": result.best_epoch}
-    artifacts = save_model_files(workspace / MODEL_DIR, net.cpu(), pre, meta)
+    return net.cpu(), result, threshold, f1
+
+
+def _train_and_log(
+    params: Params, workspace: Path, data: TrainingData, pre: Preprocessor, run_id: str
+) -> dict[str, Any]:
+    import mlflow
+
+    net, result, threshold, f1 = train_model(params, data, pre)
+    meta = {
+        "threshold": threshold,
+        "schema": params.schema.name,
+        "mlflow_run_id": run_id,
+        "device": result.device,
+        "epochs_run": len(result.history),
+        "best_epoch": result.best_epoch,
+    }
+    artifacts = save_model_files(workspace / MODEL_DIR, net, pre, meta)
     info = log_pyfunc(artifacts, params.schema, input_example(workspace, params.schema))
-    write_model_json(workspace / MODEL_DIR, {**json.loads(Path(artifacts["model_json"]).read_text()),
-                                            "model_uri": info.model_uri, "model_id": info.model_id})
+    model_json = json.loads(Path(artifacts["model_json"]).read_text())
+    write_model_json(
+        workspace / MODEL_DIR, {**model_json, "model_uri": info.model_uri, "model_id": info.model_id}
+    )
     metrics = final_metrics(result, threshold, f1)
     mlflow.log_metrics(metrics, model_id=info.model_id)
     mlflow.log_figure(learning_curve(result.history), "plots/learning_curve.png")
     write_reports(workspace, result, metrics)
-    return {"metrics": metrics, "model_uri": info.model_uri, "model_id": info.model_id, "device": result.device}
+    return {
+        "metrics": metrics,
+        "model_uri": info.model_uri,
+        "model_id": info.model_id,
+        "device": result.device,
+    }
 
 
 def run(params: Params, workspace: Path, settings: Settings) -> dict[str, Any]:
@@ -479,5 +577,10 @@ def run(params: Params, workspace: Path, settings: Settings) -> dict[str, Any]:
             mlflow.log_artifact(str(workspace / WINDOW), "lineage")
         summary = _train_and_log(params, workspace, data, pre, active.info.run_id)
     log.info("trained %s: %s", run_name, summary["metrics"])
-    return {**summary, "mlflow_run_id": active.info.run_id, "run_name": run_name, "n_train": data.n_train,
-            "n_valid": data.n_valid}
+    return {
+        **summary,
+        "mlflow_run_id": active.info.run_id,
+        "run_name": run_name,
+        "n_train": data.n_train,
+        "n_valid": data.n_valid,
+    }

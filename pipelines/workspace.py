@@ -133,7 +133,8 @@ def repro(settings: Settings, stage: str) -> StageResult:
     output = _run([_dvc(settings), "repro", "--single-item", stage], settings.workspace, settings,
                   f"dvc repro of stage '{stage}'")
     for line in output.splitlines():
-        log.info("dvc: %s", line)
+        if line.strip() and "it/s]" not in line:  # progress bars carry nothing a log reader needs
+            log.info("dvc: %s", line)
     return StageResult(stage=stage, outcome=classify(stage, output), seconds=time.perf_counter() - start)
 
 

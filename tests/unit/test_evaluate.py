@@ -107,7 +107,9 @@ def evaluated(tmp_path_factory) -> tuple[Path, Settings, str, dict]:
     experiment_id = train.configure_mlflow(settings, "flywheel")
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_metric("valid_pr_auc", result.best.valid_pr_auc)
-    save_model_files(workspace / MODEL_DIR, net, pre, {"threshold": threshold, "mlflow_run_id": run.info.run_id})
+    save_model_files(
+        workspace / MODEL_DIR, net, pre, {"threshold": threshold, "mlflow_run_id": run.info.run_id}
+    )
     return workspace, settings, run.info.run_id, evaluate.run(params, workspace, settings)
 
 
@@ -125,8 +127,10 @@ def test_run_writes_metrics_within_bounds(evaluated):
 @pytest.mark.slow
 def test_run_writes_dvc_plots(evaluated):
     workspace = evaluated[0]
-    plots = {name: json.loads((workspace / f"plots/{name}.json").read_text())
-             for name in ("roc", "pr", "calibration", "confusion")}
+    plots = {
+        name: json.loads((workspace / f"plots/{name}.json").read_text())
+        for name in ("roc", "pr", "calibration", "confusion")
+    }
     assert set(plots["roc"][0]) == {"fpr", "tpr", "threshold"} and len(plots["roc"]) <= 200
     assert set(plots["pr"][0]) == {"recall", "precision", "threshold"} and len(plots["pr"]) <= 200
     assert set(plots["calibration"][0]) == {"bin", "mean_predicted", "observed_rate", "count"}
@@ -141,9 +145,14 @@ def test_run_logs_test_metrics_and_figures_onto_the_training_run(evaluated):
     client = mlflow.MlflowClient(settings.tracking_uri)
     run = client.get_run(run_id)
     assert run.data.metrics["test_roc_auc"] == pytest.approx(summary["metrics"]["roc_auc"])
-    assert {"test_pr_auc", "test_f1", "test_brier", "test_ece", "test_tp", "valid_pr_auc"} <= set(run.data.metrics)
+    assert {"test_pr_auc", "test_f1", "test_brier", "test_ece", "test_tp", "valid_pr_auc"} <= set(
+        run.data.metrics
+    )
     assert [a.path for a in client.list_artifacts(run_id, "evaluate")] == [
-        "evaluate/calibration.png", "evaluate/confusion.png", "evaluate/pr.png", "evaluate/roc.png",
+        "evaluate/calibration.png",
+        "evaluate/confusion.png",
+        "evaluate/pr.png",
+        "evaluate/roc.png",
     ]
     assert run.info.status == "FINISHED"
 

@@ -44,12 +44,19 @@ def churn_events(n: int = 400, seed: int = 0) -> pd.DataFrame:
     churned = (rng.uniform(size=n) < 1 / (1 + np.exp(-logit))).astype("int8")
     support = pd.array(calls, dtype="Int64")
     support[rng.uniform(size=n) < 0.05] = pd.NA
-    times = pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(np.sort(rng.integers(0, 30 * 86400, n)), "s")
-    return pd.DataFrame({
-        "customer_id": [f"c{i:06d}" for i in range(n)],
-        "observed_at": times.astype("datetime64[us, UTC]"),
-        "tenure": tenure, "plan": plan.astype(object), "support_calls": support, "churned": churned,
-    })
+    times = pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(
+        np.sort(rng.integers(0, 30 * 86400, n)), "s"
+    )
+    return pd.DataFrame(
+        {
+            "customer_id": [f"c{i:06d}" for i in range(n)],
+            "observed_at": times.astype("datetime64[us, UTC]"),
+            "tenure": tenure,
+            "plan": plan.astype(object),
+            "support_calls": support,
+            "churned": churned,
+        }
+    )
 
 
 def write_snapshot(workspace: Path, events: pd.DataFrame) -> None:
@@ -92,8 +99,17 @@ def test_time_ties_are_broken_by_key(params):
 
 
 def test_split_keeps_only_the_schema_columns(params, events):
-    splits = featurize.split_by_time(events.assign(_origin="x.jsonl:1", extra=1), params.schema, params.featurize)
-    assert list(splits.train.columns) == ["customer_id", "observed_at", "tenure", "plan", "support_calls", "churned"]
+    splits = featurize.split_by_time(
+        events.assign(_origin="x.jsonl:1", extra=1), params.schema, params.featurize
+    )
+    assert list(splits.train.columns) == [
+        "customer_id",
+        "observed_at",
+        "tenure",
+        "plan",
+        "support_calls",
+        "churned",
+    ]
 
 
 # -- preprocessing -----------------------------------------------------------------------------
@@ -116,7 +132,10 @@ def test_preprocessing_is_fitted_on_train_only(params, events):
 def test_feature_dtypes_and_order(params, events):
     features = featurize.build_features(events, params.schema, params.featurize).features["valid"]
     assert features.dtypes.astype(str).to_dict() == {
-        "tenure": "float32", "support_calls": "float32", "plan": "int64", "churned": "int8",
+        "tenure": "float32",
+        "support_calls": "float32",
+        "plan": "int64",
+        "churned": "int8",
     }
 
 
@@ -158,12 +177,15 @@ def test_spec_round_trips_through_json(params, events):
 
 def test_transform_accepts_raw_serving_rows(params, events):
     pre = featurize.build_features(events, params.schema, params.featurize).preprocessor
-    raw = pd.DataFrame({
-        "plan": ["pro", "platinum", None],          # a known, an unknown and a missing category
-        "tenure": ["12.5", 3, None],                 # strings and ints coerced, missing imputed
-        "support_calls": pd.array([1, None, 2], dtype="Int64"),
-        "customer_id": ["a", "b", "c"], "unrelated": [1, 2, 3],
-    })
+    raw = pd.DataFrame(
+        {
+            "plan": ["pro", "platinum", None],  # a known, an unknown and a missing category
+            "tenure": ["12.5", 3, None],  # strings and ints coerced, missing imputed
+            "support_calls": pd.array([1, None, 2], dtype="Int64"),
+            "customer_id": ["a", "b", "c"],
+            "unrelated": [1, 2, 3],
+        }
+    )
     numeric, categorical = pre.transform(raw)
 
     assert numeric.dtype == np.float32 and numeric.shape == (3, 2)
@@ -171,7 +193,9 @@ def test_transform_accepts_raw_serving_rows(params, events):
     assert categorical[:, 0].tolist() == [3, 0, 0]
     assert np.isfinite(numeric).all()
     without_optional, _ = pre.transform(raw.drop(columns="support_calls"))
-    assert np.allclose(without_optional[:, 1], (pre.numeric[1].median - pre.numeric[1].mean) / pre.numeric[1].std)
+    assert np.allclose(
+        without_optional[:, 1], (pre.numeric[1].median - pre.numeric[1].mean) / pre.numeric[1].std
+    )
 
 
 @pytest.mark.parametrize("dropped", ["tenure", "plan"])
@@ -228,7 +252,11 @@ def test_run_without_snapshot_names_the_file(params, tmp_path):
 
 def _outputs(workspace: Path) -> dict[str, bytes]:
     files = sorted((workspace / "data").rglob("*"))
-    return {str(p.relative_to(workspace)): p.read_bytes() for p in files if p.is_file() and "snapshot" not in p.parts}
+    return {
+        str(p.relative_to(workspace)): p.read_bytes()
+        for p in files
+        if p.is_file() and "snapshot" not in p.parts
+    }
 
 
 def test_run_writes_byte_identical_outputs_on_rerun(params, events, tmp_path):
@@ -241,8 +269,12 @@ def test_run_writes_byte_identical_outputs_on_rerun(params, events, tmp_path):
     featurize.run(params, second)
 
     assert sorted(before) == [
-        "data/features/preprocess.json", "data/features/test.parquet", "data/features/train.parquet",
-        "data/features/valid.parquet", "data/split/test.parquet", "data/split/train.parquet",
+        "data/features/preprocess.json",
+        "data/features/test.parquet",
+        "data/features/train.parquet",
+        "data/features/valid.parquet",
+        "data/split/test.parquet",
+        "data/split/train.parquet",
         "data/split/valid.parquet",
     ]
     assert _outputs(first) == before

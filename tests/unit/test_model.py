@@ -33,12 +33,14 @@ def model_dir(tmp_path, preprocessor) -> Path:
     return tmp_path / "model"
 
 
-RAW = pd.DataFrame({
-    "tenure": [3.0, 60.0, None],
-    "plan": ["basic", "platinum", "max"],  # "platinum" was never seen in training
-    "support_calls": pd.array([5, None, 0], dtype="Int64"),
-    "customer_id": ["x", "y", "z"],
-})
+RAW = pd.DataFrame(
+    {
+        "tenure": [3.0, 60.0, None],
+        "plan": ["basic", "platinum", "max"],  # "platinum" was never seen in training
+        "support_calls": pd.array([5, None, 0], dtype="Int64"),
+        "customer_id": ["x", "y", "z"],
+    }
+)
 
 
 @pytest.mark.parametrize(
@@ -57,8 +59,11 @@ def test_embedding_dim(cardinality, max_dim, expected):
 def test_forward_gives_one_logit_per_row(n_numeric, cardinalities):
     net = TabularNet(n_numeric, cardinalities, hidden=(16, 8), dropout=0.2, max_embedding_dim=4)
     numeric = torch.randn(7, n_numeric)
-    categorical = torch.stack([torch.randint(0, c, (7,)) for c in cardinalities], dim=1) if cardinalities \
+    categorical = (
+        torch.stack([torch.randint(0, c, (7,)) for c in cardinalities], dim=1)
+        if cardinalities
         else torch.zeros(7, 0, dtype=torch.long)
+    )
     assert net(numeric, categorical).shape == (7,)
     assert [e.embedding_dim for e in net.embeddings] == [embedding_dim(c, 4) for c in cardinalities]
 

@@ -16,8 +16,6 @@ from pipelines.model import build_net
 from pipelines.settings import Settings
 from pipelines.train import TrainingData, best_f1_threshold, fit, positive_weight, ranking_metrics
 
-from mlflow.types.schema import DataType
-
 
 def training_data(n: int = 1500, seed: int = 0) -> tuple[TrainingData, featurize.Preprocessor]:
     params = churn_params()
@@ -129,10 +127,14 @@ def test_lineage_tags(tmp_path):
     tags = train.lineage_tags(params, tmp_path, settings, env)
 
     assert tags == {
-        "flywheel.stage": "train", "flywheel.schema": "churn", "flywheel.git_commit": "unknown",
-        "airflow.dag_id": "flywheel_training", "airflow.run_id": "manual__1",
+        "flywheel.stage": "train",
+        "flywheel.schema": "churn",
+        "flywheel.git_commit": "unknown",
+        "airflow.dag_id": "flywheel_training",
+        "airflow.run_id": "manual__1",
         "flywheel.data_window": '{"partitions":["p1"],"rows":3}',
-        "flywheel.dvc.features_md5": "abc.dir", "flywheel.dvc.split_md5": "def.dir",
+        "flywheel.dvc.features_md5": "abc.dir",
+        "flywheel.dvc.split_md5": "def.dir",
     }
 
 
@@ -149,6 +151,8 @@ def test_a_long_window_is_shortened_to_fit_a_tag():
 
 
 def test_signature_accepts_raw_numeric_forms_and_optional_columns():
+    from mlflow.types.schema import DataType
+
     inputs = {c.name: c for c in train.model_signature(churn_params().schema).inputs.inputs}
     assert str(inputs["tenure"].type) == "Any" and inputs["tenure"].required
     assert inputs["plan"].type == DataType.string
@@ -196,12 +200,14 @@ def test_the_logged_model_predicts_raw_rows(trained):
     _, settings, summary = trained
     mlflow.set_tracking_uri(settings.tracking_uri)
     model = mlflow.pyfunc.load_model(summary["model_uri"])
-    raw = pd.DataFrame({
-        "tenure": [2.0, 70.0, None],
-        "plan": ["basic", "max", "platinum"],
-        "support_calls": pd.array([6, 0, None], dtype="Int64"),
-        "customer_id": ["a", "b", "c"],
-    })
+    raw = pd.DataFrame(
+        {
+            "tenure": [2.0, 70.0, None],
+            "plan": ["basic", "max", "platinum"],
+            "support_calls": pd.array([6, 0, None], dtype="Int64"),
+            "customer_id": ["a", "b", "c"],
+        }
+    )
     out = model.predict(raw)
     assert out.columns.tolist() == ["probability", "label"]
     assert out.probability.between(0, 1).all() and set(out.label) <= {0, 1}
@@ -216,7 +222,11 @@ def test_run_writes_the_model_folder_and_reports(trained):
     assert meta["mlflow_run_id"] == summary["mlflow_run_id"] and meta["model_uri"] == summary["model_uri"]
     assert meta["feature_order"] == ["tenure", "support_calls", "plan"]
     assert 0 < meta["threshold"] < 1 and meta["device"] == "cpu"
-    assert {p.name for p in (workspace / "models/model").iterdir()} == {"state_dict.pt", "preprocess.json", "model.json"}
+    assert {p.name for p in (workspace / "models/model").iterdir()} == {
+        "state_dict.pt",
+        "preprocess.json",
+        "model.json",
+    }
     metrics = json.loads((workspace / "metrics/train.json").read_text())
     assert metrics["epochs_run"] == meta["epochs_run"] and metrics["samples_per_s"] > 0
     curve = json.loads((workspace / "plots/train_curve.json").read_text())

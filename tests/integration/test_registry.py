@@ -1,0 +1,85 @@
+"""Promotion against a real MLflow registry and a real DVC workspace: the gate guards the champion."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.integration.conftest import run_cli
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def aliases(install) -> dict[str, str]:
+    client = MlflowClient(install.settings().tracking_uri)
+    name = install.params().promote.model_name
+    return dict(client.get_registered_model(name).aliases)
+
+
+def version_tags(install, version: str) -> dict[str, str]:
+    client = MlflowClient(install.settings().tracking_uri)
+    return client.get_model_version(install.params().promote.model_name, version).tags
+
+
+def test_first_model_becomes_champion(trained, capsys):
+    code, out = run_cli(capsys, "repro")
+    assert code == 0, out
+    assert out["stages"] == {"snapshot": "ran", "featurize": "ran", "train": "ran", "evaluate": "ran"}
+    promotion = out["promotion"]
+    assert promotion["promoted"] is True, promotion
+    assert promotion["infra_check"]["ok"] is True
+    assert aliases(trained) == {"champion": promotion["version"], "challenger": promotion["version"]}
+    tags = version_tags(trained, promotion["version"])
+    assert tags["flywheel.gate.decision"] == "promoted"
+    assert "no champion yet" in tags["flywheel.gate.reason"]
+
+
+def test_rerun_without_changes_skips_and_keeps_champion(trained, capsys):
+    before = aliases(trained)
+    code, out = run_cli(capsys, "repro")
+    assert code == 0, out
+    assert out["stages"]["featurize"] == "skipped" and out["stages"]["train"] == "skipped"
+    assert out["promotion"]["promoted"] is False and "already the champion" in out["promotion"]["reason"]
+    assert aliases(trained) == before
+
+
+def test_worse_candidate_is_not_promoted(trained, capsys):
+    champion = aliases(trained)["champion"]
+    code, out = run_cli(capsys, "repro", "--set", "train.epochs=1", "--set", "train.learning_rate=0.000001",
+                        "--set", "promote.tolerance=0.0")
+    assert code == 0, out
+    assert out["stages"]["train"] == "ran"
+    promotion = out["promotion"]
+    assert promotion["promoted"] is False
+    assert aliases(trained)["champion"] == champion
+    assert aliases(trained)["challenger"] == promotion["version"]
+    tags = version_tags(trained, promotion["version"])
+    assert tags["flywheel.gate.decision"] == "rejected"
+    assert tags["flywheel.gate.reason"] == promotion["reason"]
+
+
+def test_candidate_failing_the_infra_check_is_not_promoted(trained, capsys):
+    champion = aliases(trained)["champion"]
+    code, out = run_cli(capsys, "repro", "--set", "train.seed=7", "--set", "promote.max_latency_ms=0.000001",
+                        "--set", "promote.tolerance=1.0")
+    assert code == 0, out
+    assert out["promotion"]["promoted"] is False
+    assert out["promotion"]["reason"].startswith("infra check failed")
+    assert aliases(trained)["champion"] == champion
+
+
+def test_forced_promotion_keeps_the_previous_champion(trained, capsys):
+    champion = aliases(trained)["champion"]
+    code, out = run_cli(capsys, "repro", "--set", "train.seed=8", "--set", "promote.min_pr_auc=0.99")
+    assert code == 0 and out["promotion"]["promoted"] is False  # below the raised floor
+    code, out = run_cli(capsys, "promote", "--force", "--reason", "urgent relabel")
+    assert code == 0, out
+    assert out["promoted"] is True and out["forced"] is True
+    new = aliases(trained)
+    assert new["champion"] == out["version"] and new["previous_champion"] == champion
+    assert version_tags(trained, out["version"])["flywheel.gate.reason"] == "forced: urgent relabel"
+
+
+def test_force_without_reason_is_refused(trained, capsys):
+    code, out = run_cli(capsys, "promote", "--force")
+    assert code == 2 and "needs a non-empty reason" in out["error"]
