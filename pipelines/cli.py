@@ -193,6 +193,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [ParamsError, FileNotFoundError]
     for module, name in [("ingest", "IngestError"), ("validate", "ValidationFailed"),
                          ("snapshot", "SnapshotError"), ("featurize", "FeaturizeError"),
+                         ("featurize", "MissingFeatureError"), ("train", "TrainError"),
+                         ("evaluate", "EvaluateError"), ("validate", "ExpectationsFileError"),
                          ("promote", "PromoteError"), ("workspace", "WorkspaceError")]:
         mod = sys.modules.get(f"pipelines.{module}")
         if mod is not None and hasattr(mod, name):

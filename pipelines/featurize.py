@@ -162,7 +162,7 @@ def fit_numeric(
 
 def fit_vocabulary(values: pd.Series, min_count: int) -> tuple[str, ...]:
     """Sorted train values seen at least ``min_count`` times (missing values excluded)."""
-    counts = values.dropna().astype(str).value_counts()
+    counts = values.dropna().astype("string").value_counts()
     return tuple(sorted(str(v) for v in counts[counts >= min_count].index))
 
 
@@ -250,8 +250,8 @@ class Preprocessor:
         out = np.zeros((len(raw), len(self.categorical)), dtype=np.int64)
         for j, s in enumerate(self.categorical):
             if s.name in raw.columns:
-                values = raw[s.name].astype("string").astype(object).where(raw[s.name].notna(), None)
-                out[:, j] = pd.Categorical(values, categories=list(s.vocabulary)).codes.astype(np.int64) + 1
+                codes = pd.Categorical(raw[s.name].astype("string"), categories=list(s.vocabulary)).codes
+                out[:, j] = codes.astype(np.int64) + 1
         return out
 
     def transform(self, raw: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

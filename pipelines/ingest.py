@@ -25,6 +25,7 @@ import json
 import logging
 import zlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,8 +70,14 @@ class FileResult:
 
     def entry(self) -> dict[str, Any]:
         """The file's line in the landing manifest."""
-        return {"path": self.path, "sha256": self.sha256, "size": self.size, "consumed": self.consumed,
-                "landed": len(self.landed), "quarantined": len(self.quarantined)}
+        return {
+            "path": self.path,
+            "sha256": self.sha256,
+            "size": self.size,
+            "consumed": self.consumed,
+            "landed": len(self.landed),
+            "quarantined": len(self.quarantined),
+        }
 
 
 # -- the edge -----------------------------------------------------------------------------
@@ -97,24 +104,44 @@ def run(params: Params, settings: Settings, run_id: str, path: str | None = None
     listed = list_files(fs, root, params.ingest.files.formats, source)
     lake = Lake(settings.lake_root(params))
     state = read_state(lake)
+    results, skipped = read_new_files(fs, root, listed, state, run_id, params)
+    if not results:
+        return {**_nothing_new(run_id, source), "files_new": 0, "files_skipped": skipped}
+    summary = write_run(lake, run_id, source, results, params.schema)
+    write_state(lake, state, results, {_display(fs, p): info for p, info in listed}, run_id)
+    return {**summary, "files_new": len(results), "files_skipped": skipped}
+
+
+def read_new_files(
+    fs: fsspec.AbstractFileSystem,
+    root: str,
+    listed: list[tuple[str, dict]],
+    state: dict,
+    run_id: str,
+    params: Params,
+) -> tuple[list[FileResult], int]:
+    """Read the listed files that are new or changed since the state; return them and the skipped count.
+
+    Files this same run recorded count as new, so a retry reads them again.
+    """
     now = pd.Timestamp.now(tz="UTC")
     results, skipped = [], 0
     for file_path, info in listed:
         shown = _display(fs, file_path)
         seen = state["files"].get(shown)
-        if seen and seen.get("run_id") != run_id and _unchanged_by_info(seen, info):
+        seen = seen if seen and seen.get("run_id") != run_id else None
+        if seen and _unchanged_by_info(seen, info):
             skipped += 1
             continue
         data = fs.cat_file(file_path)
         sha = hashlib.sha256(data).hexdigest()
-        if seen and seen.get("run_id") != run_id and seen.get("sha256") == sha:
+        if seen and seen.get("sha256") == sha:
             skipped += 1
             continue
-        results.append(read_file(data, shown, _relative(file_path, root), params.schema, params.ingest, now, sha))
-    summary = write_run(lake, run_id, source, results, params.schema) if results else _nothing_new(run_id, source)
-    if results:
-        write_state(lake, state, results, listed_info(listed, fs), run_id)
-    return {**summary, "files_new": len(results), "files_skipped": skipped}
+        results.append(
+            read_file(data, shown, _relative(file_path, root), params.schema, params.ingest, now, sha)
+        )
+    return results, skipped
 
 
 def resolve_source(path: str | None, cfg: IngestConfig, settings: Settings) -> str:
@@ -143,7 +170,8 @@ def list_files(
     found = fs.find(root, detail=True)
     keep = suffixes(formats)
     return sorted(
-        (p, info) for p, info in found.items()
+        (p, info)
+        for p, info in found.items()
         if info.get("type", "file") == "file" and p.lower().endswith(keep) and not _hidden(_relative(p, root))
     )
 
@@ -181,10 +209,11 @@ def read_file(
     try:
         raw, result.quarantined = decode_file(data, name, schema, cfg.max_record_bytes)
     except UnreadableFile as exc:
-        result.quarantined = [records.quarantine_entry(name, data[:cfg.max_record_bytes], str(exc))]
+        result.quarantined = [records.quarantine_entry(name, data[: cfg.max_record_bytes], str(exc))]
         return result
     typed, reasons = records.coerce(raw, schema, cfg, now)
-    result.landed = typed.assign(**{records.ORIGIN: raw.loc[typed.index, records.ORIGIN].to_numpy()})
+    typed[records.ORIGIN] = raw[records.ORIGIN].to_numpy()[~raw.index.isin(reasons.index)]
+    result.landed = typed
     result.quarantined += [
         records.quarantine_entry(raw.at[i, records.ORIGIN], _raw_text(raw, i), reason)
         for i, reason in reasons.items()
@@ -197,7 +226,9 @@ class UnreadableFile(ValueError):
     """A whole file cannot be decoded (corrupt gzip or Parquet); it is quarantined as one record."""
 
 
-def decode_file(data: bytes, name: str, schema: Schema, max_record_bytes: int) -> tuple[pd.DataFrame, list[dict]]:
+def decode_file(
+    data: bytes, name: str, schema: Schema, max_record_bytes: int
+) -> tuple[pd.DataFrame, list[dict]]:
     """A raw frame (with ``_origin``, maybe ``_raw``) and the records refused before typing."""
     lowered = name.lower()
     if lowered.endswith(".gz"):
@@ -225,7 +256,8 @@ def _decode_parquet(data: bytes, name: str, names: list[str]) -> pd.DataFrame:
         table = pq.read_table(io.BytesIO(data))
     except (pa.ArrowException, OSError) as exc:
         raise UnreadableFile(f"unreadable Parquet file: {exc}") from None
-    columns = {n: pd.Series(table.column(n).to_pylist(), dtype=object) for n in names if n in table.column_names}
+    # Typed columns stay typed (a null or NaN there is missing); text columns are checked value by value.
+    columns = {n: table.column(n).to_pandas() for n in names if n in table.column_names}
     frame = pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows))
     frame[records.ORIGIN] = [f"{name}:{i}" for i in range(1, table.num_rows + 1)]
     return frame
@@ -253,47 +285,54 @@ def _decode_json_document(
     return records.frame_from_objects(objects, [*names, records.ORIGIN, records.RAW]), bad
 
 
-def decode_csv(data: bytes, name: str, names: list[str], max_record_bytes: int) -> tuple[pd.DataFrame, list[dict]]:
+def decode_csv(
+    data: bytes, name: str, names: list[str], max_record_bytes: int
+) -> tuple[pd.DataFrame, list[dict]]:
     """Rows of a CSV file with a header, as strings ('' is missing).
 
     A row whose field count differs from the header's (a truncated or broken
     line), a row that is not UTF-8, an oversized row or a line the CSV reader
     rejects is quarantined with its 1-based line number. Blank lines are skipped.
+    (The stdlib reader is used rather than pandas: it gives each row's line
+    number and raw text, and never pads a short row with missing values.)
     """
     text = data.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
-    buffer: list[str] = []
-    reader = csv.reader(_remembering(io.StringIO(text, newline=""), buffer))
     header: list[str] | None = None
-    rows: list[list[str]] = []
-    origins: list[str] = []
-    raws: list[str] = []
-    bad: list[dict] = []
-    while True:
-        buffer.clear()
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            bad.append(_csv_entry(name, reader.line_num, buffer, f"malformed CSV line: {exc}"))
-            continue
-        if not row or (len(row) == 1 and not row[0].strip() and header is not None and len(header) > 1):
-            continue
-        if header is None:
+    rows, origins, raws, bad = [], [], [], []
+    for number, row, raw, error in _csv_records(text):
+        if header is None and error is None:
             header = row
             continue
-        raw_text = "".join(buffer)
-        reason = _csv_row_problem(row, raw_text, len(header), max_record_bytes)
+        reason = error or _csv_row_problem(row, raw, len(header or []), max_record_bytes)
         if reason:
-            bad.append(_csv_entry(name, reader.line_num, buffer, reason))
+            bad.append(
+                records.quarantine_entry(f"{name}:{number}", raw.encode("utf-8", "surrogateescape"), reason)
+            )
             continue
         rows.append(row)
-        origins.append(f"{name}:{reader.line_num - len(buffer) + 1}")
-        raws.append(raw_text.rstrip("\r\n"))
+        origins.append(f"{name}:{number}")
+        raws.append(raw)
     return _csv_frame(header or [], rows, origins, raws, names), bad
 
 
-def _remembering(lines: io.StringIO, buffer: list[str]):
+def _csv_records(text: str) -> Iterator[tuple[int, list[str], str, str | None]]:
+    """``(first line number, fields, raw text, reader error)`` for each non-blank CSV record."""
+    buffer: list[str] = []
+    reader = csv.reader(_remembering(io.StringIO(text, newline=""), buffer))
+    while True:
+        buffer.clear()
+        try:
+            row, error = next(reader), None
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            row, error = [], f"malformed CSV line: {exc}"
+        if error is None and (not row or (len(row) == 1 and not row[0].strip())):
+            continue
+        yield reader.line_num - len(buffer) + 1, row, "".join(buffer).rstrip("\r\n"), error
+
+
+def _remembering(lines: io.StringIO, buffer: list[str]) -> Iterator[str]:
     for line in lines:
         buffer.append(line)
         yield line
@@ -314,14 +353,9 @@ def _csv_row_problem(row: list[str], raw_text: str, width: int, max_record_bytes
     return None
 
 
-def _csv_entry(name: str, line_num: int, buffer: list[str], reason: str) -> dict:
-    raw = "".join(buffer).rstrip("\r\n")
-    raw_bytes = raw.encode("utf-8", "surrogateescape")
-    return records.quarantine_entry(f"{name}:{line_num - len(buffer) + 1}", raw_bytes, reason)
-
-
-def _csv_frame(header: list[str], rows: list[list[str]], origins: list[str], raws: list[str],
-               names: list[str]) -> pd.DataFrame:
+def _csv_frame(
+    header: list[str], rows: list[list[str]], origins: list[str], raws: list[str], names: list[str]
+) -> pd.DataFrame:
     position = {h: i for i, h in enumerate(header)}
     columns = {n: pd.Series([r[position[n]] for r in rows], dtype=object) for n in names if n in position}
     frame = pd.DataFrame(columns, index=pd.RangeIndex(len(rows)))
@@ -367,20 +401,43 @@ def write_run(lake: Lake, run_id: str, source: str, results: list[FileResult], s
     if quarantined:
         lake.write_bytes(f"{quarantine}/{QUARANTINE_FILE}", _jsonl(quarantined))
     counts = {"consumed": consumed, "landed": len(landed), "quarantined": len(quarantined)}
-    base = {"run_id": run_id, "source": SOURCE, "path": source, "schema": schema.name,
-            "files": [r.entry() for r in results], "counts": counts, "reasons": reasons,
-            "written_at": datetime.now(UTC).isoformat()}
+    base = {
+        "run_id": run_id,
+        "source": SOURCE,
+        "path": source,
+        "schema": schema.name,
+        "files": [r.entry() for r in results],
+        "counts": counts,
+        "reasons": reasons,
+        "written_at": datetime.now(UTC).isoformat(),
+    }
     times = landed[schema.event_time]
-    lake.write_json(f"{landing}/{MANIFEST}", {
-        **base, "data": LANDING_FILE, "rows": len(landed),
-        "min_event_time": times.min().isoformat() if len(landed) else None,
-        "max_event_time": times.max().isoformat() if len(landed) else None,
-    })
+    lake.write_json(
+        f"{landing}/{MANIFEST}",
+        {
+            **base,
+            "data": LANDING_FILE,
+            "rows": len(landed),
+            "min_event_time": times.min().isoformat() if len(landed) else None,
+            "max_event_time": times.max().isoformat() if len(landed) else None,
+        },
+    )
     if quarantined:
-        lake.write_json(f"{quarantine}/{MANIFEST}", {**base, "data": QUARANTINE_FILE, "rows": len(quarantined)})
-    log.info("ingest %s: %s consumed, %s landed, %s quarantined", run_id, consumed, len(landed), len(quarantined))
-    return {"run_id": run_id, "source": SOURCE, "path": source, **counts, "reasons": reasons,
-            "landing_partition": landing, "quarantine_partition": quarantine if quarantined else None}
+        lake.write_json(
+            f"{quarantine}/{MANIFEST}", {**base, "data": QUARANTINE_FILE, "rows": len(quarantined)}
+        )
+    log.info(
+        "ingest %s: %s consumed, %s landed, %s quarantined", run_id, consumed, len(landed), len(quarantined)
+    )
+    return {
+        "run_id": run_id,
+        "source": SOURCE,
+        "path": source,
+        **counts,
+        "reasons": reasons,
+        "landing_partition": landing,
+        "quarantine_partition": quarantine if quarantined else None,
+    }
 
 
 def check_counts(consumed: int, landed: int, quarantined: int) -> None:
@@ -398,9 +455,18 @@ def _jsonl(entries: list[dict]) -> bytes:
 
 def _nothing_new(run_id: str, source: str) -> dict:
     log.info("ingest %s: no new or changed files under %s", run_id, source)
-    return {"run_id": run_id, "source": SOURCE, "path": source, "consumed": 0, "landed": 0, "quarantined": 0,
-            "reasons": {}, "landing_partition": None, "quarantine_partition": None,
-            "message": f"no new or changed files under {source}; nothing written"}
+    return {
+        "run_id": run_id,
+        "source": SOURCE,
+        "path": source,
+        "consumed": 0,
+        "landed": 0,
+        "quarantined": 0,
+        "reasons": {},
+        "landing_partition": None,
+        "quarantine_partition": None,
+        "message": f"no new or changed files under {source}; nothing written",
+    }
 
 
 # -- the state manifest -------------------------------------------------------------------
@@ -417,18 +483,20 @@ def read_state(lake: Lake) -> dict:
     return {"source": SOURCE, "files": dict(state.get("files", {}))}
 
 
-def write_state(lake: Lake, state: dict, results: list[FileResult], info: dict[str, dict], run_id: str) -> None:
+def write_state(
+    lake: Lake, state: dict, results: list[FileResult], info: dict[str, dict], run_id: str
+) -> None:
     """Record the files of a completed run (after its partitions are written)."""
     now = datetime.now(UTC).isoformat()
     for r in results:
-        state["files"][r.path] = {"sha256": r.sha256, "size": r.size, "modified": _modified(info.get(r.path, {})),
-                                  "run_id": run_id, "ingested_at": now}
+        state["files"][r.path] = {
+            "sha256": r.sha256,
+            "size": r.size,
+            "modified": _modified(info.get(r.path, {})),
+            "run_id": run_id,
+            "ingested_at": now,
+        }
     lake.write_json(state_path(lake), {**state, "updated_at": now})
-
-
-def listed_info(listed: list[tuple[str, dict]], fs: fsspec.AbstractFileSystem) -> dict[str, dict]:
-    """The fsspec info of each listed file, keyed by the path shown in manifests."""
-    return {_display(fs, p): info for p, info in listed}
 
 
 def _modified(info: dict) -> str | None:

@@ -32,6 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+# fmt: off
 COLUMNS = ("transaction_id", "event_time", "amount", "merchant_category", "country", "device",
            "hour_of_day", "customer_age", "account_tenure_days", "is_fraud")
 CATEGORIES = ("grocery", "restaurant", "fuel", "travel", "electronics", "fashion", "gaming", "crypto",
@@ -48,10 +49,10 @@ _AMOUNT_SIGMA = np.array([.6, .5, .4, .8, .9, .7, .9, 1.1, .4, .6])
 _COUNTRY_P = np.array([.35, .12, .10, .09, .05, .07, .07, .03, .08, .04])
 _COUNTRY_P_DRIFTED = np.array([.26, .10, .07, .07, .04, .06, .13, .09, .12, .06])
 _COUNTRY_RISK = np.array([0, 0, 0, 0, 0, 0, .6, 1.0, .4, .2])
-_DEVICE_P = np.array([.5, .3, .2])
+_DEVICE_P = np.array([.50, .30, .20])
 _DEVICE_P_DRIFTED = np.array([.40, .45, .15])
-_HOUR_WEIGHT = np.array([.25, .18, .14, .12, .12, .18, .35, .6, .85, 1.0, 1.05, 1.1,
-                         1.2, 1.15, 1.1, 1.05, 1.05, 1.1, 1.2, 1.25, 1.15, .95, .7, .45])
+_HOUR_WEIGHT = np.array([.25, .18, .14, .12, .12, .18, .35, .60, .85, 1.0, 1.05, 1.1,     # 00-11 UTC
+                         1.2, 1.15, 1.1, 1.05, 1.05, 1.1, 1.2, 1.25, 1.15, .95, .70, .45])  # 12-23 UTC
 _MAX_AMOUNT = 24_999.99
 _OVERSIZED_BYTES = 70_000  # above the default ingest.max_record_bytes (65536)
 _BATCH = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -62,6 +63,7 @@ MALFORMED_JSONL = ("not_json", "truncated", "wrong_type", "missing_field", "nan_
 MALFORMED_PARQUET = ("wrong_type", "missing_field", "inf_amount", "bad_timestamp", "ancient_timestamp",
                      "future_timestamp", "null_key", "float_hour", "bad_label")
 MALFORMED_CSV = (*MALFORMED_PARQUET, "truncated")
+# fmt: on
 MALFORMED_KINDS = {"jsonl": MALFORMED_JSONL, "csv": MALFORMED_CSV, "parquet": MALFORMED_PARQUET}
 
 
@@ -113,21 +115,24 @@ def generate(
     rng = np.random.default_rng([seed, 0])
     times = _event_times(rng, rows, start, end)
     hour = (times // 3_600_000_000) % 24
-    features = _features(rng, rows, hour, covariate_drift)
+    features = _features(rng, rows, covariate_drift)
     chance = _fraud_probability(features, hour, concept_drift, rng.normal(0.0, 0.5, rows))
     is_fraud = rng.random(rows) < chance
-    return pd.DataFrame({
-        "transaction_id": [f"{batch}-{seed}-{i:08d}" for i in range(rows)],
-        "event_time": pd.DatetimeIndex(times.view("datetime64[us]")).tz_localize("UTC"),
-        "amount": features["amount"],
-        "merchant_category": np.array(CATEGORIES, dtype=object)[features["category"]],
-        "country": np.array(COUNTRIES, dtype=object)[features["country"]],
-        "device": np.array(DEVICES, dtype=object)[features["device"]],
-        "hour_of_day": pd.array(hour, dtype="Int64"),
-        "customer_age": pd.arrays.IntegerArray(features["age"], features["age_missing"]),
-        "account_tenure_days": pd.array(features["tenure"], dtype="Int64"),
-        "is_fraud": is_fraud.astype(np.int8),
-    }, columns=list(COLUMNS))
+    return pd.DataFrame(
+        {
+            "transaction_id": [f"{batch}-{seed}-{i:08d}" for i in range(rows)],
+            "event_time": pd.DatetimeIndex(times.view("datetime64[us]")).tz_localize("UTC"),
+            "amount": features["amount"],
+            "merchant_category": np.array(CATEGORIES, dtype=object)[features["category"]],
+            "country": np.array(COUNTRIES, dtype=object)[features["country"]],
+            "device": np.array(DEVICES, dtype=object)[features["device"]],
+            "hour_of_day": pd.array(hour, dtype="Int64"),
+            "customer_age": pd.arrays.IntegerArray(features["age"], features["age_missing"]),
+            "account_tenure_days": pd.array(features["tenure"], dtype="Int64"),
+            "is_fraud": is_fraud.astype(np.int8),
+        },
+        columns=list(COLUMNS),
+    )
 
 
 def _check_options(rows: int, batch: str, covariate_drift: float, concept_drift: float) -> None:
@@ -141,14 +146,15 @@ def _check_options(rows: int, batch: str, covariate_drift: float, concept_drift:
 
 
 def _event_times(rng: np.random.Generator, rows: int, start: datetime, end: datetime) -> np.ndarray:
-    """Sorted epoch microseconds in ``[start, end)``, denser by day than by night."""
+    """Sorted epoch microseconds (whole milliseconds) in ``[start, end)``, denser by day than by night."""
     low, high = int(start.timestamp() * 1e6), int(end.timestamp() * 1e6)
     accept = _HOUR_WEIGHT / _HOUR_WEIGHT.max()
     kept: list[np.ndarray] = []
     while sum(len(k) for k in kept) < rows:
         draw = rng.integers(low, high, size=max(2 * rows, 16))
         kept.append(draw[rng.random(len(draw)) < accept[(draw // 3_600_000_000) % 24]])
-    return np.sort(np.concatenate(kept)[:rows]) if rows else np.zeros(0, dtype=np.int64)
+    times = np.sort(np.concatenate(kept)[:rows]) if rows else np.zeros(0, dtype=np.int64)
+    return times - times % 1000  # files carry milliseconds; the frame says exactly what they say
 
 
 def _mix(base: np.ndarray, drifted: np.ndarray, amount: float) -> np.ndarray:
@@ -156,7 +162,8 @@ def _mix(base: np.ndarray, drifted: np.ndarray, amount: float) -> np.ndarray:
     return p / p.sum()
 
 
-def _features(rng: np.random.Generator, rows: int, hour: np.ndarray, drift: float) -> dict[str, np.ndarray]:
+def _features(rng: np.random.Generator, rows: int, drift: float) -> dict[str, np.ndarray]:
+    """Inputs drawn from their distributions, moved toward the drifted ones by ``drift``."""
     category = rng.choice(len(CATEGORIES), size=rows, p=_mix(_CATEGORY_P, _CATEGORY_P_DRIFTED, drift))
     country = rng.choice(len(COUNTRIES), size=rows, p=_mix(_COUNTRY_P, _COUNTRY_P_DRIFTED, drift))
     device = rng.choice(len(DEVICES), size=rows, p=_mix(_DEVICE_P, _DEVICE_P_DRIFTED, drift))
@@ -164,14 +171,25 @@ def _features(rng: np.random.Generator, rows: int, hour: np.ndarray, drift: floa
     amount = np.round(np.clip(np.exp(rng.normal(mu, _AMOUNT_SIGMA[category])), 0.5, _MAX_AMOUNT), 2)
     age = np.clip(np.round(rng.normal(44 - 12 * drift, 15, rows)), 18, 95).astype(np.int64)
     new_account = rng.random(rows) < 0.08 + 0.12 * drift
-    tenure = np.where(new_account, rng.integers(0, 30, rows),
-                      np.clip(np.exp(rng.normal(np.log(900), 1.0, rows)), 30, 20_000)).astype(np.int64)
-    return {"category": category, "country": country, "device": device, "amount": amount, "age": age,
-            "age_missing": rng.random(rows) < 0.02, "tenure": tenure}
+    tenure = np.where(
+        new_account,
+        rng.integers(0, 30, rows),
+        np.clip(np.exp(rng.normal(np.log(900), 1.0, rows)), 30, 20_000),
+    ).astype(np.int64)
+    return {
+        "category": category,
+        "country": country,
+        "device": device,
+        "amount": amount,
+        "age": age,
+        "age_missing": rng.random(rows) < 0.02,
+        "tenure": tenure,
+    }
 
 
-def _fraud_probability(f: dict[str, np.ndarray], hour: np.ndarray, concept_drift: float,
-                       noise: np.ndarray) -> np.ndarray:
+def _fraud_probability(
+    f: dict[str, np.ndarray], hour: np.ndarray, concept_drift: float, noise: np.ndarray
+) -> np.ndarray:
     """The chance of fraud: the original rule, blended toward the drifted one by ``concept_drift``."""
     original = _sigmoid(_original_logit(f, hour) + noise)
     if concept_drift == 0.0:
@@ -191,13 +209,23 @@ def _original_logit(f: dict[str, np.ndarray], hour: np.ndarray) -> np.ndarray:
     new = (f["tenure"] < 30).astype(float)
     web = (f["device"] == DEVICES.index("web")).astype(float)
     young = ((f["age"] < 25) & ~f["age_missing"]).astype(float)
-    return (-5.55 + 3.4 * risky * large + 1.8 * night + 1.4 * night * (risky > 0) + 3.0 * new * web
-            + 0.8 * new + 1.6 * _COUNTRY_RISK[f["country"]] + 0.8 * young)
+    return (
+        -5.55
+        + 3.4 * risky * large
+        + 1.8 * night
+        + 1.4 * night * (risky > 0)
+        + 3.0 * new * web
+        + 0.8 * new
+        + 1.6 * _COUNTRY_RISK[f["country"]]
+        + 0.8 * young
+    )
 
 
 def _drifted_logit(f: dict[str, np.ndarray], hour: np.ndarray) -> np.ndarray:
     """Small grocery and utility payments on mobile during the day."""
-    everyday = np.isin(f["category"], [CATEGORIES.index("grocery"), CATEGORIES.index("utilities")]).astype(float)
+    everyday = np.isin(f["category"], [CATEGORIES.index("grocery"), CATEGORIES.index("utilities")]).astype(
+        float
+    )
     small = (f["amount"] < 40).astype(float)
     mobile = (f["device"] == DEVICES.index("mobile")).astype(float)
     day = ((hour >= 9) & (hour <= 17)).astype(float)
@@ -237,12 +265,7 @@ def produce(
     Returns:
         A JSON-able summary: rows, files, paths, fraud_rate, malformed, malformed_kinds, ...
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"fmt = {fmt!r}: expected one of {FORMATS}")
-    if files < 1:
-        raise ValueError(f"files = {files}: expected at least 1")
-    if not 0.0 <= malformed_fraction <= 1.0:
-        raise ValueError(f"malformed_fraction = {malformed_fraction}: expected a number between 0 and 1")
+    _check_files(fmt, files, malformed_fraction)
     start, end = default_window(start, end)
     frame = generate(rows, seed, start, end, batch, covariate_drift, concept_drift)
     kinds = _malformed_plan(np.random.default_rng([seed, 1]), rows, malformed_fraction, MALFORMED_KINDS[fmt])
@@ -253,11 +276,30 @@ def produce(
         data = _SERIALISERS[fmt](frame.iloc[part].reset_index(drop=True), _local(kinds, part))
         paths.append(_write(fs, root, f"{batch}-{k}.{fmt}", data))
     clean = frame.drop(index=list(kinds))
-    return {"rows": rows, "files": files, "format": fmt, "batch": batch, "seed": seed, "paths": paths,
-            "start": start.isoformat(), "end": end.isoformat(),
-            "fraud_rate": round(float(clean["is_fraud"].mean()), 6) if len(clean) else None,
-            "malformed": len(kinds), "malformed_kinds": dict(sorted(Counter(kinds.values()).items())),
-            "covariate_drift": covariate_drift, "concept_drift": concept_drift}
+    return {
+        "rows": rows,
+        "files": files,
+        "format": fmt,
+        "batch": batch,
+        "seed": seed,
+        "paths": paths,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "fraud_rate": round(float(clean["is_fraud"].mean()), 6) if len(clean) else None,
+        "malformed": len(kinds),
+        "malformed_kinds": dict(sorted(Counter(kinds.values()).items())),
+        "covariate_drift": covariate_drift,
+        "concept_drift": concept_drift,
+    }
+
+
+def _check_files(fmt: str, files: int, malformed_fraction: float) -> None:
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt = {fmt!r}: expected one of {FORMATS}")
+    if files < 1:
+        raise ValueError(f"files = {files}: expected at least 1")
+    if not 0.0 <= malformed_fraction <= 1.0:
+        raise ValueError(f"malformed_fraction = {malformed_fraction}: expected a number between 0 and 1")
 
 
 def _write(fs: fsspec.AbstractFileSystem, root: str, name: str, data: bytes) -> str:
@@ -269,7 +311,9 @@ def _write(fs: fsspec.AbstractFileSystem, root: str, name: str, data: bytes) -> 
     return final if protocol in ("file", "local") else fs.unstrip_protocol(final)
 
 
-def _malformed_plan(rng: np.random.Generator, rows: int, fraction: float, kinds: tuple[str, ...]) -> dict[int, str]:
+def _malformed_plan(
+    rng: np.random.Generator, rows: int, fraction: float, kinds: tuple[str, ...]
+) -> dict[int, str]:
     """Which rows become malformed, and how: every kind once before any repeats."""
     count = int(round(fraction * rows))
     if count == 0:
@@ -296,19 +340,30 @@ def _iso(times: pd.Series, zone: str = "Z") -> np.ndarray:
 
 # -- JSON Lines ---------------------------------------------------------------------------
 
-_LINE = ('{"transaction_id":"%s","event_time":"%sZ","amount":%d.%02d,"merchant_category":"%s","country":"%s",'
-         '"device":"%s","hour_of_day":%d,"customer_age":%s,"account_tenure_days":%d,"is_fraud":%d}')
+_LINE = (
+    '{"transaction_id":"%s","event_time":"%sZ","amount":%d.%02d,"merchant_category":"%s","country":"%s",'
+    '"device":"%s","hour_of_day":%d,"customer_age":%s,"account_tenure_days":%d,"is_fraud":%d}'
+)
 
 
 def _jsonl(frame: pd.DataFrame, malformed: dict[int, str]) -> bytes:
     """JSON Lines built with one format string per row (the keys and categories need no escaping)."""
     ages = frame["customer_age"].astype(object).where(frame["customer_age"].notna(), "null").astype(str)
     cents = np.round(frame["amount"].to_numpy() * 100).astype(np.int64)
-    lines = [_LINE % row for row in zip(
-        frame["transaction_id"], _iso(frame["event_time"], zone="").tolist(), (cents // 100).tolist(),
-        (cents % 100).tolist(), frame["merchant_category"], frame["country"], frame["device"],
-        frame["hour_of_day"].to_numpy(int).tolist(), ages.tolist(), frame["account_tenure_days"].to_numpy(int).tolist(),
-        frame["is_fraud"].tolist(), strict=True)]
+    columns = (
+        frame["transaction_id"],
+        _iso(frame["event_time"], zone="").tolist(),
+        (cents // 100).tolist(),
+        (cents % 100).tolist(),
+        frame["merchant_category"],
+        frame["country"],
+        frame["device"],
+        frame["hour_of_day"].to_numpy(int).tolist(),
+        ages.tolist(),
+        frame["account_tenure_days"].to_numpy(int).tolist(),
+        frame["is_fraud"].tolist(),
+    )
+    lines = [_LINE % row for row in zip(*columns, strict=True)]
     for i, kind in malformed.items():
         lines[i] = _malformed_line(kind, json.loads(lines[i]), lines[i])
     return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape") if lines else b""
@@ -317,13 +372,19 @@ def _jsonl(frame: pd.DataFrame, malformed: dict[int, str]) -> bytes:
 def _malformed_line(kind: str, row: dict[str, Any], line: str) -> str:
     """One broken record of the given kind, made from a clean one."""
     changes: dict[str, Any] = {
-        "wrong_type": {"amount": "abc"}, "nan_amount": {"amount": float("nan")},
-        "inf_amount": {"amount": float("inf")}, "bad_timestamp": {"event_time": "not-a-timestamp"},
+        "wrong_type": {"amount": "abc"},
+        "nan_amount": {"amount": float("nan")},
+        "inf_amount": {"amount": float("inf")},
+        "bad_timestamp": {"event_time": "not-a-timestamp"},
         "ancient_timestamp": {"event_time": "1970-01-01T00:00:00Z"},
-        "future_timestamp": {"event_time": "2200-01-01T00:00:00Z"}, "null_key": {"transaction_id": None},
+        "future_timestamp": {"event_time": "2200-01-01T00:00:00Z"},
+        "null_key": {"transaction_id": None},
         "non_utf8": {"merchant_category": row["merchant_category"] + "\udcff"},
-        "oversized": {"note": "x" * _OVERSIZED_BYTES}, "float_hour": {"hour_of_day": row["hour_of_day"] + 0.5},
-        "numeric_category": {"device": 7}, "bad_label": {"is_fraud": 2}, "bool_amount": {"amount": True},
+        "oversized": {"note": "x" * _OVERSIZED_BYTES},
+        "float_hour": {"hour_of_day": row["hour_of_day"] + 0.5},
+        "numeric_category": {"device": 7},
+        "bad_label": {"is_fraud": 2},
+        "bool_amount": {"amount": True},
     }
     if kind == "not_json":
         return f"not json: {row['transaction_id']}"
@@ -339,14 +400,21 @@ def _malformed_line(kind: str, row: dict[str, Any], line: str) -> str:
 # -- CSV and Parquet ----------------------------------------------------------------------
 
 _TABULAR_VALUES: dict[str, tuple[str, Any]] = {
-    "wrong_type": ("amount", "abc"), "missing_field": ("amount", None), "inf_amount": ("amount", "inf"),
-    "bad_timestamp": ("event_time", "not-a-timestamp"), "ancient_timestamp": ("event_time", "1970-01-01T00:00:00Z"),
-    "future_timestamp": ("event_time", "2200-01-01T00:00:00Z"), "null_key": ("transaction_id", None),
+    "wrong_type": ("amount", "abc"),
+    "missing_field": ("amount", None),
+    "inf_amount": ("amount", "inf"),
+    "bad_timestamp": ("event_time", "not-a-timestamp"),
+    "ancient_timestamp": ("event_time", "1970-01-01T00:00:00Z"),
+    "future_timestamp": ("event_time", "2200-01-01T00:00:00Z"),
+    "null_key": ("transaction_id", None),
     "bad_label": ("is_fraud", "2"),
 }
 
 
-_KIND_COLUMN = {**{kind: column for kind, (column, _) in _TABULAR_VALUES.items()}, "float_hour": "hour_of_day"}
+_KIND_COLUMN = {
+    **{kind: column for kind, (column, _) in _TABULAR_VALUES.items()},
+    "float_hour": "hour_of_day",
+}
 
 
 def _inject(frame: pd.DataFrame, malformed: dict[int, str], as_text: bool) -> pd.DataFrame:

@@ -43,7 +43,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 ORIGIN, RAW = "_origin", "_raw"
 EPOCH_MS_FROM = 1e11  # epoch numbers at or above this are milliseconds, below it seconds
-_MAX_EPOCH_SECONDS = 9.0e9  # year ~2255: beyond pandas' timestamp range once in microseconds
+_MAX_EPOCH_SECONDS = 9.0e9  # year ~2255: epoch numbers beyond it are out of range (and kept from overflowing)
 _NUMERIC_KINDS = {"integer", "floating", "mixed-integer-float", "empty"}
 _TRUE_FALSE = {"true": 1, "false": 0}
 _SHOW_CHARS = 60
@@ -72,13 +72,24 @@ class Field:
 def fields(schema: Schema) -> tuple[Field, ...]:
     """The fields of a record in checking order: key, event time, feature columns, target."""
     columns = tuple(Field(c.name, c.type, c.required) for c in schema.columns)
-    return (Field(schema.key, "key"), Field(schema.event_time, "time"), *columns, Field(schema.target, "target"))
+    return (
+        Field(schema.key, "key"),
+        Field(schema.event_time, "time"),
+        *columns,
+        Field(schema.target, "target"),
+    )
 
 
 def arrow_schema(schema: Schema, with_origin: bool = True) -> pa.Schema:
     """The Arrow types of a landed or validated frame (see docs/architecture.md, "Data tiers")."""
-    types = {"key": pa.string(), "time": pa.timestamp("us", tz="UTC"), "target": pa.int8(),
-             "float": pa.float64(), "int": pa.int64(), "category": pa.string()}
+    types = {
+        "key": pa.string(),
+        "time": pa.timestamp("us", tz="UTC"),
+        "target": pa.int8(),
+        "float": pa.float64(),
+        "int": pa.int64(),
+        "category": pa.string(),
+    }
     out = [pa.field(f.name, types[f.kind]) for f in fields(schema)]
     return pa.schema(out + ([pa.field(ORIGIN, pa.string())] if with_origin else []))
 
@@ -119,7 +130,7 @@ def read_json_lines(data: bytes, origin: str, max_record_bytes: int) -> JsonLine
     Origins are ``<origin>:<line>`` with 1-based line numbers. Chunks of clean
     lines are decoded in one call; a chunk with any problem is redone line by line.
     """
-    lines = data.split(b"\n")
+    lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")  # a UTF-8 byte order mark is not a record
     if lines and not lines[-1]:
         lines.pop()  # the newline that ends the file
     out = JsonLines([], [], [], [])
@@ -148,8 +159,9 @@ def _decode_clean_chunk(chunk: list[bytes], max_record_bytes: int) -> list[dict]
     return objects if all(type(o) is dict for o in objects) else None
 
 
-def _decode_lines(chunk: list[bytes], lo: int, origin: str, max_record_bytes: int, out: JsonLines,
-                  numbers: list[int]) -> None:
+def _decode_lines(
+    chunk: list[bytes], lo: int, origin: str, max_record_bytes: int, out: JsonLines, numbers: list[int]
+) -> None:
     fast = _fast_loads or _never
     for number, line in enumerate(chunk, start=lo + 1):
         if not line or line.isspace():
@@ -241,7 +253,9 @@ def frame_from_objects(objects: list[dict], names: Iterable[str]) -> pd.DataFram
     apart from a missing field and never infers dtypes.
     """
     count = len(objects)
-    data = {name: np.fromiter(map(dict.get, objects, repeat(name)), dtype=object, count=count) for name in names}
+    data = {
+        name: np.fromiter(map(dict.get, objects, repeat(name)), dtype=object, count=count) for name in names
+    }
     return pd.DataFrame(data, index=pd.RangeIndex(count))
 
 
@@ -356,6 +370,14 @@ def _is_bool(x: Any) -> bool:
     return isinstance(x, bool | np.bool_)
 
 
+_type_of = np.frompyfunc(type, 1, 1)
+
+
+def _types(values: np.ndarray) -> np.ndarray:
+    """The Python type of each value (an object array), much faster than isinstance in a loop."""
+    return _type_of(values) if len(values) else np.zeros(0, dtype=object)
+
+
 def _to_floats(values: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Floats of the values and a mask of those that are not numbers (booleans are not)."""
     if values.dtype != object:
@@ -367,7 +389,7 @@ def _to_floats(values: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, np.
     floats = np.asarray(pd.to_numeric(values, errors="coerce"), dtype=np.float64).copy()
     not_number = np.zeros(len(values), dtype=bool)
     if infer_dtype(values, skipna=False) not in _NUMERIC_KINDS | {"string"}:
-        not_number[:] = [_is_bool(x) for x in values]
+        not_number = np.isin(_types(values), [bool, np.bool_])
         floats[not_number] = np.nan
     for i in np.flatnonzero(np.isnan(floats) & ~not_number & ~missing):
         number = _py_float(values[i])
@@ -406,7 +428,7 @@ def _parse_category(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[
     out = values.astype(object, copy=True)
     out[missing] = None
     if infer_dtype(out, skipna=True) not in ("string", "empty"):
-        wrong = np.array([not isinstance(x, str) for x in out], dtype=bool) & ~missing
+        wrong = ~np.isin(_types(out), [str, np.str_]) & ~missing
         _flag(problems, wrong, values, field.name, EXPECT_CATEGORY)
     return out, problems
 
@@ -443,6 +465,7 @@ def _parse_target(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[An
 # -- event time ---------------------------------------------------------------------------
 
 _ARROW_CHUNK = 65_536
+_PANDAS_PIECE = 256
 
 
 def _parse_time(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[Any, Problems]:
@@ -470,8 +493,11 @@ def _micros(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return _epoch_micros(values.astype(np.float64))
     kind = infer_dtype(values, skipna=False)
     groups = {"string": "s", "datetime": "d", "datetime64": "d"}
-    labels = (np.full(len(values), groups.get(kind, "n"), dtype="<U1") if kind in groups or kind in _NUMERIC_KINDS
-              else np.array([_time_kind(x) for x in values], dtype="<U1"))
+    labels = (
+        np.full(len(values), groups.get(kind, "n"), dtype="<U1")
+        if kind in groups or kind in _NUMERIC_KINDS
+        else np.array([_time_kind(x) for x in values], dtype="<U1")
+    )
     for label, convert in (("s", _string_micros), ("d", _datetime_micros), ("n", _number_micros)):
         idx = np.flatnonzero(labels == label)
         if len(idx):
@@ -515,12 +541,24 @@ def _string_micros(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     state = np.zeros(len(values), dtype=np.int8)
     for lo in range(0, len(values), _ARROW_CHUNK):
         part = slice(lo, lo + _ARROW_CHUNK)
-        try:
-            cast = pa.array(values[part], type=pa.string()).cast(pa.timestamp("us", tz="UTC"))
-            micros[part] = cast.view(pa.int64()).to_numpy()
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            micros[part], state[part] = _text_micros(values[part])
+        micros[part], state[part] = _iso_micros(pa.array(values[part], type=pa.string()), values[part])
     return micros, state
+
+
+def _iso_micros(text: pa.Array, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Arrow's fast cast when every string parses; else halves, down to pandas for small pieces."""
+    try:
+        cast = text.cast(pa.timestamp("us", tz="UTC"))
+        return cast.view(pa.int64()).to_numpy(), np.zeros(len(values), dtype=np.int8)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        if len(values) <= _PANDAS_PIECE:
+            return _text_micros(values)
+    mid = len(values) // 2
+    (low, low_state), (high, high_state) = (
+        _iso_micros(text[:mid], values[:mid]),
+        _iso_micros(text[mid:], values[mid:]),
+    )
+    return np.concatenate([low, high]), np.concatenate([low_state, high_state])
 
 
 def _text_micros(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -561,7 +599,19 @@ _PARSERS: dict[str, Callable[[np.ndarray, Field, _Bounds], tuple[Any, Problems]]
 }
 
 __all__ = [
-    "EPOCH_MS_FROM", "ORIGIN", "RAW", "Field", "JsonLines", "arrow_schema", "coerce", "decode_json_lines",
-    "decode_json_record", "fields", "frame_from_objects", "quarantine_entry", "raw_text", "read_json_lines",
+    "EPOCH_MS_FROM",
+    "ORIGIN",
+    "RAW",
+    "Field",
+    "JsonLines",
+    "arrow_schema",
+    "coerce",
+    "decode_json_lines",
+    "decode_json_record",
+    "fields",
+    "frame_from_objects",
+    "quarantine_entry",
+    "raw_text",
+    "read_json_lines",
     "reason_kind",
 ]
