@@ -41,6 +41,7 @@ def flywheel_ingest():
     @task
     def ingest(run_id=None) -> dict:
         from flywheel_provider.hooks.flywheel import FlywheelHook
+
         from pipelines import ingest as stage
 
         hook = FlywheelHook()

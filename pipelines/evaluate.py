@@ -153,13 +153,15 @@ class Evaluation:
     confusion: list[dict[str, int]]
 
 
+MAX_CONFUSION_ROWS = 20_000  # DVC's confusion template counts rows; an even sample keeps the file small
+
+
 def evaluate_scores(y: np.ndarray, proba: np.ndarray, threshold: float, bins: int) -> Evaluation:
     """Everything evaluate reports, from labels and probabilities."""
     y = y.astype(np.int64)
     label = (proba >= threshold).astype(np.int64)
-    confusion = [
-        {"actual": int(a), "predicted": int(p)} for a, p in zip(y.tolist(), label.tolist(), strict=True)
-    ]
+    rows = np.linspace(0, len(y) - 1, min(len(y), MAX_CONFUSION_ROWS)).astype(np.int64) if len(y) else []
+    confusion = [{"actual": int(y[i]), "predicted": int(label[i])} for i in rows]
     return Evaluation(
         classification_metrics(y, proba, threshold, bins),
         roc_points(y, proba),

@@ -159,7 +159,7 @@ def run(params: Params, settings: Settings, workspace: Path, force: bool = False
     if not meta_path.exists():
         raise PromoteError(f"no trained model at {meta_path}; expected the train stage to have run")
     meta = json.loads(meta_path.read_text())
-    name, policy = params.promote.model_name, params.promote
+    name = params.promote.model_name
     client = _client(settings)
     version, created = register(client, name, meta["mlflow_run_id"], meta["model_uri"],
                                 tags={"flywheel.trigger": trigger})

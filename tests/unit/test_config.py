@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from pipelines.config import ParamsError, apply_overrides, load_params, parse_params, read_params_dict
 
@@ -23,7 +24,7 @@ def test_demo_params_load(demo_params):
 
 
 def test_params_are_frozen(demo_params):
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         demo_params.train.epochs = 3  # type: ignore[misc]
 
 
