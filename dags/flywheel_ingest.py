@@ -16,15 +16,13 @@ Retrying a run rewrites its own partition; nothing already landed is lost.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import CronTriggerTimetable, dag, task
 from flywheel_provider.assets import VALIDATED_EVENTS
 from flywheel_provider.schedules import cron_from_params
 
-DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "retry_delay": timedelta(seconds=30),
-                "retry_exponential_backoff": True}
+# retry_delay: [core] default_task_retry_delay (AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY).
+DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "retry_exponential_backoff": True}
 
 
 @dag(

@@ -21,15 +21,14 @@ change) → **promote** (register; move `champion` only if the gate passes, keep
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, chain, dag, task
 from flywheel_provider.assets import DRIFT_DETECTED
 from flywheel_provider.operators.dvc import DvcReproOperator
 from flywheel_provider.schedules import cron_from_params
 
-DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "retry_delay": timedelta(seconds=30)}
+# retry_delay: [core] default_task_retry_delay (AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY).
+DEFAULT_ARGS = {"owner": "flywheel", "retries": 2}
 
 
 @dag(

@@ -44,7 +44,7 @@ def champion(params: Params, settings: Settings) -> dict[str, Any] | None:
         version = client.get_model_version_by_alias(params.promote.model_name, "champion")
     except MlflowException:
         return None
-    return {"name": version.name, "version": version.version, "run_id": version.run_id,
+    return {"name": version.name, "version": str(version.version), "run_id": version.run_id,
             "reason": version.tags.get("flywheel.gate.reason"), "aliases": list(version.aliases)}
 
 

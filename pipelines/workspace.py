@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import yaml
 
-from pipelines.config import apply_overrides, read_params_dict
+from pipelines.config import apply_overrides, parse_params, read_params_dict
 from pipelines.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,9 @@ def init(settings: Settings) -> Path:
 def sync(settings: Settings, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Copy ``dvc.yaml`` and the run's effective ``params.yaml`` into the workspace."""
     ws = settings.workspace
-    params = apply_overrides(read_params_dict(settings.params_path), overrides or {})
+    raw = apply_overrides(read_params_dict(settings.params_path), overrides or {})
+    # Every section written out with its defaults: DVC reads the exact values each stage used.
+    params = parse_params(raw).model_dump(mode="json", by_alias=True)
     _write_if_changed(ws / "dvc.yaml", (settings.project / "dvc.yaml").read_text())
     _write_if_changed(ws / "params.yaml", yaml.safe_dump(params, sort_keys=False))
     extra = params.get("validate", {}).get("extra_expectations")

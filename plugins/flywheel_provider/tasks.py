@@ -34,12 +34,18 @@ def validate_and_publish(landed: dict, run_id: str, outlet: Any) -> dict:
 
 def prepare_training(form: dict, logical_date: datetime | None, run_type: Any) -> dict:
     """Check the trigger form, then sync the workspace with this run's parameters."""
+    from airflow.sdk.exceptions import AirflowFailException
+
     from pipelines import runs, workspace
+    from pipelines.config import ParamsError
 
     settings = FlywheelHook().settings()
-    overrides = runs.training_overrides(form, logical_date)
-    workspace.init(settings)
-    workspace.sync(settings, overrides)
+    try:
+        overrides = runs.training_overrides(form, logical_date)
+        workspace.init(settings)
+        workspace.sync(settings, overrides)
+    except ParamsError as exc:  # a bad form or params.yaml: retrying cannot help
+        raise AirflowFailException(str(exc)) from None
     trigger = getattr(run_type, "value", run_type)
     log.info("training run: trigger %s, overrides %s", trigger, overrides)
     return {"trigger": str(trigger), "overrides": overrides, "force_promote": bool(form.get("force_promote")),

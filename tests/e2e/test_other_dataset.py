@@ -49,7 +49,7 @@ def write_sensor_readings(folder, rows: int, seed: int) -> None:
                 "reading_id": f"r{seed}-{i}", "taken_at": taken_at.isoformat().replace("+00:00", "Z"),
                 "temperature": round(float(temperature[i]), 2), "vibration": round(float(vibration[i]), 3),
                 "site": str(rng.choice(["north", "south", "east", "west"])), "firmware": str(firmware[i]),
-                "load_pct": int(load[i]) if i % 17 else None, "failed": int(failed[i]),
+                "load_pct": int(load[i]) if i % 40 else None, "failed": int(failed[i]),
             }) + "\n")
 
 

@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def aliases(install) -> dict[str, str]:
     client = MlflowClient(install.settings().tracking_uri)
     name = install.params().promote.model_name
-    return dict(client.get_registered_model(name).aliases)
+    return {alias: str(version) for alias, version in client.get_registered_model(name).aliases.items()}
 
 
 def version_tags(install, version: str) -> dict[str, str]:
