@@ -78,7 +78,8 @@ def _ingest_lines(ingest: dict[str, Any] | None) -> list[str]:
         return ["Ingest:     no run yet"]
     landed, validation = ingest.get("ingest", {}), ingest.get("validate", {})
     lines = [f"Ingest:     run {ingest['run_id']}: consumed {landed.get('consumed', 0)}, "
-             f"landed {landed.get('landed', 0)}, quarantined {landed.get('quarantined', 0)}"]
+             f"landed {landed.get('landed', 0)}, quarantined {landed.get('quarantined', 0)}"
+             + (f" ({landed['message']})" if landed.get("message") else "")]
     lines.append(f"Validation: {validation.get('verdict', 'not run')} "
                  f"({validation.get('validated_rows', 0)} rows validated, "
                  f"{validation.get('rejected_rows', 0)} rejected)")
@@ -92,14 +93,14 @@ def _training_lines(training: dict[str, Any] | None) -> list[str]:
     if not training:
         return ["Training:   no run yet"]
     stages = training.get("stages", {})
-    ran = [s for s, outcome in stages.items() if outcome == "ran"]
-    skipped = [s for s, outcome in stages.items() if outcome != "ran"]
+    ran = ", ".join(s for s, outcome in stages.items() if outcome == "ran") or "none"
+    skipped = ", ".join(s for s, outcome in stages.items() if outcome != "ran") or "none"
     promotion = training.get("promotion", {})
     metrics = training.get("metrics", {})
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
     return [
         f"Training:   run {training['run_id']} (trigger: {training.get('trigger')})",
-        f"DVC stages: ran {ran or 'none'}; skipped {skipped or 'none'}",
+        f"DVC stages: ran {ran}; skipped as unchanged: {skipped}",
         f"MLflow run: {promotion.get('mlflow_run_id')}  {shown}",
         f"Gate:       {'promoted' if promotion.get('promoted') else 'not promoted'}: {promotion.get('reason')}",
     ]

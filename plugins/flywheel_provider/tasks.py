@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 def validate_and_publish(landed: dict, run_id: str, outlet: Any) -> dict:
     """Run the gate; publish ``validated_events`` with the counts, or fail naming what was rejected."""
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from pipelines import report, validate
 
@@ -25,6 +25,8 @@ def validate_and_publish(landed: dict, run_id: str, outlet: Any) -> dict:
     settings = hook.settings()
     summary = validate.run(hook.params(), settings)
     report.write(settings, "flywheel_ingest", run_id, {"ingest": landed, "validate": summary})
+    if summary["verdict"] == "nothing_to_validate":  # no new data: no asset event, nothing downstream
+        raise AirflowSkipException("no new landed batches to validate")
     outlet.extra = {"landed": landed.get("landed", 0), "quarantined": landed.get("quarantined", 0),
                     "validated_rows": summary["validated_rows"], "verdict": summary["verdict"]}
     if summary["verdict"] == "fail":
