@@ -79,14 +79,22 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> dict:
     return summary
 
 
+def _workspace(args: argparse.Namespace, settings: Settings) -> Path:
+    """``--workspace``; else the current folder when DVC runs a stage in it; else the home's workspace."""
+    if args.workspace:
+        return Path(args.workspace)
+    cwd = Path.cwd()
+    return cwd if (cwd / "dvc.yaml").exists() and (cwd / ".dvc").is_dir() else settings.workspace
+
+
 def _workspace_params(args: argparse.Namespace, settings: Settings):
-    return load_params(Path(args.workspace or settings.workspace) / "params.yaml")
+    return load_params(_workspace(args, settings) / "params.yaml")
 
 
 def cmd_snapshot(args: argparse.Namespace, settings: Settings) -> dict:
     from pipelines import snapshot
 
-    workspace = Path(args.workspace or settings.workspace)
+    workspace = _workspace(args, settings)
     params = _workspace_params(args, settings)
     return snapshot.run(params, settings, workspace, as_of=args.as_of or params.snapshot.as_of)
 
@@ -96,7 +104,7 @@ def _stage(module_name: str) -> Callable[[argparse.Namespace, Settings], dict]:
         import importlib
 
         module = importlib.import_module(f"pipelines.{module_name}")
-        workspace = Path(args.workspace or settings.workspace)
+        workspace = _workspace(args, settings)
         return module.run(_workspace_params(args, settings), workspace, settings)
 
     return command
@@ -105,9 +113,39 @@ def _stage(module_name: str) -> Callable[[argparse.Namespace, Settings], dict]:
 def cmd_promote(args: argparse.Namespace, settings: Settings) -> dict:
     from pipelines import promote
 
-    workspace = Path(args.workspace or settings.workspace)
+    workspace = _workspace(args, settings)
     return promote.run(_workspace_params(args, settings), settings, workspace, force=args.force,
                        force_reason=args.reason, trigger=args.trigger)
+
+
+def cmd_rollback(args: argparse.Namespace, settings: Settings) -> dict:
+    from pipelines import registry
+
+    return registry.rollback(load_params(settings.params_path), settings, args.reason)
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> dict:
+    from pipelines import registry
+
+    report = registry.status(load_params(settings.params_path), settings)
+    if not args.json:
+        print(registry.render_status(report))
+    return report
+
+
+def cmd_lineage(args: argparse.Namespace, settings: Settings) -> dict:
+    from pipelines import lineage
+
+    chain = lineage.trace(load_params(settings.params_path), settings, args.model)
+    if not args.json:
+        print(lineage.render(chain))
+    return chain
+
+
+def cmd_reproduce(args: argparse.Namespace, settings: Settings) -> dict:
+    from pipelines import lineage
+
+    return lineage.reproduce(load_params(settings.params_path), settings, args.model)
 
 
 def cmd_init(args: argparse.Namespace, settings: Settings) -> dict:
@@ -119,7 +157,7 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> dict:
 
 
 def cmd_repro(args: argparse.Namespace, settings: Settings) -> dict:
-    from pipelines import promote, workspace
+    from pipelines import promote, registry, workspace
 
     workspace.init(settings)
     workspace.sync(settings, dict(args.set or []))
@@ -127,6 +165,7 @@ def cmd_repro(args: argparse.Namespace, settings: Settings) -> dict:
     params = load_params(settings.workspace / "params.yaml")
     promotion = promote.run(params, settings, settings.workspace, trigger="cli")
     commit = workspace.commit(settings, f"flywheel repro: model v{promotion['version']}")
+    registry.tag_workspace_commit(settings, promotion, commit)
     return {"stages": stages, "promotion": promotion, "workspace_commit": commit}
 
 
@@ -186,6 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", type=_assignment, action="append", metavar="KEY=VALUE",
                    help="override a parameter for this run, e.g. --set train.epochs=5")
     add("summary", cmd_summary, "print what the last runs did and where to look")
+    p = add("rollback", cmd_rollback, "put the previous champion back in one step")
+    p.add_argument("--reason", required=True, help="why (recorded on both versions and in the alias log)")
+    add("status", cmd_status, "aliases, versions with their metrics, and when and why aliases moved")
+    p = add("lineage", cmd_lineage, "print the chain from a model back to its source data")
+    p.add_argument("model", nargs="?", default="champion",
+                   help="models:/<name>/<version>, models:/<name>@<alias>, a version, or an alias (default champion)")
+    p = add("reproduce", cmd_reproduce, "rebuild a model version from its recorded inputs; report metric differences")
+    p.add_argument("model", help="models:/<name>/<version>, a version number, or an alias")
     return parser
 
 
@@ -195,7 +242,9 @@ def _known_errors() -> tuple[type[BaseException], ...]:
                          ("snapshot", "SnapshotError"), ("featurize", "FeaturizeError"),
                          ("featurize", "MissingFeatureError"), ("train", "TrainError"),
                          ("evaluate", "EvaluateError"), ("validate", "ExpectationsFileError"),
-                         ("promote", "PromoteError"), ("workspace", "WorkspaceError")]:
+                         ("promote", "PromoteError"), ("workspace", "WorkspaceError"),
+                         ("registry", "RegistryError"), ("registry", "TrackingUnavailable"),
+                         ("lineage", "LineageError")]:
         mod = sys.modules.get(f"pipelines.{module}")
         if mod is not None and hasattr(mod, name):
             errors.append(getattr(mod, name))
@@ -223,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                "seconds": round(time.perf_counter() - start, 3)}
     if args.json:
         print(json.dumps(summary, default=str))
-    elif args.command != "summary":
+    elif args.command not in ("summary", "status", "lineage"):
         print(json.dumps(summary, indent=2, default=str))
     return 0
 

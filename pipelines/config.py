@@ -166,6 +166,9 @@ class TrainConfig(_Frozen):
     patience: int = Field(default=3, ge=1)
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    devices: int = Field(default=1, ge=1, le=64)  # > 1: DDP under torchrun, one process per GPU
+    gpu_batch_size: int = Field(default=8192, ge=1)  # per process, on CUDA only
+    compile: bool = False  # torch.compile the network for training
 
 
 class EvaluateConfig(_Frozen):
@@ -177,12 +180,16 @@ class PromoteConfig(_Frozen):
     metric: Literal["roc_auc", "pr_auc"] = "pr_auc"
     min_roc_auc: float = Field(default=0.7, ge=0, le=1)
     min_pr_auc: float = Field(default=0.1, ge=0, le=1)
-    tolerance: float = Field(default=0.005, ge=0, le=1)
+    min_improvement: float = Field(default=0.0, ge=-1, le=1)
+    confidence: float = Field(default=0.9, gt=0.5, lt=1)
+    bootstrap_rounds: int = Field(default=500, ge=50, le=20000)
     max_latency_ms: float = Field(default=2000, gt=0)
 
 
 class MlflowConfig(_Frozen):
     experiment: str = Field(default="flywheel", min_length=1)
+    system_metrics: bool = True  # CPU, memory, disk, network (GPU with nvidia-ml-py) on the training run
+    system_metrics_interval_s: float = Field(default=2.0, gt=0, le=600)
 
 
 class Params(_Frozen):

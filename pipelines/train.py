@@ -314,6 +314,9 @@ def configure_mlflow(settings: Settings, experiment: str) -> str:
     """
     import mlflow
 
+    from pipelines.registry import require_tracking
+
+    require_tracking(settings.tracking_uri)
     mlflow.set_tracking_uri(settings.tracking_uri)
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:

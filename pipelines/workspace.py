@@ -152,11 +152,15 @@ def commit(settings: Settings, message: str) -> str:
 
 
 def lock_hashes(workspace: Path) -> dict[str, str]:
-    """``{path: md5}`` of every dependency and output recorded in ``dvc.lock``."""
+    """``{path: md5}`` of every dependency and output recorded in the workspace's ``dvc.lock``."""
     lock_path = workspace / "dvc.lock"
     if not lock_path.exists():
         return {}
-    lock = yaml.safe_load(lock_path.read_text()) or {}
+    return lock_entries(yaml.safe_load(lock_path.read_text()) or {})
+
+
+def lock_entries(lock: dict[str, Any]) -> dict[str, str]:
+    """``{path: md5}`` of every dependency and output in a parsed ``dvc.lock``."""
     hashes: dict[str, str] = {}
     for stage in (lock.get("stages") or {}).values():
         for entry in [*(stage.get("deps") or []), *(stage.get("outs") or [])]:

@@ -69,10 +69,11 @@ def record_training(run: dict, outcomes: dict, promotion: dict, run_id: str) -> 
     """Commit the workspace (dvc.lock), push to the DVC remote and write the run report."""
     import json
 
-    from pipelines import report, workspace
+    from pipelines import registry, report, workspace
 
     settings = FlywheelHook().settings()
     commit = workspace.commit(settings, f"flywheel_training {run_id}: model v{promotion.get('version')}")
+    registry.tag_workspace_commit(settings, promotion, commit)
     metrics_path = settings.workspace / "metrics" / "evaluate.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     data = {"trigger": run["trigger"], "overrides": run["overrides"],
