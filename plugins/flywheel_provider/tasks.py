@@ -82,3 +82,22 @@ def record_training(run: dict, outcomes: dict, promotion: dict, run_id: str) -> 
             "promotion": promotion, "metrics": metrics, "workspace_commit": commit}
     report.write(settings, "flywheel_training", run_id, data)
     return data
+
+
+def registry_action(action: str, reason: str) -> dict:
+    """Run a registry operation from the trigger form; a bad request fails without retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from pipelines import registry
+
+    hook = FlywheelHook()
+    if action == "status":
+        report = registry.status(hook.params(), hook.settings())
+        log.info("%s", registry.render_status(report))
+        return report
+    try:
+        return registry.rollback(hook.params(), hook.settings(), reason)
+    except registry.TrackingUnavailable:
+        raise
+    except registry.RegistryError as exc:
+        raise AirflowFailException(str(exc)) from None

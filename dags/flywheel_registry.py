@@ -1,0 +1,48 @@
+"""
+### flywheel_registry
+
+Registry operations from the Airflow UI, recorded like the command-line ones.
+
+| field | meaning |
+|---|---|
+| `action` | `rollback`: put `previous_champion` back as `champion` in one step; `status`: log aliases and versions |
+| `reason` | required for `rollback`; recorded on both versions and in the alias log |
+
+The same operations on the command line: `flywheel rollback --reason ...`, `flywheel status`.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+DEFAULT_ARGS = {"owner": "flywheel", "retries": 2}
+
+
+@dag(
+    dag_id="flywheel_registry",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["flywheel", "registry"],
+    doc_md=__doc__,
+    params={
+        "action": Param("status", type="string", enum=["status", "rollback"],
+                        description="What to do with the registered model."),
+        "reason": Param("", type="string", maxLength=500,
+                        description="Why; required for rollback and recorded in the registry."),
+    },
+)
+def flywheel_registry():
+    @task
+    def operate(params=None) -> dict:
+        from flywheel_provider.tasks import registry_action
+
+        return registry_action(params["action"], params["reason"])
+
+    operate()
+
+
+flywheel_registry()
