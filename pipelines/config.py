@@ -192,6 +192,31 @@ class MlflowConfig(_Frozen):
     system_metrics_interval_s: float = Field(default=2.0, gt=0, le=600)
 
 
+DistanceMethod = Literal["wasserstein", "jensenshannon", "psi", "hellinger", "kl_div"]
+
+
+class DriftConfig(_Frozen):
+    """Drift monitoring: the current window, the per-column tests and the retrain policy.
+
+    Column tests are Evidently's distance methods (a column drifts when its score
+    reaches ``column_threshold``); p-value tests are not offered because on large
+    windows they flag any shift, however small, and change verdict with the sample size.
+    """
+
+    schedule: str = "0 * * * *"  # fallback when no validated_events arrive
+    window_days: int = Field(default=1, ge=1, le=3650)
+    experiment: str = Field(default="flywheel-monitoring", min_length=1)
+    num_method: DistanceMethod = "wasserstein"
+    cat_method: Literal["jensenshannon", "psi", "hellinger", "kl_div"] = "jensenshannon"
+    column_threshold: float = Field(default=0.1, gt=0)
+    max_drift_share: float = Field(default=0.5, gt=0, le=1)
+    min_rows: int = Field(default=500, ge=1)
+    min_roc_auc: float = Field(default=0.7, ge=0, le=1)
+    cooldown_hours: float = Field(default=24, ge=0)
+    sample_rows: int | None = Field(default=100_000, ge=1000)
+    seed: int = 0
+
+
 class Params(_Frozen):
     """Everything in ``params.yaml``."""
 
@@ -205,6 +230,7 @@ class Params(_Frozen):
     evaluate: EvaluateConfig = EvaluateConfig()
     promote: PromoteConfig = PromoteConfig()
     mlflow: MlflowConfig = MlflowConfig()
+    drift: DriftConfig = DriftConfig()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 

@@ -2,22 +2,32 @@
 
 The pure part is :func:`fit`: batches sliced from tensors with one
 ``torch.randperm`` per epoch, AdamW, class-weighted BCE, early stopping that
-restores the best weights. :func:`run` is the DVC stage: it loads
-``data/features``, tracks the run in MLflow (params, per-epoch metrics, the
+restores the best weights. It uses the hardware it is given (:class:`Placement`):
+on CUDA bf16 autocast, the tensors resident on the GPU when they fit in its free
+memory, ``train.gpu_batch_size`` and optionally ``torch.compile``; on the CPU all
+cores; across processes DDP (:mod:`pipelines.train_ddp`). It can continue from a
+:class:`FitState` and hands one to ``on_state`` after every epoch.
+
+:func:`run` is the DVC stage: it loads ``data/features``, resumes from the last
+checkpoint of the same inputs (:mod:`pipelines.checkpoint`) in the same MLflow run,
+tracks the run in MLflow (params, datasets, system metrics, per-epoch metrics, the
 learning curve, lineage tags, the pyfunc model) and writes ``models/model/``,
-``metrics/train.json`` and ``plots/train_curve.json``.
+``metrics/train.json`` and ``plots/train_curve.json``. With ``train.devices > 1``
+it re-launches itself under ``torchrun``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import os
 import random
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,11 +38,15 @@ import torch
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 from torch import nn
 
+from pipelines import tracking, train_ddp
+from pipelines.checkpoint import CheckpointStore, capture_rng, fingerprint, restore_rng
 from pipelines.featurize import FEATURES_DIR, SPEC, SPLIT_DIR, Preprocessor, write_json
 from pipelines.model import MODEL_DIR, TabularNet, build_net, save_model_files, write_model_json
+from pipelines.train_ddp import SINGLE, Group
 
 if TYPE_CHECKING:
     import matplotlib.figure
+    from mlflow import ActiveRun
     from mlflow.models.model import ModelInfo
     from mlflow.models.signature import ModelSignature
 
@@ -47,6 +61,7 @@ WINDOW = Path("data/snapshot/window.json")
 MAX_POS_WEIGHT = 20.0
 EVAL_BATCH = 65536
 MAX_TAG_LENGTH = 8000  # MLflow's limit on a tag value
+RESIDENT_SHARE = 0.5  # tensors stay on the GPU when they take at most this share of its free memory
 
 
 class TrainError(RuntimeError):
@@ -76,9 +91,29 @@ class TrainingData:
         ]
         return cls(*tensors)
 
+    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> TrainingData:
+        return TrainingData(*(fn(getattr(self, f.name)) for f in fields(self)))
+
     def to(self, device: torch.device) -> TrainingData:
         """The same tensors on ``device``."""
-        return TrainingData(*(getattr(self, f.name).to(device) for f in fields(self)))
+        return self._map(lambda t: t.to(device))
+
+    def pinned(self) -> TrainingData:
+        """The same tensors in page-locked host memory (fast copies to the GPU)."""
+        return self._map(lambda t: t.pin_memory())
+
+    def shard(self, rank: int, world_size: int) -> TrainingData:
+        """Every ``world_size``-th train row from ``rank`` on, the same count on every rank; valid as is."""
+        if world_size == 1:
+            return self
+        stop = self.n_train // world_size * world_size
+        train = (t[rank:stop:world_size].contiguous() for t in
+                 (self.train_numeric, self.train_categorical, self.train_target))
+        return TrainingData(*train, self.valid_numeric, self.valid_categorical, self.valid_target)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, f.name).nbytes for f in fields(self))
 
     @property
     def n_train(self) -> int:
@@ -99,7 +134,13 @@ def load_training_data(workspace: Path) -> tuple[TrainingData, Preprocessor]:
     return TrainingData.from_frames(*frames, pre), pre
 
 
-# -- the training loop -------------------------------------------------------------------------
+def feature_files(workspace: Path) -> list[Path]:
+    """The files training reads: what a checkpoint's fingerprint hashes."""
+    return [workspace / FEATURES_DIR / "train.parquet", workspace / FEATURES_DIR / "valid.parquet",
+            workspace / SPEC]
+
+
+# -- the hardware ------------------------------------------------------------------------------
 
 
 def select_device(preference: str) -> torch.device:
@@ -110,6 +151,71 @@ def select_device(preference: str) -> torch.device:
         log.warning("train.device is 'cuda' but CUDA is not available; training on CPU")
     torch.set_num_threads(os.cpu_count() or 1)
     return torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How :func:`fit` uses its device."""
+
+    device: torch.device
+    batch_size: int
+    bf16: bool = False  # forward and loss under CUDA bf16 autocast
+    resident: bool = True  # all tensors on the device; else pinned on the host, copied per batch
+    compile: bool = False  # torch.compile the training module
+
+    def describe(self) -> dict[str, Any]:
+        return {"device": str(self.device), "batch_size": self.batch_size, "bf16": self.bf16,
+                "resident": self.resident, "compile": self.compile}
+
+
+def plan_placement(
+    cfg: TrainConfig,
+    device: torch.device,
+    data_bytes: int,
+    free_bytes: int | None = None,
+    bf16_supported: bool | None = None,
+) -> Placement:
+    """CPU: ``train.batch_size``, fp32. CUDA: ``train.gpu_batch_size``, bf16 where supported,
+    the tensors resident when they take at most ``RESIDENT_SHARE`` of the free GPU memory.
+
+    ``free_bytes`` and ``bf16_supported`` are read from the device when not given.
+    """
+    if device.type != "cuda":
+        return Placement(device, cfg.batch_size, compile=cfg.compile)
+    if free_bytes is None:
+        free_bytes = torch.cuda.mem_get_info(device)[0]
+    if bf16_supported is None:
+        bf16_supported = torch.cuda.is_bf16_supported()
+    resident = data_bytes <= RESIDENT_SHARE * free_bytes
+    if not resident:
+        log.warning("training tensors (%.1f GB) exceed %.0f%% of the free GPU memory (%.1f GB): "
+                    "kept in pinned host memory, copied per batch",
+                    data_bytes / 1e9, 100 * RESIDENT_SHARE, free_bytes / 1e9)
+    return Placement(device, cfg.gpu_batch_size, bool(bf16_supported), resident, cfg.compile)
+
+
+def place(data: TrainingData, placement: Placement) -> TrainingData:
+    """The tensors where ``placement`` wants them."""
+    if placement.resident:
+        return data.to(placement.device)
+    return data.to(torch.device("cpu")).pinned()
+
+
+def training_module(model: nn.Module, placement: Placement, group: Group) -> nn.Module:
+    """What the training passes call: ``model`` wrapped in DDP across processes, then compiled if
+    asked. It shares ``model``'s parameters; validation and checkpoints use ``model`` itself."""
+    net = model
+    if group.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [placement.device.index] if placement.device.type == "cuda" else None
+        net = DistributedDataParallel(model, device_ids=ids)
+    if placement.compile:
+        net = torch.compile(net)
+    return net
+
+
+# -- the training loop -------------------------------------------------------------------------
 
 
 def seed_everything(seed: int) -> None:
@@ -131,6 +237,10 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
 
 
+def _autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -139,15 +249,27 @@ def train_epoch(
     categorical: torch.Tensor,
     target: torch.Tensor,
     batch_size: int,
+    copy_to: torch.device | None = None,
+    bf16: bool = False,
 ) -> torch.Tensor:
-    """One pass over shuffled batches; the mean loss stays on the device (no per-batch sync)."""
+    """One pass over shuffled batches; the mean loss stays on the device (no per-batch sync).
+
+    Batches are sliced where the tensors are and copied to ``copy_to`` when given (data
+    too large to be resident on the GPU); ``bf16`` runs forward and loss under bf16 autocast.
+    """
     model.train()
     n = len(target)
+    device = copy_to or target.device
     order = torch.randperm(n, device=target.device)
-    total = torch.zeros((), device=target.device)
+    total = torch.zeros((), device=device)
+    amp = _autocast(device, bf16)
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
-        loss = loss_fn(model(numeric[idx], categorical[idx]), target[idx])
+        x_num, x_cat, y = numeric[idx], categorical[idx], target[idx]
+        if copy_to is not None:
+            x_num, x_cat, y = (t.to(copy_to, non_blocking=True) for t in (x_num, x_cat, y))
+        with amp:
+            loss = loss_fn(model(x_num, x_cat), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -156,14 +278,17 @@ def train_epoch(
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
-    """Logits in evaluation mode, in large chunks."""
+def predict_logits(
+    model: nn.Module, numeric: torch.Tensor, categorical: torch.Tensor, device: torch.device | None = None
+) -> torch.Tensor:
+    """Logits in evaluation mode (fp32), in large chunks, computed on ``device`` (default: the data's)."""
     model.eval()
+    device = device or numeric.device
     chunks = [
-        model(numeric[i : i + EVAL_BATCH], categorical[i : i + EVAL_BATCH])
+        model(numeric[i : i + EVAL_BATCH].to(device), categorical[i : i + EVAL_BATCH].to(device))
         for i in range(0, len(numeric), EVAL_BATCH)
     ]
-    return torch.cat(chunks) if chunks else torch.empty(0, device=numeric.device)
+    return torch.cat(chunks) if chunks else torch.empty(0, device=device)
 
 
 def ranking_metrics(target: np.ndarray, proba: np.ndarray) -> tuple[float, float]:
@@ -213,6 +338,9 @@ class FitResult:
     train_seconds: float
     device: str
     pos_weight: float
+    placement: Placement | None = None
+    world_size: int = 1
+    resumed_from: int = 0  # epochs restored from a checkpoint (0: trained from scratch)
 
     @property
     def best(self) -> EpochStats:
@@ -230,11 +358,11 @@ def _sync(device: torch.device) -> None:
 
 
 def validate(
-    model: nn.Module, data: TrainingData, loss_fn: nn.Module
+    model: nn.Module, data: TrainingData, loss_fn: nn.Module, device: torch.device | None = None
 ) -> tuple[float, float, float, np.ndarray]:
     """``(valid_loss, valid_pr_auc, valid_roc_auc, valid_proba)`` of the current weights."""
-    logits = predict_logits(model, data.valid_numeric, data.valid_categorical)
-    valid_loss = float(loss_fn(logits, data.valid_target))
+    logits = predict_logits(model, data.valid_numeric, data.valid_categorical, device)
+    valid_loss = float(loss_fn(logits, data.valid_target.to(logits.device)))
     proba = torch.sigmoid(logits).double().cpu().numpy()
     pr_auc, roc_auc = ranking_metrics(data.valid_target.cpu().numpy(), proba)
     return valid_loss, pr_auc, roc_auc, proba
@@ -254,24 +382,75 @@ class _Best:
         return _Best(stats.epoch, stats.score, state, proba)
 
 
+@dataclass(frozen=True)
+class FitState:
+    """Where :func:`fit` stands after ``epoch`` epochs: with the RNG states, enough to continue exactly.
+
+    ``model`` and ``optimizer`` are the live state dicts while ``on_state`` runs: save or copy them there.
+    """
+
+    epoch: int
+    history: tuple[EpochStats, ...]
+    best: _Best
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    rng: dict[str, Any] | None = None
+
+    def to_payload(self) -> dict[str, Any]:
+        """Tensors, numbers, strings, lists and dicts only: loadable with ``weights_only=True``."""
+        best = {"epoch": self.best.epoch, "score": self.best.score, "state": self.best.state,
+                "proba": torch.from_numpy(np.ascontiguousarray(self.best.proba))}
+        return {"epoch": self.epoch, "history": [asdict(s) for s in self.history], "best": best,
+                "model": self.model, "optimizer": self.optimizer}
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], rank: int = 0) -> FitState:
+        """The state of a checkpoint, with the RNG states of process ``rank``."""
+        b = payload["best"]
+        best = _Best(int(b["epoch"]), float(b["score"]), b["state"], b["proba"].numpy())
+        rngs = payload.get("rng") or []
+        return cls(int(payload["epoch"]), tuple(EpochStats(**s) for s in payload["history"]), best,
+                   payload["model"], payload["optimizer"], rngs[rank] if rank < len(rngs) else None)
+
+
+def _finished(epoch: int, best_epoch: int, cfg: TrainConfig) -> bool:
+    """All epochs done, or ``patience`` epochs without a better validation score."""
+    return epoch >= cfg.epochs or epoch - best_epoch >= cfg.patience
+
+
 def run_epoch(
+    net: nn.Module,
     model: nn.Module,
     opt: torch.optim.Optimizer,
     loss_fn: nn.Module,
     data: TrainingData,
-    batch_size: int,
+    placement: Placement,
     epoch: int,
+    group: Group = SINGLE,
 ) -> tuple[EpochStats, np.ndarray]:
-    """Train one epoch (timed, one sync) then validate (not timed); return the stats and valid probabilities."""
+    """Train one epoch with ``net`` (timed, one sync) then validate ``model`` on rank 0 (not timed)."""
     start = time.perf_counter()
     loss = train_epoch(
-        model, opt, loss_fn, data.train_numeric, data.train_categorical, data.train_target, batch_size
+        net, opt, loss_fn, data.train_numeric, data.train_categorical, data.train_target,
+        placement.batch_size, None if placement.resident else placement.device, placement.bf16,
     )
-    train_loss = float(loss)  # the one sync point of the epoch
-    _sync(data.train_target.device)
+    train_loss = float(group.mean(loss))  # the one sync point of the epoch
+    _sync(placement.device)
     seconds = time.perf_counter() - start
-    valid_loss, pr_auc, roc_auc, proba = validate(model, data, loss_fn)
+    if not group.is_main:  # rank 0 validates and decides for everyone
+        return EpochStats(epoch, train_loss, math.nan, math.nan, math.nan, seconds), np.empty(0)
+    valid_loss, pr_auc, roc_auc, proba = validate(model, data, loss_fn, placement.device)
     return EpochStats(epoch, train_loss, valid_loss, pr_auc, roc_auc, seconds), proba
+
+
+def _restore(model: nn.Module, opt: torch.optim.Optimizer, resume: FitState | None) -> tuple[list, _Best]:
+    if resume is None:
+        return [], _Best()
+    model.load_state_dict(resume.model)
+    opt.load_state_dict(resume.optimizer)
+    if resume.rng is not None:
+        restore_rng(resume.rng)
+    return list(resume.history), resume.best
 
 
 def fit(
@@ -280,27 +459,42 @@ def fit(
     cfg: TrainConfig,
     device: torch.device,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    *,
+    resume: FitState | None = None,
+    on_state: Callable[[FitState], None] | None = None,
+    group: Group = SINGLE,
 ) -> FitResult:
-    """Train ``model`` in place, early-stopped on validation PR-AUC; the best weights are restored."""
-    data = data.to(device)
+    """Train ``model`` in place, early-stopped on validation PR-AUC; the best weights are restored.
+
+    ``resume`` continues after its epoch with its weights, optimizer, history and RNG
+    states; ``on_state`` receives the state after every epoch (before ``on_epoch``).
+    Across processes (``group``) each trains on its shard and rank 0's early-stopping
+    decision holds for all.
+    """
+    placement = plan_placement(cfg, device, data.nbytes)
     weight = positive_weight(data.train_target)
+    n_train = data.n_train // group.world_size * group.world_size
+    data = place(data.shard(group.rank, group.world_size), placement)
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(weight, device=device))
     opt = make_optimizer(model.to(device), cfg)
-    history: list[EpochStats] = []
-    best = _Best()
-    for epoch in range(1, cfg.epochs + 1):
-        stats, proba = run_epoch(model, opt, loss_fn, data, cfg.batch_size, epoch)
+    history, best = _restore(model, opt, resume)
+    net = training_module(model, placement, group)
+    epoch = resumed = len(history)
+    while not group.agree(_finished(epoch, best.epoch, cfg)):
+        epoch += 1
+        stats, proba = run_epoch(net, model, opt, loss_fn, data, placement, epoch, group)
         history.append(stats)
+        if group.is_main:
+            best = best.update(stats, model, proba)
+        if on_state is not None:
+            on_state(FitState(epoch, tuple(history), best, model.state_dict(), opt.state_dict()))
         if on_epoch is not None:
             on_epoch(stats)
-        best = best.update(stats, model, proba)
-        if epoch - best.epoch >= cfg.patience:
-            break
-    model.load_state_dict(best.state)
+    if best.state:
+        model.load_state_dict(best.state)
     seconds = sum(s.train_seconds for s in history)
-    return FitResult(
-        history, best.epoch, best.proba, data.n_train * len(history), seconds, device.type, weight
-    )
+    return FitResult(history, best.epoch, best.proba, n_train * len(history), seconds, device.type, weight,
+                     placement, group.world_size, resumed)
 
 
 # -- MLflow ------------------------------------------------------------------------------------
@@ -314,9 +508,6 @@ def configure_mlflow(settings: Settings, experiment: str) -> str:
     """
     import mlflow
 
-    from pipelines.registry import require_tracking
-
-    require_tracking(settings.tracking_uri)
     mlflow.set_tracking_uri(settings.tracking_uri)
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
@@ -477,7 +668,7 @@ def learning_curve(history: list[EpochStats]) -> matplotlib.figure.Figure:
 def final_metrics(result: FitResult, threshold: float, f1: float) -> dict[str, float]:
     """The run's summary metrics: best-epoch validation metrics, threshold, throughput."""
     best = result.best
-    return {
+    metrics = {
         "best_valid_pr_auc": best.valid_pr_auc,
         "best_valid_roc_auc": best.valid_roc_auc,
         "best_valid_loss": best.valid_loss,
@@ -487,6 +678,9 @@ def final_metrics(result: FitResult, threshold: float, f1: float) -> dict[str, f
         "epochs_run": len(result.history),
         "samples_per_s": result.samples_per_s,
     }
+    if result.device == "cuda":
+        metrics["gpu_peak_memory_gb"] = torch.cuda.max_memory_allocated() / 1e9
+    return metrics
 
 
 def _log_epoch(stats: EpochStats) -> None:
@@ -507,6 +701,16 @@ def _log_epoch(stats: EpochStats) -> None:
     )
 
 
+def log_missing_epochs(run_id: str, history: tuple[EpochStats, ...]) -> None:
+    """Log the restored epochs the run lacks (a kill between a checkpoint and its logging)."""
+    from mlflow import MlflowClient
+
+    logged = {m.step for m in MlflowClient().get_metric_history(run_id, "valid_pr_auc")}
+    for stats in history:
+        if stats.epoch not in logged:
+            _log_epoch(stats)
+
+
 def write_reports(workspace: Path, result: FitResult, metrics: dict[str, float]) -> None:
     """``metrics/train.json`` and ``plots/train_curve.json``."""
     write_json(workspace / METRICS, {**metrics, "device": result.device, "pos_weight": result.pos_weight})
@@ -523,23 +727,85 @@ def write_reports(workspace: Path, result: FitResult, metrics: dict[str, float])
 
 
 def train_model(
-    params: Params, data: TrainingData, pre: Preprocessor
+    params: Params,
+    data: TrainingData,
+    pre: Preprocessor,
+    group: Group = SINGLE,
+    resume: FitState | None = None,
+    on_state: Callable[[FitState], None] | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = _log_epoch,
 ) -> tuple[TabularNet, FitResult, float, float]:
-    """Seed, build and fit the network; choose the F1-maximizing threshold on validation."""
+    """Seed, build and fit the network; choose the F1-maximizing threshold on validation (rank 0)."""
     cfg = params.train
     seed_everything(cfg.seed)
     net = build_net(pre, cfg.hidden, cfg.dropout, cfg.max_embedding_dim)
-    result = fit(net, data, cfg, select_device(cfg.device), on_epoch=_log_epoch)
-    threshold, f1 = best_f1_threshold(data.valid_target.cpu().numpy(), result.best_valid_proba)
+    if group.distributed:  # the same initial weights everywhere, then each rank its own shuffles
+        torch.manual_seed(cfg.seed + group.rank)
+    device = group.device if group.distributed else select_device(cfg.device)
+    result = fit(net, data, cfg, device, on_epoch, resume=resume, on_state=on_state, group=group)
+    threshold, f1 = (
+        best_f1_threshold(data.valid_target.cpu().numpy(), result.best_valid_proba) if group.is_main
+        else (0.5, 0.0)
+    )
     return net.cpu(), result, threshold, f1
 
 
+def checkpoint_store(params: Params, workspace: Path, settings: Settings, world_size: int = 1) -> CheckpointStore:
+    """``$FLYWHEEL_HOME/checkpoints/<fingerprint of the train params and the features>``."""
+    return CheckpointStore.under(settings.home, fingerprint(params.train, feature_files(workspace), world_size))
+
+
+def _checkpointer(store: CheckpointStore, group: Group, run_id: str | None) -> Callable[[FitState], None]:
+    def save(state: FitState) -> None:
+        rng = group.gather(capture_rng())  # every rank's generators, for an exact continuation
+        if group.is_main:
+            store.save({**state.to_payload(), "rng": rng, "mlflow_run_id": run_id})
+
+    return save
+
+
+def _run_exists(run_id: str, experiment_id: str) -> bool:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = MlflowClient().get_run(run_id)
+    except MlflowException:
+        return False
+    return found.info.experiment_id == experiment_id and found.info.lifecycle_stage == "active"
+
+
+def open_run(params: Params, workspace: Path, settings: Settings, run_id: str | None) -> ActiveRun:
+    """Start the training run, or continue ``run_id`` (a retry after a kill), with lineage tags
+    and, when enabled, MLflow's system metrics."""
+    import mlflow
+
+    experiment_id = configure_mlflow(settings, params.mlflow.experiment)
+    tags = lineage_tags(params, workspace, settings, dict(os.environ))
+    system = tracking.system_metrics_enabled(params.mlflow, os.environ)
+    if system:
+        tracking.configure_system_metrics(params.mlflow)
+    if run_id and _run_exists(run_id, experiment_id):
+        return mlflow.start_run(run_id=run_id, tags=tags, log_system_metrics=system)
+    if run_id:
+        log.warning("MLflow run %s of the checkpoint is gone; continuing in a new run", run_id)
+    run_name = f"train-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    return mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags, log_system_metrics=system)
+
+
 def _train_and_log(
-    params: Params, workspace: Path, data: TrainingData, pre: Preprocessor, run_id: str
+    params: Params,
+    workspace: Path,
+    data: TrainingData,
+    pre: Preprocessor,
+    run_id: str,
+    group: Group,
+    resume: FitState | None,
+    store: CheckpointStore,
 ) -> dict[str, Any]:
     import mlflow
 
-    net, result, threshold, f1 = train_model(params, data, pre)
+    net, result, threshold, f1 = train_model(params, data, pre, group, resume, _checkpointer(store, group, run_id))
     meta = {
         "threshold": threshold,
         "schema": params.schema.name,
@@ -547,6 +813,7 @@ def _train_and_log(
         "device": result.device,
         "epochs_run": len(result.history),
         "best_epoch": result.best_epoch,
+        "world_size": result.world_size,
     }
     artifacts = save_model_files(workspace / MODEL_DIR, net, pre, meta)
     info = log_pyfunc(artifacts, params.schema, input_example(workspace, params.schema))
@@ -563,27 +830,68 @@ def _train_and_log(
         "model_uri": info.model_uri,
         "model_id": info.model_id,
         "device": result.device,
+        "placement": result.placement.describe() if result.placement else None,
+        "world_size": result.world_size,
+        "resumed_from_epoch": result.resumed_from or None,
     }
+
+
+def _tracked(
+    params: Params,
+    workspace: Path,
+    settings: Settings,
+    data: TrainingData,
+    pre: Preprocessor,
+    group: Group,
+    store: CheckpointStore,
+    saved: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Rank 0: train inside the MLflow run (the checkpoint's run when resuming) and log everything."""
+    import mlflow
+
+    resume = FitState.from_payload(saved, group.rank) if saved else None
+    with open_run(params, workspace, settings, (saved or {}).get("mlflow_run_id") or store.read_run_id()) as active:
+        run_id = active.info.run_id
+        store.write_run_id(run_id)
+        mlflow.log_params(run_params(params, data))  # the same values again on a resumed run
+        if resume is not None:
+            log.info("resuming from the checkpoint after epoch %d in %s (MLflow run %s)",
+                     resume.epoch, store.directory, run_id)
+            mlflow.set_tag("flywheel.resumed_from_epoch", str(resume.epoch))
+            log_missing_epochs(run_id, resume.history)
+        if (workspace / WINDOW).exists():
+            mlflow.log_artifact(str(workspace / WINDOW), "lineage")
+        tracking.log_split_datasets(workspace, params.schema, ("train", "valid"))
+        summary = _train_and_log(params, workspace, data, pre, run_id, group, resume, store)
+    log.info("trained %s: %s", active.info.run_name, summary["metrics"])
+    return {**summary, "mlflow_run_id": run_id, "run_name": active.info.run_name,
+            "n_train": data.n_train, "n_valid": data.n_valid}
+
+
+def train_stage(params: Params, workspace: Path, settings: Settings, group: Group = SINGLE) -> dict[str, Any]:
+    """The stage in this process: resume from a checkpoint of the same inputs if there is one;
+    rank 0 tracks and writes; the checkpoints are removed once the outputs are written."""
+    data, pre = load_training_data(workspace)
+    store = checkpoint_store(params, workspace, settings, group.world_size)
+    saved = store.load()
+    if not group.is_main:
+        train_model(params, data, pre, group, FitState.from_payload(saved, group.rank) if saved else None,
+                    _checkpointer(store, group, None), on_epoch=None)
+        return {}
+    summary = _tracked(params, workspace, settings, data, pre, group, store, saved)
+    store.clear()
+    return {**summary, "checkpoints": str(store.directory)}
 
 
 def run(params: Params, workspace: Path, settings: Settings) -> dict[str, Any]:
-    """Train on the workspace's features, log everything to MLflow, write the model and reports."""
-    import mlflow
+    """Train on the workspace's features, log everything to MLflow, write the model and reports.
 
-    data, pre = load_training_data(workspace)
-    experiment_id = configure_mlflow(settings, params.mlflow.experiment)
-    run_name = f"train-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-    tags = lineage_tags(params, workspace, settings, dict(os.environ))
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as active:
-        mlflow.log_params(run_params(params, data))
-        if (workspace / WINDOW).exists():
-            mlflow.log_artifact(str(workspace / WINDOW), "lineage")
-        summary = _train_and_log(params, workspace, data, pre, active.info.run_id)
-    log.info("trained %s: %s", run_name, summary["metrics"])
-    return {
-        **summary,
-        "mlflow_run_id": active.info.run_id,
-        "run_name": run_name,
-        "n_train": data.n_train,
-        "n_valid": data.n_valid,
-    }
+    With ``train.devices > 1`` this re-launches the stage under torchrun, one process per GPU.
+    """
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    nproc = train_ddp.processes_for(params.train, cuda)
+    if nproc == 1:
+        return train_stage(params, workspace, settings)
+    if not (workspace / SPEC).exists():
+        raise TrainError(f"{workspace / SPEC} not found; expected the featurize stage to have written data/features")
+    return train_ddp.launch(nproc, workspace, settings, params)

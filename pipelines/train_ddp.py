@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 
 if TYPE_CHECKING:
-    from pipelines.config import TrainConfig
+    from pipelines.config import Params, TrainConfig
     from pipelines.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -108,11 +108,13 @@ def in_worker(env: dict[str, str] | None = None) -> bool:
     return "LOCAL_RANK" in env and "WORLD_SIZE" in env
 
 
-def torchrun_argv(nproc: int, workspace: Path, summary: Path, python: str = sys.executable) -> list[str]:
+def torchrun_argv(
+    nproc: int, workspace: Path, params: Path, summary: Path, python: str = sys.executable
+) -> list[str]:
     """The command that runs the training stage in ``nproc`` processes on this machine."""
     return [
         python, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-        "-m", WORKER_MODULE, "--workspace", str(workspace), "--summary", str(summary),
+        "-m", WORKER_MODULE, "--workspace", str(workspace), "--params", str(params), "--summary", str(summary),
     ]
 
 
@@ -129,16 +131,19 @@ def _stdout_to_stderr() -> int | None:
         return None
 
 
-def launch(nproc: int, workspace: Path, settings: Settings) -> dict[str, Any]:
-    """Run the stage under torchrun in ``nproc`` processes; return rank 0's summary.
+def launch(nproc: int, workspace: Path, settings: Settings, params: Params) -> dict[str, Any]:
+    """Run the stage under torchrun in ``nproc`` processes with ``params``; return rank 0's summary.
 
     The torchrun process gets SIGTERM if this one dies (Linux), and stops its workers.
     """
+    import yaml
+
     from pipelines.train import TrainError
 
     with tempfile.TemporaryDirectory(prefix="flywheel-ddp-") as tmp:
-        summary = Path(tmp) / "summary.json"
-        argv = torchrun_argv(nproc, workspace, summary)
+        summary, params_path = Path(tmp) / "summary.json", Path(tmp) / "params.yaml"
+        params_path.write_text(yaml.safe_dump(params.model_dump(mode="json", by_alias=True), sort_keys=False))
+        argv = torchrun_argv(nproc, workspace, params_path, summary)
         log.info("training in %d processes: %s", nproc, " ".join(argv))
         proc = subprocess.run(argv, cwd=workspace, env={**os.environ, **settings.as_env()},
                               stdout=_stdout_to_stderr(),
@@ -174,12 +179,13 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description="one DDP training process (started by torchrun)")
     parser.add_argument("--workspace", required=True, type=Path)
-    parser.add_argument("--summary", required=True, type=Path)
+    parser.add_argument("--params", required=True, type=Path, help="the stage's params (written by launch)")
+    parser.add_argument("--summary", required=True, type=Path, help="where rank 0 writes its summary")
     args = parser.parse_args(argv)
     rank = os.environ.get("RANK", "?")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s %(levelname)s [rank {rank}] %(name)s: %(message)s")
-    params = load_params(args.workspace / "params.yaml")
+    params = load_params(args.params)
     group = init_group(params.train)
     try:
         summary = train.train_stage(params, args.workspace, Settings.from_env(), group)

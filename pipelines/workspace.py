@@ -51,7 +51,8 @@ def command_env(settings: Settings) -> dict[str, str]:
     """The environment for stage commands: settings, and this interpreter's scripts first on PATH."""
     env = {**os.environ, **settings.as_env()}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env.setdefault("GIT_AUTHOR_NAME", "flywheel")
+    env.setdefault("DVC_NO_ANALYTICS", "1")
+    env.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     return env
 
 

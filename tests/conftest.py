@@ -21,6 +21,8 @@ os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
 os.environ["GX_ANALYTICS_ENABLED"] = "false"
 os.environ["MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"] = "false"
+os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+os.environ["DVC_NO_ANALYTICS"] = "1"
 os.environ.setdefault("GIT_AUTHOR_NAME", "flywheel-tests")
 os.environ.setdefault("GIT_AUTHOR_EMAIL", "tests@localhost")
 os.environ.setdefault("GIT_COMMITTER_NAME", "flywheel-tests")
