@@ -17,6 +17,10 @@ Tasks: **prepare** (sync `dvc.yaml` and the run's `params.yaml` into the DVC wor
 **featurize** → **train** (pool `gpu`) → **evaluate** (each `dvc repro` of its stage: DVC skips what did not
 change) → **promote** (register; move `champion` only if the gate passes, keeping `previous_champion`) →
 **record** (commit `dvc.lock` in the workspace, push to the DVC remote, write the run report).
+
+Every run says why it ran: **prepare** reads the triggering asset events, and a new model version and its
+MLflow run get `flywheel.trigger` (`schedule`, `manual`, or `drift`) and `flywheel.trigger.reason`; a drift
+trigger adds the drift report's location, the drift share and the drifted columns.
 """
 
 from __future__ import annotations
@@ -56,10 +60,10 @@ DEFAULT_ARGS = {"owner": "flywheel", "retries": 2}
 )
 def flywheel_training():
     @task
-    def prepare(params=None, logical_date=None, dag_run=None) -> dict:
+    def prepare(params=None, logical_date=None, dag_run=None, triggering_asset_events=None) -> dict:
         from flywheel_provider.tasks import prepare_training
 
-        return prepare_training(dict(params), logical_date, dag_run.run_type)
+        return prepare_training(dict(params), logical_date, dag_run.run_type, triggering_asset_events)
 
     stages = [
         DvcReproOperator(task_id="snapshot", stage="snapshot", pool="dvc"),

@@ -170,6 +170,16 @@ def cmd_repro(args: argparse.Namespace, settings: Settings) -> dict:
     return {"stages": stages, "promotion": promotion, "workspace_commit": commit}
 
 
+def cmd_drift(args: argparse.Namespace, settings: Settings) -> dict:
+    from pipelines import drift
+
+    run_id = args.run_id or "manual__" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    summary = drift.run(load_params(settings.params_path), settings, run_id, as_of=args.as_of)
+    if not args.json:
+        print("\n".join(drift.describe(summary)))
+    return summary
+
+
 def cmd_summary(args: argparse.Namespace, settings: Settings) -> dict:
     from pipelines import report
 
@@ -226,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", type=_assignment, action="append", metavar="KEY=VALUE",
                    help="override a parameter for this run, e.g. --set train.epochs=5")
     add("summary", cmd_summary, "print what the last runs did and where to look")
+    p = add("drift", cmd_drift, "Evidently drift report of the current window against the champion's training data")
+    p.add_argument("--as-of", type=_date, help="last day of the window (default: today)")
+    p.add_argument("--run-id", help="the check's id; names its report folder (default: manual__<time>)")
     p = add("rollback", cmd_rollback, "put the previous champion back in one step")
     p.add_argument("--reason", required=True, help="why (recorded on both versions and in the alias log)")
     add("status", cmd_status, "aliases, versions with their metrics, and when and why aliases moved")
@@ -245,7 +258,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
                          ("evaluate", "EvaluateError"), ("validate", "ExpectationsFileError"),
                          ("promote", "PromoteError"), ("workspace", "WorkspaceError"),
                          ("registry", "RegistryError"), ("registry", "TrackingUnavailable"),
-                         ("lineage", "LineageError")]:
+                         ("lineage", "LineageError"), ("drift_check", "DriftInputError"),
+                         ("reference", "ReferenceNotFound")]:
         mod = sys.modules.get(f"pipelines.{module}")
         if mod is not None and hasattr(mod, name):
             errors.append(getattr(mod, name))
@@ -274,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                "seconds": round(time.perf_counter() - start, 3)}
     if args.json:
         print(json.dumps(summary, default=str))
-    elif args.command not in ("summary", "status", "lineage"):
+    elif args.command not in ("summary", "status", "lineage", "drift"):
         print(json.dumps(summary, indent=2, default=str))
     return 0
 

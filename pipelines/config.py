@@ -108,13 +108,69 @@ class FilesSourceConfig(_Frozen):
     formats: tuple[Literal["jsonl", "csv", "parquet"], ...] = ("jsonl", "csv", "parquet")
 
 
+SourceName = Literal["files", "kafka", "s3"]
+_TOPIC = r"^[A-Za-z0-9._-]{1,249}$"
+
+
+class KafkaSourceConfig(_Frozen):
+    """What the Kafka source reads and how much per run; the brokers come from the environment."""
+
+    topics: tuple[str, ...] = Field(default=("flywheel.events",), min_length=1)
+    group_id: str = Field(default="flywheel-ingest", min_length=1)
+    max_records: int | None = Field(default=None, ge=1)
+    max_seconds: float | None = Field(default=None, gt=0)
+    poll_records: int = Field(default=10_000, ge=1)
+    chunk_rows: int = Field(default=50_000, ge=1)
+    workers: int = Field(default=1, ge=0, le=1)
+    session_timeout_ms: int = Field(default=6000, ge=1000)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    idle_timeout_s: float = Field(default=30.0, gt=0)
+    group_instance_id: str | None = None
+
+    @model_validator(mode="after")
+    def _check_topics(self) -> KafkaSourceConfig:
+        import re
+
+        bad = [t for t in self.topics if not re.match(_TOPIC, t) or t in (".", "..")]
+        if bad or len(set(self.topics)) != len(self.topics):
+            raise ValueError(f"topics must be unique Kafka topic names (letters, digits, '._-'), got {list(self.topics)}")
+        return self
+
+
+class S3SourceConfig(_Frozen):
+    """Where the S3 source lists new objects; endpoint and credentials come from the environment."""
+
+    url: str = Field(default="s3://flywheel/events", pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
+    formats: tuple[Literal["jsonl", "csv", "parquet"], ...] = ("jsonl", "csv", "parquet")
+
+
 class IngestConfig(_Frozen):
-    source: Literal["files"] = "files"
+    sources: tuple[SourceName, ...] = Field(default=("files",), min_length=1)
     schedule: str = "*/15 * * * *"
     files: FilesSourceConfig = FilesSourceConfig()
+    kafka: KafkaSourceConfig = KafkaSourceConfig()
+    s3: S3SourceConfig = S3SourceConfig()
     max_record_bytes: int = Field(default=65536, gt=0)
     min_event_time: str = "2000-01-01T00:00:00Z"
     max_future_minutes: int = Field(default=60, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_source(cls, data: Any) -> Any:
+        """``source: files`` (one source, the earlier key) still reads as ``sources: [files]``."""
+        if isinstance(data, dict) and "source" in data:
+            data = dict(data)
+            legacy = data.pop("source")
+            if "sources" in data and list(data["sources"] or []) != [legacy]:
+                raise ValueError(f"give 'sources' only (a list), not both 'source' = {legacy!r} and 'sources'")
+            data.setdefault("sources", [legacy])
+        return data
+
+    @model_validator(mode="after")
+    def _check_sources(self) -> IngestConfig:
+        if len(set(self.sources)) != len(self.sources):
+            raise ValueError(f"sources must not repeat, got {list(self.sources)}")
+        return self
 
 
 class ValidateConfig(_Frozen):

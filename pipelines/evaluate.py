@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-from pipelines.featurize import FEATURES_DIR, write_json
+from pipelines.featurize import FEATURES_DIR, SPLIT_DIR, write_json
 from pipelines.model import MODEL_DIR, Predictor
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from pipelines.config import Params
+    from pipelines.config import Params, Schema
     from pipelines.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -245,12 +245,23 @@ def write_reports(workspace: Path, result: Evaluation) -> None:
         write_json(workspace / PLOTS / f"{name}.json", getattr(result, name))
 
 
-def log_to_training_run(settings: Settings, meta: dict[str, Any], result: Evaluation) -> None:
-    """Log ``test_*`` metrics and the figures onto the MLflow run that trained the model."""
+def log_to_training_run(
+    settings: Settings,
+    meta: dict[str, Any],
+    result: Evaluation,
+    workspace: Path | None = None,
+    schema: Schema | None = None,
+) -> None:
+    """Log ``test_*`` metrics and the figures onto the MLflow run that trained the model, and the
+    raw test split (``data/split/test.parquet`` of ``workspace``) as its ``test`` dataset."""
     import mlflow
+
+    from pipelines import tracking
 
     mlflow.set_tracking_uri(settings.tracking_uri)
     with mlflow.start_run(run_id=meta["mlflow_run_id"]):
+        if workspace is not None and schema is not None and (workspace / SPLIT_DIR / "test.parquet").exists():
+            tracking.log_split_datasets(workspace, schema, ("test",))
         mlflow.log_metrics(
             {f"test_{k}": float(v) for k, v in result.metrics.items()}, model_id=meta.get("model_id")
         )
@@ -265,7 +276,7 @@ def run(params: Params, workspace: Path, settings: Settings) -> dict[str, Any]:
     write_reports(workspace, result)
     run_id = predictor.meta.get("mlflow_run_id")
     if run_id:
-        log_to_training_run(settings, predictor.meta, result)
+        log_to_training_run(settings, predictor.meta, result, workspace, params.schema)
     else:
         log.warning("models/model/model.json has no mlflow_run_id; test metrics not logged to MLflow")
     log.info("test metrics: %s", result.metrics)

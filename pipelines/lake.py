@@ -86,6 +86,24 @@ class Lake:
         with self.fs.open(path, "rb") as fh:
             return pq.read_table(fh).to_pandas()
 
+    def part_files(self, partition: str, suffix: str = ".parquet") -> list[str]:
+        """The data files ``part-00000<suffix>``, ``part-00001<suffix>``, ... of a partition, in order."""
+        fs = self.fs
+        if not fs.exists(partition):
+            return []
+        names = [p.rsplit("/", 1)[-1] for p in fs.ls(partition, detail=False)]
+        return [f"{partition}/{n}" for n in sorted(n for n in names if n.startswith("part-") and n.endswith(suffix))]
+
+    def read_partition(self, partition: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """All Parquet parts of a partition as one frame (a source may land a large run in several parts)."""
+        tables = []
+        for path in self.part_files(partition):
+            with self.fs.open(path, "rb") as fh:
+                tables.append(pq.read_table(fh, columns=columns))
+        if not tables:
+            raise FileNotFoundError(f"partition {partition} has no part-*.parquet file")
+        return pa.concat_tables(tables).to_pandas()
+
     def complete_partitions(self, tier: str, source: str | None = None) -> list[str]:
         """Partitions of a tier whose manifest is written, oldest run first by name."""
         fs = self.fs

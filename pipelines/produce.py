@@ -232,6 +232,44 @@ def _drifted_logit(f: dict[str, np.ndarray], hour: np.ndarray) -> np.ndarray:
     return -5.9 + 3.2 * everyday * small + 1.2 * mobile + 1.2 * day + 1.6 * everyday * mobile * day
 
 
+# -- messages (for a Kafka topic) ---------------------------------------------------------
+
+
+def messages(
+    rows: int,
+    seed: int = 0,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    batch: str = "demo",
+    covariate_drift: float = 0.0,
+    concept_drift: float = 0.0,
+    malformed_fraction: float = 0.0,
+) -> tuple[list[bytes | None], list[bytes], dict[str, Any]]:
+    """The demo events as Kafka messages: keys (the event key) and JSON values, in event-time order.
+
+    Malformed records (the JSON Lines kinds) are values of raw bytes like any other; a
+    ``null_key`` record has no message key either. Arguments as for :func:`produce`.
+
+    Returns:
+        ``(keys, values, summary)``; the summary has the keys :func:`produce` returns, less the files.
+    """
+    _check_files("jsonl", 1, malformed_fraction)
+    start, end = default_window(start, end)
+    frame = generate(rows, seed, start, end, batch, covariate_drift, concept_drift)
+    kinds = _malformed_plan(np.random.default_rng([seed, 1]), rows, malformed_fraction, MALFORMED_JSONL)
+    values = _jsonl(frame, kinds).split(b"\n")[:-1] if rows else []
+    keys = [None if kinds.get(i) == "null_key" else key.encode() for i, key in enumerate(frame["transaction_id"])]
+    clean = frame.drop(index=list(kinds))
+    summary = {
+        "rows": rows, "format": "jsonl", "batch": batch, "seed": seed, "start": start.isoformat(),
+        "end": end.isoformat(),
+        "fraud_rate": round(float(clean["is_fraud"].mean()), 6) if len(clean) else None,
+        "malformed": len(kinds), "malformed_kinds": dict(sorted(Counter(kinds.values()).items())),
+        "covariate_drift": covariate_drift, "concept_drift": concept_drift,
+    }
+    return keys, values, summary
+
+
 # -- writing files ------------------------------------------------------------------------
 
 
@@ -247,6 +285,7 @@ def produce(
     covariate_drift: float = 0.0,
     concept_drift: float = 0.0,
     malformed_fraction: float = 0.0,
+    storage_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``files`` files ``<batch>-<k>.<fmt>`` of demo events into a folder or fsspec URL.
 
@@ -261,6 +300,7 @@ def produce(
         fmt: ``jsonl``, ``csv`` or ``parquet``.
         malformed_fraction: share of records replaced by malformed ones
             (:data:`MALFORMED_KINDS` lists the kinds each format can carry).
+        storage_options: for an fsspec URL, the filesystem's options (an S3 endpoint and credentials).
 
     Returns:
         A JSON-able summary: rows, files, paths, fraud_rate, malformed, malformed_kinds, ...
@@ -269,7 +309,7 @@ def produce(
     start, end = default_window(start, end)
     frame = generate(rows, seed, start, end, batch, covariate_drift, concept_drift)
     kinds = _malformed_plan(np.random.default_rng([seed, 1]), rows, malformed_fraction, MALFORMED_KINDS[fmt])
-    fs, root = fsspec.core.url_to_fs(out)
+    fs, root = fsspec.core.url_to_fs(out, **(storage_options or {}))
     fs.makedirs(root, exist_ok=True)
     paths = []
     for k, part in enumerate(np.array_split(np.arange(rows), files)):

@@ -228,8 +228,57 @@ def decode_json_record(data: bytes, max_record_bytes: int) -> tuple[dict, None] 
         return None, reason
     if not isinstance(obj, dict):
         return None, f"not a JSON object: got {_json_type(obj)}"
+    if "\\u" in text and _has_lone_surrogate(obj):
+        return None, "not UTF-8: a \\u escape decodes to a lone surrogate (no valid character)"
     obj[RAW] = text
     return obj, None
+
+
+def _has_lone_surrogate(obj: dict) -> bool:
+    """Whether a decoded object holds text that UTF-8 (and so Parquet) cannot store."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+NO_VALUE = "empty message: no value (a tombstone)"
+
+
+def decode_json_values(
+    values: list[bytes | None], max_record_bytes: int
+) -> tuple[list[dict], list[int], list[tuple[int, str]]]:
+    """Decode one JSON object per value (a message), or say why not.
+
+    The values of a message source, unlike lines, may hold newlines, and an
+    empty or missing value is a record too (quarantined, never skipped).
+    Chunks of clean values are decoded in one call; a chunk with any problem is
+    redone value by value with :func:`decode_json_record`, which explains.
+
+    Returns:
+        ``(objects, positions, refused)``: the objects and the positions they had
+        in ``values``, and ``(position, reason)`` for every other value.
+    """
+    objects: list[dict] = []
+    positions: list[int] = []
+    refused: list[tuple[int, str]] = []
+    for lo in range(0, len(values), _JSON_CHUNK):
+        chunk = values[lo : lo + _JSON_CHUNK]
+        clean = None if None in chunk else _decode_clean_chunk(chunk, max_record_bytes)  # type: ignore[arg-type]
+        if clean is not None:
+            objects += clean
+            positions += range(lo, lo + len(chunk))
+            continue
+        for position, value in enumerate(chunk, start=lo):
+            obj, reason = (None, NO_VALUE) if value is None else decode_json_record(value, max_record_bytes)
+            if reason is not None:
+                refused.append((position, reason))
+                continue
+            del obj[RAW]
+            objects.append(obj)
+            positions.append(position)
+    return objects, positions, refused
 
 
 def _loads(text: str) -> tuple[Any, str | None]:

@@ -145,7 +145,8 @@ def launch(nproc: int, workspace: Path, settings: Settings, params: Params) -> d
         params_path.write_text(yaml.safe_dump(params.model_dump(mode="json", by_alias=True), sort_keys=False))
         argv = torchrun_argv(nproc, workspace, params_path, summary)
         log.info("training in %d processes: %s", nproc, " ".join(argv))
-        proc = subprocess.run(argv, cwd=workspace, env={**os.environ, **settings.as_env()},
+        env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // nproc)), **os.environ, **settings.as_env()}
+        proc = subprocess.run(argv, cwd=workspace, env=env,
                               stdout=_stdout_to_stderr(),
                               preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         if proc.returncode != 0 or not summary.exists():

@@ -22,8 +22,11 @@ from typing import Any
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 import great_expectations as gx  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
 from fsspec.implementations.local import LocalFileSystem  # noqa: E402
 from great_expectations.core.run_identifier import RunIdentifier  # noqa: E402
 from great_expectations.data_context.types.base import (  # noqa: E402
@@ -349,9 +352,42 @@ def run(params: Params, settings: Settings, source: str | None = None) -> dict:
     lake = Lake(settings.lake_root(params))
     extra = load_extra_expectations(params.validation.extra_expectations, settings.params_path.parent)
     build_suite(params.schema, params.validation, extra)  # a bad extras file fails before any I/O
-    reports = [validate_partition(lake, landing, params.schema, params.validation, extra)
+    known = KeyIndex.of_validated(lake, params.schema.key)
+    reports = [validate_partition(lake, landing, params.schema, params.validation, extra, known)
                for landing in pending_partitions(lake, source)]
     return summarize(reports)
+
+
+class KeyIndex:
+    """The event keys already in the validated tier, so that each event enters it exactly once.
+
+    At-least-once sources (a Kafka run that crashed after landing but before
+    committing its offsets) land some events again in a later partition; those
+    copies are dropped on the way to the validated tier.
+    """
+
+    def __init__(self, arrays: list[pa.Array] | None = None) -> None:
+        self._arrays = list(arrays or [])
+
+    @classmethod
+    def of_validated(cls, lake: Lake, key: str) -> KeyIndex:
+        """The keys of every complete validated partition (only the key column is read)."""
+        arrays = []
+        for partition in lake.complete_partitions("validated"):
+            for path in lake.part_files(partition):
+                with lake.fs.open(path, "rb") as fh:
+                    arrays.append(pq.read_table(fh, columns=[key]).column(key).combine_chunks().cast(pa.string()))
+        return cls(arrays)
+
+    def seen(self, keys: pd.Series) -> np.ndarray:
+        """A mask of the keys already in the index."""
+        if not self._arrays or keys.empty:
+            return np.zeros(len(keys), dtype=bool)
+        known = pa.concat_arrays(self._arrays)
+        return pc.is_in(pa.array(keys, type=pa.string()), value_set=known).to_numpy(zero_copy_only=False)
+
+    def add(self, keys: pd.Series) -> None:
+        self._arrays.append(pa.array(keys, type=pa.string()))
 
 
 def pending_partitions(lake: Lake, source: str | None = None) -> list[str]:
@@ -367,12 +403,16 @@ def _suffix(lake: Lake, partition: str, tier: str) -> str:
 
 
 def validate_partition(lake: Lake, landing: str, schema: Schema, cfg: ValidateConfig,
-                       extra: list[dict] | None = None) -> dict:
-    """Validate one landed partition and write its report and its validated or rejected partition."""
+                       extra: list[dict] | None = None, known: KeyIndex | None = None) -> dict:
+    """Validate one landed partition and write its report and its validated or rejected partition.
+
+    ``known`` holds the keys already validated (default: read from the lake); a
+    passing batch adds its new keys to it.
+    """
     suffix = _suffix(lake, landing, "landing")
     for tier in ("validated", "rejected"):
         lake.reset_partition(lake.path(tier, suffix))  # leftovers of a crashed attempt, never complete ones
-    frame = lake.read_frame(f"{landing}/{PART}")
+    frame = lake.read_partition(landing)
     report_dir = lake.path("reports", "validation", suffix)
     lake.reset_partition(report_dir)
     outcome = _validate_with_docs(lake, frame, schema, cfg, extra, f"{report_dir}/data_docs", suffix)
@@ -381,7 +421,8 @@ def validate_partition(lake: Lake, landing: str, schema: Schema, cfg: ValidateCo
     record = {"landing": landing, "result_path": result_path, "docs_index": outcome.docs_index,
               "gx_success": outcome.success, "statistics": outcome.statistics}
     if outcome.success:
-        return _write_validated(lake, frame, schema, lake.path("validated", suffix), record)
+        known = known if known is not None else KeyIndex.of_validated(lake, schema.key)
+        return _write_validated(lake, frame, schema, lake.path("validated", suffix), record, known)
     return _write_rejected(lake, frame, outcome, lake.path("rejected", suffix), record)
 
 
@@ -396,12 +437,16 @@ def _validate_with_docs(lake: Lake, frame: pd.DataFrame, schema: Schema, cfg: Va
     return replace(outcome, docs_index=f"{docs_dir}/index.html" if outcome.docs_index else None)
 
 
-def _write_validated(lake: Lake, frame: pd.DataFrame, schema: Schema, partition: str, record: dict) -> dict:
-    """The batch, each key once (the first copy), then its manifest, last."""
-    validated = frame.drop_duplicates(subset=schema.key, keep="first")
+def _write_validated(lake: Lake, frame: pd.DataFrame, schema: Schema, partition: str, record: dict,
+                     known: KeyIndex) -> dict:
+    """The batch, each key once (the first copy) and only keys not validated before, then its manifest, last."""
+    unique = frame.drop_duplicates(subset=schema.key, keep="first")
+    again = known.seen(unique[schema.key])
+    validated = unique[~again]
     lake.write_table(f"{partition}/{PART}", pa.Table.from_pandas(validated, preserve_index=False))
+    known.add(validated[schema.key])
     manifest = {**record, "rows": len(validated), "duplicates_dropped": len(frame) - len(validated),
-                "written_at": _now()}
+                "already_validated": int(again.sum()), "written_at": _now()}
     lake.write_json(f"{partition}/{MANIFEST}", manifest)
     return _partition_summary("pass", partition, manifest, [])
 

@@ -34,10 +34,11 @@ def validate_and_publish(landed: dict, run_id: str, outlet: Any) -> dict:
     return summary
 
 
-def prepare_training(form: dict, logical_date: datetime | None, run_type: Any) -> dict:
-    """Check the trigger form, then sync the workspace with this run's parameters."""
+def prepare_training(form: dict, logical_date: datetime | None, run_type: Any, triggering: Any = None) -> dict:
+    """Check the trigger form, then sync the workspace with this run's parameters; say why the run ran."""
     from airflow.sdk.exceptions import AirflowFailException
 
+    from flywheel_provider.monitoring import training_trigger
     from pipelines import runs, workspace
     from pipelines.config import ParamsError
 
@@ -48,21 +49,23 @@ def prepare_training(form: dict, logical_date: datetime | None, run_type: Any) -
         workspace.sync(settings, overrides)
     except ParamsError as exc:  # a bad form or params.yaml: retrying cannot help
         raise AirflowFailException(str(exc)) from None
-    trigger = getattr(run_type, "value", run_type)
-    log.info("training run: trigger %s, overrides %s", trigger, overrides)
-    return {"trigger": str(trigger), "overrides": overrides, "force_promote": bool(form.get("force_promote")),
-            "force_reason": form.get("force_reason") or None}
+    why = training_trigger(run_type, triggering)  # schedule, manual, or drift with its report
+    log.info("training run: trigger %s (%s), overrides %s", why["kind"], why["summary"], overrides)
+    return {"trigger": why["kind"], "trigger_reason": why, "overrides": overrides,
+            "force_promote": bool(form.get("force_promote")), "force_reason": form.get("force_reason") or None}
 
 
 def promote_model(run: dict) -> dict:
-    """Register the trained model and let the gate decide on the ``champion`` alias."""
+    """Register the trained model and let the gate decide on the ``champion`` alias; record why it ran."""
+    from flywheel_provider.monitoring import record_trigger
     from pipelines import promote
     from pipelines.config import load_params
 
     settings = FlywheelHook().settings()
     params = load_params(settings.workspace / "params.yaml")
-    return promote.run(params, settings, settings.workspace, force=run["force_promote"],
-                       force_reason=run["force_reason"], trigger=run["trigger"])
+    promotion = promote.run(params, settings, settings.workspace, force=run["force_promote"],
+                            force_reason=run["force_reason"], trigger=run["trigger"])
+    return {**promotion, "trigger_tags": record_trigger(run, promotion)}
 
 
 def record_training(run: dict, outcomes: dict, promotion: dict, run_id: str) -> dict:
@@ -76,7 +79,7 @@ def record_training(run: dict, outcomes: dict, promotion: dict, run_id: str) -> 
     registry.tag_workspace_commit(settings, promotion, commit)
     metrics_path = settings.workspace / "metrics" / "evaluate.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    data = {"trigger": run["trigger"], "overrides": run["overrides"],
+    data = {"trigger": run["trigger"], "trigger_reason": run.get("trigger_reason"), "overrides": run["overrides"],
             "stages": {name: out["outcome"] for name, out in outcomes.items()},
             "stage_seconds": {name: out["seconds"] for name, out in outcomes.items()},
             "promotion": promotion, "metrics": metrics, "workspace_commit": commit}

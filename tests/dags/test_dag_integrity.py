@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
 EXPECTED = {
     "flywheel_ingest": {"ingest": [], "validate": ["ingest"]},
+    "flywheel_drift": {"check": [], "trigger_retrain": ["check"]},
     "flywheel_registry": {"operate": []},
     "flywheel_training": {
         "prepare": [], "snapshot": ["prepare"], "featurize": ["snapshot"], "train": ["featurize"],
