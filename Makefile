@@ -22,13 +22,25 @@ export PATH := $(BIN):$(PATH)
 
 DEMO_EVENTS := $(CURDIR)/demo/events
 DEMO_ROWS ?= 20000
+# Slots of the Airflow pool `gpu` (training tasks that may run at once), set when the Airflow DB is created.
+FLYWHEEL_GPU_SLOTS ?= 1
 
-.PHONY: help install run test test-fast lint bench up constraints clean
+.PHONY: help install run test test-fast lint bench up backfill browser constraints clean
+
+# make up: the embedded UIs, on this machine only (127.0.0.1). The login is deterministic: user
+# FLYWHEEL_UI_USER, password FLYWHEEL_UI_PASSWORD, written to the simple auth manager's password file.
+AIRFLOW_PORT ?= 8080
+MLFLOW_PORT ?= 5000
+FLYWHEEL_UI_USER ?= admin
+FLYWHEEL_UI_PASSWORD ?= flywheel
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 help:
 	@echo "make run    set up and run the whole loop on the embedded default, then print a summary"
 	@echo "make test   set up and run the whole test suite"
 	@echo "make bench  run the benchmarks; results in benchmarks/results.json and benchmarks/RESULTS.md"
+	@echo "make up     the Airflow UI (http://localhost:$(AIRFLOW_PORT), $(FLYWHEEL_UI_USER) / $(FLYWHEEL_UI_PASSWORD)) and the MLflow UI"
+	@echo "make backfill DAG=flywheel_training FROM=2026-11-01 TO=2026-11-07   one run per date (needs make up running)"
 	@echo "make lint   ruff"
 	@echo "make clean  remove the embedded state (.flywheel) and the demo events"
 
@@ -37,14 +49,14 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Flywheel needs Python 3.11; set PYTHON=python3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,stack]'
 	$(BIN)/pip check
 	touch $@
 
 $(AIRFLOW_HOME)/airflow.db: | $(VENV)/.installed
 	mkdir -p $(AIRFLOW_HOME)
 	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/migrate.log; exit 1)
-	$(BIN)/airflow pools set gpu 1 "Training tasks; raise to the number of GPUs" > /dev/null
+	$(BIN)/airflow pools set gpu $(FLYWHEEL_GPU_SLOTS) "Training tasks; FLYWHEEL_GPU_SLOTS, e.g. GPUs / train.devices" > /dev/null
 	$(BIN)/airflow pools set dvc 1 "One writer per DVC workspace" > /dev/null
 
 run: $(VENV)/.installed $(AIRFLOW_HOME)/airflow.db
@@ -54,7 +66,7 @@ run: $(VENV)/.installed $(AIRFLOW_HOME)/airflow.db
 	$(BIN)/airflow dags test flywheel_training > $(FLYWHEEL_HOME)/training.log 2>&1 || (tail -80 $(FLYWHEEL_HOME)/training.log; exit 1)
 	$(BIN)/flywheel summary
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout 1200
 
 lint: $(VENV)/.installed
@@ -64,9 +76,29 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.run
 
 up: $(VENV)/.installed $(AIRFLOW_HOME)/airflow.db
-	$(BIN)/flywheel init
-	@echo "Airflow UI: http://localhost:8080 (login printed by airflow standalone); MLflow UI: http://localhost:5000"
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(FLYWHEEL_HOME)/mlflow.db --port 5000 & $(BIN)/airflow standalone
+	$(BIN)/flywheel init > /dev/null
+	@printf '{"%s": "%s"}\n' "$(FLYWHEEL_UI_USER)" "$(FLYWHEEL_UI_PASSWORD)" > $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated
+	@echo "Airflow UI: http://localhost:$(AIRFLOW_PORT)  login: $(FLYWHEEL_UI_USER) / $(FLYWHEEL_UI_PASSWORD)  (FLYWHEEL_UI_USER, FLYWHEEL_UI_PASSWORD)"
+	@echo "MLflow UI:  http://localhost:$(MLFLOW_PORT)   logs: $(FLYWHEEL_HOME)/mlflow-ui.log; Ctrl-C stops both"
+	@trap 'kill $$mlflow_pid 2>/dev/null' EXIT; \
+	$(BIN)/mlflow ui --host 127.0.0.1 --port $(MLFLOW_PORT) --backend-store-uri sqlite:///$(FLYWHEEL_HOME)/mlflow.db \
+		> $(FLYWHEEL_HOME)/mlflow-ui.log 2>&1 & mlflow_pid=$$!; \
+	AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=$(AIRFLOW_PORT) AIRFLOW__API__BASE_URL=http://localhost:$(AIRFLOW_PORT) \
+	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=$(FLYWHEEL_UI_USER):admin $(BIN)/airflow standalone
+
+# One run per date of the DAG's schedule in [FROM, TO], one at a time (the runs share one DVC workspace).
+# The runs are executed by the scheduler of `make up`. REPROCESS=completed re-runs dates that already ran.
+backfill: $(VENV)/.installed $(AIRFLOW_HOME)/airflow.db
+	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill DAG=flywheel_training FROM=2026-11-01 TO=2026-11-07 [REPROCESS=none|failed|completed]"; exit 2; }
+	$(BIN)/airflow backfill create --dag-id $(or $(DAG),flywheel_training) --from-date $(FROM) --to-date $(TO) \
+		--max-active-runs 1 --reprocess-behavior $(or $(REPROCESS),none)
+
+# Debian's Chromium and ChromeDriver drive the browser test (tests/ui); installed once, from apt.
+browser:
+	@command -v chromium > /dev/null && command -v chromedriver > /dev/null || { \
+		echo "installing Debian's chromium and chromium-driver (browser test)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+			--no-install-recommends chromium chromium-driver > /dev/null; }
 
 constraints: $(VENV)/.installed
 	( head -2 constraints.txt; $(BIN)/pip freeze --exclude-editable | sed 's/+cpu$$//' ) > constraints.new && mv constraints.new constraints.txt

@@ -89,7 +89,7 @@ def bench(
     dev = torch.device(device)
     torch.set_num_threads(threads or os.cpu_count() or 1)
     data = make_data(rows, seed).to(dev)
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, patience=epochs)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, gpu_batch_size=batch_size, patience=epochs)
     warm = cfg.model_copy(update={"epochs": 1, "patience": 1})
     flywheel_loop(new_model(warm, seed), data, warm, dev)
     bare_loop(new_model(warm, seed), data, warm, dev)

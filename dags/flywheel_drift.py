@@ -22,10 +22,11 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 from flywheel_provider.assets import DRIFT_DETECTED, VALIDATED_EVENTS
+from flywheel_provider.callbacks import notify_failure
 from flywheel_provider.schedules import cron_from_params
 
 # retry_delay: [core] default_task_retry_delay (AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY).
-DEFAULT_ARGS = {"owner": "flywheel", "retries": 2}
+DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "on_failure_callback": notify_failure}
 
 
 @dag(

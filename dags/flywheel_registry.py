@@ -14,9 +14,11 @@ The same operations on the command line: `flywheel rollback --reason ...`, `flyw
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, dag
+from flywheel_provider.callbacks import notify_failure
+from flywheel_provider.operators.mlflow_registry import MlflowRegistryOperator
 
-DEFAULT_ARGS = {"owner": "flywheel", "retries": 2}
+DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "on_failure_callback": notify_failure}
 
 
 @dag(
@@ -31,18 +33,12 @@ DEFAULT_ARGS = {"owner": "flywheel", "retries": 2}
     params={
         "action": Param("status", type="string", enum=["status", "rollback"],
                         description="What to do with the registered model."),
-        "reason": Param("", type="string", maxLength=500,
+        "reason": Param(None, type=["null", "string"], maxLength=500,
                         description="Why; required for rollback and recorded in the registry."),
     },
 )
 def flywheel_registry():
-    @task
-    def operate(params=None) -> dict:
-        from flywheel_provider.tasks import registry_action
-
-        return registry_action(params["action"], params["reason"])
-
-    operate()
+    MlflowRegistryOperator(task_id="operate", action="{{ params.action }}", reason="{{ params.reason or '' }}")
 
 
 flywheel_registry()

@@ -10,8 +10,19 @@ from the trigger form:
 |---|---|
 | `window_days` | days of validated events to train on (empty: `snapshot.window_days`) |
 | `epochs` | training epochs (empty: `train.epochs`) |
+| `learning_rate` | Adam learning rate, in (0, 1] (empty: `train.learning_rate`) |
 | `force_promote` | promote even if the gate says no |
 | `force_reason` | required with `force_promote`; recorded on the model version |
+
+A value of the wrong type or out of range is refused by the form (and the REST API) before a run is
+created. `force_promote` without `force_reason` is refused by **prepare**, the first task, before any work:
+Airflow validates each field on its own, so a rule across two fields cannot live in the form.
+
+**Backfill**: a run trains on the `window_days` ending on its logical date, so
+`airflow backfill create --dag-id flywheel_training --from-date ... --to-date ... --max-active-runs 1`
+(or `make backfill`) gives one run per date, and a cleared date re-runs to the same outputs (DVC restores
+featurize, train and evaluate from its run cache; the model version is the same). Runs share one DVC
+workspace: one at a time, and **prepare** refuses a run while another one is running.
 
 Tasks: **prepare** (sync `dvc.yaml` and the run's `params.yaml` into the DVC workspace) → **snapshot** →
 **featurize** → **train** (pool `gpu`) → **evaluate** (each `dvc repro` of its stage: DVC skips what did not
@@ -28,11 +39,12 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, chain, dag, task
 from flywheel_provider.assets import DRIFT_DETECTED
+from flywheel_provider.callbacks import notify_failure
 from flywheel_provider.operators.dvc import DvcReproOperator
 from flywheel_provider.schedules import cron_from_params
 
 # retry_delay: [core] default_task_retry_delay (AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY).
-DEFAULT_ARGS = {"owner": "flywheel", "retries": 2}
+DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "on_failure_callback": notify_failure}
 
 
 @dag(
@@ -52,10 +64,13 @@ DEFAULT_ARGS = {"owner": "flywheel", "retries": 2}
                              description="Days of validated events to train on; empty keeps params.yaml's."),
         "epochs": Param(None, type=["null", "integer"], minimum=1, maximum=1000,
                         description="Training epochs; empty keeps params.yaml's."),
+        "learning_rate": Param(None, type=["null", "number"], exclusiveMinimum=0, maximum=1,
+                               description="Adam learning rate, > 0 and <= 1; empty keeps params.yaml's."),
         "force_promote": Param(False, type="boolean",
                                description="Promote even if the evaluation gate says no (needs a reason)."),
-        "force_reason": Param("", type="string", maxLength=500,
-                              description="Why the promotion is forced; recorded on the model version."),
+        "force_reason": Param(None, type=["null", "string"], maxLength=500,
+                              description="Why the promotion is forced (required with force_promote); "
+                                          "recorded on the model version."),
     },
 )
 def flywheel_training():

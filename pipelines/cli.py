@@ -57,18 +57,52 @@ def _assignment(value: str) -> tuple[str, Any]:
 def cmd_produce(args: argparse.Namespace, settings: Settings) -> dict:
     from pipelines import produce
 
-    return produce.produce(
-        args.out, rows=args.rows, seed=args.seed, start=args.start, end=args.end, files=args.files,
-        fmt=args.format, batch=args.batch, covariate_drift=args.covariate_drift,
-        concept_drift=args.concept_drift, malformed_fraction=args.malformed_fraction,
-    )
+    demo = dict(rows=args.rows, seed=args.seed, start=args.start, end=args.end, batch=args.batch,
+                covariate_drift=args.covariate_drift, concept_drift=args.concept_drift,
+                malformed_fraction=args.malformed_fraction)
+    if args.to == "kafka":
+        from pipelines.sources import publish
+
+        topic = args.topic or load_params(settings.params_path).ingest.kafka.topics[0]
+        return publish.to_kafka(topic, partitions=args.partitions, **demo)
+    if args.to == "s3":
+        from pipelines.sources import publish
+
+        url = args.out or load_params(settings.params_path).ingest.s3.url
+        return publish.to_s3(url, files=args.files, fmt=args.format, **demo)
+    if not args.out:
+        raise ParamsError("flywheel produce --to folder needs --out FOLDER (or --to kafka / --to s3)")
+    return produce.produce(args.out, files=args.files, fmt=args.format, **demo)
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> dict:
-    from pipelines import ingest
+    from pipelines import sources
 
     run_id = args.run_id or "manual__" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    return ingest.run(load_params(settings.params_path), settings, run_id=run_id, path=args.path)
+    return sources.run(load_params(settings.params_path), settings, run_id=run_id, sources=args.source,
+                       path=args.path)
+
+
+def cmd_services(args: argparse.Namespace, settings: Settings) -> dict:
+    from pipelines import services
+
+    names = args.names or (list(services.DEFAULT_UP) if args.action == "up" else None)
+    ports = dict(args.port or [])
+    if args.action == "up":
+        records = services.up(names, ports=ports)
+        return {"services": records, "environment": services.environment(records)}
+    if args.action == "down":
+        return {"stopped": services.down(names)}
+    records = services.status()
+    running = {k: v for k, v in records.items() if v["alive"]}
+    return {"services": records, "environment": services.environment(running)}
+
+
+def _service_port(value: str) -> tuple[str, int]:
+    name, sep, port = value.partition("=")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r}: expected NAME=PORT such as kafka=9092")
+    return name, int(port)
 
 
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> dict:
@@ -204,7 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("produce", cmd_produce, "write seeded demo events (card transactions with a fraud label)")
-    p.add_argument("--out", required=True, help="folder or fsspec URL to write to")
+    p.add_argument("--to", choices=["folder", "kafka", "s3"], default="folder",
+                   help="a folder (--out), a Kafka topic (--topic; brokers from FLYWHEEL_KAFKA_BOOTSTRAP) "
+                        "or an S3 prefix (--out s3://bucket/prefix; endpoint from AWS_ENDPOINT_URL)")
+    p.add_argument("--out", help="folder or fsspec URL to write to (--to s3: default ingest.s3.url)")
+    p.add_argument("--topic", help="--to kafka: the topic (default: the first of ingest.kafka.topics)")
+    p.add_argument("--partitions", type=int, default=3, help="--to kafka: partitions of a topic it creates")
     p.add_argument("--rows", type=int, default=20_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--files", type=int, default=1)
@@ -216,8 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concept-drift", type=_fraction, default=0.0, metavar="0..1")
     p.add_argument("--malformed-fraction", type=_fraction, default=0.0, metavar="0..1")
 
-    p = add("ingest", cmd_ingest, "land new source files; quarantine malformed records with a reason")
-    p.add_argument("--path", help="source folder or URL (default: ingest.files.path in params)")
+    p = add("ingest", cmd_ingest, "land new records of the sources; quarantine malformed ones with a reason")
+    p.add_argument("--source", action="append", choices=["files", "kafka", "s3"],
+                   help="read this source (repeatable; default: ingest.sources in params)")
+    p.add_argument("--path", help="files source folder or URL (default: ingest.files.path in params)")
     p.add_argument("--run-id", help="the run's id; a retry with the same id rewrites its own partition")
 
     add("validate", cmd_validate, "run the validation gate on landed batches")
@@ -236,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", type=_assignment, action="append", metavar="KEY=VALUE",
                    help="override a parameter for this run, e.g. --set train.epochs=5")
     add("summary", cmd_summary, "print what the last runs did and where to look")
+    p = add("services", cmd_services, "start, stop or show the local Kafka broker and S3 API (by PID)")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("names", nargs="*", metavar="NAME", help="kafka, tansu, s3 (default for up: kafka s3)")
+    p.add_argument("--port", type=_service_port, action="append", metavar="NAME=PORT",
+                   help="e.g. --port kafka=9092 --port zookeeper=2181 --port s3=9000 --port tansu=9093")
     p = add("drift", cmd_drift, "Evidently drift report of the current window against the champion's training data")
     p.add_argument("--as-of", type=_date, help="last day of the window (default: today)")
     p.add_argument("--run-id", help="the check's id; names its report folder (default: manual__<time>)")
@@ -258,6 +304,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
                          ("evaluate", "EvaluateError"), ("validate", "ExpectationsFileError"),
                          ("promote", "PromoteError"), ("workspace", "WorkspaceError"),
                          ("registry", "RegistryError"), ("registry", "TrackingUnavailable"),
+                         ("services", "ServiceError"),
                          ("lineage", "LineageError"), ("drift_check", "DriftInputError"),
                          ("reference", "ReferenceNotFound")]:
         mod = sys.modules.get(f"pipelines.{module}")

@@ -122,12 +122,18 @@ def read_new_files(
 ) -> tuple[list[FileResult], int]:
     """Read the listed files that are new or changed since the state; return them and the skipped count.
 
-    Files this same run recorded count as new, so a retry reads them again.
+    Files this same run recorded count as new, so a retry reads them again. A re-run of a completed
+    run (a cleared date) reads exactly the files it recorded and nothing that arrived since, so it
+    rewrites the same partition; newer files are left to the next run.
     """
     now = pd.Timestamp.now(tz="UTC")
     results, skipped = [], 0
+    replay = {path for path, entry in state["files"].items() if entry.get("run_id") == run_id}
     for file_path, info in listed:
         shown = _display(fs, file_path)
+        if replay and shown not in replay:
+            skipped += 1
+            continue
         seen = state["files"].get(shown)
         seen = seen if seen and seen.get("run_id") != run_id else None
         if seen and _unchanged_by_info(seen, info):

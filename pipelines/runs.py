@@ -7,12 +7,15 @@ from typing import Any
 
 from pipelines.config import ParamsError
 
+FORM_FIELDS = (("window_days", "snapshot.window_days"), ("epochs", "train.epochs"),
+               ("learning_rate", "train.learning_rate"))
+
 
 def training_overrides(form: dict[str, Any], as_of: datetime | None) -> dict[str, Any]:
     """Dotted ``params.yaml`` overrides for one training run.
 
-    ``form`` is the trigger form (``window_days``, ``epochs``, ``force_promote``,
-    ``force_reason``); empty values keep ``params.yaml``'s. The run's logical
+    ``form`` is the trigger form (``window_days``, ``epochs``, ``learning_rate``,
+    ``force_promote``, ``force_reason``); empty values keep ``params.yaml``'s. The run's logical
     date becomes the last day of the snapshot window, so a backfilled or
     re-run date always sees the same window.
     """
@@ -20,7 +23,7 @@ def training_overrides(form: dict[str, Any], as_of: datetime | None) -> dict[str
     overrides: dict[str, Any] = {}
     if as_of is not None:
         overrides["snapshot.as_of"] = as_of.isoformat()
-    for field, key in (("window_days", "snapshot.window_days"), ("epochs", "train.epochs")):
+    for field, key in FORM_FIELDS:
         if form.get(field) not in (None, ""):
             overrides[key] = form[field]
     return overrides

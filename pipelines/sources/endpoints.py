@@ -104,7 +104,6 @@ class S3Endpoint:
         """Keyword arguments for ``s3fs.S3FileSystem`` (fsspec's ``s3://``), with bounded retries."""
         options: dict[str, Any] = {
             "skip_instance_cache": True,
-            "retries": self.max_attempts,
             "config_kwargs": {"connect_timeout": self.connect_timeout_s, "read_timeout": 60,
                               "retries": {"max_attempts": self.max_attempts, "mode": "standard"}},
         }
@@ -116,12 +115,14 @@ class S3Endpoint:
             options["secret"] = self.secret_access_key
         if self.session_token:
             options["token"] = self.session_token
-        if self.region:
-            options["client_kwargs"] = {"region_name": self.region}
+        if self.region:  # in botocore's Config, not client_kwargs: s3fs would send it as a bucket location
+            options["config_kwargs"]["region_name"] = self.region
         return options
 
     def filesystem(self):
-        """An ``s3fs`` filesystem on this endpoint."""
+        """An ``s3fs`` filesystem on this endpoint (s3fs's own retries bounded like botocore's)."""
         import fsspec
 
-        return fsspec.filesystem("s3", **self.storage_options())
+        fs = fsspec.filesystem("s3", **self.storage_options())
+        fs.retries = self.max_attempts
+        return fs

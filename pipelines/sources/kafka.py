@@ -3,8 +3,9 @@
 One run, in this order, so that a crash anywhere loses nothing:
 
 1. join the consumer group (``ingest.kafka.group_id``) on ``ingest.kafka.topics`` and note the end
-   offsets of the assigned partitions: the run drains up to them (whole fetched batches), or stops at
-   ``max_records`` / ``max_seconds``;
+   offsets of the assigned partitions (raised to the high watermark of the first fetch response: some
+   brokers report lagging end offsets): the run drains up to them, or stops at ``max_records`` /
+   ``max_seconds``;
 2. poll in batches; every ``chunk_rows`` records become one chunk, decoded and typed by the files
    source's row rules and written as ``part-NNNNN.parquet`` (and ``part-NNNNN.jsonl`` in quarantine).
    With ``workers: 1`` a child process does this while the consumer keeps fetching;
@@ -237,6 +238,7 @@ class Drained:
     first: dict[Any, int] = field(default_factory=dict)
     last: dict[Any, int] = field(default_factory=dict)
     end: dict[Any, int] = field(default_factory=dict)
+    confirmed: dict[Any, int] = field(default_factory=dict)  # high watermark of the first fetch response
     consumed: int = 0
     stopped_by: str = "end_offsets"
 
@@ -302,7 +304,7 @@ class _Drain:
         cfg, drained = self.cfg, self.drained
         started = last_data = time.monotonic()
         self._track_new_partitions()
-        behind = _behind(self.consumer, drained.end)
+        behind = self._behind()
         while True:
             if self.rows >= cfg.chunk_rows:
                 self._flush()
@@ -323,7 +325,7 @@ class _Drain:
                     "unreachable. Nothing of this run was committed")
             if self.listener.changed:
                 self._track_new_partitions()
-            behind = _behind(self.consumer, drained.end)
+            behind = self._behind()
         self._flush()
         return drained
 
@@ -336,6 +338,27 @@ class _Drain:
             return "max_seconds"
         return None
 
+    def _behind(self) -> set:
+        """Assigned partitions not yet at their bound; the others are paused.
+
+        A partition's bound is its end offset seen at the start, raised to the high watermark of the
+        first fetch response for it (a broker may report lagging end offsets: Tansu counts a batch as
+        one offset). A partition is done only once a fetch response confirmed its bound.
+        """
+        consumer, drained = self.consumer, self.drained
+        partitions = set(consumer.assignment())
+        for tp in partitions - set(drained.confirmed):
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                drained.confirmed[tp] = highwater
+                drained.end[tp] = max(drained.end.get(tp, 0), highwater)
+        behind = {tp for tp in partitions
+                  if tp not in drained.confirmed or consumer.position(tp) < drained.end.get(tp, 0)}
+        done = [tp for tp in partitions - behind if tp not in consumer.paused()]
+        if done:
+            consumer.pause(*done)
+        return behind
+
     def _track_new_partitions(self) -> None:
         """End offsets of partitions assigned (at the start, or by a rebalance) that have none yet."""
         self.listener.changed = False
@@ -347,16 +370,6 @@ class _Drain:
         if self.chunk and self.lander is not None:
             self.lander.submit(self.chunk)
         self.chunk, self.rows = [], 0
-
-
-def _behind(consumer: Any, end: dict) -> set:
-    """Assigned partitions whose position is before the end offset seen at the start (the rest are paused)."""
-    partitions = set(consumer.assignment())
-    behind = {tp for tp in partitions if consumer.position(tp) < end.get(tp, 0)}
-    done = [tp for tp in partitions - behind if tp not in consumer.paused()]
-    if done:
-        consumer.pause(*done)
-    return behind
 
 
 def commit(consumer: Any, offsets: dict, run_id: str, endpoint: KafkaEndpoint) -> dict[str, int]:
@@ -414,33 +427,60 @@ def run(params: Params, settings: Settings, run_id: str, endpoint: KafkaEndpoint
     try:
         return _ingest(target, lake, cfg, endpoint, run_id)
     except BaseException:
-        lake.reset_partition(landing)  # nothing partial stays behind (a kill -9 leaves no manifest either)
-        lake.reset_partition(quarantine)
+        if not lake.fs.exists(f"{landing}/{MANIFEST}"):  # a complete partition stays; a partial one goes
+            lake.reset_partition(landing)  # (after a kill -9, the missing manifest keeps it invisible)
+            lake.reset_partition(quarantine)
         raise
 
 
 def _ingest(target: ChunkTarget, lake: Lake, cfg: KafkaSourceConfig, endpoint: KafkaEndpoint,
             run_id: str) -> dict:
+    clock = _Phases()
     with Lander(target, cfg.workers) as lander, _closing(open_consumer(endpoint, cfg)) as consumer:
+        clock.lap("connect")
         polling = _Drain(consumer, cfg, endpoint, lander)
         polling.join()
+        clock.lap("join")
         drained = polling.run()
+        clock.lap("drain")
         chunks = lander.finish()
+        clock.lap("land")
         if not drained.consumed:
             return _nothing_new(run_id, endpoint, cfg, drained)
-        manifest = _manifest(target, run_id, endpoint, cfg, drained, chunks, _next_offsets(consumer, drained))
-        if manifest["counts"]["quarantined"]:
-            write_manifest(lake, target.quarantine, {**manifest, "data": manifest["quarantine_parts"]})
-        if not manifest["parts"]:  # everything was quarantined: an empty part keeps the partition readable
-            empty = records.arrow_schema(target.schema).empty_table()
-            durable_write(lake, f"{target.landing}/{part_name(0, '.parquet')}", parquet_bytes(empty))
-            manifest["parts"] = [part_name(0, ".parquet")]
-        write_manifest(lake, target.landing, {**manifest, "data": manifest["parts"]})
-        committed = commit(consumer, _next_offsets(consumer, drained), run_id, endpoint)
+        manifest = _manifest(target, run_id, endpoint, cfg, drained, chunks, _next_offsets(drained))
+        _write_manifests(lake, target, manifest)
+        clock.lap("manifest")
+        committed = commit(consumer, _next_offsets(drained), run_id, endpoint)
+        clock.lap("commit")
     log.info("kafka ingest %s: %s consumed, %s landed, %s quarantined; committed %s", run_id,
              manifest["counts"]["consumed"], manifest["counts"]["landed"], manifest["counts"]["quarantined"],
              committed)
-    return _summary(manifest, target.landing, target.quarantine, committed, resumed=False)
+    summary = _summary(manifest, target.landing, target.quarantine, committed, resumed=False)
+    return {**summary, "seconds": clock.laps}
+
+
+class _Phases:
+    """Seconds spent in each phase of a run, for the summary (where does a slow run spend its time?)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now
+
+
+def _write_manifests(lake: Lake, target: ChunkTarget, manifest: dict) -> None:
+    """The quarantine manifest, then the landing manifest, last: from then on the partition is complete."""
+    if manifest["counts"]["quarantined"]:
+        write_manifest(lake, target.quarantine, {**manifest, "data": manifest["quarantine_parts"]})
+    if not manifest["parts"]:  # everything was quarantined: an empty part keeps the partition readable
+        empty = records.arrow_schema(target.schema).empty_table()
+        durable_write(lake, f"{target.landing}/{part_name(0, '.parquet')}", parquet_bytes(empty))
+        manifest["parts"] = [part_name(0, ".parquet")]
+    write_manifest(lake, target.landing, {**manifest, "data": manifest["parts"]})
 
 
 @contextlib.contextmanager
@@ -452,7 +492,7 @@ def _closing(consumer: Any) -> Iterator[Any]:
             consumer.close(autocommit=False, timeout_ms=5000)
 
 
-def _next_offsets(consumer: Any, drained: Drained) -> dict:
+def _next_offsets(drained: Drained) -> dict:
     """The offsets to commit: each partition read from, at the next offset after what was landed."""
     return {tp: last + 1 for tp, last in drained.last.items()}
 

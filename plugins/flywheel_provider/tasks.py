@@ -15,6 +15,24 @@ from flywheel_provider.hooks.flywheel import FlywheelHook
 log = logging.getLogger(__name__)
 
 
+def ingest_sources(run_id: str, sources: list[str] | None = None) -> dict:
+    """Land one run from each source: the run's ``sources`` param, else ``ingest.sources`` in params.
+
+    Endpoints come from the ``flywheel_kafka`` / ``flywheel_s3`` Connections, else the environment. An
+    unreachable broker or S3 API raises naming it; the task's retries (with backoff) try again.
+    """
+    from flywheel_provider.hooks.kafka import KafkaIngestHook
+    from flywheel_provider.hooks.s3 import S3IngestHook
+    from pipelines import sources as stage
+
+    hook = FlywheelHook()
+    params = hook.params()
+    names = list(sources or params.ingest.sources)
+    kafka = KafkaIngestHook().endpoint() if "kafka" in names else None
+    s3 = S3IngestHook().endpoint() if "s3" in names else None
+    return stage.run(params, hook.settings(), run_id=run_id, sources=names, kafka=kafka, s3=s3)
+
+
 def validate_and_publish(landed: dict, run_id: str, outlet: Any) -> dict:
     """Run the gate; publish ``validated_events`` with the counts, or fail naming what was rejected."""
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -27,6 +45,8 @@ def validate_and_publish(landed: dict, run_id: str, outlet: Any) -> dict:
     report.write(settings, "flywheel_ingest", run_id, {"ingest": landed, "validate": summary})
     if summary["verdict"] == "nothing_to_validate":  # no new data: no asset event, nothing downstream
         raise AirflowSkipException("no new landed batches to validate")
+    if summary["verdict"] == "pass" and not summary["validated_rows"]:  # only copies of validated events
+        raise AirflowSkipException("no new events: every landed row was already in the validated tier")
     outlet.extra = {"landed": landed.get("landed", 0), "quarantined": landed.get("quarantined", 0),
                     "validated_rows": summary["validated_rows"], "verdict": summary["verdict"]}
     if summary["verdict"] == "fail":
@@ -45,6 +65,7 @@ def prepare_training(form: dict, logical_date: datetime | None, run_type: Any, t
     settings = FlywheelHook().settings()
     try:
         overrides = runs.training_overrides(form, logical_date)
+        refuse_concurrent_runs()
         workspace.init(settings)
         workspace.sync(settings, overrides)
     except ParamsError as exc:  # a bad form or params.yaml: retrying cannot help
@@ -53,6 +74,26 @@ def prepare_training(form: dict, logical_date: datetime | None, run_type: Any, t
     log.info("training run: trigger %s (%s), overrides %s", why["kind"], why["summary"], overrides)
     return {"trigger": why["kind"], "trigger_reason": why, "overrides": overrides,
             "force_promote": bool(form.get("force_promote")), "force_reason": form.get("force_reason") or None}
+
+
+def refuse_concurrent_runs() -> None:
+    """Fail this run when another run of its DAG is running: both would write the one DVC workspace.
+
+    ``max_active_runs=1`` serialises scheduled and manual runs, but a backfill has its own limit
+    (``airflow backfill create --max-active-runs``, default 10), and interleaved runs would train
+    on each other's snapshot. Refusing is loud; the fix is in the message.
+    """
+    from airflow.sdk import get_current_context
+    from airflow.sdk.exceptions import AirflowFailException
+
+    ti = get_current_context()["ti"]
+    running = ti.get_dr_count(dag_id=ti.dag_id, states=["running"])
+    if running > 1:
+        raise AirflowFailException(
+            f"{running} runs of {ti.dag_id} are running at once, and they would share one DVC workspace; "
+            f"expected one at a time: backfill with `airflow backfill create --dag-id {ti.dag_id} "
+            "--from-date ... --to-date ... --max-active-runs 1` (or `make backfill`), then clear the failed runs"
+        )
 
 
 def promote_model(run: dict) -> dict:
@@ -85,22 +126,3 @@ def record_training(run: dict, outcomes: dict, promotion: dict, run_id: str) -> 
             "promotion": promotion, "metrics": metrics, "workspace_commit": commit}
     report.write(settings, "flywheel_training", run_id, data)
     return data
-
-
-def registry_action(action: str, reason: str) -> dict:
-    """Run a registry operation from the trigger form; a bad request fails without retries."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from pipelines import registry
-
-    hook = FlywheelHook()
-    if action == "status":
-        report = registry.status(hook.params(), hook.settings())
-        log.info("%s", registry.render_status(report))
-        return report
-    try:
-        return registry.rollback(hook.params(), hook.settings(), reason)
-    except registry.TrackingUnavailable:
-        raise
-    except registry.RegistryError as exc:
-        raise AirflowFailException(str(exc)) from None

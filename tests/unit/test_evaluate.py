@@ -157,6 +157,19 @@ def test_run_logs_test_metrics_and_figures_onto_the_training_run(evaluated):
     assert run.info.status == "FINISHED"
 
 
+@pytest.mark.slow
+def test_run_logs_the_test_split_as_a_dataset_of_the_training_run(evaluated):
+    import hashlib
+
+    import mlflow
+
+    workspace, settings, run_id, _ = evaluated
+    inputs = mlflow.MlflowClient(settings.tracking_uri).get_run(run_id).inputs.dataset_inputs
+    assert [{t.key: t.value for t in d.tags}["mlflow.data.context"] for d in inputs] == ["test"]
+    md5 = hashlib.md5((workspace / "data/split/test.parquet").read_bytes()).hexdigest()
+    assert inputs[0].dataset.digest == md5 and inputs[0].dataset.name == "churn-test"
+
+
 def test_run_without_a_model_fails_clearly(tmp_path):
     settings = Settings.from_env({"FLYWHEEL_HOME": str(tmp_path)})
     with pytest.raises(evaluate.EvaluateError, match=r"models/model not found"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -109,6 +110,122 @@ def test_fit_learns_the_signal_and_counts_training_throughput():
     assert result.best.valid_roc_auc > 0.7
     assert result.train_samples == data.n_train * len(result.history)
     assert result.samples_per_s > 0
+
+
+GB = 1 << 30
+
+
+@pytest.mark.parametrize(
+    ("device", "data_bytes", "free_bytes", "bf16", "expected"),
+    [
+        ("cpu", 10 * GB, None, None, (128, False, True)),
+        ("cuda", 1 * GB, 80 * GB, True, (4096, True, True)),
+        ("cuda", 50 * GB, 80 * GB, True, (4096, True, False)),
+        ("cuda", 1 * GB, 80 * GB, False, (4096, False, True)),
+    ],
+    ids=["cpu-batch-fp32", "cuda-resident-bf16", "cuda-too-big-for-free-memory", "cuda-without-bf16"],
+)
+def test_plan_placement(device, data_bytes, free_bytes, bf16, expected):
+    cfg = small_cfg(gpu_batch_size=4096)
+    placement = train.plan_placement(cfg, torch.device(device), data_bytes, free_bytes, bf16)
+    assert (placement.batch_size, placement.bf16, placement.resident) == expected
+    assert placement.compile is False
+
+
+def _states(cfg, seed: int = 0) -> tuple[train.FitResult, list[train.FitState], torch.nn.Module]:
+    """An uninterrupted fit, and a deep copy of its state (with RNG states) after every epoch."""
+    import copy
+
+    from pipelines.checkpoint import capture_rng
+
+    data, pre = training_data()
+    train.seed_everything(seed)
+    net = build_net(pre, cfg.hidden, cfg.dropout, cfg.max_embedding_dim)
+    states: list[train.FitState] = []
+
+    def keep(state: train.FitState) -> None:
+        states.append(copy.deepcopy(train.FitState(**{**state.__dict__, "rng": capture_rng()})))
+
+    return fit(net, data, cfg, torch.device("cpu"), on_state=keep), states, net
+
+
+def test_fit_resumed_from_a_state_ends_exactly_like_an_uninterrupted_fit():
+    cfg = small_cfg(epochs=5, patience=5, dropout=0.2)
+    whole, states, whole_net = _states(cfg)
+    assert [s.epoch for s in states] == [1, 2, 3, 4, 5]
+
+    data, pre = training_data()
+    train.seed_everything(123)  # a fresh process: other seeds, other initial weights
+    net = build_net(pre, cfg.hidden, cfg.dropout, cfg.max_embedding_dim)
+    seen: list[train.EpochStats] = []
+    resumed = fit(net, data, cfg, torch.device("cpu"), on_epoch=seen.append, resume=states[1])
+
+    assert resumed.resumed_from == 2 and [s.epoch for s in seen] == [3, 4, 5]
+    strip = [(s.epoch, s.train_loss, s.valid_loss, s.valid_pr_auc) for s in whole.history]
+    assert [(s.epoch, s.train_loss, s.valid_loss, s.valid_pr_auc) for s in resumed.history] == strip
+    assert resumed.best_epoch == whole.best_epoch
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), whole_net.state_dict().values(),
+                                                  strict=True))
+
+
+def test_fit_resumed_after_early_stopping_trains_no_further():
+    cfg = small_cfg(epochs=30, patience=1, learning_rate=0.05)
+    whole, states, _ = _states(cfg)
+    data, pre = training_data()
+    net = build_net(pre, cfg.hidden, cfg.dropout, cfg.max_embedding_dim)
+    seen: list[train.EpochStats] = []
+    again = fit(net, data, cfg, torch.device("cpu"), on_epoch=seen.append, resume=states[-1])
+    assert seen == [] and again.history == whole.history and again.best_epoch == whole.best_epoch
+
+
+def test_fit_state_survives_a_weights_only_checkpoint(tmp_path):
+    from pipelines.checkpoint import CheckpointStore
+
+    _, states, _ = _states(small_cfg(epochs=2, patience=2))
+    store = CheckpointStore(tmp_path)
+    store.save({**states[-1].to_payload(), "rng": [states[-1].rng], "mlflow_run_id": "r1"})
+    loaded = train.FitState.from_payload(store.load(), rank=0)
+    assert loaded.epoch == 2 and loaded.history == states[-1].history and loaded.best.epoch == states[-1].best.epoch
+    assert np.array_equal(loaded.best.proba, states[-1].best.proba)
+    assert torch.equal(loaded.rng["torch"], states[-1].rng["torch"])
+
+
+# -- CUDA (skipped without a GPU) ------------------------------------------------------------------
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def _cuda_fit(cfg):
+    data, pre = training_data()
+    train.seed_everything(0)
+    net = build_net(pre, cfg.hidden, cfg.dropout, cfg.max_embedding_dim)
+    dtypes: list[torch.dtype] = []
+    net.mlp[0].register_forward_hook(lambda _m, _i, out: dtypes.append(out.dtype) if net.training else None)
+    return fit(net, data, cfg, torch.device("cuda")), dtypes
+
+
+@needs_cuda
+def test_cuda_fit_is_resident_in_bf16_with_the_gpu_batch():
+    result, dtypes = _cuda_fit(small_cfg(epochs=2, gpu_batch_size=256))
+    placement = result.placement
+    assert placement.device.type == "cuda" and placement.resident and placement.batch_size == 256
+    assert placement.bf16 == torch.cuda.is_bf16_supported()
+    assert set(dtypes) == {torch.bfloat16 if placement.bf16 else torch.float32}
+    assert result.best.valid_roc_auc > 0.7
+
+
+@needs_cuda
+def test_cuda_fit_copies_batches_when_the_data_does_not_fit(monkeypatch):
+    monkeypatch.setattr(train, "RESIDENT_SHARE", 0.0)
+    result, _ = _cuda_fit(small_cfg(epochs=2, gpu_batch_size=256))
+    assert not result.placement.resident and result.best.valid_roc_auc > 0.7
+
+
+@needs_cuda
+@pytest.mark.slow
+def test_cuda_fit_with_torch_compile():
+    result, _ = _cuda_fit(small_cfg(epochs=2, gpu_batch_size=256, compile=True))
+    assert result.placement.compile and result.best.valid_roc_auc > 0.7
 
 
 # -- lineage -------------------------------------------------------------------------------------
@@ -232,6 +349,43 @@ def test_run_writes_the_model_folder_and_reports(trained):
     curve = json.loads((workspace / "plots/train_curve.json").read_text())
     assert [row["epoch"] for row in curve] == list(range(1, meta["epochs_run"] + 1))
     assert set(curve[0]) == {"epoch", "train_loss", "valid_loss", "valid_pr_auc"}
+
+
+@pytest.mark.slow
+def test_run_logs_the_splits_as_datasets_and_removes_its_checkpoints(trained):
+    import mlflow
+
+    workspace, settings, summary = trained
+    run = mlflow.MlflowClient(settings.tracking_uri).get_run(summary["mlflow_run_id"])
+    inputs = {
+        {t.key: t.value for t in d.tags}["mlflow.data.context"]: (d.dataset, {t.key: t.value for t in d.tags})
+        for d in run.inputs.dataset_inputs
+    }
+    assert set(inputs) == {"training", "validation"}
+    for context, split in (("training", "train"), ("validation", "valid")):
+        dataset, tags = inputs[context]
+        md5 = hashlib.md5((workspace / f"data/split/{split}.parquet").read_bytes()).hexdigest()
+        assert dataset.digest == md5 == tags["dvc.md5"] and tags["dvc.path"] == f"data/split/{split}.parquet"
+        assert json.loads(dataset.source) == {"uri": f"data/split/{split}.parquet"}
+    assert json.loads(inputs["training"][0].profile)["num_rows"] == 2100
+    assert summary["resumed_from_epoch"] is None and not Path(summary["checkpoints"]).exists()
+    assert not any(key.startswith("system/") for key in run.data.metrics)  # off in the tests' environment
+
+
+@pytest.mark.slow
+def test_run_logs_system_metrics_when_enabled(tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", raising=False)
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")  # restored after the test
+    settings = Settings.from_env({"FLYWHEEL_HOME": str(tmp_path)})
+    params = churn_params(train={"epochs": 2, "batch_size": 256, "hidden": [16, 8]},
+                          mlflow={"system_metrics": True, "system_metrics_interval_s": 0.2})
+    write_snapshot(settings.workspace, churn_events(2000))
+    featurize.run(params, settings.workspace)
+    summary = train.run(params, settings.workspace, settings)
+    metrics = mlflow.MlflowClient(settings.tracking_uri).get_run(summary["mlflow_run_id"]).data.metrics
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(metrics)
 
 
 def test_run_without_features_fails_clearly(tmp_path):

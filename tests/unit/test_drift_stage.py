@@ -1,0 +1,69 @@
+"""The drift stage's edges: the current window from the lake, the cooldown's memory, the summary lines."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from pipelines import drift
+from pipelines.drift_check import DriftInputError
+from pipelines.lake import MANIFEST, Lake
+from pipelines.snapshot import Window
+
+
+def validated(lake: Lake, run: str, frame: pd.DataFrame) -> None:
+    part = lake.partition("validated", run, source="files")
+    lake.write_table(f"{part}/part-00000.parquet", pa.Table.from_pandas(frame, preserve_index=False))
+    lake.write_json(f"{part}/{MANIFEST}", {"written_at": run})
+
+
+def events(schema, times: list[str]) -> pd.DataFrame:
+    n = len(times)
+    data = {schema.key: [f"k{i}" for i in range(n)], schema.event_time: pd.to_datetime(times, utc=True),
+            schema.target: np.zeros(n, dtype="int8")}
+    for column in schema.columns:
+        data[column.name] = [1.0] * n if column.is_numeric else [column.categories[0]] * n
+    return pd.DataFrame(data)
+
+
+def test_current_window_reads_the_validated_tier(tmp_path, demo_params):
+    lake, schema = Lake(str(tmp_path)), demo_params.schema
+    validated(lake, "r1", events(schema, ["2026-11-19T10:00:00Z", "2026-11-20T10:00:00Z", "2026-11-21T10:00:00Z"]))
+    frame, partitions = drift.current_window(lake, schema, Window.ending_on(datetime(2026, 11, 20, tzinfo=UTC), 1))
+    assert partitions == 1 and len(frame) == 1
+
+
+def test_a_validated_partition_missing_a_column_is_named(tmp_path, demo_params):
+    lake, schema = Lake(str(tmp_path)), demo_params.schema
+    validated(lake, "r1", events(schema, ["2026-11-20T10:00:00Z"]).drop(columns=schema.columns[0].name))
+    with pytest.raises(DriftInputError, match=rf"run=r1 lacks column\(s\) \['{schema.columns[0].name}'\]"):
+        drift.current_window(lake, schema, Window.ending_on(datetime(2026, 11, 20, tzinfo=UTC), 1))
+
+
+def test_the_cooldown_memory_ignores_a_retry_of_the_same_run(tmp_path):
+    lake, at = Lake(str(tmp_path)), datetime(2026, 11, 21, 9, tzinfo=UTC)
+    assert drift.last_retrain(lake) is None
+    drift.record_retrain(lake, "run-1", at, {"report": {"html": "/r.html"}, "verdict": {"reasons": ["x"]}})
+    assert drift.last_retrain(lake, "run-2") == at
+    assert drift.last_retrain(lake, "run-1") is None  # a retry of the run that asked must not block itself
+    assert lake.read_json(lake.path(*drift.STATE))["report"] == {"html": "/r.html"}
+
+
+def test_describe_says_what_was_found_in_a_few_lines():
+    summary = {"run_id": "r", "window": {"start": "2026-11-20", "end": "2026-11-21"}, "rows_current": 900,
+               "rows_reference": 2000, "champion": "models:/m/1", "drift_share": 0.5,
+               "columns": [{"name": "a", "drifted": True, "skipped": False},
+                           {"name": "b", "drifted": False, "skipped": False}],
+               "prediction": {"method": "wasserstein", "score": 0.3, "drifted": True},
+               "roc_auc": 0.61, "pr_auc": 0.05, "report": {"html": "/lake/report.html"},
+               "verdict": {"retrain": True, "reasons": ["drift share 0.50 >= 0.5"]}}
+    lines = drift.describe(summary)
+    assert len(lines) == 5
+    assert "900 rows vs models:/m/1's 2000 training rows" in lines[0]
+    assert lines[1] == "data drift: share 0.50, 1 of 2 columns: a"
+    assert "prediction drift wasserstein 0.300 (drifted)" in lines[2] and "ROC-AUC 0.610" in lines[2]
+    assert lines[3] == "verdict: retrain: drift share 0.50 >= 0.5" and lines[4] == "report: /lake/report.html"
