@@ -108,7 +108,8 @@ def kernel_time_fraction(cfg: TrainConfig, rows: int, steps: int, device: torch.
     data = make_data(min(rows, steps * cfg.gpu_batch_size)).to(device)
     model = new_model(cfg, 0).to(device)
     placement = plan_placement(cfg, device, data.nbytes)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(positive_weight(data.train_target), device=device))
+    weight = torch.tensor(positive_weight(data.train_target), device=device)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=weight)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
 
     def one_epoch() -> None:
@@ -127,7 +128,7 @@ def kernel_time_fraction(cfg: TrainConfig, rows: int, steps: int, device: torch.
 
 
 def bench_gpu(rows: int, epochs: int = 3, batch_size: int = 8192, profile_steps: int = 200) -> dict:
-    """samples/s, GPU utilisation and kernel-time fraction of ``fit`` on ``rows`` rows; skipped without CUDA."""
+    """samples/s, GPU utilisation and kernel-time fraction of ``fit`` on ``rows`` rows (skipped without CUDA)."""
     name = f"train_gpu_{label(rows)}"
     if not torch.cuda.is_available():
         return {"name": name, "skipped": "skipped: no CUDA", "rows": rows}
@@ -152,7 +153,8 @@ def bench_gpu(rows: int, epochs: int = 3, batch_size: int = 8192, profile_steps:
         "batch_size": batch_size,
         "placement": placement,
         "gpu": torch.cuda.get_device_name(device),
-        "notes": f"{rows:,} rows × {epochs} epochs on {torch.cuda.get_device_name(device)}, batch {batch_size}; "
+        "notes": f"{rows:,} rows × {epochs} epochs on {torch.cuda.get_device_name(device)}, "
+        f"batch {batch_size}; "
         f"fit with {placement} vs the bare fp32 loop at the same batch; GPU utilisation = mean NVML sample "
         f"during fit; kernel_time_fraction = union of CUDA kernel intervals / wall time over "
         f"{profile_steps} profiled steps (torch.profiler; its overhead included).",

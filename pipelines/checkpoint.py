@@ -2,9 +2,11 @@
 
 DVC deletes a stage's outs before it reruns the stage, so checkpoints live under
 ``$FLYWHEEL_HOME/checkpoints/<fingerprint>/``, where the fingerprint hashes the
-``train`` params (``schedule`` aside), the number of training processes and the
-content of the files training reads (``data/features/{train,valid}.parquet``,
-``preprocess.json``): a retry resumes only what it would have recomputed. The
+``train`` params (``schedule`` aside), the number of training processes, and the
+location and content of the files training reads (``data/features/{train,valid}.parquet``,
+``preprocess.json`` of the workspace): a retry resumes only what it would have
+recomputed, and a training in another workspace (``flywheel reproduce``'s clone)
+never shares its checkpoints. The
 folder holds ``checkpoint.pt`` (replaced atomically after every epoch) and
 ``run.json`` (the MLflow run id, written when the run starts, so a retry killed
 even before its first checkpoint continues the same MLflow run). Checkpoints hold
@@ -20,6 +22,7 @@ import logging
 import os
 import random
 import shutil
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +39,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_VERSION = 1
 CHECKPOINT_FILE = "checkpoint.pt"
 RUN_FILE = "run.json"
+STALE_AFTER_S = 7 * 86400  # a checkpoint nobody resumed for a week is not going to be
 _CHUNK = 1 << 20
 
 
@@ -55,7 +59,8 @@ def fingerprint(cfg: TrainConfig, files: Iterable[Path], world_size: int = 1) ->
     """A short hash of what training depends on: the train params, the process count, the input files.
 
     ``train.schedule`` is left out (it says when to train, not what). Files are hashed by
-    content, so a checkpoint is resumed only for byte-identical features.
+    absolute path and content, so a checkpoint is resumed only in the same workspace and
+    for byte-identical features.
     """
     digest = hashlib.sha256()
     head = {
@@ -64,8 +69,8 @@ def fingerprint(cfg: TrainConfig, files: Iterable[Path], world_size: int = 1) ->
         "world_size": world_size,
     }
     digest.update(json.dumps(head, sort_keys=True).encode())
-    for path in sorted(files, key=lambda p: p.name):
-        digest.update(path.name.encode())
+    for path in sorted(Path(f).resolve() for f in files):
+        digest.update(str(path).encode())
         digest.update(file_digest(path).encode())
     return digest.hexdigest()[:20]
 
@@ -73,13 +78,21 @@ def fingerprint(cfg: TrainConfig, files: Iterable[Path], world_size: int = 1) ->
 # -- random number generators ---------------------------------------------------------------------
 
 
+def _cuda_in_use() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_initialized()
+
+
 def capture_rng() -> dict[str, Any]:
-    """The Python, NumPy and PyTorch (CPU and every CUDA device) RNG states, as tensors and numbers."""
+    """The Python, NumPy and PyTorch RNG states (CPU, and the current CUDA device once CUDA is in use).
+
+    Only this process's own GPU: touching every device would open a CUDA context on each of
+    them from every DDP process.
+    """
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, py_state, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": torch.cuda.get_rng_state() if _cuda_in_use() else None,
         "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
         "python": {"version": version, "state": torch.tensor(py_state, dtype=torch.int64),
@@ -88,14 +101,13 @@ def capture_rng() -> dict[str, Any]:
 
 
 def restore_rng(state: dict[str, Any]) -> None:
-    """Put back the states :func:`capture_rng` took (CUDA ones only where the device count matches)."""
+    """Put back the states :func:`capture_rng` took (a CUDA one on the current device)."""
     torch.set_rng_state(state["torch"])
-    cuda = state.get("cuda") or []
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
-    elif cuda:
-        log.warning("checkpoint holds %d CUDA RNG states; this machine has %d CUDA devices: not restored",
-                    len(cuda), torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    if state.get("cuda") is not None:
+        if torch.cuda.is_available():
+            torch.cuda.set_rng_state(state["cuda"])
+        else:
+            log.warning("the checkpoint holds a CUDA RNG state but CUDA is not available: not restored")
     n = state["numpy"]
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
                          n["cached_gaussian"]))
@@ -162,3 +174,12 @@ class CheckpointStore:
     def clear(self) -> None:
         """Remove the folder: training finished and its outputs are written."""
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def prune_siblings(self, max_age_s: float = STALE_AFTER_S) -> list[Path]:
+        """Remove other checkpoint folders untouched for ``max_age_s`` (trainings never retried)."""
+        now, removed = time.time(), []
+        for other in self.directory.parent.glob("*"):
+            if other != self.directory and other.is_dir() and now - other.stat().st_mtime > max_age_s:
+                shutil.rmtree(other, ignore_errors=True)
+                removed.append(other)
+        return removed

@@ -52,6 +52,7 @@ def collect(params: Params, settings: Settings) -> dict[str, Any]:
     """Everything the summary shows, from the run reports and the registry."""
     return {"ingest": latest(settings, "flywheel_ingest"),
             "training": latest(settings, "flywheel_training"),
+            "drift": latest(settings, "flywheel_drift"),
             "champion": champion(params, settings)}
 
 
@@ -59,7 +60,9 @@ def render(summary: dict[str, Any], settings: Settings) -> str:
     """A short human summary of the last ingest and training runs."""
     lines = ["", "Flywheel summary", "================"]
     lines += _ingest_lines(summary.get("ingest"))
+    lines += _drift_lines(summary.get("drift"))
     lines += _training_lines(summary.get("training"))
+    lines += _why_and_models_lines(summary.get("training"))
     champ = summary.get("champion")
     lines.append(f"Champion:   {champ['name']} v{champ['version']} (run {champ['run_id']})" if champ
                  else "Champion:   none yet")
@@ -105,3 +108,40 @@ def _training_lines(training: dict[str, Any] | None) -> list[str]:
         f"Gate:       {'promoted' if promotion.get('promoted') else 'not promoted'}: {promotion.get('reason')}",
     ]
 
+
+def _drift_lines(drift: dict[str, Any] | None) -> list[str]:
+    """The last drift check: window, share, quality, verdict and where its report is."""
+    if not drift:
+        return ["Drift:      no check yet"]
+    window, verdict = drift.get("window") or {}, drift.get("verdict") or {}
+    columns = drift.get("drifted_columns") or []
+    lines = [f"Drift:      run {drift['run_id']}: {drift.get('rows_current')} rows "
+             f"[{window.get('start', '?')[:10]}, {window.get('end', '?')[:10]}) vs {drift.get('champion')}'s "
+             f"training data; drift share {drift.get('drift_share', 0):.2f}"
+             + (f" ({', '.join(columns)})" if columns else "")]
+    if drift.get("roc_auc") is not None:
+        lines.append(f"            champion on the window: ROC-AUC {drift['roc_auc']:.4f}, PR-AUC {drift['pr_auc']:.4f}")
+    lines.append(f"            verdict: {'retrain' if verdict.get('retrain') else 'no retrain'}: "
+                 + "; ".join(verdict.get("reasons") or []))
+    report = drift.get("report") or {}
+    lines.append(f"            report: {report.get('html') or report.get('summary')}")
+    return lines
+
+
+def _why_and_models_lines(training: dict[str, Any] | None) -> list[str]:
+    """Why the last training ran, and the old and new model side by side on the same test rows."""
+    if not training:
+        return []
+    lines = []
+    why = training.get("trigger_reason") or {}
+    if why.get("summary"):
+        lines.append(f"Why:        {why['kind']}: {why['summary']}")
+    promotion = training.get("promotion") or {}
+    old, new = promotion.get("champion_scores"), promotion.get("candidate")
+    if old and new:
+        fmt = "roc_auc {roc_auc:.4f}, pr_auc {pr_auc:.4f}"
+        lines.append(f"Models:     on the same {promotion.get('test_rows')} newest test rows: "
+                     f"v{promotion.get('previous_champion')} (champion before) {fmt.format(**old)}")
+        lines.append(f"            v{promotion.get('version')} (candidate, "
+                     f"{'promoted' if promotion.get('promoted') else 'not promoted'}) {fmt.format(**new)}")
+    return lines

@@ -750,9 +750,12 @@ def train_model(
     return net.cpu(), result, threshold, f1
 
 
-def checkpoint_store(params: Params, workspace: Path, settings: Settings, world_size: int = 1) -> CheckpointStore:
+def checkpoint_store(
+    params: Params, workspace: Path, settings: Settings, world_size: int = 1
+) -> CheckpointStore:
     """``$FLYWHEEL_HOME/checkpoints/<fingerprint of the train params and the features>``."""
-    return CheckpointStore.under(settings.home, fingerprint(params.train, feature_files(workspace), world_size))
+    key = fingerprint(params.train, feature_files(workspace), world_size)
+    return CheckpointStore.under(settings.home, key)
 
 
 def _checkpointer(store: CheckpointStore, group: Group, run_id: str | None) -> Callable[[FitState], None]:
@@ -790,7 +793,9 @@ def open_run(params: Params, workspace: Path, settings: Settings, run_id: str | 
     if run_id:
         log.warning("MLflow run %s of the checkpoint is gone; continuing in a new run", run_id)
     run_name = f"train-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-    return mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags, log_system_metrics=system)
+    return mlflow.start_run(
+        experiment_id=experiment_id, run_name=run_name, tags=tags, log_system_metrics=system
+    )
 
 
 def _train_and_log(
@@ -805,7 +810,8 @@ def _train_and_log(
 ) -> dict[str, Any]:
     import mlflow
 
-    net, result, threshold, f1 = train_model(params, data, pre, group, resume, _checkpointer(store, group, run_id))
+    save = _checkpointer(store, group, run_id)
+    net, result, threshold, f1 = train_model(params, data, pre, group, resume, save)
     meta = {
         "threshold": threshold,
         "schema": params.schema.name,
@@ -850,7 +856,8 @@ def _tracked(
     import mlflow
 
     resume = FitState.from_payload(saved, group.rank) if saved else None
-    with open_run(params, workspace, settings, (saved or {}).get("mlflow_run_id") or store.read_run_id()) as active:
+    run_id = (saved or {}).get("mlflow_run_id") or store.read_run_id()
+    with open_run(params, workspace, settings, run_id) as active:
         run_id = active.info.run_id
         store.write_run_id(run_id)
         mlflow.log_params(run_params(params, data))  # the same values again on a resumed run
@@ -880,6 +887,7 @@ def train_stage(params: Params, workspace: Path, settings: Settings, group: Grou
         return {}
     summary = _tracked(params, workspace, settings, data, pre, group, store, saved)
     store.clear()
+    store.prune_siblings()
     return {**summary, "checkpoints": str(store.directory)}
 
 
@@ -893,5 +901,7 @@ def run(params: Params, workspace: Path, settings: Settings) -> dict[str, Any]:
     if nproc == 1:
         return train_stage(params, workspace, settings)
     if not (workspace / SPEC).exists():
-        raise TrainError(f"{workspace / SPEC} not found; expected the featurize stage to have written data/features")
+        raise TrainError(
+            f"{workspace / SPEC} not found; expected the featurize stage to have written data/features"
+        )
     return train_ddp.launch(nproc, workspace, settings, params)

@@ -114,7 +114,8 @@ def torchrun_argv(
     """The command that runs the training stage in ``nproc`` processes on this machine."""
     return [
         python, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-        "-m", WORKER_MODULE, "--workspace", str(workspace), "--params", str(params), "--summary", str(summary),
+        "-m", WORKER_MODULE,
+        "--workspace", str(workspace), "--params", str(params), "--summary", str(summary),
     ]
 
 
@@ -145,7 +146,8 @@ def launch(nproc: int, workspace: Path, settings: Settings, params: Params) -> d
         params_path.write_text(yaml.safe_dump(params.model_dump(mode="json", by_alias=True), sort_keys=False))
         argv = torchrun_argv(nproc, workspace, params_path, summary)
         log.info("training in %d processes: %s", nproc, " ".join(argv))
-        env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // nproc)), **os.environ, **settings.as_env()}
+        threads = str(max(1, (os.cpu_count() or 1) // nproc))
+        env = {"OMP_NUM_THREADS": threads, **os.environ, **settings.as_env()}
         proc = subprocess.run(argv, cwd=workspace, env=env,
                               stdout=_stdout_to_stderr(),
                               preexec_fn=_die_with_parent if sys.platform == "linux" else None)

@@ -206,6 +206,8 @@ def consumer_config(endpoint: KafkaEndpoint, cfg: KafkaSourceConfig) -> dict[str
         "session_timeout_ms": cfg.session_timeout_ms,
         "heartbeat_interval_ms": max(100, cfg.session_timeout_ms // 3),
         "max_poll_records": cfg.poll_records,
+        "fetch_max_wait_ms": 100,  # an empty fetch (a partition at its end) answers fast
+        "max_partition_fetch_bytes": 4 * 1024 * 1024,
         "bootstrap_timeout_ms": int(cfg.connect_timeout_s * 1000),
         "request_timeout_ms": max(30_000, cfg.session_timeout_ms + 5000),
     }
@@ -446,7 +448,7 @@ def _ingest(target: ChunkTarget, lake: Lake, cfg: KafkaSourceConfig, endpoint: K
         chunks = lander.finish()
         clock.lap("land")
         if not drained.consumed:
-            return _nothing_new(run_id, endpoint, cfg, drained)
+            return {**_nothing_new(run_id, endpoint, cfg, drained), "seconds": clock.laps}
         manifest = _manifest(target, run_id, endpoint, cfg, drained, chunks, _next_offsets(drained))
         _write_manifests(lake, target, manifest)
         clock.lap("manifest")

@@ -21,8 +21,8 @@ def ingest_sources(run_id: str, sources: list[str] | None = None) -> dict:
     Endpoints come from the ``flywheel_kafka`` / ``flywheel_s3`` Connections, else the environment. An
     unreachable broker or S3 API raises naming it; the task's retries (with backoff) try again.
     """
-    from flywheel_provider.hooks.kafka import KafkaIngestHook
-    from flywheel_provider.hooks.s3 import S3IngestHook
+    from flywheel_provider.hooks.kafka_ingest import KafkaIngestHook
+    from flywheel_provider.hooks.s3_ingest import S3IngestHook
     from pipelines import sources as stage
 
     hook = FlywheelHook()

@@ -3,11 +3,13 @@ same MLflow run and ends exactly like an uninterrupted run (CPU, fixed seeds: to
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FLYWHEEL = str(Path(sys.executable).parent / "flywheel")
 KILL_AFTER_EPOCH = 2
-EPOCHS = 10
+EPOCHS = 8
 QUALITY = ("best_valid_pr_auc", "best_valid_roc_auc", "best_valid_loss", "valid_f1", "threshold",
            "best_epoch", "epochs_run")
 
@@ -34,7 +36,7 @@ def prepared(tmp_path) -> tuple[Settings, dict[str, str]]:
     settings = Settings.from_env({"FLYWHEEL_HOME": str(tmp_path / "home")})
     params = churn_params(train={"epochs": EPOCHS, "patience": EPOCHS, "batch_size": 64, "hidden": [32, 16],
                                  "dropout": 0.2})
-    write_snapshot(settings.workspace, churn_events(40_000))
+    write_snapshot(settings.workspace, churn_events(20_000))
     featurize.run(params, settings.workspace)
     dumped = params.model_dump(mode="json", by_alias=True)
     (settings.workspace / "params.yaml").write_text(yaml.safe_dump(dumped, sort_keys=False))
@@ -51,20 +53,23 @@ def train(settings: Settings, env: dict[str, str]) -> tuple[dict, str]:
 
 def train_and_kill(settings: Settings, env: dict[str, str], after_epoch: int) -> dict:
     """Start `flywheel train`, SIGKILL it once a checkpoint of ``after_epoch`` epochs exists; return it."""
+    log = tempfile.TemporaryFile("w+")  # not a pipe: a full pipe would stall the process
     proc = subprocess.Popen([FLYWHEEL, "train", "--json"], cwd=settings.workspace, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=log, text=True)
     deadline = time.monotonic() + 300
     saved = None
     while proc.poll() is None and time.monotonic() < deadline:
-        found = list((settings.home / "checkpoints").glob("*/checkpoint.pt"))
-        if found:
-            saved = torch.load(found[0], map_location="cpu", weights_only=True)
-            if saved["epoch"] >= after_epoch:
-                proc.send_signal(signal.SIGKILL)
-                break
+        for path in (settings.home / "checkpoints").glob("*/checkpoint.pt"):
+            with contextlib.suppress(FileNotFoundError):  # removed when the run finished
+                saved = torch.load(path, map_location="cpu", weights_only=True)
+        if saved is not None and saved["epoch"] >= after_epoch:
+            proc.send_signal(signal.SIGKILL)
+            break
         time.sleep(0.02)
     proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, f"not killed mid-run: {proc.returncode}\n{proc.stderr.read()[-3000:]}"
+    log.seek(0)
+    tail = log.read()[-3000:]
+    assert proc.returncode == -signal.SIGKILL, f"not killed mid-run (exit {proc.returncode}):\n{tail}"
     return saved
 
 

@@ -45,6 +45,16 @@ def test_fingerprint_changes_with_what_training_depends_on(features, change, sam
     assert (fingerprint(*change(features)) == before) is same
 
 
+def test_the_same_features_in_another_workspace_do_not_share_checkpoints(features, tmp_path):
+    other = tmp_path / "clone"
+    other.mkdir()
+    copies = []
+    for path in features:
+        copies.append(other / path.name)
+        copies[-1].write_bytes(path.read_bytes())
+    assert fingerprint(_cfg(), copies, 1) != fingerprint(_cfg(), features, 1)
+
+
 def test_rng_states_round_trip():
     random.seed(1)
     np.random.seed(2)
@@ -57,6 +67,17 @@ def test_rng_states_round_trip():
     torch.manual_seed(9)
     restore_rng(state)
     assert (random.random(), np.random.standard_normal(3).tolist(), torch.rand(3).tolist()) == draws
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_cuda_rng_state_round_trips():
+    torch.cuda.manual_seed(5)
+    torch.rand(1, device="cuda")
+    state = capture_rng()
+    draws = torch.rand(4, device="cuda").tolist()
+    torch.cuda.manual_seed(6)
+    restore_rng(state)
+    assert torch.rand(4, device="cuda").tolist() == draws
 
 
 def test_store_saves_atomically_and_loads_with_weights_only(tmp_path, monkeypatch):
@@ -106,3 +127,16 @@ def test_run_marker_and_clear(tmp_path):
     assert store.read_run_id() == "run-1"
     store.clear()
     assert not store.directory.exists() and store.read_run_id() is None
+
+
+def test_prune_siblings_removes_only_stale_folders(tmp_path):
+    import os
+    import time
+
+    stores = {name: CheckpointStore.under(tmp_path, name) for name in ("current", "fresh", "stale")}
+    for store in stores.values():
+        store.write_run_id("r")
+    old = time.time() - checkpoint.STALE_AFTER_S - 60
+    os.utime(stores["stale"].directory, (old, old))
+    assert stores["current"].prune_siblings() == [stores["stale"].directory]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["current", "fresh"]

@@ -34,7 +34,8 @@ def test_torchrun_argv_relaunches_the_worker_module():
     argv = torchrun_argv(2, Path("/ws"), Path("/tmp/p.yaml"), Path("/tmp/s.json"), python="/venv/python")
     assert argv == [
         "/venv/python", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-        "-m", "pipelines.train_ddp", "--workspace", "/ws", "--params", "/tmp/p.yaml", "--summary", "/tmp/s.json",
+        "-m", "pipelines.train_ddp",
+        "--workspace", "/ws", "--params", "/tmp/p.yaml", "--summary", "/tmp/s.json",
     ]
 
 
@@ -75,7 +76,8 @@ def test_devices_2_trains_with_ddp_under_torchrun_on_cpu(tmp_path, monkeypatch):
     settings = Settings.from_env({"FLYWHEEL_HOME": str(tmp_path)})
     monkeypatch.setenv("FLYWHEEL_HOME", str(tmp_path))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", settings.tracking_uri)
-    params = churn_params(train={"epochs": 3, "patience": 3, "batch_size": 128, "hidden": [16, 8], "devices": 2})
+    cfg = {"epochs": 3, "patience": 3, "batch_size": 128, "hidden": [16, 8], "devices": 2}
+    params = churn_params(train=cfg)
     write_snapshot(settings.workspace, churn_events(3000))
     featurize.run(params, settings.workspace)
 

@@ -8,13 +8,16 @@ next scheduled run).
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import random
 import subprocess
 import time
 
 import pandas as pd
 import pytest
+import yaml
 
 from tests.integration.sources.conftest import (
     SESSION_TIMEOUT_MS,
@@ -47,23 +50,26 @@ def test_kill_9_at_random_points_loses_nothing_and_duplicates_nothing(broker, tm
         "max_records": 12_000, "chunk_rows": 3000, "poll_records": 1000, "idle_timeout_s": 30})
     rng = random.Random(7)
 
-    kills, finished, run_id = 0, 0, "run-0"
+    kills, finished, run_id, points = 0, 0, "run-0", []
     for attempt in range(3 * KILLS):
         if kills >= KILLS:
             break
         run_id = run_id if rng.random() < 0.4 else f"run-{attempt + 1}"  # a retry, or the next run
+        point = KILL_POINTS[attempt % len(KILL_POINTS)]
         proc = ingest_process(install, broker, run_id)
-        time.sleep(rng.uniform(0.8, 4.0))  # imports, group join, polling, writing parts, manifests, commit
-        if proc.poll() is None:
-            proc.kill()  # SIGKILL: no cleanup of any kind
+        if kill_at(proc, point, install.lake().partition("landing", run_id, "kafka"), rng):
             kills += 1
+            points.append(point)
         else:
-            assert proc.returncode == 0, proc.stderr[-3000:]
+            assert proc.returncode == 0, proc.stderr.read()[-3000:]
             finished += 1
         proc.communicate()
-    assert kills >= KILLS
+    assert kills >= KILLS and {"time", "parts", "manifest"} <= set(points)
 
-    for last in range(20):  # then let it finish: until a run finds nothing new
+    unbounded = yaml.safe_load(install.params_path.read_text())
+    unbounded["ingest"]["kafka"]["max_records"] = None
+    install.params_path.write_text(yaml.safe_dump(unbounded))
+    for last in range(10):  # then let it finish: until a run finds nothing new
         proc = ingest_process(install, broker, f"final-{last}")
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err[-3000:]
@@ -79,10 +85,36 @@ def test_kill_9_at_random_points_loses_nothing_and_duplicates_nothing(broker, tm
     expected = {f"{topic}:{p}:{o}" for p, end in end_offsets(broker, topic).items() for o in range(end)}
     assert offsets == expected  # every offset of every partition landed or quarantined: nothing lost
 
+    print(f"{kills} kills at {points}, {finished} runs finished before their kill, "
+          f"{len(lake.complete_partitions('landing'))} landing partitions, "
+          f"{len(landed) - landed['transaction_id'].nunique()} events landed twice (crash after the manifest)")
     validated = pd.concat([lake.read_partition(p) for p in lake.complete_partitions("validated")])
     assert validated["transaction_id"].is_unique  # nothing twice
     good = MESSAGES - sent["malformed"]
     assert len(validated) == good == landed["transaction_id"].nunique()  # every good event once
+
+
+KILL_POINTS = ("time", "parts", "manifest", "time", "parts")
+
+
+def kill_at(proc: subprocess.Popen, point: str, landing: str, rng: random.Random) -> bool:
+    """SIGKILL the process at a random time, after its n-th part, or as soon as its manifest exists
+    (before or while it commits); False when it finished first."""
+    started = time.monotonic()
+    delay, parts = rng.uniform(0.3, 3.5), rng.randint(1, 3)
+    while proc.poll() is None:
+        if point == "time":
+            reached = time.monotonic() - started >= delay
+        elif point == "parts":
+            reached = len(glob.glob(f"{landing}/part-*.parquet")) >= parts
+        else:
+            reached = os.path.exists(f"{landing}/_manifest.json")
+        if reached:
+            proc.kill()  # SIGKILL: no cleanup of any kind
+            proc.wait()
+            return True
+        time.sleep(0.002)
+    return False
 
 
 def check_every_partition_adds_up(lake) -> tuple[pd.DataFrame, list[dict]]:
