@@ -18,10 +18,13 @@ export MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING ?= false
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR ?= false
 export DVC_NO_ANALYTICS := 1
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)/dags
+# The broker of `flywheel services up` (Apache Kafka 2.3 on ZooKeeper; PIDs in $(FLYWHEEL_HOME)/services).
+export FLYWHEEL_KAFKA_BOOTSTRAP ?= 127.0.0.1:9092
 export PATH := $(BIN):$(PATH)
 
 DEMO_EVENTS := $(CURDIR)/demo/events
 DEMO_ROWS ?= 20000
+DRIFT_ROWS ?= 30000  # the drifted batch of `make run`: every covariate moved, 30% of the fraud rule changed
 # Slots of the Airflow pool `gpu` (training tasks that may run at once), set when the Airflow DB is created.
 FLYWHEEL_GPU_SLOTS ?= 1
 
@@ -61,9 +64,14 @@ $(AIRFLOW_HOME)/airflow.db: | $(VENV)/.installed
 
 run: $(VENV)/.installed $(AIRFLOW_HOME)/airflow.db
 	$(BIN)/flywheel init
-	$(BIN)/flywheel produce --out $(DEMO_EVENTS) --rows $(DEMO_ROWS) --batch demo --malformed-fraction 0.01 --seed 7 > /dev/null
-	$(BIN)/airflow dags test flywheel_ingest > $(FLYWHEEL_HOME)/ingest.log 2>&1 || (tail -60 $(FLYWHEEL_HOME)/ingest.log; exit 1)
+	$(BIN)/flywheel services up kafka > $(FLYWHEEL_HOME)/services.log 2>&1 || (tail -40 $(FLYWHEEL_HOME)/services.log; exit 1)
+	$(BIN)/flywheel produce --to kafka --rows $(DEMO_ROWS) --batch demo --malformed-fraction 0.01 --seed 7 > /dev/null
+	$(BIN)/airflow dags test flywheel_ingest -c '{"sources": ["kafka"]}' > $(FLYWHEEL_HOME)/ingest.log 2>&1 || (tail -60 $(FLYWHEEL_HOME)/ingest.log; exit 1)
 	$(BIN)/airflow dags test flywheel_training > $(FLYWHEEL_HOME)/training.log 2>&1 || (tail -80 $(FLYWHEEL_HOME)/training.log; exit 1)
+	$(BIN)/flywheel produce --out $(DEMO_EVENTS) --rows $(DRIFT_ROWS) --batch drifted --seed 8 --covariate-drift 1.0 --concept-drift 0.3 --start $$(date -u +%Y-%m-%dT00:00:00Z) --end $$(date -u +%Y-%m-%dT%H:%M:%SZ) > /dev/null
+	$(BIN)/airflow dags test flywheel_ingest > $(FLYWHEEL_HOME)/ingest-drifted.log 2>&1 || (tail -60 $(FLYWHEEL_HOME)/ingest-drifted.log; exit 1)
+	$(BIN)/airflow dags test flywheel_drift > $(FLYWHEEL_HOME)/drift.log 2>&1 || (tail -60 $(FLYWHEEL_HOME)/drift.log; exit 1)
+	$(BIN)/python -m flywheel_provider.asset_runs flywheel_training > $(FLYWHEEL_HOME)/retraining.log 2>&1 || (tail -80 $(FLYWHEEL_HOME)/retraining.log; exit 1)
 	$(BIN)/flywheel summary
 
 test: $(VENV)/.installed browser
@@ -75,8 +83,15 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.run
 
+# make up also starts the local services: Kafka on 127.0.0.1:9092 and moto's S3 API on 127.0.0.1:9000 (any keys).
+up: export AWS_ENDPOINT_URL ?= http://127.0.0.1:9000
+up: export AWS_ACCESS_KEY_ID ?= flywheel
+up: export AWS_SECRET_ACCESS_KEY ?= flywheel
+up: export AWS_DEFAULT_REGION ?= us-east-1
 up: $(VENV)/.installed $(AIRFLOW_HOME)/airflow.db
 	$(BIN)/flywheel init > /dev/null
+	$(BIN)/flywheel services up kafka s3 > $(FLYWHEEL_HOME)/services.log 2>&1 || (tail -40 $(FLYWHEEL_HOME)/services.log; exit 1)
+	@echo "Kafka: $(FLYWHEEL_KAFKA_BOOTSTRAP)  S3 API: $$AWS_ENDPOINT_URL  (flywheel services status; flywheel services down)"
 	@printf '{"%s": "%s"}\n' "$(FLYWHEEL_UI_USER)" "$(FLYWHEEL_UI_PASSWORD)" > $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated
 	@echo "Airflow UI: http://localhost:$(AIRFLOW_PORT)  login: $(FLYWHEEL_UI_USER) / $(FLYWHEEL_UI_PASSWORD)  (FLYWHEEL_UI_USER, FLYWHEEL_UI_PASSWORD)"
 	@echo "MLflow UI:  http://localhost:$(MLFLOW_PORT)   logs: $(FLYWHEEL_HOME)/mlflow-ui.log; Ctrl-C stops both"
@@ -104,4 +119,5 @@ constraints: $(VENV)/.installed
 	( head -2 constraints.txt; $(BIN)/pip freeze --exclude-editable | sed 's/+cpu$$//' ) > constraints.new && mv constraints.new constraints.txt
 
 clean:
+	-test -x $(BIN)/flywheel && $(BIN)/flywheel services down > /dev/null
 	rm -rf $(FLYWHEEL_HOME) $(CURDIR)/demo

@@ -9,7 +9,7 @@ below, so one report judges every case:
 |---|---|---|
 | ``num_none``, ``num_small``, ``num_near``, ``num_large`` | normal | mean +0, +0.05σ, +0.11σ, +0.5σ |
 | ``tail_none``, ``tail_large`` | log-normal (σ = 1, like amounts) | ×1, ×1.6 |
-| ``cat_none``, ``cat_small``, ``cat_near``, ``cat_large`` | 10 categories | 0%, 5%, 25%, 50% of the mass moved |
+| ``cat_none``, ``cat_small``, ``cat_near``, ``cat_large`` | 10 categories | 0%, 5%, 31%, 50% of the mass moved |
 
 ``*_near`` sit just above the threshold, where a sampled score is least sure.
 
@@ -43,7 +43,7 @@ BASE_P = np.array([.22, .16, .12, .10, .09, .08, .07, .06, .05, .05])
 OTHER_P = BASE_P[::-1].copy()
 NUMERIC = {"num_none": 0.0, "num_small": 0.05, "num_near": 0.11, "num_large": 0.5}
 TAIL = {"tail_none": 1.0, "tail_large": 1.6}
-CATEGORICAL = {"cat_none": 0.0, "cat_small": 0.05, "cat_near": 0.25, "cat_large": 0.5}
+CATEGORICAL = {"cat_none": 0.0, "cat_small": 0.05, "cat_near": 0.31, "cat_large": 0.5}
 
 
 def schema() -> Schema:

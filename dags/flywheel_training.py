@@ -36,6 +36,8 @@ trigger adds the drift report's location, the drift share and the drifted column
 
 from __future__ import annotations
 
+import os
+
 import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, chain, dag, task
 from flywheel_provider.assets import DRIFT_DETECTED
@@ -83,7 +85,9 @@ def flywheel_training():
     stages = [
         DvcReproOperator(task_id="snapshot", stage="snapshot", pool="dvc"),
         DvcReproOperator(task_id="featurize", stage="featurize", pool="dvc"),
-        DvcReproOperator(task_id="train", stage="train", pool="gpu"),
+        # The full stack routes training to its GPU workers (FLYWHEEL_TRAIN_QUEUE=gpu in docker-compose.yml).
+        DvcReproOperator(task_id="train", stage="train", pool="gpu",
+                         queue=os.environ.get("FLYWHEEL_TRAIN_QUEUE", "default")),
         DvcReproOperator(task_id="evaluate", stage="evaluate", pool="dvc"),
     ]
 

@@ -83,7 +83,14 @@ def model_frame(frame: pd.DataFrame, schema: Schema, columns: list[str]) -> pd.D
     return pd.DataFrame(out, index=frame.index)
 
 
-def empty_columns(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema,
+def has_values(values: pd.Series, numeric: bool) -> bool:
+    """Whether a raw column holds any usable value (a finite number, or any category)."""
+    if not numeric:
+        return bool(values.notna().any())
+    return bool(np.isfinite(pd.to_numeric(values, errors="coerce").to_numpy("float64", na_value=np.nan)).any())
+
+
+def empty_columns(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema, columns: list[str],
                   cfg: DriftConfig) -> dict[str, ColumnDrift]:
     """Columns with no value on one side or both, judged without a distribution test.
 
@@ -91,8 +98,9 @@ def empty_columns(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema
     stopped or started sending the column).
     """
     judged = {}
-    for name in reference.columns:
-        ref_empty, cur_empty = reference[name].isna().all(), current[name].isna().all()
+    for name in columns:
+        numeric = schema.column(name).is_numeric
+        ref_empty, cur_empty = not has_values(reference[name], numeric), not has_values(current[name], numeric)
         if not (ref_empty or cur_empty):
             continue
         common = {"name": name, "method": "presence", "score": None, "threshold": cfg.column_threshold,
@@ -168,17 +176,24 @@ def drift_scores(snapshot: Any) -> dict[str, float]:
     return scores
 
 
-def stattest_score(reference: pd.Series, current: pd.Series, kind: str, method: str,
-                   threshold: float) -> float:
-    """The score of Evidently's own test ``method`` on two columns, cleaned as Evidently cleans them."""
+def _clean(values: pd.Series) -> pd.Series:
+    """What Evidently tests: the values without infinities and missing ones."""
+    return values.replace([np.inf, -np.inf], np.nan).dropna()
+
+
+def _scorer(kind: str, method: str, threshold: float) -> Callable[[pd.Series, pd.Series], float]:
     from evidently.legacy.calculations.stattests.registry import get_stattest
     from evidently.legacy.core import ColumnType
 
     column_type = ColumnType.Numerical if kind == "num" else ColumnType.Categorical
-    ref = reference.replace([np.inf, -np.inf], np.nan).dropna()
-    cur = current.replace([np.inf, -np.inf], np.nan).dropna()
-    test = get_stattest(ref, cur, column_type, method)
-    return float(test(ref, cur, column_type, threshold).drift_score)
+    test = get_stattest(pd.Series(dtype="float64"), pd.Series(dtype="float64"), column_type, method)
+    return lambda ref, cur: float(test(ref, cur, column_type, threshold).drift_score)
+
+
+def stattest_score(reference: pd.Series, current: pd.Series, kind: str, method: str,
+                   threshold: float) -> float:
+    """The score of Evidently's own test ``method`` on two columns, cleaned as Evidently cleans them."""
+    return _scorer(kind, method, threshold)(_clean(reference), _clean(current))
 
 
 def standard_error(reference: pd.Series, current: pd.Series, kind: str, method: str, threshold: float,
@@ -189,10 +204,11 @@ def standard_error(reference: pd.Series, current: pd.Series, kind: str, method: 
     sub-samples of ``n / parts`` rows, divided by ``sqrt(parts)``, estimates it at ``n``.
     Both series must already be in random order (see :func:`sample`).
     """
-    ref_parts = np.array_split(reference.to_numpy(), parts)
-    cur_parts = np.array_split(current.to_numpy(), parts)
-    scores = [stattest_score(pd.Series(r), pd.Series(c), kind, method, threshold)
-              for r, c in zip(ref_parts, cur_parts, strict=True) if len(r) and len(c)]
+    score = _scorer(kind, method, threshold)
+    ref, cur = _clean(reference), _clean(current)
+    bounds = [(len(ref) * i // parts, len(cur) * i // parts) for i in range(parts + 1)]
+    scores = [score(ref.iloc[r0:r1], cur.iloc[c0:c1])
+              for (r0, c0), (r1, c1) in zip(bounds, bounds[1:], strict=False) if r1 > r0 and c1 > c0]
     scores = [s for s in scores if np.isfinite(s)]
     return float(np.std(scores, ddof=1) / np.sqrt(len(scores))) if len(scores) > 2 else float("inf")
 
@@ -210,14 +226,18 @@ def judge(name: str, score: float, schema: Schema, cfg: DriftConfig, note: str |
 
 def confirm(column: ColumnDrift, full: tuple[pd.DataFrame, pd.DataFrame], sampled: tuple[pd.DataFrame, pd.DataFrame],
             schema: Schema, cfg: DriftConfig) -> tuple[ColumnDrift, dict[str, float]]:
-    """Keep a sampled verdict that is clearly on one side of the threshold; re-test the others in full."""
+    """Keep a sampled verdict that is clearly on one side of the threshold; re-test the others in full.
+
+    ``full`` are the raw frames, ``sampled`` the prepared samples (:func:`model_frame`).
+    """
     kind = column_kind(schema, column.name)
-    (ref_full, cur_full), (ref_s, cur_s) = full, sampled
+    (ref_raw, cur_raw), (ref_s, cur_s) = full, sampled
     se = standard_error(ref_s[column.name], cur_s[column.name], kind, column.method, cfg.column_threshold)
     margin = abs((column.score or 0.0) - cfg.column_threshold)
     stats = {"score": column.score or 0.0, "se": se, "margin_se": margin / se if se > 0 else float("inf")}
     if margin > Z * se:
         return column, stats
+    ref_full, cur_full = (model_frame(raw[[column.name]], schema, [column.name]) for raw in (ref_raw, cur_raw))
     score = stattest_score(ref_full[column.name], cur_full[column.name], kind, column.method, cfg.column_threshold)
     note = (f"re-tested on all rows: the sampled score {column.score:.4f} was within {Z:g} standard errors "
             f"({se:.4f}) of the threshold")
@@ -250,12 +270,12 @@ def compare(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema, cfg:
     if len(current) < cfg.min_rows:
         notes.append(f"the current window has {len(current)} rows (< drift.min_rows {cfg.min_rows}): not tested")
         return DriftCheck(DriftResult(len(current), len(reference), notes=tuple(notes)))
-    ref_full, cur_full = model_frame(reference, schema, columns), model_frame(current, schema, columns)
-    empty = empty_columns(ref_full, cur_full, schema, cfg)
+    empty = empty_columns(reference, current, schema, columns, cfg)
     tested = [c for c in columns if c not in empty]
     ref_idx = sample(reference, cfg.sample_rows, cfg.seed).index
     cur_idx = sample(current, cfg.sample_rows, cfg.seed + 1).index
-    ref_s, cur_s = ref_full.loc[ref_idx, tested], cur_full.loc[cur_idx, tested]
+    ref_s = model_frame(reference.loc[ref_idx], schema, tested)
+    cur_s = model_frame(current.loc[cur_idx], schema, tested)
     sampled = len(ref_s) < len(reference) or len(cur_s) < len(current)
     roc_auc = pr_auc = target = None
     if predict is not None:
@@ -280,7 +300,7 @@ def compare(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema, cfg:
             continue
         column = judge(name, scores[name], schema, cfg)
         if sampled:
-            column, stats = confirm(column, (ref_full, cur_full), (ref_s, cur_s), schema, cfg)
+            column, stats = confirm(column, (reference, current), (ref_s, cur_s), schema, cfg)
             sampling["columns"][name] = stats
         judged.append(column)
     prediction = judge(PREDICTION, scores[PREDICTION], schema, cfg) if PREDICTION in scores else None

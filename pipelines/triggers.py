@@ -31,9 +31,11 @@ def _drift_reason(events: list[dict[str, Any]]) -> TriggerReason:
     extra = latest.get("extra") or {}
     share, columns = extra.get("drift_share"), extra.get("drifted_columns") or []
     parts = [f"drift detected by {latest.get('source_dag_id') or 'a drift check'} run {latest.get('source_run_id')}"]
-    if share is not None:
+    reasons = [str(r) for r in extra.get("reasons") or []]
+    if reasons:
+        parts += reasons[:3]
+    elif share is not None:
         parts.append(f"drift share {float(share):.2f}" + (f" ({', '.join(columns)})" if columns else ""))
-    parts += [str(r) for r in extra.get("reasons") or []][:3]
     if extra.get("report"):
         parts.append(f"report {extra['report']}")
     details = {"report": extra.get("report"), "drift_share": share, "drifted_columns": columns,

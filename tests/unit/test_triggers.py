@@ -30,7 +30,9 @@ def test_drift_events_win_and_the_latest_names_the_report():
     why = reason("asset_triggered", events)
     assert why.kind == "drift" and why.details["report"] == "/lake/reports/drift/run=x/report.html"
     assert why.details["source_run_id"] == "r2" and why.details["events"] == 2
-    assert "drift share 0.71 (amount, country)" in why.summary and "critical column amount drifted" in why.summary
+    assert "flywheel_drift run r2; critical column amount drifted; report /lake/" in why.summary
+    assert "drift share 0.71 (amount, country)" in reason("manual", [{**events[1], "extra": {
+        "drift_share": 0.71, "drifted_columns": ["amount", "country"]}}]).summary
     written = tags(why)
     assert written["flywheel.trigger"] == "drift"
     assert written["flywheel.trigger.report"] == "/lake/reports/drift/run=x/report.html"

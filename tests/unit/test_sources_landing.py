@@ -1,0 +1,76 @@
+"""Landing chunks of messages as numbered parts, inline or in the worker process (no broker needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from pipelines.lake import Lake
+from pipelines.sources.kafka import ChunkTarget, Lander, land_chunk
+from pipelines.sources.landing import durable_write
+from pipelines.sources.messages import Segment
+
+NOW = pd.Timestamp("2026-06-01T00:00:00Z")
+
+
+def message(key: str) -> bytes:
+    return json.dumps({"transaction_id": key, "event_time": "2026-05-01T10:00:00Z", "amount": 1.0,
+                       "merchant_category": "fuel", "country": "US", "device": "pos", "hour_of_day": 1,
+                       "customer_age": 30, "account_tenure_days": 3, "is_fraud": 0}).encode()
+
+
+def chunk(n: int, start: int, bad_every: int = 0) -> list[Segment]:
+    values = [b"junk" if bad_every and i % bad_every == 0 else message(f"k{start + i}") for i in range(n)]
+    return [Segment("t", 0, list(range(start, start + n)), [None] * n, values)]
+
+
+@pytest.fixture
+def target(tmp_path, demo_params) -> ChunkTarget:
+    lake = Lake(str(tmp_path / "lake"))
+    return ChunkTarget(lake.root, lake.partition("landing", "r", "kafka"), lake.partition("quarantine", "r", "kafka"),
+                       demo_params.schema, demo_params.ingest, NOW)
+
+
+def test_a_chunk_becomes_one_parquet_part_and_one_quarantine_part(target):
+    summary = land_chunk(target, 3, chunk(100, 0, bad_every=10))
+
+    assert (summary.consumed, summary.landed, summary.quarantined) == (100, 90, 10)
+    assert summary.part == "part-00003.parquet" and summary.quarantine_part == "part-00003.jsonl"
+    assert summary.by_partition == {"t:0": [100, 10]}
+    lake = Lake(target.lake_root)
+    assert len(lake.read_partition(target.landing)) == 90
+    assert not lake.fs.exists(f"{target.landing}/part-00003.parquet.tmp")
+
+
+def test_a_chunk_of_only_bad_messages_writes_no_parquet_part(target):
+    summary = land_chunk(target, 0, chunk(5, 0, bad_every=1))
+    assert summary.part is None and summary.quarantined == 5
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_the_lander_keeps_chunk_order_inline_and_in_its_worker(target, workers):
+    with Lander(target, workers) as lander:
+        for i in range(5):
+            lander.submit(chunk(200, 200 * i))
+        summaries = lander.finish()
+
+    assert [s.index for s in summaries] == [0, 1, 2, 3, 4]
+    frame = Lake(target.lake_root).read_partition(target.landing)
+    assert list(frame["transaction_id"]) == [f"k{i}" for i in range(1000)]
+
+
+def test_a_failing_chunk_in_the_worker_fails_the_run(target):
+    broken = [Segment("t", 0, [0, 1], [None], [b"junk", b"junk"])]  # fewer keys than offsets: a bug
+    with Lander(target, 1) as lander, pytest.raises(IndexError):
+        lander.submit(broken)
+        lander.finish()
+
+
+def test_durable_write_replaces_a_file_whole(tmp_path):
+    lake = Lake(str(tmp_path))
+    durable_write(lake, f"{tmp_path}/a/b.json", b"one")
+    durable_write(lake, f"{tmp_path}/a/b.json", b"two")
+    assert (tmp_path / "a" / "b.json").read_bytes() == b"two"
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["b.json"]
