@@ -24,7 +24,8 @@ export PATH := $(BIN):$(PATH)
 
 DEMO_EVENTS := $(CURDIR)/demo/events
 DEMO_ROWS ?= 20000
-DRIFT_ROWS ?= 30000  # the drifted batch of `make run`: every covariate moved, 30% of the fraud rule changed
+# The drifted batch of `make run`, timed after the first one: every covariate moved, 30% of the fraud rule changed.
+DRIFT_ROWS ?= 30000
 # Slots of the Airflow pool `gpu` (training tasks that may run at once), set when the Airflow DB is created.
 FLYWHEEL_GPU_SLOTS ?= 1
 
@@ -68,8 +69,8 @@ run: $(VENV)/.installed $(AIRFLOW_HOME)/airflow.db
 	$(BIN)/flywheel produce --to kafka --rows $(DEMO_ROWS) --batch demo --malformed-fraction 0.01 --seed 7 > /dev/null
 	$(BIN)/airflow dags test flywheel_ingest -c '{"sources": ["kafka"]}' > $(FLYWHEEL_HOME)/ingest.log 2>&1 || (tail -60 $(FLYWHEEL_HOME)/ingest.log; exit 1)
 	$(BIN)/airflow dags test flywheel_training > $(FLYWHEEL_HOME)/training.log 2>&1 || (tail -80 $(FLYWHEEL_HOME)/training.log; exit 1)
-	$(BIN)/flywheel produce --out $(DEMO_EVENTS) --rows $(DRIFT_ROWS) --batch drifted --seed 8 --covariate-drift 1.0 --concept-drift 0.3 --start $$(date -u +%Y-%m-%dT00:00:00Z) --end $$(date -u +%Y-%m-%dT%H:%M:%SZ) > /dev/null
-	$(BIN)/airflow dags test flywheel_ingest > $(FLYWHEEL_HOME)/ingest-drifted.log 2>&1 || (tail -60 $(FLYWHEEL_HOME)/ingest-drifted.log; exit 1)
+	$(BIN)/flywheel produce --to kafka --rows $(DRIFT_ROWS) --batch drifted --seed 8 --covariate-drift 1.0 --concept-drift 0.3 --start $$(date -u +%Y-%m-%dT00:00:00Z) --end $$(date -u +%Y-%m-%dT%H:%M:%SZ) > /dev/null
+	$(BIN)/airflow dags test flywheel_ingest -c '{"sources": ["kafka"]}' > $(FLYWHEEL_HOME)/ingest-drifted.log 2>&1 || (tail -60 $(FLYWHEEL_HOME)/ingest-drifted.log; exit 1)
 	$(BIN)/airflow dags test flywheel_drift > $(FLYWHEEL_HOME)/drift.log 2>&1 || (tail -60 $(FLYWHEEL_HOME)/drift.log; exit 1)
 	$(BIN)/python -m flywheel_provider.asset_runs flywheel_training > $(FLYWHEEL_HOME)/retraining.log 2>&1 || (tail -80 $(FLYWHEEL_HOME)/retraining.log; exit 1)
 	$(BIN)/flywheel summary

@@ -14,7 +14,7 @@ below, so one report judges every case:
 ``*_near`` sit just above the threshold, where a sampled score is least sure.
 
 - **Baseline**: Evidently's ``DataDriftPreset`` on all rows (``Report.run`` only).
-- **Flywheel**: :func:`pipelines.drift_check.compare` with ``drift.sample_rows`` = 100 000:
+- **Flywheel**: :func:`pipelines.drift_check.compare` with ``drift.sample_rows`` (50 000 by default):
   the same preset on a seeded sample of each side, then every column whose sampled
   score is within 4 estimated standard errors of the threshold re-tested on all rows
   with the same Evidently test (see ``pipelines/drift_check.py``).
@@ -88,7 +88,7 @@ def sampled_check(reference: pd.DataFrame, current: pd.DataFrame, sch: Schema,
     return {c.name: c.drifted for c in result.columns}, result.sampling
 
 
-def bench(rows: int = 1_000_000, sample_rows: int = 100_000, seeds: int = 5) -> dict:
+def bench(rows: int = 1_000_000, sample_rows: int = DriftConfig().sample_rows, seeds: int = 5) -> dict:
     """Times and verdict agreement of the sampled check against the full-data report."""
     sch = schema()
     reference, current = window(rows, False, 1), window(rows, True, 2)
@@ -134,7 +134,7 @@ def main() -> None:
     """Print the benchmark result as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--sample-rows", type=int, default=100_000)
+    parser.add_argument("--sample-rows", type=int, default=DriftConfig().sample_rows)
     parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()
     print(json.dumps(bench(args.rows, args.sample_rows, args.seeds), indent=2, default=str))

@@ -72,22 +72,26 @@ def produce(bootstrap: str, messages: int) -> float:
     return time.perf_counter() - start
 
 
-def watch(argv: list[str], env: dict[str, str]) -> tuple[str, float]:
-    """Run a process to the end; its stdout and the peak RSS (MB) of it and its children."""
+def watch(argv: list[str], env: dict[str, str]) -> tuple[str, dict]:
+    """Run a process to the end; its stdout, the peak RSS (MB) of it and its children, and their CPU seconds."""
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             cwd=ROOT)
-    root, peak = psutil.Process(proc.pid), 0
+    root, peak, cpu = psutil.Process(proc.pid), 0, {}
     while proc.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
             peak = max(peak, sum(p.memory_info().rss for p in tree))
+            for p in tree:
+                times = p.cpu_times()
+                cpu[p.pid] = times.user + times.system
         except psutil.Error:
             pass
         time.sleep(0.01)
     out = proc.stdout.read() if proc.stdout else ""
     if proc.returncode != 0:
         raise RuntimeError(f"{argv[2:5]} failed with exit status {proc.returncode}: {out[-2000:]}")
-    return out, peak / 2**20
+    main = cpu.pop(proc.pid, 0.0)
+    return out, {"peak_rss_mb": peak / 2**20, "cpu_s": main + sum(cpu.values()), "main_cpu_s": main}
 
 
 def params_file(folder: Path, group: str, messages: int) -> Path:
@@ -102,20 +106,20 @@ def params_file(folder: Path, group: str, messages: int) -> Path:
 def flywheel_run(folder: Path, env: dict[str, str], group: str, messages: int) -> dict:
     params = params_file(folder, group, messages)
     run_env = {**env, "FLYWHEEL_PARAMS": str(params), "FLYWHEEL_HOME": str(folder / group)}
-    out, peak = watch([sys.executable, "-m", "pipelines.cli", "ingest", "--source", "kafka", "--json"], run_env)
+    out, usage = watch([sys.executable, "-m", "pipelines.cli", "ingest", "--source", "kafka", "--json"], run_env)
     summary = json.loads(out.strip().splitlines()[-1])["by_source"]["kafka"]
     if summary["consumed"] != messages:
         raise RuntimeError(f"Flywheel consumed {summary['consumed']} of {messages}")
     seconds = sum(summary["seconds"].values())
-    return {"msgs_per_s": messages / seconds, "seconds": seconds, "peak_rss_mb": peak,
-            "phases": summary["seconds"], "parts": summary["parts"]}
+    return {"msgs_per_s": messages / seconds, "seconds": seconds, **usage, "phases": summary["seconds"],
+            "parts": summary["parts"]}
 
 
 def bare_run(folder: Path, env: dict[str, str], group: str, messages: int) -> dict:
     params = params_file(folder, group, messages)
-    out, peak = watch([sys.executable, "-c", _BARE_LOOP, str(params), str(messages)], env)
+    out, usage = watch([sys.executable, "-c", _BARE_LOOP, str(params), str(messages)], env)
     result = json.loads(out.strip().splitlines()[-1])
-    return {"msgs_per_s": messages / result["seconds"], "seconds": result["seconds"], "peak_rss_mb": peak}
+    return {"msgs_per_s": messages / result["seconds"], "seconds": result["seconds"], **usage}
 
 
 def bench(messages: int = 200_000, repeats: int = 2) -> dict:
@@ -138,13 +142,17 @@ def bench(messages: int = 200_000, repeats: int = 2) -> dict:
             services.down(None, folder / "services")
     best_f = max(flywheel, key=lambda r: r["msgs_per_s"])
     best_b = max(baseline, key=lambda r: r["msgs_per_s"])
+    per_msg = {side: {"cpu_us_per_msg": 1e6 * min(r["cpu_s"] for r in runs) / messages,
+                      "consumer_process_cpu_us_per_msg": 1e6 * min(r["main_cpu_s"] for r in runs) / messages}
+               for side, runs in (("flywheel", flywheel), ("baseline", baseline))}
     label = f"{messages // 1_000_000}m" if messages >= 1_000_000 else f"{messages // 1000}k"
     return {
         "name": f"kafka_ingest_{label}",
         "flywheel": {"msgs_per_s": best_f["msgs_per_s"], "seconds": best_f["seconds"],
-                     "peak_rss_mb": max(r["peak_rss_mb"] for r in flywheel)},
+                     "peak_rss_mb": max(r["peak_rss_mb"] for r in flywheel), **per_msg["flywheel"]},
         "baseline": {"msgs_per_s": best_b["msgs_per_s"], "seconds": best_b["seconds"],
-                     "peak_rss_mb": max(r["peak_rss_mb"] for r in baseline)},
+                     "peak_rss_mb": max(r["peak_rss_mb"] for r in baseline), **per_msg["baseline"]},
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "ratio": best_f["msgs_per_s"] / best_b["msgs_per_s"],
         "messages": messages,
         "flywheel_phases": best_f["phases"],

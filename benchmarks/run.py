@@ -37,13 +37,21 @@ def machine() -> dict:
 def benchmarks() -> dict:
     import torch
 
-    from benchmarks import bench_drift, bench_train_gpu, bench_train_loop, bench_training_dag
+    from benchmarks import (
+        bench_drift,
+        bench_kafka_ingest,
+        bench_train_gpu,
+        bench_train_loop,
+        bench_training_dag,
+    )
 
     available = {
         "train_loop_samples_per_s": lambda: bench_train_loop.bench(rows=200_000),
         "training_dag_100k": lambda: bench_training_dag.bench(rows=100_000),
         "training_dag_1m": lambda: bench_training_dag.bench(rows=1_000_000),
         "drift_check_1m": lambda: bench_drift.bench(rows=1_000_000),
+        "kafka_ingest_100k": lambda: bench_kafka_ingest.bench(messages=100_000),
+        "kafka_ingest_1m": lambda: bench_kafka_ingest.bench(messages=1_000_000, repeats=1),
     }
     if torch.cuda.is_available():  # without CUDA they are skipped; recorded GPU figures stay in results.json
         for rows in (1_000_000, 10_000_000):

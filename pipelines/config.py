@@ -269,7 +269,7 @@ class DriftConfig(_Frozen):
     min_rows: int = Field(default=500, ge=1)
     min_roc_auc: float = Field(default=0.7, ge=0, le=1)
     cooldown_hours: float = Field(default=24, ge=0)
-    sample_rows: int | None = Field(default=100_000, ge=1000)
+    sample_rows: int | None = Field(default=50_000, ge=1000)
     seed: int = 0
 
 

@@ -119,14 +119,21 @@ def _clean(data: Any) -> Any:
     return data
 
 
-def write_reports(lake: Lake, run_id: str, check: DriftCheck, summary: dict[str, Any]) -> dict[str, str]:
+def rendered(check: DriftCheck) -> dict[str, str]:
+    """The Evidently report as ``{file name: text}``: HTML and JSON (nothing when Evidently did not run)."""
+    if check.snapshot is None:
+        return {}
+    return {REPORT_HTML: check.snapshot.get_html_str(as_iframe=False), REPORT_JSON: check.snapshot.json()}
+
+
+def write_reports(lake: Lake, run_id: str, files: dict[str, str], summary: dict[str, Any]) -> dict[str, str]:
     """``report.html`` and ``evidently.json`` (when Evidently ran) and ``summary.json``; their paths."""
     folder = lake.path("reports", "drift", f"run={safe_run_id(run_id)}")
     paths = {"summary": f"{folder}/{SUMMARY_JSON}"}
-    if check.snapshot is not None:
-        paths["html"], paths["json"] = f"{folder}/{REPORT_HTML}", f"{folder}/{REPORT_JSON}"
-        lake.write_bytes(paths["html"], check.snapshot.get_html_str(as_iframe=False).encode())
-        lake.write_bytes(paths["json"], check.snapshot.json().encode())
+    for key, name in (("html", REPORT_HTML), ("json", REPORT_JSON)):
+        if name in files:
+            paths[key] = f"{folder}/{name}"
+            lake.write_bytes(paths[key], files[name].encode())
     summary["report"] = paths
     lake.write_json(paths["summary"], _clean(summary))
     return paths
@@ -147,8 +154,8 @@ def _metric_name(column: str) -> str:
     return "score." + re.sub(r"[^A-Za-z0-9_./ -]", "_", column)
 
 
-def log_to_mlflow(params: Params, settings: Settings, check: DriftCheck, summary: dict[str, Any],
-                  env: dict[str, str]) -> str:
+def log_to_mlflow(params: Params, settings: Settings, check: DriftCheck, files: dict[str, str],
+                  summary: dict[str, Any], env: dict[str, str]) -> str:
     """One run in the monitoring experiment: scores as metrics, the verdict as tags, the report as artifacts."""
     import mlflow
 
@@ -176,9 +183,8 @@ def log_to_mlflow(params: Params, settings: Settings, check: DriftCheck, summary
                            "column_threshold": cfg.column_threshold, "max_drift_share": cfg.max_drift_share,
                            "sample_rows": cfg.sample_rows, "sampled": result.sampling.get("sampled", False)})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
-        if check.snapshot is not None:
-            mlflow.log_text(check.snapshot.get_html_str(as_iframe=False), f"drift/{REPORT_HTML}")
-            mlflow.log_text(check.snapshot.json(), f"drift/{REPORT_JSON}")
+        for name, text in files.items():
+            mlflow.log_text(text, f"drift/{name}")
         mlflow.log_text(json.dumps(_clean(summary), indent=2, default=str), f"drift/{SUMMARY_JSON}")
     return active.info.run_id
 
@@ -234,8 +240,9 @@ def run(params: Params, settings: Settings, run_id: str, as_of: datetime | None 
     verdict = decide_retrain(check.result, cfg, last, now)
     summary = summarize(check.result, verdict, ref, window, run_id)
     summary["last_retrain_at"] = last.isoformat() if last else None
-    write_reports(lake, run_id, check, summary)
-    summary["mlflow_run_id"] = log_to_mlflow(params, settings, check, summary, dict(env or os.environ))
+    files = rendered(check)
+    write_reports(lake, run_id, files, summary)
+    summary["mlflow_run_id"] = log_to_mlflow(params, settings, check, files, summary, dict(env or os.environ))
     lake.write_json(summary["report"]["summary"], _clean(summary))
     for line in describe(summary):
         log.info("%s", line)

@@ -87,9 +87,9 @@ def retrain_triggers(result: DriftResult, policy: DriftConfig) -> list[str]:
     triggers = []
     share, tested = result.drift_share, result.tested
     if tested and share >= policy.max_drift_share:
-        drifted = [c.describe() for c in tested if c.drifted]
-        triggers.append(f"drift share {share:.2f} >= drift.max_drift_share {policy.max_drift_share:g}: "
-                        f"{len(drifted)} of {len(tested)} columns drifted: {', '.join(drifted)}")
+        drifted = [c.name for c in tested if c.drifted]
+        triggers.append(f"drift share {share:.2f} >= drift.max_drift_share {policy.max_drift_share:g} "
+                        f"({len(drifted)} of {len(tested)} columns drifted: {', '.join(drifted)})")
     for column in result.critical_drifted:
         triggers.append(f"critical column {column.describe()} drifted")
     if result.roc_auc is not None and result.roc_auc < policy.min_roc_auc:

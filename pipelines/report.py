@@ -71,7 +71,7 @@ def render(summary: dict[str, Any], settings: Settings) -> str:
         f"  lake (landing, quarantine, validated, reports): {settings.home / 'lake'}",
         f"  DVC workspace: {settings.workspace}  (cd there; dvc metrics show; dvc plots show)",
         f"  MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}",
-        "  Airflow UI: make up   (airflow standalone with Flywheel's DAGs)",
+        "  Airflow UI: make up   (http://localhost:8080, login admin / flywheel; MLflow UI on :5000 too)",
     ]
     return "\n".join(lines)
 

@@ -19,10 +19,9 @@ from typing import Any
 
 def pending_event_ids(dag_id: str, session: Any) -> list[int]:
     """Ids of the asset events on the DAG's schedule that no run of the DAG has consumed yet, oldest first."""
-    from sqlalchemy import select
-
     from airflow.models.asset import AssetEvent, DagScheduleAssetReference
     from airflow.models.dagrun import DagRun
+    from sqlalchemy import select
 
     scheduled = select(DagScheduleAssetReference.asset_id).where(DagScheduleAssetReference.dag_id == dag_id)
     query = (select(AssetEvent.id)
@@ -35,10 +34,9 @@ def pending_event_ids(dag_id: str, session: Any) -> list[int]:
 @contextmanager
 def _consuming(event_ids: list[int], dag_id: str):
     """While active, the run ``dag.test()`` creates consumes ``event_ids`` and the DAG's queue is cleared."""
-    from sqlalchemy import delete, select
-
     import airflow.models.dagrun as dagrun_module
     from airflow.models.asset import AssetDagRunQueue, AssetEvent
+    from sqlalchemy import delete, select
 
     original = dagrun_module.get_or_create_dagrun
 
@@ -81,7 +79,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m flywheel_provider.asset_runs DAG_ID", file=sys.stderr)
         return 2
-    bag = DagBag(dag_folder=conf.get("core", "dags_folder"), include_examples=False)
+    bag = DagBag(dag_folder=conf.get("core", "dags_folder"))
     if argv[0] not in bag.dags:
         print(f"no DAG {argv[0]!r} in {conf.get('core', 'dags_folder')}; import errors: {bag.import_errors}",
               file=sys.stderr)

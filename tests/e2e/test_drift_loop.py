@@ -26,11 +26,10 @@ def noon(days_ago: int) -> datetime:
 
 def drift_events() -> list[dict]:
     """Every ``drift_detected`` event in the Airflow DB: its extra and the run that emitted it."""
-    from flywheel_provider.assets import DRIFT_DETECTED
-    from sqlalchemy import select
-
     from airflow import settings
     from airflow.models.asset import AssetEvent, AssetModel
+    from flywheel_provider.assets import DRIFT_DETECTED
+    from sqlalchemy import select
 
     with settings.Session() as session:
         rows = session.scalars(select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)

@@ -8,7 +8,6 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from types import SimpleNamespace
 
 import pytest
-
 from flywheel_provider.callbacks import ALERTS_CONN_ID, FailureAlert, failure_summary, last_line, render
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from flywheel_provider.hooks.mlflow_registry import MlflowRegistryHook
 from flywheel_provider.operators.mlflow_registry import MlflowRegistryOperator
 
