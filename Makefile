@@ -44,7 +44,7 @@ help:
 	@echo "make test   set up and run the whole test suite"
 	@echo "make bench  run the benchmarks; results in benchmarks/results.json and benchmarks/RESULTS.md"
 	@echo "make up     the Airflow UI (http://localhost:$(AIRFLOW_PORT), $(FLYWHEEL_UI_USER) / $(FLYWHEEL_UI_PASSWORD)) and the MLflow UI"
-	@echo "make backfill DAG=flywheel_training FROM=2026-11-01 TO=2026-11-07   one run per date (needs make up running)"
+	@echo "make backfill DAG=flywheel_training FROM=2026-11-01 TO=2026-11-07T03:00   one run per schedule time (needs make up)"
 	@echo "make lint   ruff"
 	@echo "make clean  remove the embedded state (.flywheel) and the demo events"
 
@@ -102,10 +102,11 @@ up: $(VENV)/.installed $(AIRFLOW_HOME)/airflow.db
 	AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=$(AIRFLOW_PORT) AIRFLOW__API__BASE_URL=http://localhost:$(AIRFLOW_PORT) \
 	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=$(FLYWHEEL_UI_USER):admin $(BIN)/airflow standalone
 
-# One run per date of the DAG's schedule in [FROM, TO], one at a time (the runs share one DVC workspace).
+# One run per schedule time in [FROM, TO], one at a time (the runs share one DVC workspace). FROM and TO are
+# times: the nightly 02:00 run of the 7th needs TO=2026-11-07T03:00 (TO=2026-11-07 means its midnight).
 # The runs are executed by the scheduler of `make up`. REPROCESS=completed re-runs dates that already ran.
 backfill: $(VENV)/.installed $(AIRFLOW_HOME)/airflow.db
-	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill DAG=flywheel_training FROM=2026-11-01 TO=2026-11-07 [REPROCESS=none|failed|completed]"; exit 2; }
+	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill DAG=flywheel_training FROM=2026-11-01 TO=2026-11-07T03:00 [REPROCESS=none|failed|completed]"; exit 2; }
 	$(BIN)/airflow backfill create --dag-id $(or $(DAG),flywheel_training) --from-date $(FROM) --to-date $(TO) \
 		--max-active-runs 1 --reprocess-behavior $(or $(REPROCESS),none)
 

@@ -10,9 +10,11 @@ the end. ``messages`` demo events go to a 3-partition topic; then, alternately, 
   ``KafkaConsumer`` → ``subscribe`` → ``poll(max_records=...)`` until every message was returned,
   counting records and doing nothing else.
 
-Both report messages/s from consumer creation to the end (Flywheel: to the committed offsets) and the
-peak RSS of the process tree (Flywheel's includes its decode-and-land worker), sampled every 10 ms. The
-best run of each counts. Peak RSS at 100k and 1M messages shows that memory stays flat.
+Both report messages/s from consumer creation to the end (Flywheel: to the committed offsets), the
+peak RSS of the process tree (Flywheel's includes its decode-and-land worker), sampled every 10 ms, and
+the CPU time per message of the whole tree and of the consuming process alone. The best run of each
+counts. Peak RSS at 100k and 1M messages shows that memory stays flat. The ratio depends on free cores:
+Flywheel's decoding runs in a second process, so on a busy machine it competes with the consumer.
 
     python -m benchmarks.bench_kafka_ingest --messages 1000000
 """
@@ -163,7 +165,10 @@ def bench(messages: int = 200_000, repeats: int = 2) -> dict:
                  "Apache Kafka 2.3 broker; Flywheel = consume → decode and type (row rules) → land Parquet parts → "
                  "manifests → commit, in a fresh process; baseline = bare kafka-python poll loop with the same "
                  f"consumer settings, in a fresh process; best of {repeats}. Ratio = Flywheel / baseline msgs/s "
-                 "(higher is better); peak RSS of the process tree (Flywheel's includes its worker).",
+                 "(higher is better); peak RSS of the process tree (Flywheel's includes its worker). "
+                 "cpu_us_per_msg: CPU time of the process tree per message; consumer_process_cpu_us_per_msg: "
+                 "the consuming process alone (Flywheel decodes and lands in its worker process), which bounds "
+                 "the ratio when a core is free for the worker. load_average: the machine's, at the end.",
     }
 
 

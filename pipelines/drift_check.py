@@ -257,6 +257,49 @@ def quality(labels: pd.Series, proba: np.ndarray) -> tuple[float | None, float |
     return float(roc_auc_score(y, p)), float(average_precision_score(y, p)), None
 
 
+def add_predictions(windows: tuple[pd.DataFrame, pd.DataFrame], samples: tuple[pd.DataFrame, pd.DataFrame],
+                    schema: Schema, predict: Predict, notes: list[str]) -> tuple[float | None, float | None, str | None]:
+    """Score both samples with the champion (prediction drift); ``(roc_auc, pr_auc, target)`` of the current one.
+
+    ``target`` is set (and the labels added to both samples) when Evidently can draw
+    its ROC-AUC panel. A champion that cannot score the rows leaves a note, not a crash.
+    """
+    (reference, current), (ref_s, cur_s) = windows, samples
+    features = list(schema.feature_names)
+    try:
+        ref_s[PREDICTION] = predict(reference.loc[ref_s.index, [c for c in features if c in reference.columns]])
+        cur_s[PREDICTION] = predict(current.loc[cur_s.index, features])
+    except Exception as exc:  # the report still says what it can; the note says why this part is missing
+        ref_s.drop(columns=PREDICTION, errors="ignore", inplace=True)
+        notes.append(f"the champion could not score the rows, no prediction drift or quality: {exc}")
+        return None, None, None
+    if schema.target not in current.columns:
+        return None, None, None
+    roc_auc, pr_auc, note = quality(current.loc[cur_s.index, schema.target], cur_s[PREDICTION].to_numpy())
+    if note:
+        notes.append(note)
+        return None, None, None
+    if schema.target not in reference.columns or reference[schema.target].nunique() != 2:
+        return roc_auc, pr_auc, None
+    for window, frame in ((reference, ref_s), (current, cur_s)):  # Evidently's ROC-AUC panel, both windows
+        frame[schema.target] = window.loc[frame.index, schema.target].astype("int64").to_numpy()
+    return roc_auc, pr_auc, schema.target
+
+
+def sparse_columns(samples: tuple[pd.DataFrame, pd.DataFrame], windows: tuple[pd.DataFrame, pd.DataFrame],
+                   schema: Schema, columns: list[str], cfg: DriftConfig) -> dict[str, ColumnDrift]:
+    """Columns whose few values the sample missed on one side: tested on all rows instead."""
+    judged = {}
+    for name in columns:
+        if all(has_values(frame[name], schema.column(name).is_numeric) for frame in samples):
+            continue
+        full = [model_frame(window[[name]], schema, [name])[name] for window in windows]
+        kind = column_kind(schema, name)
+        score = stattest_score(*full, kind, method_of(kind, cfg), cfg.column_threshold)
+        judged[name] = judge(name, score, schema, cfg, "too few values to sample: tested on all rows")
+    return judged
+
+
 def compare(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema, cfg: DriftConfig,
             predict: Predict | None = None) -> DriftCheck:
     """Data drift per column, prediction drift and quality of ``current`` against ``reference``.
@@ -270,33 +313,25 @@ def compare(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema, cfg:
     if len(current) < cfg.min_rows:
         notes.append(f"the current window has {len(current)} rows (< drift.min_rows {cfg.min_rows}): not tested")
         return DriftCheck(DriftResult(len(current), len(reference), notes=tuple(notes)))
-    empty = empty_columns(reference, current, schema, columns, cfg)
-    tested = [c for c in columns if c not in empty]
-    ref_idx = sample(reference, cfg.sample_rows, cfg.seed).index
-    cur_idx = sample(current, cfg.sample_rows, cfg.seed + 1).index
-    ref_s = model_frame(reference.loc[ref_idx], schema, tested)
-    cur_s = model_frame(current.loc[cur_idx], schema, tested)
+    set_aside = empty_columns(reference, current, schema, columns, cfg)
+    tested = [c for c in columns if c not in set_aside]
+    ref_s = model_frame(sample(reference, cfg.sample_rows, cfg.seed), schema, tested)
+    cur_s = model_frame(sample(current, cfg.sample_rows, cfg.seed + 1), schema, tested)
     sampled = len(ref_s) < len(reference) or len(cur_s) < len(current)
+    set_aside |= sparse_columns((ref_s, cur_s), (reference, current), schema, tested, cfg)
+    tested = [c for c in tested if c not in set_aside]
+    ref_s, cur_s = ref_s[tested].copy(), cur_s[tested].copy()
     roc_auc = pr_auc = target = None
     if predict is not None:
-        features = list(schema.feature_names)
-        ref_s[PREDICTION] = predict(reference.loc[ref_idx, [c for c in features if c in reference.columns]])
-        cur_s[PREDICTION] = predict(current.loc[cur_idx, features])
-        if schema.target in current.columns:
-            roc_auc, pr_auc, note = quality(current.loc[cur_idx, schema.target], cur_s[PREDICTION].to_numpy())
-            if note:
-                notes.append(note)
-            elif schema.target in reference.columns and reference[schema.target].nunique() == 2:
-                target = schema.target  # Evidently's ROC-AUC panel, on both windows
-                ref_s[target] = reference.loc[ref_idx, target].astype("int64").to_numpy()
-                cur_s[target] = current.loc[cur_idx, target].astype("int64").to_numpy()
-    snapshot = run_evidently(ref_s, cur_s, schema, tested, cfg, target)
-    scores = drift_scores(snapshot)
+        roc_auc, pr_auc, target = add_predictions((reference, current), (ref_s, cur_s), schema, predict, notes)
+    has_items = bool(tested) or PREDICTION in cur_s.columns
+    snapshot = run_evidently(ref_s, cur_s, schema, tested, cfg, target) if has_items else None
+    scores = drift_scores(snapshot) if snapshot is not None else {}
     judged, sampling = [], {"sampled": sampled, "reference_rows_used": len(ref_s),
                             "current_rows_used": len(cur_s), "columns": {}}
     for name in columns:
-        if name in empty:
-            judged.append(empty[name])
+        if name in set_aside:
+            judged.append(set_aside[name])
             continue
         column = judge(name, scores[name], schema, cfg)
         if sampled:

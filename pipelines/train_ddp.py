@@ -102,12 +102,6 @@ def processes_for(cfg: TrainConfig, cuda_devices: int) -> int:
     return cfg.devices
 
 
-def in_worker(env: dict[str, str] | None = None) -> bool:
-    """True inside a process torchrun started."""
-    env = os.environ if env is None else env
-    return "LOCAL_RANK" in env and "WORLD_SIZE" in env
-
-
 def torchrun_argv(
     nproc: int, workspace: Path, params: Path, summary: Path, python: str = sys.executable
 ) -> list[str]:

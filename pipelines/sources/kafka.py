@@ -35,6 +35,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing import get_context
+from operator import attrgetter
 from typing import Any
 
 import pandas as pd
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 SOURCE = "kafka"
 MAX_IN_FLIGHT = 2  # chunks handed to the worker and not yet landed: bounds the consumer's memory
 _POLL_MS = 500
+_OFFSET, _KEY, _VALUE = attrgetter("offset"), attrgetter("key"), attrgetter("value")
 
 
 # -- landing one chunk (in the worker process, or inline) ---------------------------------------
@@ -288,14 +290,16 @@ class _Drain:
                 raise SourceUnavailable(
                     f"{self.endpoint.describe()}: consumer group {self.cfg.group_id!r} got no partitions of "
                     f"{list(self.cfg.topics)} within {timeout:g} s")
-            self.take(self.consumer.poll(timeout_ms=200, max_records=self.cfg.poll_records))
+            budget = self.cfg.poll_records if self.cfg.max_records is None else min(
+                self.cfg.poll_records, self.cfg.max_records - self.drained.consumed)
+            self.take(self.consumer.poll(timeout_ms=200, max_records=max(1, budget)))
 
     def take(self, batch: dict) -> None:
         for tp, recs in batch.items():
             if not recs:
                 continue
-            self.chunk.append(Segment(tp.topic, tp.partition, [r.offset for r in recs], [r.key for r in recs],
-                                      [r.value for r in recs]))
+            self.chunk.append(Segment(tp.topic, tp.partition, list(map(_OFFSET, recs)), list(map(_KEY, recs)),
+                                      list(map(_VALUE, recs))))
             self.drained.first.setdefault(tp, recs[0].offset)
             self.drained.last[tp] = recs[-1].offset
             self.rows += len(recs)
@@ -375,12 +379,20 @@ class _Drain:
 
 
 def commit(consumer: Any, offsets: dict, run_id: str, endpoint: KafkaEndpoint) -> dict[str, int]:
-    """Commit ``{TopicPartition: next offset}`` (never backwards); what was committed, by ``topic:partition``."""
+    """Commit ``{TopicPartition: next offset}`` (never backwards); what was committed, by ``topic:partition``.
+
+    Only partitions this consumer still owns are committed: one taken away by a rebalance belongs to
+    another consumer now, which reads it again from its committed offset (the copies are dropped before
+    the validated tier).
+    """
     from kafka.errors import KafkaError
     from kafka.structs import OffsetAndMetadata
 
+    owned = set(consumer.assignment())
     forward = {}
     for tp, offset in offsets.items():
+        if tp not in owned:
+            continue
         current = consumer.committed(tp)
         if current is None or current < offset:
             forward[tp] = OffsetAndMetadata(offset, f"flywheel run {run_id}", -1)

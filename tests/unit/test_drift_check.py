@@ -138,3 +138,28 @@ def test_standard_error_shrinks_with_the_sample():
                            "num", "wasserstein", 0.1)
     assert 0 < large < small
     assert stattest_score(pd.Series([1.0, np.nan, np.inf]), pd.Series([1.0, 2.0]), "num", "wasserstein", 0.1) > 0
+
+
+def test_a_champion_that_cannot_score_leaves_a_note_not_a_crash():
+    def broken(rows: pd.DataFrame) -> np.ndarray:
+        raise ValueError("feature 'site' has an unknown dtype")
+
+    result = compare(frame(3000, 1), frame(1000, 2), SCHEMA, CFG, broken).result
+    assert result.prediction is None and result.roc_auc is None
+    assert "champion could not score the rows" in result.notes[-1] and "unknown dtype" in result.notes[-1]
+    assert len(result.columns) == 3
+
+
+def test_a_column_too_sparse_to_sample_is_tested_on_all_rows():
+    reference, current = frame(20_000, 1), frame(20_000, 2)
+    current["load"] = pd.array([pd.NA] * 20_000, dtype="Int64")
+    current.loc[[7, 19_000], "load"] = 99  # two values: the sample will hardly hold them
+    result = compare(reference, current, SCHEMA, CFG.model_copy(update={"sample_rows": 1000})).result
+    load = by_name(result)["load"]
+    assert load.note == "too few values to sample: tested on all rows" and load.drifted
+
+
+def test_nothing_left_to_test_is_an_empty_report_not_a_crash():
+    nulls = {"temperature": np.nan, "load": pd.NA, "site": None}
+    result = compare(frame(2000, 1).assign(**nulls), frame(1000, 2).assign(**nulls), SCHEMA, CFG).result
+    assert all(c.skipped for c in result.columns) and result.drift_share == 0.0

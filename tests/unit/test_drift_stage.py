@@ -67,3 +67,18 @@ def test_describe_says_what_was_found_in_a_few_lines():
     assert lines[1] == "data drift: share 0.50, 1 of 2 columns: a"
     assert "prediction drift wasserstein 0.300 (drifted)" in lines[2] and "ROC-AUC 0.610" in lines[2]
     assert lines[3] == "verdict: retrain: drift share 0.50 >= 0.5" and lines[4] == "report: /lake/report.html"
+
+
+def test_a_check_without_evidently_writes_the_summary_only_as_valid_json(tmp_path):
+    import json
+
+    from pipelines.drift_check import DriftCheck
+    from pipelines.drift_decision import DriftResult
+
+    lake = Lake(str(tmp_path))
+    check = DriftCheck(DriftResult(3, 100, notes=("too few rows",)))
+    summary = {"run_id": "r:1", "roc_auc": float("nan"), "verdict": {"retrain": False, "reasons": ["x"]}}
+    paths = drift.write_reports(lake, "r:1", drift.rendered(check), summary)
+    assert set(paths) == {"summary"} and paths["summary"].endswith("reports/drift/run=r_1/summary.json")
+    written = json.loads(open(paths["summary"]).read())
+    assert written["roc_auc"] is None and written["report"] == paths

@@ -10,7 +10,7 @@ import torch
 from test_featurize import churn_events, churn_params, write_snapshot
 from test_train import training_data
 
-from pipelines import featurize, train, train_ddp
+from pipelines import featurize, train
 from pipelines.settings import Settings
 from pipelines.train_ddp import SINGLE, Group, processes_for, torchrun_argv
 
@@ -37,11 +37,6 @@ def test_torchrun_argv_relaunches_the_worker_module():
         "-m", "pipelines.train_ddp",
         "--workspace", "/ws", "--params", "/tmp/p.yaml", "--summary", "/tmp/s.json",
     ]
-
-
-def test_in_worker_reads_torchrun_variables():
-    assert train_ddp.in_worker({"LOCAL_RANK": "0", "WORLD_SIZE": "2"})
-    assert not train_ddp.in_worker({})
 
 
 def test_the_single_process_group_is_a_no_op():
