@@ -32,6 +32,7 @@ from pipelines.drift_check import DriftCheck, DriftInputError
 from pipelines.drift_decision import DriftResult, Verdict, decide_retrain
 from pipelines.lake import Lake, safe_run_id
 from pipelines.reference import NoChampion, ReferenceNotFound
+from pipelines.registry import ensure_experiment
 from pipelines.settings import Settings
 from pipelines.snapshot import Window, read_validated, select_window
 
@@ -139,17 +140,6 @@ def write_reports(lake: Lake, run_id: str, files: dict[str, str], summary: dict[
     return paths
 
 
-def _experiment(settings: Settings, name: str) -> str:
-    import mlflow
-
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    found = mlflow.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    location = settings.artifact_root.as_uri() if settings.tracking_uri.startswith("sqlite:") else None
-    return mlflow.create_experiment(name, artifact_location=location)
-
-
 def _metric_name(column: str) -> str:
     return "score." + re.sub(r"[^A-Za-z0-9_./ -]", "_", column)
 
@@ -175,7 +165,7 @@ def log_to_mlflow(params: Params, settings: Settings, check: DriftCheck, files: 
     for var, tag in (("AIRFLOW_CTX_DAG_ID", "airflow.dag_id"), ("AIRFLOW_CTX_DAG_RUN_ID", "airflow.run_id")):
         if env.get(var):
             tags[tag] = env[var]
-    experiment_id = _experiment(settings, cfg.experiment)
+    experiment_id = ensure_experiment(settings, cfg.experiment)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"drift-{safe_run_id(summary['run_id'])}",
                           tags=tags) as active:
         mlflow.log_params({"window_start": summary["window"]["start"], "window_end": summary["window"]["end"],

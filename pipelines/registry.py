@@ -57,6 +57,23 @@ def client(settings: Settings):
     return MlflowClient(tracking_uri=settings.tracking_uri)
 
 
+def ensure_experiment(settings: Settings, name: str) -> str:
+    """The id of experiment ``name``, created if missing; checks the tracking server first.
+
+    With the embedded SQLite store, a new experiment keeps its artifacts under
+    ``settings.artifact_root`` (not a ``./mlruns`` relative to the working directory).
+    """
+    import mlflow
+
+    require_tracking(settings.tracking_uri)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = settings.artifact_root.as_uri() if settings.tracking_uri.startswith("sqlite:") else None
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
 def alias_version(mlflow_client, name: str, alias: str) -> str | None:
     """The version behind an alias, or None when the alias (or the model) does not exist."""
     from mlflow.exceptions import MlflowException

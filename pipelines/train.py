@@ -501,19 +501,10 @@ def fit(
 
 
 def configure_mlflow(settings: Settings, experiment: str) -> str:
-    """Point MLflow at ``settings.tracking_uri`` and make sure the experiment exists; return its id.
+    """Point MLflow at ``settings.tracking_uri`` and make sure the experiment exists; return its id."""
+    from pipelines.registry import ensure_experiment
 
-    With the embedded SQLite store, a new experiment keeps its artifacts under
-    ``settings.artifact_root`` (not a ``./mlruns`` relative to the working directory).
-    """
-    import mlflow
-
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    found = mlflow.get_experiment_by_name(experiment)
-    if found is not None:
-        return found.experiment_id
-    location = settings.artifact_root.as_uri() if settings.tracking_uri.startswith("sqlite:") else None
-    return mlflow.create_experiment(experiment, artifact_location=location)
+    return ensure_experiment(settings, experiment)
 
 
 def git_commit(project: Path) -> str:
