@@ -39,12 +39,14 @@ def _run(args: list[str], env: dict[str, str]) -> tuple[float, str]:
     return time.perf_counter() - start, proc.stdout
 
 
-def _installation(work: Path, name: str, events: Path) -> tuple[Path, Path]:
+def _installation(work: Path, name: str, events: Path, epochs: int | None = None) -> tuple[Path, Path]:
     home = work / name
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["ingest"]["files"]["path"] = str(events)
+    if epochs:
+        params["train"]["epochs"] = epochs
     params_path = home / "params.yaml"
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     return home, params_path
@@ -55,8 +57,8 @@ def _land(env: dict[str, str]) -> float:
     return seconds + _run([str(BIN / "flywheel"), "validate", "--json"], env)[0]
 
 
-def bare(work: Path, events: Path) -> dict[str, float]:
-    home, params = _installation(work, "bare", events)
+def bare(work: Path, events: Path, epochs: int | None = None) -> dict[str, float]:
+    home, params = _installation(work, "bare", events, epochs)
     env = _env(home, params)
     _land(env)
     _run([str(BIN / "flywheel"), "init", "--json"], env)
@@ -66,8 +68,8 @@ def bare(work: Path, events: Path) -> dict[str, float]:
     return times
 
 
-def orchestrated(work: Path, events: Path) -> tuple[float, dict[str, float]]:
-    home, params = _installation(work, "dag", events)
+def orchestrated(work: Path, events: Path, epochs: int | None = None) -> tuple[float, dict[str, float]]:
+    home, params = _installation(work, "dag", events, epochs)
     env = _env(home, params)
     _land(env)
     _run([str(BIN / "airflow"), "db", "migrate"], env)
@@ -78,22 +80,22 @@ def orchestrated(work: Path, events: Path) -> tuple[float, dict[str, float]]:
     return wall, report["stage_seconds"]
 
 
-def bench(rows: int) -> dict:
-    """Time both paths on ``rows`` produced events."""
+def bench(rows: int, epochs: int | None = None) -> dict:
+    """Time both paths on ``rows`` produced events (``epochs`` overrides train.epochs for both)."""
     from pipelines import produce
 
     work = ROOT / "benchmarks" / ".work" / f"training_{rows}"
     events = work / "events"
     shutil.rmtree(events, ignore_errors=True)
     produce.produce(str(events), rows=rows, seed=1, fmt="parquet", files=max(1, rows // 250_000))
-    wall, stages = orchestrated(work, events)
-    baseline = bare(work, events)
+    wall, stages = orchestrated(work, events, epochs)
+    baseline = bare(work, events, epochs)
     bare_total = sum(baseline.values())
     return {
         "name": f"training_dag_{rows}",
         "flywheel": {"wall_s": wall, **{f"{k}_s": v for k, v in stages.items()}},
         "baseline": {"wall_s": bare_total, **{f"{k}_s": v for k, v in baseline.items()}},
         "ratio": wall / bare_total,
-        "notes": f"{rows:,} events; `airflow dags test flywheel_training` vs the same stage commands run bare "
+        "notes": f"{rows:,} events, train.epochs {epochs or 'from params.yaml'}; `airflow dags test flywheel_training` vs the same stage commands run bare "
                  "(no Airflow, no DVC). Ratio = time overhead of orchestration (lower is better).",
     }
