@@ -147,8 +147,8 @@ def _source(source: Any) -> str:
     if not isinstance(source, dict):
         return str(source)
     if "topic" in source:
-        return (f"kafka {source['topic']}[{source.get('partition')}] offsets "
-                f"{source.get('first_offset', source.get('start'))}..{source.get('last_offset', source.get('end'))}")
+        return (f"kafka {source['topic']}[{source.get('partition')}] offsets {source.get('first')}.."
+                f"{source.get('last')} ({source.get('consumed', '?')} consumed, {source.get('landed', '?')} landed)")
     where = source.get("path") or source.get("key")
     digest = source.get("sha256") or source.get("etag") or source.get("ETag")
     return f"{where} ({digest}, {source.get('consumed', '?')} records)"
