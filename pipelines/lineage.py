@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -192,10 +191,9 @@ def _checkout(settings: Settings, commit: str, target: Path) -> Path:
 
 
 def _dvc(settings: Settings, cwd: Path, *args: str) -> None:
-    from pipelines.workspace import command_env
+    from pipelines.workspace import command_env, dvc_executable
 
-    dvc = shutil.which("dvc", path=command_env(settings)["PATH"]) or "dvc"
     env = {**command_env(settings), "FLYWHEEL_REPRODUCING": "1"}
-    proc = subprocess.run([dvc, *args], cwd=cwd, env=env, capture_output=True, text=True)
+    proc = subprocess.run([dvc_executable(), *args], cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise LineageError(f"`dvc {' '.join(args)}` failed in {cwd}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}")

@@ -11,6 +11,7 @@ Only MLflow 3 aliases are used (``champion``, ``challenger``,
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -161,7 +162,7 @@ def check_in_fresh_process(model_uri: str, sample: pd.DataFrame, settings: Setti
         "print(json.dumps({'latency_ms': (time.perf_counter() - start) * 1000, 'rows': len(out),"
         " 'finite': bool(pd.Series(out['probability']).between(0, 1).all())}))\n"
     )
-    env = {**__import__("os").environ, **settings.as_env()}
+    env = {**os.environ, **settings.as_env()}
     proc = subprocess.run([sys.executable, "-c", code, model_uri], input=sample_json, text=True,
                           capture_output=True, env=env, timeout=600)
     if proc.returncode != 0:
@@ -268,8 +269,6 @@ def _infra_check(params: Params, settings: Settings, model_uri: str, rows: pd.Da
 
 
 def _record(client, name: str, version: str, decision: Decision, details: dict, trigger: str) -> None:
-    import os
-
     tags = {
         "flywheel.gate.decision": "promoted" if decision.promote else "rejected",
         "flywheel.gate.reason": decision.reason,

@@ -66,8 +66,10 @@ def _run(args: list[str], cwd: Path, settings: Settings, what: str) -> str:
     return proc.stdout + proc.stderr
 
 
-def _dvc(settings: Settings) -> str:
-    return str(Path(sys.executable).parent / "dvc") if (Path(sys.executable).parent / "dvc").exists() else "dvc"
+def dvc_executable() -> str:
+    """The ``dvc`` installed beside this interpreter, else the one on PATH."""
+    beside = Path(sys.executable).parent / "dvc"
+    return str(beside) if beside.exists() else "dvc"
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -84,12 +86,12 @@ def init(settings: Settings) -> Path:
         _run(["git", "config", "user.name", "Flywheel"], ws, settings, "git config")
         _run(["git", "config", "user.email", "flywheel@localhost"], ws, settings, "git config")
     if not (ws / ".dvc").exists():
-        _run([_dvc(settings), "init", "-q"], ws, settings, "dvc init")
-        _run([_dvc(settings), "config", "core.autostage", "true"], ws, settings, "dvc config")
+        _run([dvc_executable(), "init", "-q"], ws, settings, "dvc init")
+        _run([dvc_executable(), "config", "core.autostage", "true"], ws, settings, "dvc config")
     if not os.environ.get("FLYWHEEL_DVC_REMOTE"):
         settings.dvc_remote.mkdir(parents=True, exist_ok=True)
     remote = os.environ.get("FLYWHEEL_DVC_REMOTE") or str(settings.dvc_remote)
-    _run([_dvc(settings), "remote", "add", "-f", "-d", "store", remote], ws, settings, "dvc remote add")
+    _run([dvc_executable(), "remote", "add", "-f", "-d", "store", remote], ws, settings, "dvc remote add")
     link = ws / "pipelines"
     if not link.exists():
         # Stages list their own source as deps: a code change reruns them.
@@ -133,7 +135,7 @@ def classify(stage: str, output: str) -> Outcome:
 def repro(settings: Settings, stage: str) -> StageResult:
     """Run ``dvc repro --single-item <stage>`` in the workspace and say what it did."""
     start = time.perf_counter()
-    output = _run([_dvc(settings), "repro", "--single-item", stage], settings.workspace, settings,
+    output = _run([dvc_executable(), "repro", "--single-item", stage], settings.workspace, settings,
                   f"dvc repro of stage '{stage}'")
     for line in output.splitlines():
         if line.strip() and "it/s]" not in line:  # progress bars carry nothing a log reader needs
@@ -144,7 +146,7 @@ def repro(settings: Settings, stage: str) -> StageResult:
 def commit(settings: Settings, message: str) -> str:
     """Commit the workspace's lock and params, push outputs to the remote; return the commit."""
     ws = settings.workspace
-    _run([_dvc(settings), "push", "-q"], ws, settings, "dvc push")
+    _run([dvc_executable(), "push", "-q"], ws, settings, "dvc push")
     _run(["git", "add", "-A", "."], ws, settings, "git add")
     status = _run(["git", "status", "--porcelain"], ws, settings, "git status")
     if status.strip():
