@@ -14,7 +14,7 @@ below, so one report judges every case:
 ``*_near`` sit just above the threshold, where a sampled score is least sure.
 
 - **Baseline**: Evidently's ``DataDriftPreset`` on all rows (``Report.run`` only).
-- **Flywheel**: :func:`pipelines.drift_check.compare` with ``drift.sample_rows`` (50 000 by default):
+- **Flywheel**: :func:`pipelines.drift.check.compare` with ``drift.sample_rows`` (50 000 by default):
   the same preset on a seeded sample of each side, then every column whose sampled
   score is within 4 estimated standard errors of the threshold re-tested on all rows
   with the same Evidently test (see ``pipelines/drift_check.py``).
@@ -36,7 +36,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from pipelines.config import DriftConfig, Schema
+from pipelines.common.config import DriftConfig, Schema
 
 CATEGORIES = tuple(f"c{i}" for i in range(10))
 BASE_P = np.array([.22, .16, .12, .10, .09, .08, .07, .06, .05, .05])
@@ -70,7 +70,7 @@ def window(rows: int, shifted: bool, seed: int) -> pd.DataFrame:
 
 def full_report(reference: pd.DataFrame, current: pd.DataFrame, sch: Schema, cfg: DriftConfig) -> dict[str, bool]:
     """The baseline: Evidently's DataDriftPreset on every row; ``{column: drifted}``."""
-    from pipelines.drift_check import drift_scores, run_evidently
+    from pipelines.drift.check import drift_scores, run_evidently
 
     columns = list(sch.feature_names)
     prepared = [frame.assign(**{c.name: frame[c.name].astype("float64") for c in sch.numeric})
@@ -82,7 +82,7 @@ def full_report(reference: pd.DataFrame, current: pd.DataFrame, sch: Schema, cfg
 def sampled_check(reference: pd.DataFrame, current: pd.DataFrame, sch: Schema,
                   cfg: DriftConfig) -> tuple[dict[str, bool], dict]:
     """Flywheel's check; ``({column: drifted}, sampling details)``."""
-    from pipelines.drift_check import compare
+    from pipelines.drift.check import compare
 
     result = compare(reference, current, sch, cfg).result
     return {c.name: c.drifted for c in result.columns}, result.sampling

@@ -1,7 +1,7 @@
 """Kafka ingestion throughput and memory: Flywheel's consume → land Parquet → manifest → commit against a
 bare kafka-python poll loop over the same topic, in the same run, on a local Apache Kafka 2.3 broker.
 
-The broker is started by ``pipelines.services`` (free ports, a temporary state folder) and stopped at
+The broker is started by ``pipelines.demo.services`` (free ports, a temporary state folder) and stopped at
 the end. ``messages`` demo events go to a 3-partition topic; then, alternately, ``repeats`` times each:
 
 - **Flywheel**: ``flywheel ingest --source kafka`` in a fresh process with a fresh consumer group: the
@@ -40,9 +40,9 @@ PARTITIONS = 3
 _BARE_LOOP = """
 import json, sys, time
 from kafka import KafkaConsumer
-from pipelines.config import load_params
-from pipelines.sources.endpoints import KafkaEndpoint
-from pipelines.sources.kafka import consumer_config
+from pipelines.common.config import load_params
+from pipelines.ingest.endpoints import KafkaEndpoint
+from pipelines.ingest.kafka import consumer_config
 
 cfg = load_params(sys.argv[1]).ingest.kafka
 expected = int(sys.argv[2])
@@ -61,9 +61,9 @@ print(json.dumps({"consumed": seen, "seconds": seconds}))
 
 def produce(bootstrap: str, messages: int) -> float:
     """Send ``messages`` clean demo events in batches (bounded memory); seconds taken."""
-    from pipelines import produce as demo
-    from pipelines.sources import publish
-    from pipelines.sources.endpoints import KafkaEndpoint
+    from pipelines.demo import generator as demo
+    from pipelines.demo import publish
+    from pipelines.ingest.endpoints import KafkaEndpoint
 
     endpoint = KafkaEndpoint(bootstrap)
     start = time.perf_counter()
@@ -126,8 +126,8 @@ def bare_run(folder: Path, env: dict[str, str], group: str, messages: int) -> di
 
 def bench(messages: int = 200_000, repeats: int = 2) -> dict:
     """Best-of-``repeats`` msgs/s and peak RSS of Flywheel's Kafka ingestion and of the bare poll loop."""
-    from pipelines import services
-    from pipelines.services.supervisor import free_port
+    from pipelines.demo import services
+    from pipelines.demo.services.supervisor import free_port
 
     with tempfile.TemporaryDirectory(prefix="flywheel-bench-kafka-") as tmp:
         folder = Path(tmp)

@@ -31,8 +31,8 @@ from collections.abc import Callable
 import torch
 
 from benchmarks.bench_train_loop import bare_loop, make_data, new_model
-from pipelines.config import TrainConfig
-from pipelines.train import fit, plan_placement, positive_weight, train_epoch
+from pipelines.common.config import TrainConfig
+from pipelines.train.stage import fit, plan_placement, positive_weight, train_epoch
 
 
 def label(rows: int) -> str:

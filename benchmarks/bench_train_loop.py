@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipelines.config import TrainConfig
-from pipelines.model import TabularNet
-from pipelines.train import TrainingData, fit, make_optimizer, positive_weight, seed_everything
+from pipelines.common.config import TrainConfig
+from pipelines.train.network import TabularNet
+from pipelines.train.stage import TrainingData, fit, make_optimizer, positive_weight, seed_everything
 
 N_NUMERIC = 5
 CARDINALITIES = (12, 7, 4)  # codes per categorical column, the unknown code 0 included

@@ -82,7 +82,7 @@ def orchestrated(work: Path, events: Path, epochs: int | None = None) -> tuple[f
 
 def bench(rows: int, epochs: int | None = None) -> dict:
     """Time both paths on ``rows`` produced events (``epochs`` overrides train.epochs for both)."""
-    from pipelines import produce
+    from pipelines.demo import generator as produce
 
     work = ROOT / "benchmarks" / ".work" / f"training_{rows}"
     events = work / "events"

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import ParamsError, load_params
-from pipelines.settings import Settings
+from pipelines.common.config import ParamsError, load_params
+from pipelines.common.settings import Settings
 
 EXIT_FAILED, EXIT_REJECTED = 2, 3
 
@@ -55,18 +55,18 @@ def _assignment(value: str) -> tuple[str, Any]:
 
 
 def cmd_produce(args: argparse.Namespace, settings: Settings) -> dict:
-    from pipelines import produce
+    from pipelines.demo import generator as produce
 
     demo = dict(rows=args.rows, seed=args.seed, start=args.start, end=args.end, batch=args.batch,
                 covariate_drift=args.covariate_drift, concept_drift=args.concept_drift,
                 malformed_fraction=args.malformed_fraction)
     if args.to == "kafka":
-        from pipelines.sources import publish
+        from pipelines.demo import publish
 
         topic = args.topic or load_params(settings.params_path).ingest.kafka.topics[0]
         return publish.to_kafka(topic, partitions=args.partitions, **demo)
     if args.to == "s3":
-        from pipelines.sources import publish
+        from pipelines.demo import publish
 
         url = args.out or load_params(settings.params_path).ingest.s3.url
         return publish.to_s3(url, files=args.files, fmt=args.format, **demo)
@@ -76,15 +76,15 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> dict:
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> dict:
-    from pipelines import sources
+    from pipelines import ingest
 
     run_id = args.run_id or "manual__" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    return sources.run(load_params(settings.params_path), settings, run_id=run_id, sources=args.source,
+    return ingest.run(load_params(settings.params_path), settings, run_id=run_id, sources=args.source,
                        path=args.path)
 
 
 def cmd_services(args: argparse.Namespace, settings: Settings) -> dict:
-    from pipelines import services
+    from pipelines.demo import services
 
     names = args.names or (list(services.DEFAULT_UP) if args.action == "up" else None)
     ports = dict(args.port or [])
@@ -127,7 +127,7 @@ def _workspace_params(args: argparse.Namespace, settings: Settings):
 
 
 def cmd_snapshot(args: argparse.Namespace, settings: Settings) -> dict:
-    from pipelines import snapshot
+    from pipelines.featurize import snapshot
 
     workspace = _workspace(args, settings)
     params = _workspace_params(args, settings)
@@ -140,7 +140,7 @@ def _stage(module_name: str) -> Callable[[argparse.Namespace, Settings], dict]:
 
         module = importlib.import_module(f"pipelines.{module_name}")
         workspace = _workspace(args, settings)
-        return module.run(_workspace_params(args, settings), workspace, settings)
+        return module.run(_workspace_params(args, settings), settings, workspace)
 
     return command
 
@@ -154,13 +154,13 @@ def cmd_promote(args: argparse.Namespace, settings: Settings) -> dict:
 
 
 def cmd_rollback(args: argparse.Namespace, settings: Settings) -> dict:
-    from pipelines import registry
+    from pipelines.promote import registry
 
     return registry.rollback(load_params(settings.params_path), settings, args.reason)
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> dict:
-    from pipelines import registry
+    from pipelines.promote import registry
 
     report = registry.status(load_params(settings.params_path), settings)
     if not args.json:
@@ -169,7 +169,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> dict:
 
 
 def cmd_lineage(args: argparse.Namespace, settings: Settings) -> dict:
-    from pipelines import lineage
+    from pipelines.promote import lineage
 
     chain = lineage.trace(load_params(settings.params_path), settings, args.model)
     if not args.json:
@@ -178,7 +178,7 @@ def cmd_lineage(args: argparse.Namespace, settings: Settings) -> dict:
 
 
 def cmd_reproduce(args: argparse.Namespace, settings: Settings) -> dict:
-    from pipelines import lineage
+    from pipelines.promote import lineage
 
     return lineage.reproduce(load_params(settings.params_path), settings, args.model)
 
@@ -192,7 +192,8 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> dict:
 
 
 def cmd_repro(args: argparse.Namespace, settings: Settings) -> dict:
-    from pipelines import promote, registry, workspace
+    from pipelines import promote, workspace
+    from pipelines.promote import registry
 
     workspace.init(settings)
     workspace.sync(settings, dict(args.set or []))

@@ -41,6 +41,6 @@ def repo_root() -> Path:
 
 @pytest.fixture
 def demo_params():
-    from pipelines.config import load_params
+    from pipelines.common.config import load_params
 
     return load_params(ROOT / "params.yaml")

@@ -20,8 +20,9 @@ def check_drift(run_id: str, as_of: datetime | None) -> dict:
     """Run the drift check; skip when there is no champion yet, fail clearly when the inputs are wrong."""
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-    from pipelines import drift, report
-    from pipelines.config import ParamsError
+    from pipelines.common.config import ParamsError
+    from pipelines.drift import stage as drift
+    from pipelines.report import summary as report
 
     hook = FlywheelHook()
     try:
@@ -40,8 +41,8 @@ def trigger_retrain(summary: dict, run_id: str, outlet: Any) -> dict:
     """On a retrain verdict, start the cooldown and emit ``drift_detected`` with the evidence; else skip."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from pipelines import drift
-    from pipelines.lake import Lake
+    from pipelines.common.lake import Lake
+    from pipelines.drift import stage as drift
 
     verdict = summary["verdict"]
     if not verdict["retrain"]:  # no asset event: flywheel_training is not triggered
@@ -71,7 +72,7 @@ def training_trigger(run_type: Any, triggering: Any) -> dict:
     """Why this training run ran, as a JSON-able dict (kind, summary, details)."""
     from dataclasses import asdict
 
-    from pipelines import triggers
+    from pipelines.train import trigger as triggers
 
     drift, other = asset_events(triggering)
     return asdict(triggers.reason(str(getattr(run_type, "value", run_type)), drift, other))
@@ -79,7 +80,7 @@ def training_trigger(run_type: Any, triggering: Any) -> dict:
 
 def record_trigger(run: dict, promotion: dict) -> dict:
     """Tag a newly registered version and its run with why the training ran (an old model keeps its tags)."""
-    from pipelines import triggers
+    from pipelines.train import trigger as triggers
 
     why = run.get("trigger_reason")
     if not why or not promotion.get("registered_now"):

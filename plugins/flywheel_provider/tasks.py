@@ -23,7 +23,7 @@ def ingest_sources(run_id: str, sources: list[str] | None = None) -> dict:
     """
     from flywheel_provider.hooks.kafka_ingest import KafkaIngestHook
     from flywheel_provider.hooks.s3_ingest import S3IngestHook
-    from pipelines import sources as stage
+    from pipelines.ingest import stage
 
     hook = FlywheelHook()
     params = hook.params()
@@ -37,7 +37,8 @@ def validate_and_publish(landed: dict, run_id: str, outlet: Any) -> dict:
     """Run the gate; publish ``validated_events`` with the counts, or fail naming what was rejected."""
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-    from pipelines import report, validate
+    from pipelines.report import summary as report
+    from pipelines.validate import stage as validate
 
     hook = FlywheelHook()
     settings = hook.settings()
@@ -59,8 +60,9 @@ def prepare_training(form: dict, logical_date: datetime | None, run_type: Any, t
     from airflow.sdk.exceptions import AirflowFailException
 
     from flywheel_provider.monitoring import training_trigger
-    from pipelines import runs, workspace
-    from pipelines.config import ParamsError
+    from pipelines.common.config import ParamsError
+    from pipelines.train import form as runs
+    from pipelines.workspace import repo as workspace
 
     settings = FlywheelHook().settings()
     try:
@@ -99,8 +101,8 @@ def refuse_concurrent_runs() -> None:
 def promote_model(run: dict) -> dict:
     """Register the trained model and let the gate decide on the ``champion`` alias; record why it ran."""
     from flywheel_provider.monitoring import record_trigger
-    from pipelines import promote
-    from pipelines.config import load_params
+    from pipelines.common.config import load_params
+    from pipelines.promote import stage as promote
 
     settings = FlywheelHook().settings()
     params = load_params(settings.workspace / "params.yaml")
@@ -113,7 +115,9 @@ def record_training(run: dict, outcomes: dict, promotion: dict, run_id: str) -> 
     """Commit the workspace (dvc.lock), push to the DVC remote and write the run report."""
     import json
 
-    from pipelines import registry, report, workspace
+    from pipelines.promote import registry
+    from pipelines.report import summary as report
+    from pipelines.workspace import repo as workspace
 
     settings = FlywheelHook().settings()
     commit = workspace.commit(settings, f"flywheel_training {run_id}: model v{promotion.get('version')}")

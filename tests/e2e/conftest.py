@@ -40,12 +40,12 @@ class Installation:
     events: Path
 
     def params(self):
-        from pipelines.config import load_params
+        from pipelines.common.config import load_params
 
         return load_params(self.params_path)
 
     def settings(self):
-        from pipelines.settings import Settings
+        from pipelines.common.settings import Settings
 
         return Settings.from_env()
 

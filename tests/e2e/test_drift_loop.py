@@ -39,7 +39,7 @@ def drift_events() -> list[dict]:
 
 def produce(install, batch: str, rows: int, seed: int, start: int, end: int, drift: bool = False) -> None:
     """Demo events between ``start`` and ``end`` days ago; drifted: all covariates moved, 30% of the rule."""
-    from pipelines import produce as demo
+    from pipelines.demo import generator as demo
 
     demo.produce(str(install.events), rows=rows, seed=seed, batch=batch, start=DAY - timedelta(days=start),
                  end=DAY - timedelta(days=end), covariate_drift=1.0 if drift else 0.0,
@@ -65,7 +65,7 @@ def test_drift_triggers_one_retrain_that_promotes_a_better_model(dagbag, loop_in
     from flywheel_provider.asset_runs import run_asset_triggered
     from mlflow import MlflowClient
 
-    from pipelines import report
+    from pipelines.report import summary as report
 
     install, settings = loop_install, loop_install.settings()
     name = install.params().promote.model_name

@@ -54,7 +54,7 @@ def write_sensor_readings(folder, rows: int, seed: int) -> None:
 
 
 def test_sensor_dataset_through_the_whole_loop(dagbag, tmp_path, monkeypatch):
-    from pipelines import report
+    from pipelines.report import summary as report
 
     install = make_installation(tmp_path, monkeypatch, json.loads(json.dumps(SENSOR_PARAMS)))
     write_sensor_readings(install.events, rows=3000, seed=11)

@@ -12,14 +12,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def champion_version(install):
-    from pipelines import report
+    from pipelines.report import summary as report
 
     champ = report.champion(install.params(), install.settings())
     return champ and champ["version"]
 
 
 def test_loop_ends_with_a_champion_and_a_rerun_skips_training(dagbag, demo_install):
-    from pipelines import produce, report
+    from pipelines.demo import generator as produce
+    from pipelines.report import summary as report
 
     produce.produce(str(demo_install.events), rows=4000, seed=3, malformed_fraction=0.01)
 
@@ -51,7 +52,8 @@ def test_loop_ends_with_a_champion_and_a_rerun_skips_training(dagbag, demo_insta
 def test_forced_promotion_needs_a_reason_and_is_recorded(dagbag, demo_install):
     from mlflow import MlflowClient
 
-    from pipelines import produce, report
+    from pipelines.demo import generator as produce
+    from pipelines.report import summary as report
 
     produce.produce(str(demo_install.events), rows=3000, seed=5)
     assert run_dag(dagbag, "flywheel_ingest")[0].state == "success"

@@ -13,8 +13,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def test_rejected_batch_never_reaches_training_and_champion_stays(dagbag, demo_install):
-    from pipelines import produce, report
-    from pipelines.lake import Lake
+    from pipelines.common.lake import Lake
+    from pipelines.demo import generator as produce
+    from pipelines.report import summary as report
 
     settings = demo_install.settings()
     produce.produce(str(demo_install.events), rows=3000, seed=4, batch="good")

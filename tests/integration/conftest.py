@@ -13,7 +13,8 @@ from tests.e2e.conftest import ROOT, Installation
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """An installation with validated demo events and a workspace where `flywheel repro` ran once."""
-    from pipelines import cli, produce
+    from pipelines import cli
+    from pipelines.demo import generator as produce
 
     tmp = tmp_path_factory.mktemp("install")
     home, events = tmp / "home", tmp / "events"

@@ -19,8 +19,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def install(tmp_path, monkeypatch):
-    from pipelines.config import load_params
-    from pipelines.settings import Settings
+    from pipelines.common.config import load_params
+    from pipelines.common.settings import Settings
 
     home = tmp_path / "home"
     params_path = tmp_path / "params.yaml"
@@ -53,7 +53,7 @@ def champion_with_tags(settings, name: str, tags: dict[str, str]) -> None:
 
 
 def test_split_md5_from_dvc_add_finds_train_parquet_in_the_cache_and_the_remote(install, tmp_path):
-    from pipelines.reference import dvc_roots, load_split
+    from pipelines.drift.reference import dvc_roots, load_split
 
     params, settings = install
     ws = settings.workspace
@@ -79,7 +79,7 @@ def test_split_md5_from_dvc_add_finds_train_parquet_in_the_cache_and_the_remote(
 
 
 def test_no_champion_is_a_clear_error(install):
-    from pipelines.reference import NoChampion, find_reference
+    from pipelines.drift.reference import NoChampion, find_reference
 
     params, settings = install
     with pytest.raises(NoChampion, match=r"model 'card-fraud' has no 'champion' alias .*expected a trained"):
@@ -87,7 +87,7 @@ def test_no_champion_is_a_clear_error(install):
 
 
 def test_a_champion_without_lineage_or_with_lost_data_is_a_clear_error(install):
-    from pipelines.reference import ReferenceNotFound, find_reference
+    from pipelines.drift.reference import ReferenceNotFound, find_reference
 
     params, settings = install
     champion_with_tags(settings, params.promote.model_name, {})
@@ -96,7 +96,7 @@ def test_a_champion_without_lineage_or_with_lost_data_is_a_clear_error(install):
 
 
 def test_lost_reference_data_names_what_was_tried(install):
-    from pipelines.reference import ReferenceNotFound, find_reference
+    from pipelines.drift.reference import ReferenceNotFound, find_reference
 
     params, settings = install
     champion_with_tags(settings, params.promote.model_name, {"flywheel.dvc.split_md5": "ab" * 16 + ".dir"})

@@ -17,8 +17,8 @@ import pytest
 import torch
 import yaml
 
-from pipelines import featurize
-from pipelines.settings import Settings
+from pipelines.common.settings import Settings
+from pipelines.featurize import preprocess as featurize
 from tests.unit.test_featurize import churn_events, churn_params, write_snapshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -37,7 +37,7 @@ def prepared(tmp_path) -> tuple[Settings, dict[str, str]]:
     params = churn_params(train={"epochs": EPOCHS, "patience": EPOCHS, "batch_size": 64, "hidden": [32, 16],
                                  "dropout": 0.2})
     write_snapshot(settings.workspace, churn_events(20_000))
-    featurize.run(params, settings.workspace)
+    featurize.run(params, None, settings.workspace)
     dumped = params.model_dump(mode="json", by_alias=True)
     (settings.workspace / "params.yaml").write_text(yaml.safe_dump(dumped, sort_keys=False))
     env = {**os.environ, **settings.as_env(), "FLYWHEEL_PARAMS": str(settings.workspace / "params.yaml")}

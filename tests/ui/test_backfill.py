@@ -39,7 +39,7 @@ def lock_at(workspace, rev: str) -> dict:
 
 
 def report(live, run_id: str) -> dict:
-    from pipelines.lake import safe_run_id
+    from pipelines.common.lake import safe_run_id
 
     return json.loads((live.home / "runs" / DAG_ID / f"{safe_run_id(run_id)}.json").read_text())
 

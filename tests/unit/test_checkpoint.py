@@ -10,8 +10,8 @@ import pytest
 import torch
 from test_featurize import churn_params
 
-from pipelines import checkpoint
-from pipelines.checkpoint import CheckpointStore, capture_rng, fingerprint, restore_rng
+from pipelines.train import checkpoint
+from pipelines.train.checkpoint import CheckpointStore, capture_rng, fingerprint, restore_rng
 
 
 @pytest.fixture

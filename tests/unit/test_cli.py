@@ -56,7 +56,7 @@ def test_invalid_params_fail_with_key_value_and_expectation(install, capsys):
 
 
 def test_rejected_batch_exits_3_naming_the_failed_expectation(install, capsys):
-    from pipelines import produce
+    from pipelines.demo import generator as produce
 
     frame = produce.generate(400, seed=1)
     frame["device"] = "fax"  # not a category of the schema

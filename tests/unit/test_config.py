@@ -8,7 +8,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from pipelines.config import ParamsError, apply_overrides, load_params, parse_params, read_params_dict
+from pipelines.common.config import ParamsError, apply_overrides, load_params, parse_params, read_params_dict
 
 
 @pytest.fixture

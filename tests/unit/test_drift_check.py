@@ -6,16 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.config import DriftConfig, Schema
-from pipelines.drift_check import (
-    PREDICTION,
-    DriftInputError,
-    compare,
-    sample,
-    standard_error,
-    stattest_score,
-)
-from pipelines.drift_decision import decide_retrain
+from pipelines.common.config import DriftConfig, Schema
+from pipelines.drift.check import PREDICTION, DriftInputError, compare, sample, standard_error, stattest_score
+from pipelines.drift.decision import decide_retrain
 
 SCHEMA = Schema.model_validate({
     "name": "sensors", "key": "id", "event_time": "at", "target": "failed",

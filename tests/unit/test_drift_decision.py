@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pipelines.config import DriftConfig, ParamsError, parse_params
-from pipelines.drift_decision import ColumnDrift, DriftResult, decide_retrain
+from pipelines.common.config import DriftConfig, ParamsError, parse_params
+from pipelines.drift.decision import ColumnDrift, DriftResult, decide_retrain
 
 NOW = datetime(2026, 11, 21, 12, tzinfo=UTC)
 POLICY = DriftConfig(max_drift_share=0.5, min_rows=500, min_roc_auc=0.7, cooldown_hours=24, column_threshold=0.1)

@@ -9,10 +9,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pipelines import drift
-from pipelines.drift_check import DriftInputError
-from pipelines.lake import MANIFEST, Lake
-from pipelines.snapshot import Window
+from pipelines.common.lake import MANIFEST, Lake
+from pipelines.drift import stage as drift
+from pipelines.drift.check import DriftInputError
+from pipelines.featurize.snapshot import Window
 
 
 def validated(lake: Lake, run: str, frame: pd.DataFrame) -> None:
@@ -72,8 +72,8 @@ def test_describe_says_what_was_found_in_a_few_lines():
 def test_a_check_without_evidently_writes_the_summary_only_as_valid_json(tmp_path):
     import json
 
-    from pipelines.drift_check import DriftCheck
-    from pipelines.drift_decision import DriftResult
+    from pipelines.drift.check import DriftCheck
+    from pipelines.drift.decision import DriftResult
 
     lake = Lake(str(tmp_path))
     check = DriftCheck(DriftResult(3, 100, notes=("too few rows",)))

@@ -10,9 +10,11 @@ import pytest
 import torch
 from test_featurize import churn_events, churn_params, write_snapshot
 
-from pipelines import evaluate, featurize, train
-from pipelines.model import MODEL_DIR, build_net, save_model_files
-from pipelines.settings import Settings
+from pipelines.common.settings import Settings
+from pipelines.evaluate import stage as evaluate
+from pipelines.featurize import preprocess as featurize
+from pipelines.train import stage as train
+from pipelines.train.network import MODEL_DIR, build_net, save_model_files
 
 Y = np.array([0, 0, 1, 1, 0, 1])
 P = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
@@ -98,7 +100,7 @@ def evaluated(tmp_path_factory) -> tuple[Path, Settings, str, dict]:
     workspace = settings.workspace
     params = churn_params(train={"epochs": 4, "batch_size": 128, "hidden": [16, 8]})
     write_snapshot(workspace, churn_events(2000))
-    featurize.run(params, workspace)
+    featurize.run(params, None, workspace)
     data, pre = train.load_training_data(workspace)
     train.seed_everything(0)
     net = build_net(pre, params.train.hidden, params.train.dropout, params.train.max_embedding_dim)
@@ -110,7 +112,7 @@ def evaluated(tmp_path_factory) -> tuple[Path, Settings, str, dict]:
     save_model_files(
         workspace / MODEL_DIR, net, pre, {"threshold": threshold, "mlflow_run_id": run.info.run_id}
     )
-    return workspace, settings, run.info.run_id, evaluate.run(params, workspace, settings)
+    return workspace, settings, run.info.run_id, evaluate.run(params, settings, workspace)
 
 
 @pytest.mark.slow
@@ -173,4 +175,4 @@ def test_run_logs_the_test_split_as_a_dataset_of_the_training_run(evaluated):
 def test_run_without_a_model_fails_clearly(tmp_path):
     settings = Settings.from_env({"FLYWHEEL_HOME": str(tmp_path)})
     with pytest.raises(evaluate.EvaluateError, match=r"models/model not found"):
-        evaluate.run(churn_params(), tmp_path, settings)
+        evaluate.run(churn_params(), settings, tmp_path)

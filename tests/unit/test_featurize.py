@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import featurize
-from pipelines.config import Params, parse_params
-from pipelines.featurize import FeaturizeError, MissingFeatureError, Preprocessor
+from pipelines.common.config import Params, parse_params
+from pipelines.featurize import preprocess as featurize
+from pipelines.featurize.preprocess import FeaturizeError, MissingFeatureError, Preprocessor
 
 CHURN_SCHEMA = {
     "name": "churn",
@@ -244,7 +244,7 @@ def test_unusable_snapshots_fail_clearly(params, events, make, message):
 
 def test_run_without_snapshot_names_the_file(params, tmp_path):
     with pytest.raises(FeaturizeError, match=r"data/snapshot/events.parquet not found"):
-        featurize.run(params, tmp_path)
+        featurize.run(params, None, tmp_path)
 
 
 # -- the stage -----------------------------------------------------------------------------------
@@ -263,10 +263,10 @@ def test_run_writes_byte_identical_outputs_on_rerun(params, events, tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     for workspace in (first, second):
         write_snapshot(workspace, events)
-    summary = featurize.run(params, first)
+    summary = featurize.run(params, None, first)
     before = _outputs(first)
-    featurize.run(params, first)
-    featurize.run(params, second)
+    featurize.run(params, None, first)
+    featurize.run(params, None, second)
 
     assert sorted(before) == [
         "data/features/preprocess.json",
@@ -284,6 +284,6 @@ def test_run_writes_byte_identical_outputs_on_rerun(params, events, tmp_path):
 
 def test_raw_splits_keep_the_snapshot_dtypes(params, events, tmp_path):
     write_snapshot(tmp_path, events)
-    featurize.run(params, tmp_path)
+    featurize.run(params, None, tmp_path)
     split = pd.read_parquet(tmp_path / "data/split/test.parquet")
     assert split.dtypes.astype(str).to_dict() == events.dtypes.astype(str).to_dict()

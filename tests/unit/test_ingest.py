@@ -12,10 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import ingest, produce
-from pipelines.config import load_params, parse_params, read_params_dict
-from pipelines.lake import MANIFEST, Lake
-from pipelines.settings import Settings
+from pipelines.common.config import load_params, parse_params, read_params_dict
+from pipelines.common.lake import MANIFEST, Lake
+from pipelines.common.settings import Settings
+from pipelines.demo import generator as produce
+from pipelines.ingest import files as ingest
 
 PARAMS_PATH = Path(__file__).resolve().parents[2] / "params.yaml"
 PARAMS = load_params(PARAMS_PATH)

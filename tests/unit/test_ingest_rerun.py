@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipelines import ingest, produce
-from pipelines.config import load_params
-from pipelines.lake import Lake
-from pipelines.settings import Settings
+from pipelines.common.config import load_params
+from pipelines.common.lake import Lake
+from pipelines.common.settings import Settings
+from pipelines.demo import generator as produce
+from pipelines.ingest import files as ingest
 
 PARAMS = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
 

@@ -13,8 +13,9 @@ import pytest
 import torch
 from test_featurize import churn_events, churn_params
 
-from pipelines import featurize, model
-from pipelines.model import Predictor, TabularNet, build_net, embedding_dim, save_model_files
+from pipelines.featurize import preprocess as featurize
+from pipelines.train import network as model
+from pipelines.train.network import Predictor, TabularNet, build_net, embedding_dim, save_model_files
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,6 +109,6 @@ def test_pyfunc_predicts_from_its_artifacts(model_dir):
 
 
 def test_importing_the_model_does_not_import_mlflow():
-    code = "import sys, pipelines.model; print('mlflow' in sys.modules)"
+    code = "import sys, pipelines.train.network; print('mlflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import produce
-from pipelines.config import load_params
+from pipelines.common.config import load_params
+from pipelines.demo import generator as produce
 
 SCHEMA = load_params(Path(__file__).resolve().parents[2] / "params.yaml").schema
 END = datetime(2024, 6, 1, tzinfo=UTC)

@@ -11,8 +11,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pipelines import records
-from pipelines.config import load_params, parse_params
+from pipelines.common.config import load_params, parse_params
+from pipelines.ingest import rows as records
 
 PARAMS = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
 SCHEMA, CFG = PARAMS.schema, PARAMS.ingest

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.reference import ReferenceNotFound, dvc_roots, find_in_manifest, load_split, object_path
-from pipelines.settings import Settings
+from pipelines.common.settings import Settings
+from pipelines.drift.reference import ReferenceNotFound, dvc_roots, find_in_manifest, load_split, object_path
 
 
 def put(root: Path, data: bytes, md5: str | None = None) -> str:

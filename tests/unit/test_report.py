@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipelines import report
-from pipelines.settings import Settings
+from pipelines.common.settings import Settings
+from pipelines.report import summary as report
 
 
 def test_render_without_runs(tmp_path):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipelines import report
-from pipelines.settings import Settings
+from pipelines.common.settings import Settings
+from pipelines.report import summary as report
 
 
 def test_summary_shows_the_drift_the_reason_and_both_models(tmp_path):

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipelines.config import ParamsError
-from pipelines.runs import training_overrides
+from pipelines.common.config import ParamsError
+from pipelines.train.form import training_overrides
 
 AS_OF = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipelines import services
-from pipelines.services import provision
-from pipelines.services.supervisor import ServiceError, Spec, Supervisor, free_port, port_open
+from pipelines.demo import services
+from pipelines.demo.services import provision
+from pipelines.demo.services.supervisor import ServiceError, Spec, Supervisor, free_port, port_open
 
 
 def http_server(port: int, **kwargs) -> Spec:

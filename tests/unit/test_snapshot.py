@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from pipelines.config import parse_params
-from pipelines.snapshot import Window, select_window, to_parquet_bytes
+from pipelines.common.config import parse_params
+from pipelines.featurize.snapshot import Window, select_window, to_parquet_bytes
 
 SCHEMA = parse_params({"schema": {
     "name": "sensors", "key": "reading_id", "event_time": "taken_at", "target": "faulty",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.config import IngestConfig, ParamsError, parse_params, read_params_dict
+from pipelines.common.config import IngestConfig, ParamsError, parse_params, read_params_dict
 
 
 def with_ingest(repo_root, **ingest):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.ingest import IngestError
-from pipelines.sources.endpoints import DEFAULT_BOOTSTRAP, KafkaEndpoint, S3Endpoint
+from pipelines.ingest.endpoints import DEFAULT_BOOTSTRAP, KafkaEndpoint, S3Endpoint
+from pipelines.ingest.files import IngestError
 
 
 def test_kafka_defaults_to_the_local_broker_and_reads_security_settings():

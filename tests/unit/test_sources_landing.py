@@ -7,10 +7,10 @@ import json
 import pandas as pd
 import pytest
 
-from pipelines.lake import Lake
-from pipelines.sources.kafka import ChunkTarget, Lander, land_chunk
-from pipelines.sources.landing import durable_write
-from pipelines.sources.messages import Segment
+from pipelines.common.lake import Lake
+from pipelines.ingest.kafka import ChunkTarget, Lander, land_chunk
+from pipelines.ingest.landing import durable_write
+from pipelines.ingest.messages import Segment
 
 NOW = pd.Timestamp("2026-06-01T00:00:00Z")
 

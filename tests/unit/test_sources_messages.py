@@ -9,8 +9,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pipelines import records
-from pipelines.sources.messages import Segment, decode_segments
+from pipelines.ingest import rows as records
+from pipelines.ingest.messages import Segment, decode_segments
 
 NOW = pd.Timestamp("2026-06-01T00:00:00Z")
 GOOD = {"transaction_id": "k", "event_time": "2026-05-01T10:00:00Z", "amount": 12.5, "merchant_category": "fuel",

@@ -7,8 +7,9 @@ import hashlib
 import pytest
 from test_featurize import churn_events, churn_params, write_snapshot
 
-from pipelines import featurize, tracking
-from pipelines.config import MlflowConfig
+from pipelines.common.config import MlflowConfig
+from pipelines.featurize import preprocess as featurize
+from pipelines.train import tracking
 
 
 @pytest.mark.parametrize(
@@ -43,7 +44,7 @@ def test_dataset_schema_follows_the_project_schema():
 def workspace(tmp_path):
     params = churn_params()
     write_snapshot(tmp_path, churn_events(600))
-    featurize.run(params, tmp_path)
+    featurize.run(params, None, tmp_path)
     return tmp_path
 
 

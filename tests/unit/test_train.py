@@ -12,10 +12,11 @@ import pytest
 import torch
 from test_featurize import churn_events, churn_params, write_snapshot
 
-from pipelines import featurize, train
-from pipelines.model import build_net
-from pipelines.settings import Settings
-from pipelines.train import TrainingData, best_f1_threshold, fit, positive_weight, ranking_metrics
+from pipelines.common.settings import Settings
+from pipelines.featurize import preprocess as featurize
+from pipelines.train import stage as train
+from pipelines.train.network import build_net
+from pipelines.train.stage import TrainingData, best_f1_threshold, fit, positive_weight, ranking_metrics
 
 
 def training_data(n: int = 1500, seed: int = 0) -> tuple[TrainingData, featurize.Preprocessor]:
@@ -138,7 +139,7 @@ def _states(
     """An uninterrupted fit, and a deep copy of its state (with RNG states) after every epoch."""
     import copy
 
-    from pipelines.checkpoint import capture_rng
+    from pipelines.train.checkpoint import capture_rng
 
     data, pre = training_data()
     train.seed_everything(seed)
@@ -181,7 +182,7 @@ def test_fit_resumed_after_early_stopping_trains_no_further():
 
 
 def test_fit_state_survives_a_weights_only_checkpoint(tmp_path):
-    from pipelines.checkpoint import CheckpointStore
+    from pipelines.train.checkpoint import CheckpointStore
 
     _, states, _ = _states(small_cfg(epochs=2, patience=2))
     store = CheckpointStore(tmp_path)
@@ -301,8 +302,8 @@ def trained(tmp_path_factory) -> tuple[Path, Settings, dict]:
     settings = Settings.from_env({"FLYWHEEL_HOME": str(home)})
     params = churn_params(train={"epochs": 3, "batch_size": 256, "hidden": [32, 16]})
     write_snapshot(settings.workspace, churn_events(3000))
-    featurize.run(params, settings.workspace)
-    return settings.workspace, settings, train.run(params, settings.workspace, settings)
+    featurize.run(params, None, settings.workspace)
+    return settings.workspace, settings, train.run(params, settings, settings.workspace)
 
 
 @pytest.mark.slow
@@ -398,8 +399,8 @@ def test_run_logs_system_metrics_when_enabled(tmp_path, monkeypatch):
     params = churn_params(train={"epochs": 2, "batch_size": 256, "hidden": [16, 8]},
                           mlflow={"system_metrics": True, "system_metrics_interval_s": 0.2})
     write_snapshot(settings.workspace, churn_events(2000))
-    featurize.run(params, settings.workspace)
-    summary = train.run(params, settings.workspace, settings)
+    featurize.run(params, None, settings.workspace)
+    summary = train.run(params, settings, settings.workspace)
     metrics = mlflow.MlflowClient(settings.tracking_uri).get_run(summary["mlflow_run_id"]).data.metrics
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(metrics)
 
@@ -407,4 +408,4 @@ def test_run_logs_system_metrics_when_enabled(tmp_path, monkeypatch):
 def test_run_without_features_fails_clearly(tmp_path):
     settings = Settings.from_env({"FLYWHEEL_HOME": str(tmp_path)})
     with pytest.raises(train.TrainError, match=r"preprocess.json not found"):
-        train.run(churn_params(), tmp_path, settings)
+        train.run(churn_params(), settings, tmp_path)

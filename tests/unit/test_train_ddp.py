@@ -10,9 +10,10 @@ import torch
 from test_featurize import churn_events, churn_params, write_snapshot
 from test_train import training_data
 
-from pipelines import featurize, train
-from pipelines.settings import Settings
-from pipelines.train_ddp import SINGLE, Group, processes_for, torchrun_argv
+from pipelines.common.settings import Settings
+from pipelines.featurize import preprocess as featurize
+from pipelines.train import stage as train
+from pipelines.train.distributed import SINGLE, Group, processes_for, torchrun_argv
 
 
 @pytest.mark.parametrize(
@@ -34,7 +35,7 @@ def test_torchrun_argv_relaunches_the_worker_module():
     argv = torchrun_argv(2, Path("/ws"), Path("/tmp/p.yaml"), Path("/tmp/s.json"), python="/venv/python")
     assert argv == [
         "/venv/python", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-        "-m", "pipelines.train_ddp",
+        "-m", "pipelines.train.distributed",
         "--workspace", "/ws", "--params", "/tmp/p.yaml", "--summary", "/tmp/s.json",
     ]
 
@@ -74,9 +75,9 @@ def test_devices_2_trains_with_ddp_under_torchrun_on_cpu(tmp_path, monkeypatch):
     cfg = {"epochs": 3, "patience": 3, "batch_size": 128, "hidden": [16, 8], "devices": 2}
     params = churn_params(train=cfg)
     write_snapshot(settings.workspace, churn_events(3000))
-    featurize.run(params, settings.workspace)
+    featurize.run(params, None, settings.workspace)
 
-    summary = train.run(params, settings.workspace, settings)
+    summary = train.run(params, settings, settings.workspace)
 
     assert summary["world_size"] == 2 and summary["resumed_from_epoch"] is None
     assert summary["n_train"] == 2100 and summary["metrics"]["epochs_run"] == 3

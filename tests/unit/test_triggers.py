@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.triggers import reason, tags
+from pipelines.train.trigger import reason, tags
 
 
 def drift_event(run: str, at: str, share: float = 0.57, report: str = "/lake/reports/drift/run=x/report.html"):

@@ -11,10 +11,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pipelines import validate
-from pipelines.config import Params, Schema, load_params, parse_params
-from pipelines.lake import MANIFEST, Lake
-from pipelines.settings import Settings
+from pipelines.common.config import Params, Schema, load_params, parse_params
+from pipelines.common.lake import MANIFEST, Lake
+from pipelines.common.settings import Settings
+from pipelines.validate import stage as validate
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,9 +6,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pipelines import validate
-from pipelines.lake import MANIFEST, Lake
-from pipelines.settings import Settings
+from pipelines.common.lake import MANIFEST, Lake
+from pipelines.common.settings import Settings
+from pipelines.validate import stage as validate
 from tests.unit.test_validate import sensor_frame, sensor_params
 
 

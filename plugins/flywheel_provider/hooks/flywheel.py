@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 from airflow.sdk import BaseHook
 
 if TYPE_CHECKING:
-    from pipelines.config import Params
-    from pipelines.settings import Settings
+    from pipelines.common.config import Params
+    from pipelines.common.settings import Settings
 
 PROJECT = Path(__file__).resolve().parents[3]
 
@@ -47,7 +47,7 @@ class FlywheelHook(BaseHook):
         return f"{host}:{conn.port}" if conn.port else host
 
     def settings(self) -> Settings:
-        from pipelines.settings import Settings
+        from pipelines.common.settings import Settings
 
         env = dict(os.environ)
         env.setdefault("FLYWHEEL_HOME", str(PROJECT / ".flywheel"))
@@ -59,6 +59,6 @@ class FlywheelHook(BaseHook):
         return Settings.from_env(env)
 
     def params(self) -> Params:
-        from pipelines.config import load_params
+        from pipelines.common.config import load_params
 
         return load_params(self.settings().params_path)

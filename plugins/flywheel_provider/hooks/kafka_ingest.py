@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from airflow.sdk import BaseHook
 
 if TYPE_CHECKING:
-    from pipelines.sources.endpoints import KafkaEndpoint
+    from pipelines.ingest.endpoints import KafkaEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class KafkaIngestHook(BaseHook):
         self.kafka_conn_id = kafka_conn_id
 
     def endpoint(self) -> KafkaEndpoint:
-        from pipelines.sources.endpoints import KAFKA_OPTIONS, KafkaEndpoint
+        from pipelines.ingest.endpoints import KAFKA_OPTIONS, KafkaEndpoint
 
         env = KafkaEndpoint.from_env()
         try:

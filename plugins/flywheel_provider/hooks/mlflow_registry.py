@@ -10,17 +10,17 @@ from airflow.sdk import BaseHook
 from flywheel_provider.hooks.flywheel import FlywheelHook
 
 if TYPE_CHECKING:
-    from pipelines.config import Params
-    from pipelines.settings import Settings
+    from pipelines.common.config import Params
+    from pipelines.common.settings import Settings
 
 
 class MlflowRegistryHook(BaseHook):
-    """The registry operations of ``pipelines.registry`` and ``pipelines.promote``, on the tracking
+    """The registry operations of ``pipelines.promote.registry`` and ``pipelines.promote.stage``, on the tracking
     server of the Connection ``mlflow_conn_id`` (its host, or ``extra.tracking_uri``).
 
     Without that Connection, ``MLFLOW_TRACKING_URI`` or the embedded SQLite store is used
     (see :class:`FlywheelHook`). Every method checks the server first and raises
-    ``pipelines.registry.TrackingUnavailable`` naming its URI when it does not answer.
+    ``pipelines.promote.registry.TrackingUnavailable`` naming its URI when it does not answer.
     """
 
     conn_name_attr = "mlflow_conn_id"
@@ -45,38 +45,38 @@ class MlflowRegistryHook(BaseHook):
 
     def get_conn(self) -> Any:
         """An ``MlflowClient`` on the resolved tracking URI."""
-        from pipelines import registry
+        from pipelines.promote import registry
 
         return registry.client(self.settings())
 
     def alias_version(self, alias: str) -> str | None:
         """The version behind ``alias`` (``champion``, ``challenger``, ``previous_champion``), or None."""
-        from pipelines import registry
+        from pipelines.promote import registry
 
         return registry.alias_version(self.get_conn(), self.model_name, alias)
 
     def status(self) -> dict[str, Any]:
         """Aliases, versions with their gate metrics and decisions, and the alias history."""
-        from pipelines import registry
+        from pipelines.promote import registry
 
         return registry.status(self.params(), self.settings())
 
     def render_status(self, report: dict[str, Any]) -> str:
-        from pipelines import registry
+        from pipelines.promote import registry
 
         return registry.render_status(report)
 
     def rollback(self, reason: str) -> dict[str, Any]:
         """Put ``previous_champion`` back as ``champion`` in one step, recording ``reason``."""
-        from pipelines import registry
+        from pipelines.promote import registry
 
         return registry.rollback(self.params(), self.settings(), reason)
 
     def promote(self, workspace: Path | None = None, *, force: bool = False, force_reason: str | None = None,
                 trigger: str = "manual") -> dict[str, Any]:
         """Register the workspace's model and let the evaluation gate decide on ``champion``."""
-        from pipelines import promote
-        from pipelines.config import load_params
+        from pipelines.common.config import load_params
+        from pipelines.promote import stage as promote
 
         settings = self.settings()
         workspace = workspace or settings.workspace

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from airflow.sdk import BaseHook
 
 if TYPE_CHECKING:
-    from pipelines.sources.endpoints import S3Endpoint
+    from pipelines.ingest.endpoints import S3Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class S3IngestHook(BaseHook):
         self.aws_conn_id = aws_conn_id
 
     def endpoint(self) -> S3Endpoint:
-        from pipelines.sources.endpoints import S3Endpoint
+        from pipelines.ingest.endpoints import S3Endpoint
 
         env = S3Endpoint.from_env()
         try:

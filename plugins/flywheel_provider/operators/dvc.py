@@ -28,7 +28,7 @@ class DvcReproOperator(BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from pipelines import workspace
+        from pipelines.workspace import repo as workspace
 
         result = workspace.repro(FlywheelHook(self.mlflow_conn_id).settings(), self.stage)
         self.log.info("DVC stage %s: %s in %.1f s", result.stage, result.outcome, result.seconds)

@@ -35,7 +35,7 @@ class MlflowRegistryOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from pipelines import registry
+        from pipelines.promote import registry
 
         if self.action not in ACTIONS:
             raise AirflowFailException(f"action {self.action!r} is not one of {', '.join(ACTIONS)}")

@@ -1,6 +1,6 @@
 """Real services for the source tests: Apache Kafka 2.3 (on ZooKeeper), Tansu and moto's S3 API.
 
-Started once per session by the project's own code (``pipelines.services``: provisioned from PyPI
+Started once per session by the project's own code (``pipelines.demo.services``: provisioned from PyPI
 and Debian with pinned hashes, cached under ``~/.cache/flywheel/services``) on free ports, and
 stopped by PID at the end. If provisioning or start-up fails, every test that needs the service
 errors with the reason: these tests are never skipped.
@@ -31,14 +31,14 @@ class Broker:
     state: Path
 
     def endpoint(self):
-        from pipelines.sources.endpoints import KafkaEndpoint
+        from pipelines.ingest.endpoints import KafkaEndpoint
 
         return KafkaEndpoint(self.bootstrap)
 
 
 def _start(names: list[str], state: Path) -> dict:
-    from pipelines import services
-    from pipelines.services.supervisor import free_port
+    from pipelines.demo import services
+    from pipelines.demo.services.supervisor import free_port
 
     ports = {"zookeeper": free_port(), "kafka": free_port(), "tansu": free_port(), "s3": free_port()}
     return services.up(names, state, ports=ports)
@@ -47,7 +47,7 @@ def _start(names: list[str], state: Path) -> dict:
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory):
     """Apache Kafka 2.3.0 with its ZooKeeper."""
-    from pipelines import services
+    from pipelines.demo import services
 
     state = tmp_path_factory.mktemp("kafka-services")
     records = _start(["kafka"], state)
@@ -58,7 +58,7 @@ def kafka_broker(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tansu_broker(tmp_path_factory):
     """Tansu 0.6.0 (in memory)."""
-    from pipelines import services
+    from pipelines.demo import services
 
     state = tmp_path_factory.mktemp("tansu-services")
     records = _start(["tansu"], state)
@@ -75,8 +75,8 @@ def broker(request):
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """moto's S3 API server; yields its endpoint."""
-    from pipelines import services
-    from pipelines.sources.endpoints import S3Endpoint
+    from pipelines.demo import services
+    from pipelines.ingest.endpoints import S3Endpoint
 
     state = tmp_path_factory.mktemp("s3-services")
     records = _start(["s3"], state)
@@ -92,18 +92,18 @@ class SourceInstall:
     params_path: Path
 
     def params(self):
-        from pipelines.config import load_params
+        from pipelines.common.config import load_params
 
         return load_params(self.params_path)
 
     def settings(self):
-        from pipelines.settings import Settings
+        from pipelines.common.settings import Settings
 
         return Settings.from_env({"FLYWHEEL_HOME": str(self.home), "FLYWHEEL_PARAMS": str(self.params_path),
                                   "FLYWHEEL_PROJECT": str(ROOT)})
 
     def lake(self):
-        from pipelines.lake import Lake
+        from pipelines.common.lake import Lake
 
         return Lake(self.settings().lake_root(self.params()))
 

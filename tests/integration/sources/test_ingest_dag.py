@@ -25,8 +25,8 @@ def validated_events() -> list[dict]:
 
 def test_the_ingest_dag_drains_kafka_and_publishes_the_counts(dagbag, kafka_broker, tmp_path, request,
                                                              monkeypatch):
-    from pipelines import report
-    from pipelines.sources import publish
+    from pipelines.demo import publish
+    from pipelines.report import summary as report
 
     topic = unique_topic(request)
     sent = publish.to_kafka(topic, kafka_broker.endpoint(), rows=3000, seed=51, malformed_fraction=0.01)

@@ -40,8 +40,8 @@ def ingest_process(install, broker, run_id: str) -> subprocess.Popen:
 
 
 def test_kill_9_at_random_points_loses_nothing_and_duplicates_nothing(broker, tmp_path, request):
-    from pipelines import validate
-    from pipelines.sources import publish
+    from pipelines.demo import publish
+    from pipelines.validate import stage as validate
 
     topic = unique_topic(request, "noloss")
     sent = publish.to_kafka(topic, broker.endpoint(), rows=MESSAGES, seed=31, malformed_fraction=0.01)

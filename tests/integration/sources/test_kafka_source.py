@@ -42,7 +42,8 @@ def validated_keys(install) -> pd.Series:
 
 @pytest.mark.parametrize("workers", [0, 1])
 def test_a_backlog_lands_in_chunks_with_a_manifest_and_offsets_are_committed(broker, tmp_path, request, workers):
-    from pipelines.sources import kafka, publish
+    from pipelines.demo import publish
+    from pipelines.ingest import kafka
 
     topic = unique_topic(request)
     sent = publish.to_kafka(topic, broker.endpoint(), rows=9000, seed=11, malformed_fraction=0.01)
@@ -69,7 +70,8 @@ def test_a_backlog_lands_in_chunks_with_a_manifest_and_offsets_are_committed(bro
 
 
 def test_max_records_bounds_a_run_and_the_next_run_continues(broker, tmp_path, request):
-    from pipelines.sources import kafka, publish
+    from pipelines.demo import publish
+    from pipelines.ingest import kafka
 
     topic = unique_topic(request)
     publish.to_kafka(topic, broker.endpoint(), rows=5000, seed=12)
@@ -85,8 +87,9 @@ def test_max_records_bounds_a_run_and_the_next_run_continues(broker, tmp_path, r
 
 def test_a_crash_between_writing_and_committing_never_duplicates_validated_events(broker, tmp_path, request,
                                                                                   monkeypatch):
-    from pipelines import validate
-    from pipelines.sources import kafka, publish
+    from pipelines.demo import publish
+    from pipelines.ingest import kafka
+    from pipelines.validate import stage as validate
 
     topic = unique_topic(request)
     publish.to_kafka(topic, broker.endpoint(), rows=3000, seed=13)
@@ -112,7 +115,8 @@ def test_a_crash_between_writing_and_committing_never_duplicates_validated_event
 
 
 def test_a_retry_of_a_complete_run_only_finishes_its_commit(broker, tmp_path, request, monkeypatch):
-    from pipelines.sources import kafka, publish
+    from pipelines.demo import publish
+    from pipelines.ingest import kafka
 
     topic = unique_topic(request)
     publish.to_kafka(topic, broker.endpoint(), rows=2000, seed=15)
@@ -134,7 +138,8 @@ def test_a_retry_of_a_complete_run_only_finishes_its_commit(broker, tmp_path, re
 
 def test_an_interrupted_run_leaves_nothing_visible_and_its_retry_rewrites_it(broker, tmp_path, request,
                                                                             monkeypatch):
-    from pipelines.sources import kafka, publish
+    from pipelines.demo import publish
+    from pipelines.ingest import kafka
 
     topic = unique_topic(request)
     publish.to_kafka(topic, broker.endpoint(), rows=4000, seed=16)

@@ -71,7 +71,8 @@ CORPUS = [
 
 
 def test_every_malformed_kind_is_quarantined_with_its_reason_and_good_ones_land(kafka_broker, tmp_path, request):
-    from pipelines.sources import kafka, publish
+    from pipelines.demo import publish
+    from pipelines.ingest import kafka
 
     keys, values, expected = [], [], {}
     for i, (kind, value, reason) in enumerate(CORPUS):

@@ -29,9 +29,9 @@ def nothing_landed(install) -> bool:
 
 
 def test_an_unreachable_broker_fails_fast_naming_it(tmp_path):
-    from pipelines.services.supervisor import free_port
-    from pipelines.sources import kafka
-    from pipelines.sources.endpoints import KafkaEndpoint, SourceUnavailable
+    from pipelines.demo.services.supervisor import free_port
+    from pipelines.ingest import kafka
+    from pipelines.ingest.endpoints import KafkaEndpoint, SourceUnavailable
 
     port = free_port()
     install = make_source_install(tmp_path, sources=["kafka"], kafka={"connect_timeout_s": 1})
@@ -42,14 +42,14 @@ def test_an_unreachable_broker_fails_fast_naming_it(tmp_path):
 
 
 def test_a_broker_that_dies_mid_run_fails_the_run_and_the_next_run_loses_nothing(tmp_path, request):
-    from pipelines import produce, services
-    from pipelines.services.supervisor import free_port
-    from pipelines.sources import publish
+    from pipelines.demo import generator as produce
+    from pipelines.demo import publish, services
+    from pipelines.demo.services.supervisor import free_port
 
     state, port = tmp_path / "services", free_port()
     broker = services.up(["tansu"], state, ports={"tansu": port})["tansu"]["endpoint"]
     try:
-        from pipelines.sources.endpoints import KafkaEndpoint
+        from pipelines.ingest.endpoints import KafkaEndpoint
 
         topic = unique_topic(request)
         keys, values, _ = produce.messages(40_000, seed=41)
@@ -76,9 +76,9 @@ def test_a_broker_that_dies_mid_run_fails_the_run_and_the_next_run_loses_nothing
 
 
 def test_an_unreachable_s3_endpoint_fails_naming_it(tmp_path):
-    from pipelines.services.supervisor import free_port
-    from pipelines.sources import s3
-    from pipelines.sources.endpoints import S3Endpoint, SourceUnavailable
+    from pipelines.demo.services.supervisor import free_port
+    from pipelines.ingest import s3
+    from pipelines.ingest.endpoints import S3Endpoint, SourceUnavailable
 
     endpoint = S3Endpoint(f"http://127.0.0.1:{free_port()}", "k", "s", region="us-east-1", connect_timeout_s=1,
                           max_attempts=1)
@@ -90,10 +90,11 @@ def test_an_unreachable_s3_endpoint_fails_naming_it(tmp_path):
 
 
 def test_an_s3_endpoint_that_dies_mid_run_leaves_nothing_and_the_next_run_lands_everything(tmp_path, monkeypatch):
-    from pipelines import produce, services
-    from pipelines.services.supervisor import free_port
-    from pipelines.sources import s3
-    from pipelines.sources.endpoints import S3Endpoint, SourceUnavailable
+    from pipelines.demo import generator as produce
+    from pipelines.demo import services
+    from pipelines.demo.services.supervisor import free_port
+    from pipelines.ingest import s3
+    from pipelines.ingest.endpoints import S3Endpoint, SourceUnavailable
 
     state = tmp_path / "services"
     url = services.up(["s3"], state, ports={"s3": free_port()})["s3"]["endpoint"]
@@ -120,7 +121,7 @@ def test_an_s3_endpoint_that_dies_mid_run_leaves_nothing_and_the_next_run_lands_
 def test_the_ingest_task_retries_then_fails_naming_the_broker(dagbag, tmp_path, monkeypatch, capfd):
     import os
 
-    from pipelines.services.supervisor import free_port
+    from pipelines.demo.services.supervisor import free_port
     from tests.e2e.conftest import run_dag
 
     port = free_port()

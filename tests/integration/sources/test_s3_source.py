@@ -22,8 +22,9 @@ def bucket_for(request) -> str:
 
 
 def test_new_objects_of_every_format_land_once_and_changed_ones_again(s3_server, tmp_path, request):
-    from pipelines import produce, validate
-    from pipelines.sources import s3
+    from pipelines.demo import generator as produce
+    from pipelines.ingest import s3
+    from pipelines.validate import stage as validate
 
     url = f"s3://{bucket_for(request)}/events"
     options = s3_server.storage_options()
@@ -58,8 +59,8 @@ def test_new_objects_of_every_format_land_once_and_changed_ones_again(s3_server,
 
 
 def test_a_retry_after_the_manifest_only_remembers_the_objects(s3_server, tmp_path, request, monkeypatch):
-    from pipelines import produce
-    from pipelines.sources import s3
+    from pipelines.demo import generator as produce
+    from pipelines.ingest import s3
 
     url = f"s3://{bucket_for(request)}/events"
     produce.produce(url, rows=500, seed=5, files=2, storage_options=s3_server.storage_options())

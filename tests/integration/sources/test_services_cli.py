@@ -23,9 +23,9 @@ def services_cli(state, *args: str) -> dict:
 
 
 def test_up_status_down_by_pid(tmp_path):
-    from pipelines.services.supervisor import free_port
-    from pipelines.sources.endpoints import KafkaEndpoint, S3Endpoint
-    from pipelines.sources.publish import ensure_topic
+    from pipelines.demo.publish import ensure_topic
+    from pipelines.demo.services.supervisor import free_port
+    from pipelines.ingest.endpoints import KafkaEndpoint, S3Endpoint
 
     tansu, s3 = free_port(), free_port()
     up = services_cli(tmp_path, "up", "tansu", "s3", "--port", f"tansu={tansu}", "--port", f"s3={s3}")

@@ -1,0 +1,365 @@
+"""Featurize: split the snapshot by time and fit the preprocessing on the oldest part.
+
+The snapshot is split into train (oldest), valid and test (newest) by event
+time, ties broken by key. The preprocessing is fitted on train only and saved
+as a JSON spec; :class:`Preprocessor` applies that spec identically at
+training and at serving time, to raw rows that may carry unknown categories,
+missing optional values or extra columns. Every output is byte-identical when
+rerun on the same snapshot, so DVC can skip the stages downstream.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from pipelines.common.config import FeaturizeConfig, Params, Schema
+    from pipelines.common.settings import Settings
+
+EVENTS = Path("data/snapshot/events.parquet")
+SPLIT_DIR = Path("data/split")
+FEATURES_DIR = Path("data/features")
+SPEC = FEATURES_DIR / "preprocess.json"
+SPLITS = ("train", "valid", "test")
+SPEC_VERSION = 1
+
+
+class FeaturizeError(ValueError):
+    """The snapshot cannot be turned into train/valid/test features."""
+
+
+class MissingFeatureError(KeyError):
+    """A raw frame lacks a required feature column."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Raw rows of the three time-ordered splits."""
+
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+
+    def items(self) -> list[tuple[str, pd.DataFrame]]:
+        """``(name, frame)`` pairs in the order train, valid, test."""
+        return [(name, getattr(self, name)) for name in SPLITS]
+
+
+@dataclass(frozen=True)
+class NumericSpec:
+    """How one numeric column is clipped, imputed and standardized."""
+
+    name: str
+    required: bool
+    median: float
+    mean: float
+    std: float
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True)
+class CategoricalSpec:
+    """How one categorical column is encoded: code ``i + 1`` for ``vocabulary[i]``, 0 for unknown."""
+
+    name: str
+    required: bool
+    vocabulary: tuple[str, ...]
+
+    @property
+    def cardinality(self) -> int:
+        """Number of codes, the unknown/missing code 0 included."""
+        return len(self.vocabulary) + 1
+
+
+# -- splitting -----------------------------------------------------------------------------------
+
+
+def raw_columns(schema: Schema) -> list[str]:
+    """The columns of a raw split: key, event time, the features, the target."""
+    return [schema.key, schema.event_time, *schema.feature_names, schema.target]
+
+
+def split_by_time(events: pd.DataFrame, schema: Schema, cfg: FeaturizeConfig) -> Splits:
+    """Oldest ``train_fraction`` → train, next ``valid_fraction`` → valid, the rest → test.
+
+    Raises:
+        FeaturizeError: the snapshot is empty or one of the splits would be.
+    """
+    if events.empty:
+        raise FeaturizeError("the snapshot has 0 rows; expected events to split (run snapshot first)")
+    ordered = events[raw_columns(schema)].sort_values([schema.event_time, schema.key], kind="stable")
+    ordered = ordered.reset_index(drop=True)
+    n = len(ordered)
+    n_train = int(n * cfg.train_fraction)
+    n_valid = int(n * cfg.valid_fraction)
+    bounds = {"train": (0, n_train), "valid": (n_train, n_train + n_valid), "test": (n_train + n_valid, n)}
+    for name, (start, stop) in bounds.items():
+        if stop <= start:
+            raise FeaturizeError(
+                f"the {name} split is empty: {n} snapshot rows with train_fraction={cfg.train_fraction} "
+                f"and valid_fraction={cfg.valid_fraction}; expected more rows or larger fractions"
+            )
+    parts = {name: ordered.iloc[a:b].reset_index(drop=True) for name, (a, b) in bounds.items()}
+    return Splits(**parts)
+
+
+def check_target(train: pd.DataFrame, target: str) -> None:
+    """Raise :class:`FeaturizeError` unless the train split holds both target classes."""
+    counts = train[target].astype("int64").value_counts().to_dict()
+    if len(counts) < 2:
+        only = next(iter(counts), "none")
+        raise FeaturizeError(
+            f"target {target!r} has a single class ({only}) in all {len(train)} train rows; "
+            f"expected both 0 and 1 (widen the snapshot window)"
+        )
+
+
+# -- fitting the preprocessing -----------------------------------------------------------------
+
+
+def _as_float(values: pd.Series) -> np.ndarray:
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _clip(values: np.ndarray, low: float | None, high: float | None) -> np.ndarray:
+    if low is None and high is None:
+        return values
+    return np.clip(values, -np.inf if low is None else low, np.inf if high is None else high)
+
+
+def fit_numeric(
+    values: pd.Series, name: str, required: bool, low: float | None, high: float | None
+) -> NumericSpec:
+    """Median, mean and std of the clipped, imputed train values (std 0 → 1)."""
+    x = _clip(_as_float(values), low, high)
+    present = x[~np.isnan(x)]
+    median = float(np.median(present)) if present.size else 0.0
+    filled = np.where(np.isnan(x), median, x)
+    std = float(filled.std())
+    return NumericSpec(
+        name=name,
+        required=required,
+        median=median,
+        mean=float(filled.mean()),
+        std=std if std > 0 and np.isfinite(std) else 1.0,
+        min=low,
+        max=high,
+    )
+
+
+def fit_vocabulary(values: pd.Series, min_count: int) -> tuple[str, ...]:
+    """Sorted train values seen at least ``min_count`` times (missing values excluded)."""
+    counts = values.dropna().astype("string").value_counts()
+    return tuple(sorted(str(v) for v in counts[counts >= min_count].index))
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """The fitted preprocessing: raw rows in, model arrays out, identical at training and serving."""
+
+    numeric: tuple[NumericSpec, ...]
+    categorical: tuple[CategoricalSpec, ...]
+    key: str
+    event_time: str
+    target: str
+
+    @classmethod
+    def fit(cls, train: pd.DataFrame, schema: Schema, min_category_count: int) -> Preprocessor:
+        """Fit every column's spec on the train split only."""
+        numeric = tuple(fit_numeric(train[c.name], c.name, c.required, c.min, c.max) for c in schema.numeric)
+        categorical = tuple(
+            CategoricalSpec(c.name, c.required, fit_vocabulary(train[c.name], min_category_count))
+            for c in schema.categorical
+        )
+        return cls(numeric, categorical, schema.key, schema.event_time, schema.target)
+
+    @property
+    def feature_order(self) -> tuple[str, ...]:
+        """Model input order: numeric columns, then categorical ones."""
+        return tuple(s.name for s in self.numeric) + tuple(s.name for s in self.categorical)
+
+    @property
+    def cardinalities(self) -> tuple[int, ...]:
+        """Embedding table size of each categorical column (unknown code included)."""
+        return tuple(s.cardinality for s in self.categorical)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able spec written to ``preprocess.json``."""
+        return {
+            "version": SPEC_VERSION,
+            "key": self.key,
+            "event_time": self.event_time,
+            "target": self.target,
+            "feature_order": list(self.feature_order),
+            "numeric": [asdict(s) for s in self.numeric],
+            "categorical": [{**asdict(s), "vocabulary": list(s.vocabulary)} for s in self.categorical],
+        }
+
+    @classmethod
+    def from_dict(cls, spec: dict[str, Any]) -> Preprocessor:
+        """Rebuild the preprocessor from its spec (the inverse of :meth:`to_dict`)."""
+        try:
+            numeric = tuple(NumericSpec(**s) for s in spec["numeric"])
+            categorical = tuple(
+                CategoricalSpec(s["name"], s["required"], tuple(s["vocabulary"])) for s in spec["categorical"]
+            )
+            return cls(numeric, categorical, spec["key"], spec["event_time"], spec["target"])
+        except (KeyError, TypeError) as exc:
+            raise FeaturizeError(
+                f"invalid preprocessing spec: {exc!r}; expected the output of to_dict()"
+            ) from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Preprocessor:
+        """Read a ``preprocess.json`` file."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def check_columns(self, raw: pd.DataFrame) -> None:
+        """Raise :class:`MissingFeatureError` naming any required feature column ``raw`` lacks."""
+        required = [s.name for s in (*self.numeric, *self.categorical) if s.required]
+        missing = [name for name in required if name not in raw.columns]
+        if missing:
+            raise MissingFeatureError(
+                f"raw rows lack required feature column(s) {missing}; expected columns {list(self.feature_order)}"
+            )
+
+    def transform_numeric(self, raw: pd.DataFrame) -> np.ndarray:
+        """Clipped, imputed, standardized numerics as float32 ``[n, n_numeric]``."""
+        out = np.empty((len(raw), len(self.numeric)), dtype=np.float32)
+        for j, s in enumerate(self.numeric):
+            x = _as_float(raw[s.name]) if s.name in raw.columns else np.full(len(raw), np.nan)
+            x = _clip(x, s.min, s.max)
+            out[:, j] = (np.where(np.isnan(x), s.median, x) - s.mean) / s.std
+        return out
+
+    def transform_categorical(self, raw: pd.DataFrame) -> np.ndarray:
+        """Category codes as int64 ``[n, n_categorical]``: 0 for unknown or missing."""
+        out = np.zeros((len(raw), len(self.categorical)), dtype=np.int64)
+        for j, s in enumerate(self.categorical):
+            if s.name in raw.columns:
+                codes = pd.Categorical(raw[s.name].astype("string"), categories=list(s.vocabulary)).codes
+                out[:, j] = codes.astype(np.int64) + 1
+        return out
+
+    def transform(self, raw: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Raw rows → ``(numeric float32 [n, n_num], categorical int64 [n, n_cat])``."""
+        self.check_columns(raw)
+        return self.transform_numeric(raw), self.transform_categorical(raw)
+
+    def features_frame(self, raw: pd.DataFrame) -> pd.DataFrame:
+        """The features table of a split: numeric float32, categorical int64, target int8."""
+        numeric, categorical = self.transform(raw)
+        columns: dict[str, np.ndarray] = {s.name: numeric[:, j] for j, s in enumerate(self.numeric)}
+        columns |= {s.name: categorical[:, j] for j, s in enumerate(self.categorical)}
+        columns[self.target] = raw[self.target].to_numpy(dtype="int8")
+        return pd.DataFrame(columns)
+
+    def split_features(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A features table → ``(numeric, categorical, target)`` arrays in model order."""
+        numeric = features[[s.name for s in self.numeric]].to_numpy(dtype=np.float32)
+        categorical = features[[s.name for s in self.categorical]].to_numpy(dtype=np.int64)
+        return (
+            numeric.reshape(len(features), -1),
+            categorical.reshape(len(features), -1),
+            features[self.target].to_numpy(dtype=np.float32),
+        )
+
+
+# -- the stage --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Featurized:
+    """Everything featurize writes: raw splits, feature tables and the fitted spec."""
+
+    splits: Splits
+    features: dict[str, pd.DataFrame]
+    preprocessor: Preprocessor
+
+
+def build_features(events: pd.DataFrame, schema: Schema, cfg: FeaturizeConfig) -> Featurized:
+    """Split the snapshot, fit the preprocessing on train, transform all three splits."""
+    splits = split_by_time(events, schema, cfg)
+    check_target(splits.train, schema.target)
+    pre = Preprocessor.fit(splits.train, schema, cfg.min_category_count)
+    features = {name: pre.features_frame(frame) for name, frame in splits.items()}
+    return Featurized(splits, features, pre)
+
+
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
+    """Deterministic Parquet bytes (no index, fixed codec)."""
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+def _nan_to_none(data: Any) -> Any:
+    if isinstance(data, float) and not np.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: _nan_to_none(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_nan_to_none(v) for v in data]
+    return data
+
+
+def json_bytes(data: Any) -> bytes:
+    """Deterministic, human-readable JSON bytes; NaN and infinities become ``null`` (valid JSON)."""
+    return (json.dumps(_nan_to_none(data), indent=2, allow_nan=False) + "\n").encode()
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write a JSON report (metrics, plot points) with :func:`json_bytes`."""
+    write_if_changed(path, json_bytes(data))
+
+
+def write_if_changed(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically, and only when its bytes differ."""
+    if path.exists() and path.read_bytes() == data:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def write_outputs(result: Featurized, workspace: Path) -> None:
+    """Write ``data/split/*.parquet``, ``data/features/*.parquet`` and ``preprocess.json``."""
+    for name, frame in result.splits.items():
+        write_if_changed(workspace / SPLIT_DIR / f"{name}.parquet", parquet_bytes(frame))
+        write_if_changed(workspace / FEATURES_DIR / f"{name}.parquet", parquet_bytes(result.features[name]))
+    write_if_changed(workspace / SPEC, json_bytes(result.preprocessor.to_dict()))
+
+
+def summarize(result: Featurized) -> dict[str, Any]:
+    """Row counts, positive rates and vocabulary sizes of the featurized splits."""
+    target = result.preprocessor.target
+    splits = {
+        name: {"rows": len(frame), "positives": int(frame[target].sum())}
+        for name, frame in result.splits.items()
+    }
+    vocab = {s.name: len(s.vocabulary) for s in result.preprocessor.categorical}
+    return {"splits": splits, "features": list(result.preprocessor.feature_order), "vocabulary_sizes": vocab}
+
+
+def run(params: Params, settings: Settings | None, workspace: Path) -> dict[str, Any]:
+    """Featurize ``data/snapshot/events.parquet`` of the workspace into its split and feature files."""
+    path = workspace / EVENTS
+    if not path.exists():
+        raise FeaturizeError(f"snapshot {path} not found; expected the snapshot stage to have written it")
+    result = build_features(pd.read_parquet(path), params.schema, params.featurize)
+    write_outputs(result, workspace)
+    return {**summarize(result), "workspace": str(workspace)}

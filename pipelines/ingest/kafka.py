@@ -1,0 +1,604 @@
+"""The Kafka source: drain a bounded backlog of a consumer group into one landing partition, then commit.
+
+One run, in this order, so that a crash anywhere loses nothing:
+
+1. join the consumer group (``ingest.kafka.group_id``) on ``ingest.kafka.topics`` and note the end
+   offsets of the assigned partitions (raised to the high watermark of the first fetch response: some
+   brokers report lagging end offsets): the run drains up to them, or stops at ``max_records`` /
+   ``max_seconds``;
+2. poll in batches; every ``chunk_rows`` records become one chunk, decoded and typed by the files
+   source's row rules and written as ``part-NNNNN.parquet`` (and ``part-NNNNN.jsonl`` in quarantine).
+   With ``workers: 1`` a child process does this while the consumer keeps fetching;
+3. write the quarantine manifest, then the landing manifest (offset ranges and counts per topic
+   partition), durably, last;
+4. commit the offsets, and only now.
+
+A crash before 3 leaves no manifest: readers never see the partition, the offsets stay where they
+were and a retry (same run id) resets and rewrites it. A crash between 3 and 4 leaves a complete
+partition whose records the next run consumes again: the validation step drops event keys already
+validated, so validated data still holds each event once. A retry of a run whose partition is
+complete only finishes the commit. ``consumed == landed + quarantined`` in every manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from multiprocessing import get_context
+from operator import attrgetter
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from pipelines.common.config import IngestConfig, KafkaSourceConfig, Params, Schema
+from pipelines.common.lake import MANIFEST, Lake
+from pipelines.common.settings import Settings
+from pipelines.ingest import rows as records
+from pipelines.ingest.endpoints import KafkaEndpoint, SourceUnavailable
+from pipelines.ingest.files import IngestError, check_counts
+from pipelines.ingest.landing import durable_write, jsonl_bytes, parquet_bytes, part_name, write_manifest
+from pipelines.ingest.messages import Segment, decode_segments
+
+log = logging.getLogger(__name__)
+
+SOURCE = "kafka"
+MAX_IN_FLIGHT = 2  # chunks handed to the worker and not yet landed: bounds the consumer's memory
+_POLL_MS = 500
+_OFFSET, _KEY, _VALUE = attrgetter("offset"), attrgetter("key"), attrgetter("value")
+
+
+# -- landing one chunk (in the worker process, or inline) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class ChunkTarget:
+    """Everything a worker needs to land chunks of one run (sent once, when the worker starts)."""
+
+    lake_root: str
+    landing: str
+    quarantine: str
+    schema: Schema
+    cfg: IngestConfig
+    now: pd.Timestamp
+
+
+@dataclass
+class ChunkSummary:
+    """What one landed chunk holds."""
+
+    index: int
+    consumed: int
+    landed: int
+    quarantined: int
+    reasons: dict[str, int]
+    part: str | None
+    quarantine_part: str | None
+    by_partition: dict[str, list[int]]  # "topic:partition" -> [consumed, quarantined]
+    min_event_time: str | None = None
+    max_event_time: str | None = None
+
+
+def land_chunk(target: ChunkTarget, index: int, segments: list[Segment]) -> ChunkSummary:
+    """Decode a chunk and write its landed part and quarantine part (each whole, durably)."""
+    decoded = decode_segments(segments, target.schema, target.cfg, target.now)
+    lake = Lake(target.lake_root)
+    part = quarantine_part = None
+    frame = decoded.frame
+    if len(frame):
+        part = part_name(index, ".parquet")
+        table = pa.Table.from_pandas(frame, schema=records.arrow_schema(target.schema), preserve_index=False)
+        durable_write(lake, f"{target.landing}/{part}", parquet_bytes(table))
+    if decoded.quarantined:
+        quarantine_part = part_name(index, ".jsonl")
+        durable_write(lake, f"{target.quarantine}/{quarantine_part}", jsonl_bytes(decoded.quarantined))
+    consumed = sum(len(s) for s in segments)
+    check_counts(consumed, len(frame), len(decoded.quarantined))
+    times = frame[target.schema.event_time] if len(frame) else None
+    return ChunkSummary(
+        index=index, consumed=consumed, landed=len(frame), quarantined=len(decoded.quarantined),
+        reasons=dict(decoded.reasons()), part=part, quarantine_part=quarantine_part,
+        by_partition=_by_partition(segments, decoded.quarantined),
+        min_event_time=times.min().isoformat() if times is not None else None,
+        max_event_time=times.max().isoformat() if times is not None else None,
+    )
+
+
+def _by_partition(segments: list[Segment], quarantined: list[dict]) -> dict[str, list[int]]:
+    counts: dict[str, list[int]] = {}
+    for s in segments:
+        counts.setdefault(f"{s.topic}:{s.partition}", [0, 0])[0] += len(s)
+    for entry in quarantined:
+        counts[f"{entry['topic']}:{entry['partition']}"][1] += 1
+    return counts
+
+
+_TARGET: ChunkTarget | None = None
+
+
+def _worker_init(target: ChunkTarget, parent: int) -> None:
+    """In the worker: remember the run, and die with the consumer process (even on ``kill -9``)."""
+    global _TARGET
+    _TARGET = target
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError, AttributeError):  # Linux: the kernel kills us when the parent dies
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _land_in_worker(index: int, segments: list[Segment]) -> ChunkSummary:
+    assert _TARGET is not None, "worker not initialised"
+    return land_chunk(_TARGET, index, segments)
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+class Lander:
+    """Lands chunks in order, inline or in one child process, with at most two chunks in flight.
+
+    Create it *before* the Kafka consumer: the child is forked while the process has no client threads.
+    """
+
+    def __init__(self, target: ChunkTarget, workers: int) -> None:
+        self.target = target
+        self.workers = workers
+        self.summaries: list[ChunkSummary] = []
+        self._pending: deque[Future] = deque()
+        self._pool: ProcessPoolExecutor | None = None
+        self._next = 0
+
+    def __enter__(self) -> Lander:
+        if self.workers:
+            self._pool = ProcessPoolExecutor(1, mp_context=get_context("fork"), initializer=_worker_init,
+                                             initargs=(self.target, os.getpid()))
+            self._pool.submit(_ready).result()  # fork now, before any client thread exists
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, segments: list[Segment]) -> None:
+        """Land one chunk (returns at once while fewer than two are in flight)."""
+        index, self._next = self._next, self._next + 1
+        if self._pool is None:
+            self.summaries.append(land_chunk(self.target, index, segments))
+            return
+        self._pending.append(self._pool.submit(_land_in_worker, index, segments))
+        while len(self._pending) >= MAX_IN_FLIGHT:
+            self.summaries.append(self._pending.popleft().result())
+
+    def finish(self) -> list[ChunkSummary]:
+        """Wait for every chunk; the summaries in chunk order."""
+        while self._pending:
+            self.summaries.append(self._pending.popleft().result())
+        return self.summaries
+
+
+# -- the consumer -------------------------------------------------------------------------------
+
+
+def consumer_config(endpoint: KafkaEndpoint, cfg: KafkaSourceConfig) -> dict[str, Any]:
+    """kafka-python settings of the ingestion consumer (the benchmark's bare loop uses the same)."""
+    return {
+        **endpoint.client_config(),
+        "group_id": cfg.group_id,
+        "group_instance_id": cfg.group_instance_id,
+        "client_id": endpoint.options.get("client_id", "flywheel-ingest"),
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": cfg.session_timeout_ms,
+        "heartbeat_interval_ms": max(100, cfg.session_timeout_ms // 3),
+        "max_poll_records": cfg.poll_records,
+        "fetch_max_wait_ms": 100,  # an empty fetch (a partition at its end) answers fast
+        "max_partition_fetch_bytes": 4 * 1024 * 1024,
+        "bootstrap_timeout_ms": int(cfg.connect_timeout_s * 1000),
+        "request_timeout_ms": max(30_000, cfg.session_timeout_ms + 5000),
+    }
+
+
+def open_consumer(endpoint: KafkaEndpoint, cfg: KafkaSourceConfig):
+    """A connected consumer, or :class:`SourceUnavailable` naming the broker."""
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
+    try:
+        consumer = KafkaConsumer(**consumer_config(endpoint, cfg))
+    except KafkaError as exc:
+        raise SourceUnavailable(
+            f"{endpoint.describe()} is not reachable ({type(exc).__name__}: {exc}); expected a running "
+            "broker: start one with `flywheel services up kafka`, or point the flywheel_kafka Connection "
+            "or FLYWHEEL_KAFKA_BOOTSTRAP at yours") from None
+    missing = [t for t in cfg.topics if consumer.partitions_for_topic(t) is None]
+    if missing:
+        consumer.close()
+        raise IngestError(f"Kafka topic(s) {missing} not found on {endpoint.describe()}; expected existing "
+                          "topics (create them, or produce to them with `flywheel produce --to kafka`)")
+    return consumer
+
+
+@dataclass
+class Drained:
+    """How far a run read: per topic partition the first/last offsets landed, and why it stopped."""
+
+    first: dict[Any, int] = field(default_factory=dict)
+    last: dict[Any, int] = field(default_factory=dict)
+    end: dict[Any, int] = field(default_factory=dict)
+    confirmed: dict[Any, int] = field(default_factory=dict)  # high watermark of the first fetch response
+    consumed: int = 0
+    stopped_by: str = "end_offsets"
+
+
+def _rebalance_listener(consumer: Any, drained: Drained) -> Any:
+    """A listener that, after a rebalance, puts every partition this run already read back where it stopped.
+
+    (kafka-python resets a re-assigned partition to its committed offset, which would read again what
+    this run has landed.) Partitions lost to another consumer are simply no longer drained by this run.
+    """
+    from kafka import ConsumerRebalanceListener
+
+    class Listener(ConsumerRebalanceListener):
+        changed = False
+
+        def on_partitions_revoked(self, revoked: Any) -> None:
+            pass
+
+        def on_partitions_assigned(self, assigned: Any) -> None:
+            for tp in assigned:
+                if tp in drained.last:
+                    consumer.seek(tp, drained.last[tp] + 1)
+            self.changed = True
+
+    return Listener()
+
+
+class _Drain:
+    """One run's polling: join the group, then poll batches into chunks until the run's bound."""
+
+    def __init__(self, consumer: Any, cfg: KafkaSourceConfig, endpoint: KafkaEndpoint, lander: Lander | None):
+        self.consumer, self.cfg, self.endpoint, self.lander = consumer, cfg, endpoint, lander
+        self.drained = Drained()
+        self.listener = _rebalance_listener(consumer, self.drained)
+        self.chunk: list[Segment] = []
+        self.rows = 0
+
+    def join(self) -> None:
+        """Subscribe and poll until partitions are assigned (records those polls return are kept)."""
+        self.consumer.subscribe(topics=list(self.cfg.topics), listener=self.listener)
+        timeout = max(30.0, 3 * self.cfg.session_timeout_ms / 1000)
+        deadline = time.monotonic() + timeout
+        while not self.consumer.assignment():
+            if time.monotonic() > deadline:
+                raise SourceUnavailable(
+                    f"{self.endpoint.describe()}: consumer group {self.cfg.group_id!r} got no partitions of "
+                    f"{list(self.cfg.topics)} within {timeout:g} s")
+            budget = self.cfg.poll_records if self.cfg.max_records is None else min(
+                self.cfg.poll_records, self.cfg.max_records - self.drained.consumed)
+            self.take(self.consumer.poll(timeout_ms=200, max_records=max(1, budget)))
+
+    def take(self, batch: dict) -> None:
+        for tp, recs in batch.items():
+            if not recs:
+                continue
+            self.chunk.append(Segment(tp.topic, tp.partition, list(map(_OFFSET, recs)), list(map(_KEY, recs)),
+                                      list(map(_VALUE, recs))))
+            self.drained.first.setdefault(tp, recs[0].offset)
+            self.drained.last[tp] = recs[-1].offset
+            self.rows += len(recs)
+            self.drained.consumed += len(recs)
+
+    def run(self) -> Drained:
+        """Poll until every assigned partition reached its end offset seen at the start, or a budget ran out."""
+        cfg, drained = self.cfg, self.drained
+        started = last_data = time.monotonic()
+        self._track_new_partitions()
+        behind = self._behind()
+        while True:
+            if self.rows >= cfg.chunk_rows:
+                self._flush()
+            stop = self._stop_reason(behind, started)
+            if stop:
+                drained.stopped_by = stop
+                break
+            limit = cfg.poll_records if cfg.max_records is None else min(cfg.poll_records,
+                                                                         cfg.max_records - drained.consumed)
+            batch = self.consumer.poll(timeout_ms=_POLL_MS, max_records=limit)
+            if batch:
+                self.take(batch)
+                last_data = time.monotonic()
+            elif time.monotonic() - last_data > cfg.idle_timeout_s:
+                raise SourceUnavailable(
+                    f"{self.endpoint.describe()}: no records for {cfg.idle_timeout_s:g} s while partitions "
+                    f"{sorted(str(tp) for tp in behind)} are behind their end offsets; the broker is down or "
+                    "unreachable. Nothing of this run was committed")
+            if self.listener.changed:
+                self._track_new_partitions()
+            behind = self._behind()
+        self._flush()
+        return drained
+
+    def _stop_reason(self, behind: set, started: float) -> str | None:
+        if not behind:
+            return "end_offsets"
+        if self.cfg.max_records is not None and self.drained.consumed >= self.cfg.max_records:
+            return "max_records"
+        if self.cfg.max_seconds is not None and time.monotonic() - started >= self.cfg.max_seconds:
+            return "max_seconds"
+        return None
+
+    def _behind(self) -> set:
+        """Assigned partitions not yet at their bound; the others are paused.
+
+        A partition's bound is its end offset seen at the start, raised to the high watermark of the
+        first fetch response for it (a broker may report lagging end offsets: Tansu counts a batch as
+        one offset). A partition is done only once a fetch response confirmed its bound.
+        """
+        consumer, drained = self.consumer, self.drained
+        partitions = set(consumer.assignment())
+        for tp in partitions - set(drained.confirmed):
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                drained.confirmed[tp] = highwater
+                drained.end[tp] = max(drained.end.get(tp, 0), highwater)
+        behind = {tp for tp in partitions
+                  if tp not in drained.confirmed or consumer.position(tp) < drained.end.get(tp, 0)}
+        done = [tp for tp in partitions - behind if tp not in consumer.paused()]
+        if done:
+            consumer.pause(*done)
+        return behind
+
+    def _track_new_partitions(self) -> None:
+        """End offsets of partitions assigned (at the start, or by a rebalance) that have none yet."""
+        self.listener.changed = False
+        new = [tp for tp in self.consumer.assignment() if tp not in self.drained.end]
+        if new:
+            self.drained.end.update(self.consumer.end_offsets(new))
+
+    def _flush(self) -> None:
+        if self.chunk and self.lander is not None:
+            self.lander.submit(self.chunk)
+        self.chunk, self.rows = [], 0
+
+
+def commit(consumer: Any, offsets: dict, run_id: str, endpoint: KafkaEndpoint) -> dict[str, int]:
+    """Commit ``{TopicPartition: next offset}`` (never backwards); what was committed, by ``topic:partition``.
+
+    Only partitions this consumer still owns are committed: one taken away by a rebalance belongs to
+    another consumer now, which reads it again from its committed offset (the copies are dropped before
+    the validated tier).
+    """
+    from kafka.errors import KafkaError
+    from kafka.structs import OffsetAndMetadata
+
+    owned = set(consumer.assignment())
+    forward = {}
+    for tp, offset in offsets.items():
+        if tp not in owned:
+            continue
+        current = consumer.committed(tp)
+        if current is None or current < offset:
+            forward[tp] = OffsetAndMetadata(offset, f"flywheel run {run_id}", -1)
+    try:
+        if forward:
+            consumer.commit(forward)
+    except KafkaError as exc:
+        raise SourceUnavailable(
+            f"{endpoint.describe()}: committing offsets failed ({type(exc).__name__}: {exc}); the landing "
+            "partition is complete, so a retry of this run finishes the commit, and a later run's copies "
+            "of these records are dropped before the validated tier") from None
+    return {f"{tp.topic}:{tp.partition}": om.offset for tp, om in forward.items()}
+
+
+# -- one run ------------------------------------------------------------------------------------
+
+
+def run(params: Params, settings: Settings, run_id: str, endpoint: KafkaEndpoint | None = None) -> dict:
+    """Drain the consumer group's backlog into ``landing/source=kafka/run=<run_id>``; commit after.
+
+    Args:
+        params: the loaded params (schema, ``ingest`` and its ``kafka`` section).
+        settings: where the lake lives.
+        run_id: the run's id; a retry with the same id rewrites (or, when complete, finishes) its partition.
+        endpoint: the brokers (default: from the environment).
+
+    Returns:
+        A JSON-able summary: consumed, landed, quarantined, reasons, offsets per topic partition,
+        committed offsets, landing and quarantine partitions.
+
+    Raises:
+        SourceUnavailable: the broker cannot be reached (the message names it).
+        IngestError: a topic is missing, or a count does not add up.
+    """
+    cfg = params.ingest.kafka
+    endpoint = endpoint or KafkaEndpoint.from_env()
+    lake = Lake(settings.lake_root(params))
+    landing = lake.partition("landing", run_id, source=SOURCE)
+    quarantine = lake.partition("quarantine", run_id, source=SOURCE)
+    done = lake.read_json(f"{landing}/{MANIFEST}")
+    if done:
+        return _finish_commit(done, cfg, endpoint, run_id, landing, quarantine)
+    lake.reset_partition(landing)
+    lake.reset_partition(quarantine)
+    target = ChunkTarget(lake.root, landing, quarantine, params.schema, params.ingest, pd.Timestamp.now(tz="UTC"))
+    try:
+        return _ingest(target, lake, cfg, endpoint, run_id)
+    except BaseException:
+        if not lake.fs.exists(f"{landing}/{MANIFEST}"):  # a complete partition stays; a partial one goes
+            lake.reset_partition(landing)  # (after a kill -9, the missing manifest keeps it invisible)
+            lake.reset_partition(quarantine)
+        raise
+
+
+def _ingest(target: ChunkTarget, lake: Lake, cfg: KafkaSourceConfig, endpoint: KafkaEndpoint,
+            run_id: str) -> dict:
+    clock = _Phases()
+    with Lander(target, cfg.workers) as lander, _closing(open_consumer(endpoint, cfg)) as consumer:
+        clock.lap("connect")
+        polling = _Drain(consumer, cfg, endpoint, lander)
+        polling.join()
+        clock.lap("join")
+        drained = polling.run()
+        clock.lap("drain")
+        chunks = lander.finish()
+        clock.lap("land")
+        if not drained.consumed:
+            return {**_nothing_new(run_id, endpoint, cfg, drained), "seconds": clock.laps}
+        manifest = _manifest(target, run_id, endpoint, cfg, drained, chunks, _next_offsets(drained))
+        _write_manifests(lake, target, manifest)
+        clock.lap("manifest")
+        committed = commit(consumer, _next_offsets(drained), run_id, endpoint)
+        clock.lap("commit")
+    log.info("kafka ingest %s: %s consumed, %s landed, %s quarantined; committed %s", run_id,
+             manifest["counts"]["consumed"], manifest["counts"]["landed"], manifest["counts"]["quarantined"],
+             committed)
+    summary = _summary(manifest, target.landing, target.quarantine, committed, resumed=False)
+    return {**summary, "seconds": clock.laps}
+
+
+class _Phases:
+    """Seconds spent in each phase of a run, for the summary (where does a slow run spend its time?)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now
+
+
+def _write_manifests(lake: Lake, target: ChunkTarget, manifest: dict) -> None:
+    """The quarantine manifest, then the landing manifest, last: from then on the partition is complete."""
+    if manifest["counts"]["quarantined"]:
+        write_manifest(lake, target.quarantine, {**manifest, "data": manifest["quarantine_parts"]})
+    if not manifest["parts"]:  # everything was quarantined: an empty part keeps the partition readable
+        empty = records.arrow_schema(target.schema).empty_table()
+        durable_write(lake, f"{target.landing}/{part_name(0, '.parquet')}", parquet_bytes(empty))
+        manifest["parts"] = [part_name(0, ".parquet")]
+    write_manifest(lake, target.landing, {**manifest, "data": manifest["parts"]})
+
+
+@contextlib.contextmanager
+def _closing(consumer: Any) -> Iterator[Any]:
+    try:
+        yield consumer
+    finally:
+        with contextlib.suppress(Exception):
+            consumer.close(autocommit=False, timeout_ms=5000)
+
+
+def _next_offsets(drained: Drained) -> dict:
+    """The offsets to commit: each partition read from, at the next offset after what was landed."""
+    return {tp: last + 1 for tp, last in drained.last.items()}
+
+
+def _manifest(target: ChunkTarget, run_id: str, endpoint: KafkaEndpoint, cfg: KafkaSourceConfig,
+              drained: Drained, chunks: list[ChunkSummary], next_offsets: dict) -> dict:
+    consumed = sum(c.consumed for c in chunks)
+    landed = sum(c.landed for c in chunks)
+    quarantined = sum(c.quarantined for c in chunks)
+    check_counts(consumed, landed, quarantined)
+    if consumed != drained.consumed:
+        raise IngestError(f"polled {drained.consumed} records but chunks hold {consumed}")
+    by_partition: dict[str, list[int]] = {}
+    for c in chunks:
+        for name, (n, q) in c.by_partition.items():
+            counts = by_partition.setdefault(name, [0, 0])
+            counts[0] += n
+            counts[1] += q
+    offsets = [
+        {"topic": tp.topic, "partition": tp.partition, "first": drained.first[tp], "last": drained.last[tp],
+         "next": next_offsets[tp], "end_at_start": drained.end.get(tp),
+         "consumed": by_partition[f"{tp.topic}:{tp.partition}"][0],
+         "quarantined": by_partition[f"{tp.topic}:{tp.partition}"][1],
+         "landed": by_partition[f"{tp.topic}:{tp.partition}"][0] - by_partition[f"{tp.topic}:{tp.partition}"][1]}
+        for tp in sorted(drained.last, key=lambda t: (t.topic, t.partition))
+    ]
+    times = [c.min_event_time for c in chunks if c.min_event_time] + [c.max_event_time for c in chunks
+                                                                       if c.max_event_time]
+    reasons = Counter()
+    for c in chunks:
+        reasons.update(c.reasons)
+    return {
+        "run_id": run_id,
+        "source": SOURCE,
+        "bootstrap": endpoint.bootstrap_servers,
+        "group_id": cfg.group_id,
+        "topics": list(cfg.topics),
+        "schema": target.schema.name,
+        "offsets": offsets,
+        "counts": {"consumed": consumed, "landed": landed, "quarantined": quarantined},
+        "reasons": dict(sorted(reasons.items())),
+        "rows": landed,
+        "parts": [c.part for c in chunks if c.part],
+        "quarantine_parts": [c.quarantine_part for c in chunks if c.quarantine_part],
+        "stopped_by": drained.stopped_by,
+        "min_event_time": min(times) if times else None,
+        "max_event_time": max(times) if times else None,
+        "written_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def _summary(manifest: dict, landing: str, quarantine: str, committed: dict[str, int], resumed: bool) -> dict:
+    counts = manifest["counts"]
+    return {
+        "run_id": manifest["run_id"],
+        "source": SOURCE,
+        "bootstrap": manifest["bootstrap"],
+        "topics": manifest["topics"],
+        **counts,
+        "reasons": manifest["reasons"],
+        "offsets": manifest["offsets"],
+        "committed": committed,
+        "parts": len(manifest["parts"]),
+        "stopped_by": manifest["stopped_by"],
+        "resumed": resumed,
+        "landing_partition": landing,
+        "quarantine_partition": quarantine if counts["quarantined"] else None,
+    }
+
+
+def _nothing_new(run_id: str, endpoint: KafkaEndpoint, cfg: KafkaSourceConfig, drained: Drained) -> dict:
+    log.info("kafka ingest %s: no new records on %s", run_id, list(cfg.topics))
+    return {
+        "run_id": run_id, "source": SOURCE, "bootstrap": endpoint.bootstrap_servers, "topics": list(cfg.topics),
+        "consumed": 0, "landed": 0, "quarantined": 0, "reasons": {}, "offsets": [], "committed": {},
+        "parts": 0, "stopped_by": drained.stopped_by, "resumed": False,
+        "landing_partition": None, "quarantine_partition": None,
+        "message": f"no new records on {list(cfg.topics)} for group {cfg.group_id!r}; nothing written",
+    }
+
+
+def _finish_commit(manifest: dict, cfg: KafkaSourceConfig, endpoint: KafkaEndpoint, run_id: str, landing: str,
+                   quarantine: str) -> dict:
+    """A retry of a run whose partition is complete: commit its offsets (forward only), rewrite nothing.
+
+    The partition may already be validated, so it is never reset: its records stay exactly where they are.
+    """
+    from kafka.structs import TopicPartition
+
+    offsets = {TopicPartition(o["topic"], o["partition"]): o["next"] for o in manifest["offsets"]}
+    with _closing(open_consumer(endpoint, cfg)) as consumer:
+        _Drain(consumer, cfg, endpoint, None).join()
+        committed = commit(consumer, offsets, run_id, endpoint)
+    log.info("kafka ingest %s: partition already complete; committed %s", run_id, committed or "nothing new")
+    return _summary(manifest, landing, quarantine, committed, resumed=True)

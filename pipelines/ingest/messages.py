@@ -1,0 +1,90 @@
+"""Kafka messages to typed rows: one JSON object per message value, or a quarantine entry saying why not.
+
+The row rules are the files source's (:mod:`pipelines.ingest.rows`): the values of a
+chunk are decoded in one pass, typed column by column with
+:func:`records.coerce`, and every record that fails keeps its exact bytes
+(``raw_base64``), a readable copy (``raw``), where it came from
+(``topic``/``partition``/``offset``, ``origin`` = ``topic:partition:offset``) and
+the reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from pipelines.common.config import IngestConfig, Schema
+from pipelines.ingest import rows as records
+from pipelines.ingest.landing import b64
+
+
+@dataclass
+class Segment:
+    """Records of one topic partition as one poll returned them (offsets ascending)."""
+
+    topic: str
+    partition: int
+    offsets: list[int]
+    keys: list[bytes | None]
+    values: list[bytes | None]
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+
+@dataclass
+class DecodedChunk:
+    """The typed rows (with ``_origin``) and the quarantine entries of one chunk of segments."""
+
+    frame: pd.DataFrame
+    quarantined: list[dict] = field(default_factory=list)
+
+    def reasons(self) -> Counter:
+        return Counter(records.reason_kind(e["reason"]) for e in self.quarantined)
+
+
+def decode_segments(segments: list[Segment], schema: Schema, cfg: IngestConfig, now: pd.Timestamp) -> DecodedChunk:
+    """Decode and type the messages of a chunk; ``consumed == len(frame) + len(quarantined)``."""
+    values = [v for s in segments for v in s.values]
+    objects, positions, refused = records.decode_json_values(values, cfg.max_record_bytes)
+    raw = records.frame_from_objects(objects, [f.name for f in records.fields(schema)])
+    typed, reasons = records.coerce(raw, schema, cfg, now)
+    where = np.asarray(positions, dtype=np.int64)
+    origins = _origins(segments)
+    typed[records.ORIGIN] = origins[where[typed.index.to_numpy()]] if len(typed) else np.array([], dtype=object)
+    bad = sorted([*refused, *((int(where[i]), reason) for i, reason in reasons.items())])
+    quarantined = [_entry(segments, values, origins, position, reason) for position, reason in bad]
+    return DecodedChunk(typed.reset_index(drop=True), quarantined)
+
+
+def _origins(segments: list[Segment]) -> np.ndarray:
+    """``topic:partition:offset`` of every message, in order."""
+    out = [f"{s.topic}:{s.partition}:{o}" for s in segments for o in s.offsets]
+    return np.array(out, dtype=object)
+
+
+def _entry(segments: list[Segment], values: list[bytes | None], origins: np.ndarray, position: int,
+           reason: str) -> dict:
+    topic, partition, offset, key = _locate(segments, position)
+    value = values[position]
+    return {
+        "origin": origins[position],
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "key_base64": b64(key),
+        "raw": records.raw_text(value or b""),
+        "raw_base64": b64(value),
+        "reason": reason,
+    }
+
+
+def _locate(segments: list[Segment], position: int) -> tuple[str, int, int, bytes | None]:
+    for s in segments:
+        if position < len(s):
+            return s.topic, s.partition, s.offsets[position], s.keys[position]
+        position -= len(s)
+    raise IndexError(position)

@@ -1,0 +1,147 @@
+"""Run reports: what each DAG run did, and the human summary ``make run`` ends with."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pipelines.common.config import Params
+from pipelines.common.settings import Settings
+
+
+def report_dir(settings: Settings, dag_id: str) -> Path:
+    return settings.home / "runs" / dag_id
+
+
+def write(settings: Settings, dag_id: str, run_id: str, data: dict[str, Any]) -> Path:
+    """Keep a run's report as ``runs/<dag_id>/<run_id>.json`` and ``latest.json``."""
+    from pipelines.common.lake import safe_run_id
+
+    folder = report_dir(settings, dag_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"dag_id": dag_id, "run_id": run_id, **data}, indent=2, default=str) + "\n"
+    path = folder / f"{safe_run_id(run_id)}.json"
+    path.write_text(text)
+    (folder / "latest.json").write_text(text)
+    return path
+
+
+def latest(settings: Settings, dag_id: str) -> dict[str, Any] | None:
+    path = report_dir(settings, dag_id) / "latest.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def champion(params: Params, settings: Settings) -> dict[str, Any] | None:
+    """The registry's champion: version, run id and its gate record, or None."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    try:
+        version = client.get_model_version_by_alias(params.promote.model_name, "champion")
+    except MlflowException:
+        return None
+    return {"name": version.name, "version": str(version.version), "run_id": version.run_id,
+            "reason": version.tags.get("flywheel.gate.reason"), "aliases": list(version.aliases)}
+
+
+def collect(params: Params, settings: Settings) -> dict[str, Any]:
+    """Everything the summary shows, from the run reports and the registry."""
+    return {"ingest": latest(settings, "flywheel_ingest"),
+            "training": latest(settings, "flywheel_training"),
+            "drift": latest(settings, "flywheel_drift"),
+            "champion": champion(params, settings)}
+
+
+def render(summary: dict[str, Any], settings: Settings) -> str:
+    """A short human summary of the last ingest and training runs."""
+    lines = ["", "Flywheel summary", "================"]
+    lines += _ingest_lines(summary.get("ingest"))
+    lines += _drift_lines(summary.get("drift"))
+    lines += _training_lines(summary.get("training"))
+    lines += _why_and_models_lines(summary.get("training"))
+    champ = summary.get("champion")
+    lines.append(f"Champion:   {champ['name']} v{champ['version']} (run {champ['run_id']})" if champ
+                 else "Champion:   none yet")
+    lines += [
+        "Where to look:",
+        f"  lake (landing, quarantine, validated, reports): {settings.home / 'lake'}",
+        f"  DVC workspace: {settings.workspace}  (cd there; dvc metrics show; dvc plots show)",
+        f"  MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}",
+        "  Airflow UI: make up   (http://localhost:8080, login admin / flywheel; MLflow UI on :5000 too)",
+    ]
+    return "\n".join(lines)
+
+
+def _ingest_lines(ingest: dict[str, Any] | None) -> list[str]:
+    if not ingest:
+        return ["Ingest:     no run yet"]
+    landed, validation = ingest.get("ingest", {}), ingest.get("validate", {})
+    lines = [f"Ingest:     run {ingest['run_id']}: consumed {landed.get('consumed', 0)}, "
+             f"landed {landed.get('landed', 0)}, quarantined {landed.get('quarantined', 0)}"
+             + (f" ({landed['message']})" if landed.get("message") else "")]
+    lines.append(f"Validation: {validation.get('verdict', 'not run')} "
+                 f"({validation.get('validated_rows', 0)} rows validated, "
+                 f"{validation.get('rejected_rows', 0)} rejected)")
+    for part in validation.get("partitions", []):
+        if part.get("docs_index"):
+            lines.append(f"            data docs: {part['docs_index']}")
+    return lines
+
+
+def _training_lines(training: dict[str, Any] | None) -> list[str]:
+    if not training:
+        return ["Training:   no run yet"]
+    stages = training.get("stages", {})
+    ran = ", ".join(s for s, outcome in stages.items() if outcome == "ran") or "none"
+    skipped = ", ".join(s for s, outcome in stages.items() if outcome != "ran") or "none"
+    promotion = training.get("promotion", {})
+    metrics = training.get("metrics", {})
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+    return [
+        f"Training:   run {training['run_id']} (trigger: {training.get('trigger')})",
+        f"DVC stages: ran {ran}; skipped as unchanged: {skipped}",
+        f"MLflow run: {promotion.get('mlflow_run_id')}  {shown}",
+        f"Gate:       {'promoted' if promotion.get('promoted') else 'not promoted'}: {promotion.get('reason')}",
+    ]
+
+
+def _drift_lines(drift: dict[str, Any] | None) -> list[str]:
+    """The last drift check: window, share, quality, verdict and where its report is."""
+    if not drift:
+        return ["Drift:      no check yet"]
+    window, verdict = drift.get("window") or {}, drift.get("verdict") or {}
+    columns = drift.get("drifted_columns") or []
+    lines = [f"Drift:      run {drift['run_id']}: {drift.get('rows_current')} rows "
+             f"[{window.get('start', '?')[:10]}, {window.get('end', '?')[:10]}) vs {drift.get('champion')}'s "
+             f"training data; drift share {drift.get('drift_share', 0):.2f}"
+             + (f" ({', '.join(columns)})" if columns else "")]
+    if drift.get("roc_auc") is not None:
+        lines.append(f"            champion on the window: ROC-AUC {drift['roc_auc']:.4f}, PR-AUC {drift['pr_auc']:.4f}")
+    lines.append(f"            verdict: {'retrain' if verdict.get('retrain') else 'no retrain'}: "
+                 + "; ".join(verdict.get("reasons") or []))
+    report = drift.get("report") or {}
+    lines.append(f"            report: {report.get('html') or report.get('summary')}")
+    return lines
+
+
+def _why_and_models_lines(training: dict[str, Any] | None) -> list[str]:
+    """Why the last training ran, and the old and new model side by side on the same test rows."""
+    if not training:
+        return []
+    lines = []
+    why = training.get("trigger_reason") or {}
+    if why.get("summary"):
+        lines.append(f"Why:        {why['kind']}: {why['summary']}")
+    promotion = training.get("promotion") or {}
+    old, new = promotion.get("champion_scores"), promotion.get("candidate")
+    if old and new:
+        fmt = "roc_auc {roc_auc:.4f}, pr_auc {pr_auc:.4f}"
+        lines.append(f"Models:     on the same {promotion.get('test_rows')} newest test rows: "
+                     f"v{promotion.get('previous_champion')} (champion before) {fmt.format(**old)}")
+        lines.append(f"            v{promotion.get('version')} (candidate, "
+                     f"{'promoted' if promotion.get('promoted') else 'not promoted'}) {fmt.format(**new)}")
+    return lines

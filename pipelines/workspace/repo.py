@@ -1,0 +1,174 @@
+"""The DVC workspace: a git repository where snapshot → featurize → train → evaluate run.
+
+The project's ``dvc.yaml`` and ``params.yaml`` (with a run's overrides) are
+synced into the workspace before each run; ``dvc repro`` then decides which
+stages must run. After a run, ``dvc.lock`` is committed to the workspace's git
+history and the outputs are pushed to the DVC remote, so every model can be
+traced back to the exact data and parameters that made it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from pipelines.common.config import apply_overrides, parse_params, read_params_dict
+from pipelines.common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["ran", "skipped", "restored"]
+
+
+class WorkspaceError(RuntimeError):
+    """A git or DVC command in the workspace failed."""
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What ``dvc repro`` did with one stage."""
+
+    stage: str
+    outcome: Outcome
+    seconds: float = 0.0
+
+    @property
+    def ran(self) -> bool:
+        return self.outcome == "ran"
+
+
+def command_env(settings: Settings) -> dict[str, str]:
+    """The environment for stage commands: settings, and this interpreter's scripts first on PATH."""
+    env = {**os.environ, **settings.as_env()}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.setdefault("DVC_NO_ANALYTICS", "1")
+    env.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    return env
+
+
+def _run(args: list[str], cwd: Path, settings: Settings, what: str) -> str:
+    proc = subprocess.run(args, cwd=cwd, env=command_env(settings), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise WorkspaceError(
+            f"{what} failed in {cwd} (exit {proc.returncode}): `{' '.join(args)}`\n"
+            f"{proc.stdout[-4000:]}{proc.stderr[-4000:]}"
+        )
+    return proc.stdout + proc.stderr
+
+
+def dvc_executable() -> str:
+    """The ``dvc`` installed beside this interpreter, else the one on PATH."""
+    beside = Path(sys.executable).parent / "dvc"
+    return str(beside) if beside.exists() else "dvc"
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
+def init(settings: Settings) -> Path:
+    """Create the workspace (git, DVC, the local remote) if needed; idempotent."""
+    ws = settings.workspace
+    ws.mkdir(parents=True, exist_ok=True)
+    if not (ws / ".git").exists():
+        _run(["git", "init", "-q", "-b", "main"], ws, settings, "git init")
+        _run(["git", "config", "user.name", "Flywheel"], ws, settings, "git config")
+        _run(["git", "config", "user.email", "flywheel@localhost"], ws, settings, "git config")
+    if not (ws / ".dvc").exists():
+        _run([dvc_executable(), "init", "-q"], ws, settings, "dvc init")
+        _run([dvc_executable(), "config", "core.autostage", "true"], ws, settings, "dvc config")
+    if not os.environ.get("FLYWHEEL_DVC_REMOTE"):
+        settings.dvc_remote.mkdir(parents=True, exist_ok=True)
+    remote = os.environ.get("FLYWHEEL_DVC_REMOTE") or str(settings.dvc_remote)
+    _run([dvc_executable(), "remote", "add", "-f", "-d", "store", remote], ws, settings, "dvc remote add")
+    link = ws / "pipelines"
+    if not link.exists():
+        # Stages list their own source as deps: a code change reruns them.
+        link.symlink_to(settings.project / "pipelines", target_is_directory=True)
+    exclude = ws / ".git" / "info" / "exclude"
+    if "/pipelines" not in exclude.read_text():
+        exclude.write_text(exclude.read_text() + "/pipelines\n")
+    # Stages depend on their package folders: bytecode caches are not code.
+    _write_if_changed(ws / ".dvcignore", "__pycache__/\n*.pyc\n")
+    return ws
+
+
+def sync(settings: Settings, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Copy ``dvc.yaml`` and the run's effective ``params.yaml`` into the workspace."""
+    ws = settings.workspace
+    raw = apply_overrides(read_params_dict(settings.params_path), overrides or {})
+    # Every section written out with its defaults: DVC reads the exact values each stage used.
+    params = parse_params(raw).model_dump(mode="json", by_alias=True)
+    _write_if_changed(ws / "dvc.yaml", (settings.project / "dvc.yaml").read_text())
+    _write_if_changed(ws / "params.yaml", yaml.safe_dump(params, sort_keys=False))
+    extra = params.get("validate", {}).get("extra_expectations")
+    if extra and not Path(extra).is_absolute():
+        src = settings.params_path.parent / extra
+        if src.exists():
+            (ws / extra).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, ws / extra)
+    return params
+
+
+_RAN = re.compile(r"Running stage '(?P<stage>[^']+)'")
+_CACHED = re.compile(r"Stage '(?P<stage>[^']+)' is cached")
+
+
+def classify(stage: str, output: str) -> Outcome:
+    """Tell from ``dvc repro`` output whether the stage ran, was skipped, or was restored from cache."""
+    if any(m.group("stage") == stage for m in _RAN.finditer(output)):
+        return "ran"
+    if any(m.group("stage") == stage for m in _CACHED.finditer(output)):
+        return "restored"
+    return "skipped"
+
+
+def repro(settings: Settings, stage: str) -> StageResult:
+    """Run ``dvc repro --single-item <stage>`` in the workspace and say what it did."""
+    start = time.perf_counter()
+    output = _run([dvc_executable(), "repro", "--single-item", stage], settings.workspace, settings,
+                  f"dvc repro of stage '{stage}'")
+    for line in output.splitlines():
+        if line.strip() and "it/s]" not in line:  # progress bars carry nothing a log reader needs
+            log.info("dvc: %s", line)
+    return StageResult(stage=stage, outcome=classify(stage, output), seconds=time.perf_counter() - start)
+
+
+def commit(settings: Settings, message: str) -> str:
+    """Commit the workspace's lock and params, push outputs to the remote; return the commit."""
+    ws = settings.workspace
+    _run([dvc_executable(), "push", "-q"], ws, settings, "dvc push")
+    _run(["git", "add", "-A", "."], ws, settings, "git add")
+    status = _run(["git", "status", "--porcelain"], ws, settings, "git status")
+    if status.strip():
+        _run(["git", "commit", "-q", "-m", message], ws, settings, "git commit")
+    return _run(["git", "rev-parse", "HEAD"], ws, settings, "git rev-parse").strip()
+
+
+def lock_hashes(workspace: Path) -> dict[str, str]:
+    """``{path: md5}`` of every dependency and output recorded in the workspace's ``dvc.lock``."""
+    lock_path = workspace / "dvc.lock"
+    if not lock_path.exists():
+        return {}
+    return lock_entries(yaml.safe_load(lock_path.read_text()) or {})
+
+
+def lock_entries(lock: dict[str, Any]) -> dict[str, str]:
+    """``{path: md5}`` of every dependency and output in a parsed ``dvc.lock``."""
+    hashes: dict[str, str] = {}
+    for stage in (lock.get("stages") or {}).values():
+        for entry in [*(stage.get("deps") or []), *(stage.get("outs") or [])]:
+            if "md5" in entry:
+                hashes[entry["path"]] = entry["md5"]
+    return hashes
