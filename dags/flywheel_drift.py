@@ -3,7 +3,7 @@
 
 Watches the validated events for drift against the champion's training data and asks for a retrain.
 
-Runs when `flywheel_ingest` publishes `validated_events`, and on `drift.schedule` (params.yaml) as a fallback.
+Runs when `flywheel_ingest` publishes `validated_events`, and on `schedules.drift` (params.yaml) as a fallback.
 
 1. **check**: the current window (`drift.window_days` of validated events ending on the run's logical date)
    against the champion's reference rows, found through its lineage (`models:/<model>@champion` → its MLflow
@@ -32,7 +32,7 @@ DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "on_failure_callback": notify
 @dag(
     dag_id="flywheel_drift",
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable(cron_from_params("drift", "0 * * * *"), timezone="UTC"),
+        timetable=CronTriggerTimetable(cron_from_params("drift"), timezone="UTC"),
         assets=VALIDATED_EVENTS,
     ),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),

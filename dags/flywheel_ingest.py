@@ -35,7 +35,7 @@ DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "retry_exponential_backoff": 
 
 @dag(
     dag_id="flywheel_ingest",
-    schedule=CronTriggerTimetable(cron_from_params("ingest", "*/15 * * * *"), timezone="UTC"),
+    schedule=CronTriggerTimetable(cron_from_params("ingest"), timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

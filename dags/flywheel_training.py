@@ -3,7 +3,7 @@
 
 Retrains the model on the validated window and promotes it when it earns it.
 
-Runs nightly (`train.schedule` in params.yaml), when the `drift_detected` asset is updated, or by hand
+Runs nightly (`schedules.training` in params.yaml), when the `drift_detected` asset is updated, or by hand
 from the trigger form:
 
 | field | meaning |
@@ -52,7 +52,7 @@ DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "on_failure_callback": notify
 @dag(
     dag_id="flywheel_training",
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable(cron_from_params("train", "0 2 * * *"), timezone="UTC"),
+        timetable=CronTriggerTimetable(cron_from_params("training"), timezone="UTC"),
         assets=DRIFT_DETECTED,
     ),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),

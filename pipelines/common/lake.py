@@ -9,6 +9,7 @@ retry of the run that wrote it.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,9 @@ import fsspec
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+
+from pipelines.common.io import table_bytes
 
 MANIFEST = "_manifest.json"
 TIERS = ("landing", "quarantine", "validated", "rejected", "reports", "state")
@@ -28,6 +32,14 @@ def safe_run_id(run_id: str) -> str:
     if not run_id or not _RUN_ID.match(run_id):
         raise ValueError(f"run id {run_id!r} must be non-empty and use letters, digits and _.:+- only")
     return re.sub(r"[:+]", "_", run_id)
+
+
+def _fsync_folder(folder: str) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -56,13 +68,24 @@ class Lake:
     # -- small, careful I/O --------------------------------------------------------------
 
     def write_bytes(self, path: str, data: bytes) -> None:
-        """Write a whole file: to a temporary name, then moved into place."""
+        """Write a whole file so that it is either absent or complete and on disk, even after a crash.
+
+        Locally: a temporary name, flushed to disk (``fsync``), renamed, and the folder synced. On an
+        object store a single PUT is already atomic. This is the one durable write of the lake.
+        """
         fs = self.fs
-        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        if not isinstance(fs, LocalFileSystem):
+            fs.pipe_file(path, data)
+            return
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
         tmp = f"{path}.tmp"
-        with fs.open(tmp, "wb") as fh:
+        with open(tmp, "wb") as fh:
             fh.write(data)
-        fs.mv(tmp, path)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_folder(folder)
 
     def write_json(self, path: str, obj: Any) -> None:
         self.write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
@@ -75,12 +98,8 @@ class Lake:
             return json.loads(fh.read())
 
     def write_table(self, path: str, table: pa.Table) -> None:
-        fs = self.fs
-        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        tmp = f"{path}.tmp"
-        with fs.open(tmp, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd")
-        fs.mv(tmp, path)
+        """A table as Parquet (zstd), written durably."""
+        self.write_bytes(path, table_bytes(table))
 
     def read_frame(self, path: str) -> pd.DataFrame:
         with self.fs.open(path, "rb") as fh:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import pandas as pd
 
 from pipelines.common.config import Params
 from pipelines.common.settings import Settings
+from pipelines.workspace import paths
 
 CHAMPION = "champion"
 SPLIT_TAG = "flywheel.dvc.split_md5"
@@ -88,12 +88,6 @@ def champion(params: Params, settings: Settings) -> Champion:
     return Champion(name, str(version.version), version.run_id, dict(run.data.tags))
 
 
-def dvc_roots(settings: Settings) -> list[str]:
-    """Where DVC keeps content: the workspace cache, then the remote (``FLYWHEEL_DVC_REMOTE`` or the default)."""
-    remote = os.environ.get("FLYWHEEL_DVC_REMOTE") or str(settings.dvc_remote)
-    return [str(settings.workspace / ".dvc" / "cache"), remote.rstrip("/")]
-
-
 def object_path(root: str, md5: str) -> str:
     """``<root>/files/md5/<first 2>/<rest>`` (DVC 3's content-addressed layout)."""
     return f"{root}/files/md5/{md5[:2]}/{md5[2:]}"
@@ -147,7 +141,7 @@ def find_reference(params: Params, settings: Settings) -> Reference:
     if not split_md5:
         raise ReferenceNotFound(f"champion {champ.model_uri} (run {champ.run_id}) has no {SPLIT_TAG!r} tag; "
                                 "expected the train stage's lineage tags (dvc.lock md5 of data/split)")
-    frame, source = load_split(dvc_roots(settings), split_md5)
+    frame, source = load_split(paths.content_roots(settings), split_md5)
     return Reference(champ, frame, split_md5, source)
 
 

@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-from pipelines.featurize.preprocess import FEATURES_DIR, SPLIT_DIR, write_json
-from pipelines.train.network import MODEL_DIR, Predictor
+from pipelines.common.io import write_json
+from pipelines.train.network import Predictor
+from pipelines.workspace.paths import EVALUATE_METRICS, MODEL_DIR, PLOTS_DIR, features_file, split_file
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-METRICS = Path("metrics/evaluate.json")
-PLOTS = Path("plots")
 MAX_POINTS = 200
 
 
@@ -229,7 +228,7 @@ def figures(result: Evaluation) -> dict[str, Figure]:
 
 def score_test_features(workspace: Path) -> tuple[Predictor, np.ndarray, np.ndarray]:
     """Load ``models/model/`` and score ``data/features/test.parquet``: ``(predictor, y, proba)``."""
-    model_dir, test_path = workspace / MODEL_DIR, workspace / FEATURES_DIR / "test.parquet"
+    model_dir, test_path = workspace / MODEL_DIR, workspace / features_file("test")
     for path in (model_dir, test_path):
         if not path.exists():
             raise EvaluateError(f"{path} not found; expected featurize and train to have run in {workspace}")
@@ -240,9 +239,9 @@ def score_test_features(workspace: Path) -> tuple[Predictor, np.ndarray, np.ndar
 
 def write_reports(workspace: Path, result: Evaluation) -> None:
     """``metrics/evaluate.json`` and ``plots/{roc,pr,calibration,confusion}.json``."""
-    write_json(workspace / METRICS, result.metrics)
+    write_json(workspace / EVALUATE_METRICS, result.metrics)
     for name in ("roc", "pr", "calibration", "confusion"):
-        write_json(workspace / PLOTS / f"{name}.json", getattr(result, name))
+        write_json(workspace / PLOTS_DIR / f"{name}.json", getattr(result, name))
 
 
 def log_to_training_run(
@@ -260,7 +259,7 @@ def log_to_training_run(
 
     mlflow.set_tracking_uri(settings.tracking_uri)
     with mlflow.start_run(run_id=meta["mlflow_run_id"]):
-        if workspace is not None and schema is not None and (workspace / SPLIT_DIR / "test.parquet").exists():
+        if workspace is not None and schema is not None and (workspace / split_file("test")).exists():
             tracking.log_split_datasets(workspace, schema, ("test",))
         mlflow.log_metrics(
             {f"test_{k}": float(v) for k, v in result.metrics.items()}, model_id=meta.get("model_id")

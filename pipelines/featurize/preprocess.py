@@ -10,7 +10,6 @@ rerun on the same snapshot, so DVC can skip the stages downstream.
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,18 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+
+from pipelines.common.io import json_bytes, parquet_bytes, write_if_changed
+from pipelines.workspace.paths import EVENTS, PREPROCESS_SPEC, SPLITS, features_file, split_file
 
 if TYPE_CHECKING:
     from pipelines.common.config import FeaturizeConfig, Params, Schema
     from pipelines.common.settings import Settings
 
-EVENTS = Path("data/snapshot/events.parquet")
-SPLIT_DIR = Path("data/split")
-FEATURES_DIR = Path("data/features")
-SPEC = FEATURES_DIR / "preprocess.json"
-SPLITS = ("train", "valid", "test")
 SPEC_VERSION = 1
 
 
@@ -299,49 +294,12 @@ def build_features(events: pd.DataFrame, schema: Schema, cfg: FeaturizeConfig) -
     return Featurized(splits, features, pre)
 
 
-def parquet_bytes(frame: pd.DataFrame) -> bytes:
-    """Deterministic Parquet bytes (no index, fixed codec)."""
-    buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer, compression="zstd")
-    return buffer.getvalue()
-
-
-def _nan_to_none(data: Any) -> Any:
-    if isinstance(data, float) and not np.isfinite(data):
-        return None
-    if isinstance(data, dict):
-        return {k: _nan_to_none(v) for k, v in data.items()}
-    if isinstance(data, list | tuple):
-        return [_nan_to_none(v) for v in data]
-    return data
-
-
-def json_bytes(data: Any) -> bytes:
-    """Deterministic, human-readable JSON bytes; NaN and infinities become ``null`` (valid JSON)."""
-    return (json.dumps(_nan_to_none(data), indent=2, allow_nan=False) + "\n").encode()
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write a JSON report (metrics, plot points) with :func:`json_bytes`."""
-    write_if_changed(path, json_bytes(data))
-
-
-def write_if_changed(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically, and only when its bytes differ."""
-    if path.exists() and path.read_bytes() == data:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 def write_outputs(result: Featurized, workspace: Path) -> None:
     """Write ``data/split/*.parquet``, ``data/features/*.parquet`` and ``preprocess.json``."""
     for name, frame in result.splits.items():
-        write_if_changed(workspace / SPLIT_DIR / f"{name}.parquet", parquet_bytes(frame))
-        write_if_changed(workspace / FEATURES_DIR / f"{name}.parquet", parquet_bytes(result.features[name]))
-    write_if_changed(workspace / SPEC, json_bytes(result.preprocessor.to_dict()))
+        write_if_changed(workspace / split_file(name), parquet_bytes(frame))
+        write_if_changed(workspace / features_file(name), parquet_bytes(result.features[name]))
+    write_if_changed(workspace / PREPROCESS_SPEC, json_bytes(result.preprocessor.to_dict()))
 
 
 def summarize(result: Featurized) -> dict[str, Any]:

@@ -7,22 +7,18 @@ featurize and train when nothing new arrived.
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipelines.common.config import Params, Schema
+from pipelines.common.io import parquet_bytes, write_if_changed
 from pipelines.common.lake import MANIFEST, Lake
 from pipelines.common.settings import Settings
-
-EVENTS = Path("data/snapshot/events.parquet")
-WINDOW = Path("data/snapshot/window.json")
+from pipelines.workspace.paths import EVENTS, WINDOW
 
 
 class SnapshotError(RuntimeError):
@@ -56,24 +52,6 @@ def select_window(frames: list[pd.DataFrame], schema: Schema, window: Window) ->
     return events.sort_values([schema.event_time, schema.key], kind="stable").reset_index(drop=True)
 
 
-def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
-    """Deterministic Parquet bytes for a frame (no index, fixed codec)."""
-    buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer, compression="zstd")
-    return buffer.getvalue()
-
-
-def write_if_changed(path: Path, data: bytes) -> bool:
-    """Replace ``path`` only when its bytes differ; return whether it changed."""
-    if path.exists() and path.read_bytes() == data:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return True
-
-
 def read_validated(lake: Lake) -> tuple[list[pd.DataFrame], list[str]]:
     """Every complete validated partition, in the order they were written."""
     partitions = lake.complete_partitions("validated")
@@ -96,7 +74,7 @@ def run(params: Params, settings: Settings, workspace: Path, as_of: datetime | N
             f"({len(partitions)} validated partitions); expected at least one: ingest and validate first, "
             f"or widen snapshot.window_days (now {days})"
         )
-    changed = write_if_changed(workspace / EVENTS, to_parquet_bytes(events))
+    changed = write_if_changed(workspace / EVENTS, parquet_bytes(events))
     meta = {
         "window_start": window.start.isoformat(),
         "window_end": window.end.isoformat(),

@@ -40,6 +40,7 @@ from pipelines.common.config import IngestConfig, Params, Schema
 from pipelines.common.lake import MANIFEST, Lake
 from pipelines.common.settings import Settings
 from pipelines.ingest import rows as records
+from pipelines.ingest.landing import jsonl_bytes
 
 log = logging.getLogger(__name__)
 
@@ -405,7 +406,7 @@ def write_run(lake: Lake, run_id: str, source: str, results: list[FileResult], s
     table = pa.Table.from_pandas(landed, schema=records.arrow_schema(schema), preserve_index=False)
     lake.write_table(f"{landing}/{LANDING_FILE}", table)
     if quarantined:
-        lake.write_bytes(f"{quarantine}/{QUARANTINE_FILE}", _jsonl(quarantined))
+        lake.write_bytes(f"{quarantine}/{QUARANTINE_FILE}", jsonl_bytes(quarantined))
     counts = {"consumed": consumed, "landed": len(landed), "quarantined": len(quarantined)}
     base = {
         "run_id": run_id,
@@ -453,10 +454,6 @@ def check_counts(consumed: int, landed: int, quarantined: int) -> None:
             f"consumed {consumed} records but landed {landed} + quarantined {quarantined}; "
             "expected every record to be landed or quarantined"
         )
-
-
-def _jsonl(entries: list[dict]) -> bytes:
-    return "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries).encode()
 
 
 def _nothing_new(run_id: str, source: str) -> dict:

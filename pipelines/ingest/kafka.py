@@ -42,12 +42,13 @@ import pandas as pd
 import pyarrow as pa
 
 from pipelines.common.config import IngestConfig, KafkaSourceConfig, Params, Schema
+from pipelines.common.io import table_bytes
 from pipelines.common.lake import MANIFEST, Lake
 from pipelines.common.settings import Settings
 from pipelines.ingest import rows as records
 from pipelines.ingest.endpoints import KafkaEndpoint, SourceUnavailable
 from pipelines.ingest.files import IngestError, check_counts
-from pipelines.ingest.landing import durable_write, jsonl_bytes, parquet_bytes, part_name, write_manifest
+from pipelines.ingest.landing import jsonl_bytes, part_name, write_manifest
 from pipelines.ingest.messages import Segment, decode_segments
 
 log = logging.getLogger(__name__)
@@ -98,10 +99,10 @@ def land_chunk(target: ChunkTarget, index: int, segments: list[Segment]) -> Chun
     if len(frame):
         part = part_name(index, ".parquet")
         table = pa.Table.from_pandas(frame, schema=records.arrow_schema(target.schema), preserve_index=False)
-        durable_write(lake, f"{target.landing}/{part}", parquet_bytes(table))
+        lake.write_bytes(f"{target.landing}/{part}", table_bytes(table))
     if decoded.quarantined:
         quarantine_part = part_name(index, ".jsonl")
-        durable_write(lake, f"{target.quarantine}/{quarantine_part}", jsonl_bytes(decoded.quarantined))
+        lake.write_bytes(f"{target.quarantine}/{quarantine_part}", jsonl_bytes(decoded.quarantined))
     consumed = sum(len(s) for s in segments)
     check_counts(consumed, len(frame), len(decoded.quarantined))
     times = frame[target.schema.event_time] if len(frame) else None
@@ -492,7 +493,7 @@ def _write_manifests(lake: Lake, target: ChunkTarget, manifest: dict) -> None:
         write_manifest(lake, target.quarantine, {**manifest, "data": manifest["quarantine_parts"]})
     if not manifest["parts"]:  # everything was quarantined: an empty part keeps the partition readable
         empty = records.arrow_schema(target.schema).empty_table()
-        durable_write(lake, f"{target.landing}/{part_name(0, '.parquet')}", parquet_bytes(empty))
+        lake.write_bytes(f"{target.landing}/{part_name(0, '.parquet')}", table_bytes(empty))
         manifest["parts"] = [part_name(0, ".parquet")]
     write_manifest(lake, target.landing, {**manifest, "data": manifest["parts"]})
 

@@ -23,12 +23,13 @@ import pandas as pd
 import pyarrow as pa
 
 from pipelines.common.config import Params, S3SourceConfig
+from pipelines.common.io import table_bytes
 from pipelines.common.lake import MANIFEST, Lake
 from pipelines.common.settings import Settings
 from pipelines.ingest import files as ingest
 from pipelines.ingest import rows as records
 from pipelines.ingest.endpoints import S3Endpoint, SourceUnavailable
-from pipelines.ingest.landing import durable_write, jsonl_bytes, parquet_bytes, part_name, write_manifest
+from pipelines.ingest.landing import jsonl_bytes, part_name, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -125,11 +126,11 @@ def _land(fs: Any, new: list[tuple[str, dict]], lake: Lake, landing: str, quaran
             entry["part"] = part_name(index, ".parquet")
             table = pa.Table.from_pandas(result.landed, schema=records.arrow_schema(params.schema),
                                          preserve_index=False)
-            durable_write(lake, f"{landing}/{entry['part']}", parquet_bytes(table))
+            lake.write_bytes(f"{landing}/{entry['part']}", table_bytes(table))
             parts.append(entry["part"])
         if result.quarantined:
             name = part_name(index, ".jsonl")
-            durable_write(lake, f"{quarantine}/{name}",
+            lake.write_bytes(f"{quarantine}/{name}",
                           jsonl_bytes({**e, "object": url, "etag": entry["etag"]} for e in result.quarantined))
             quarantine_parts.append(name)
         reasons.update(records.reason_kind(e["reason"]) for e in result.quarantined)
@@ -138,7 +139,7 @@ def _land(fs: Any, new: list[tuple[str, dict]], lake: Lake, landing: str, quaran
     ingest.check_counts(counts["consumed"], counts["landed"], counts["quarantined"])
     if not parts:  # everything was quarantined: an empty part keeps the partition readable
         parts = [part_name(0, ".parquet")]
-        durable_write(lake, f"{landing}/{parts[0]}", parquet_bytes(records.arrow_schema(params.schema).empty_table()))
+        lake.write_bytes(f"{landing}/{parts[0]}", table_bytes(records.arrow_schema(params.schema).empty_table()))
     manifest = {"run_id": run_id, "source": SOURCE, "url": params.ingest.s3.url, "endpoint": endpoint.endpoint_url,
                 "schema": params.schema.name, "objects": objects, "counts": counts, "rows": counts["landed"],
                 "reasons": dict(sorted(reasons.items())), "parts": parts, "quarantine_parts": quarantine_parts,
@@ -186,4 +187,4 @@ def write_state(lake: Lake, state: dict, objects: list[dict], run_id: str) -> No
         state["objects"][o["key"]] = {"etag": o["etag"], "size": o["size"], "sha256": o["sha256"], "run_id": run_id,
                                       "ingested_at": now}
     text = json.dumps({**state, "updated_at": now}, indent=2, sort_keys=True) + "\n"
-    durable_write(lake, state_path(lake), text.encode())
+    lake.write_bytes(state_path(lake), text.encode())

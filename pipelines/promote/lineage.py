@@ -20,6 +20,7 @@ from pipelines.common.config import Params
 from pipelines.common.lake import MANIFEST, Lake
 from pipelines.common.settings import Settings
 from pipelines.promote import registry
+from pipelines.workspace import command_env, dvc_executable, lock_at_commit
 
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 
@@ -79,21 +80,6 @@ def partition_chain(lake: Lake, validated: str) -> dict[str, Any]:
             "gx_statistics": (result or {}).get("statistics"), "landing": landing_path, "sources": sources}
 
 
-def workspace_lock(settings: Settings, commit: str | None) -> dict[str, str]:
-    """``{path: md5}`` from ``dvc.lock`` at a workspace commit."""
-    if not commit:
-        return {}
-    proc = subprocess.run(["git", "-C", str(settings.workspace), "show", f"{commit}:dvc.lock"],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        return {}
-    import yaml
-
-    from pipelines.workspace.repo import lock_entries
-
-    return lock_entries(yaml.safe_load(proc.stdout) or {})
-
-
 def trace(params: Params, settings: Settings, ref: str) -> dict[str, Any]:
     """The whole chain for a model reference, as data."""
     client = registry.client(settings)
@@ -110,7 +96,7 @@ def trace(params: Params, settings: Settings, ref: str) -> dict[str, Any]:
                 "airflow": {"dag_id": tags.get("airflow.dag_id"), "run_id": tags.get("airflow.run_id")},
                 "metrics": {k: v for k, v in run.data.metrics.items() if k.startswith("test_")}},
         "workspace_commit": commit,
-        "dvc": workspace_lock(settings, commit) or {k.removeprefix("flywheel.dvc."): v for k, v in tags.items()
+        "dvc": lock_at_commit(settings.workspace, commit) or {k.removeprefix("flywheel.dvc."): v for k, v in tags.items()
                                                     if k.startswith("flywheel.dvc.")},
         "window": {k: window.get(k) for k in ("window_start", "window_end", "rows", "positives")},
         "partitions": [partition_chain(lake, p) for p in window.get("partitions", []) if lake.fs.exists(p)],
@@ -191,8 +177,6 @@ def _checkout(settings: Settings, commit: str, target: Path) -> Path:
 
 
 def _dvc(settings: Settings, cwd: Path, *args: str) -> None:
-    from pipelines.workspace.repo import command_env, dvc_executable
-
     env = {**command_env(settings), "FLYWHEEL_REPRODUCING": "1"}
     proc = subprocess.run([dvc_executable(), *args], cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:

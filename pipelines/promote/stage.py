@@ -27,9 +27,7 @@ from pipelines.common.config import Params, PromoteConfig, Schema
 from pipelines.common.settings import Settings
 from pipelines.promote import registry
 from pipelines.promote.registry import CHALLENGER, CHAMPION, PREVIOUS
-
-MODEL_JSON = Path("models/model/model.json")
-TEST_ROWS = Path("data/split/test.parquet")
+from pipelines.workspace.paths import MODEL_JSON, split_file
 
 
 class PromoteError(RuntimeError):
@@ -236,7 +234,7 @@ def register(client, name: str, meta: dict, trigger: str) -> tuple[str, bool]:
 
 def _gate(params: Params, settings: Settings, workspace: Path, name: str, version: str,
           champion: str | None, force: bool, force_reason: str | None) -> tuple[Decision, dict]:
-    rows = pd.read_parquet(workspace / TEST_ROWS)
+    rows = pd.read_parquet(workspace / split_file("test"))
     labels = rows[params.schema.target].to_numpy()
     cand_proba = predict_model(f"models:/{name}/{version}", rows, params.schema)
     candidate, champ_scores, interval, details = score(cand_proba, labels), None, None, {}

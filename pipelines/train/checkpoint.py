@@ -2,7 +2,7 @@
 
 DVC deletes a stage's outs before it reruns the stage, so checkpoints live under
 ``$FLYWHEEL_HOME/checkpoints/<fingerprint>/``, where the fingerprint hashes the
-``train`` params (``schedule`` aside), the number of training processes, and the
+``train`` params, the number of training processes, and the
 location and content of the files training reads (``data/features/{train,valid}.parquet``,
 ``preprocess.json`` of the workspace): a retry resumes only what it would have
 recomputed, and a training in another workspace (``flywheel reproduce``'s clone)
@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from pipelines.common.io import file_digest
+
 if TYPE_CHECKING:
     from pipelines.common.config import TrainConfig
 
@@ -40,32 +42,21 @@ CHECKPOINT_VERSION = 1
 CHECKPOINT_FILE = "checkpoint.pt"
 RUN_FILE = "run.json"
 STALE_AFTER_S = 7 * 86400  # a checkpoint nobody resumed for a week is not going to be
-_CHUNK = 1 << 20
 
 
 # -- fingerprint ---------------------------------------------------------------------------------
 
 
-def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    """Hex digest of a file's bytes, read in chunks."""
-    digest = hashlib.new(algorithm)
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def fingerprint(cfg: TrainConfig, files: Iterable[Path], world_size: int = 1) -> str:
     """A short hash of what training depends on: the train params, the process count, the input files.
 
-    ``train.schedule`` is left out (it says when to train, not what). Files are hashed by
-    absolute path and content, so a checkpoint is resumed only in the same workspace and
+    Files are hashed by absolute path and content, so a checkpoint is resumed only in the same workspace and
     for byte-identical features.
     """
     digest = hashlib.sha256()
     head = {
         "version": CHECKPOINT_VERSION,
-        "train": cfg.model_dump(mode="json", exclude={"schedule"}),
+        "train": cfg.model_dump(mode="json"),
         "world_size": world_size,
     }
     digest.update(json.dumps(head, sort_keys=True).encode())

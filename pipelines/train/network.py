@@ -27,10 +27,9 @@ from pipelines.featurize.preprocess import Preprocessor
 if TYPE_CHECKING:
     import mlflow.pyfunc
 
-MODEL_DIR = Path("models/model")
 STATE_DICT = "state_dict.pt"
 PREPROCESS = "preprocess.json"
-MODEL_JSON = "model.json"
+MODEL_JSON = "model.json"  # the files of a model folder: models/model/ in the workspace, artifacts in MLflow
 ARTIFACT_FILES = {"state_dict": STATE_DICT, "preprocess": PREPROCESS, "model_json": MODEL_JSON}
 SCORE_BATCH = 65536
 

@@ -38,12 +38,23 @@ import torch
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 from torch import nn
 
-from pipelines.featurize.preprocess import FEATURES_DIR, SPEC, SPLIT_DIR, Preprocessor, write_json
+from pipelines.common.io import write_json
+from pipelines.featurize.preprocess import Preprocessor
 from pipelines.train import distributed as train_ddp
 from pipelines.train import tracking
 from pipelines.train.checkpoint import CheckpointStore, capture_rng, fingerprint, restore_rng
 from pipelines.train.distributed import SINGLE, Group
-from pipelines.train.network import MODEL_DIR, TabularNet, build_net, save_model_files, write_model_json
+from pipelines.train.network import TabularNet, build_net, save_model_files, write_model_json
+from pipelines.workspace.lock import lock_hashes
+from pipelines.workspace.paths import (
+    MODEL_DIR,
+    PREPROCESS_SPEC,
+    TRAIN_CURVE,
+    TRAIN_METRICS,
+    WINDOW,
+    features_file,
+    split_file,
+)
 
 if TYPE_CHECKING:
     import matplotlib.figure
@@ -56,9 +67,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-METRICS = Path("metrics/train.json")
-CURVE = Path("plots/train_curve.json")
-WINDOW = Path("data/snapshot/window.json")
 MAX_POS_WEIGHT = 20.0
 EVAL_BATCH = 65536
 MAX_TAG_LENGTH = 8000  # MLflow's limit on a tag value
@@ -127,18 +135,17 @@ class TrainingData:
 
 def load_training_data(workspace: Path) -> tuple[TrainingData, Preprocessor]:
     """Read ``data/features/{train,valid}.parquet`` and ``preprocess.json`` of the workspace."""
-    spec = workspace / SPEC
+    spec = workspace / PREPROCESS_SPEC
     if not spec.exists():
         raise TrainError(f"{spec} not found; expected the featurize stage to have written data/features")
     pre = Preprocessor.load(spec)
-    frames = [pd.read_parquet(workspace / FEATURES_DIR / f"{name}.parquet") for name in ("train", "valid")]
+    frames = [pd.read_parquet(workspace / features_file(name)) for name in ("train", "valid")]
     return TrainingData.from_frames(*frames, pre), pre
 
 
 def feature_files(workspace: Path) -> list[Path]:
     """The files training reads: what a checkpoint's fingerprint hashes."""
-    return [workspace / FEATURES_DIR / "train.parquet", workspace / FEATURES_DIR / "valid.parquet",
-            workspace / SPEC]
+    return [workspace / features_file("train"), workspace / features_file("valid"), workspace / PREPROCESS_SPEC]
 
 
 # -- the hardware ------------------------------------------------------------------------------
@@ -519,18 +526,6 @@ def git_commit(project: Path) -> str:
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
 
 
-def featurize_lock_hashes(workspace: Path) -> dict[str, str]:
-    """``{out path: md5}`` of the featurize stage in the workspace's ``dvc.lock`` (empty when absent)."""
-    import yaml
-
-    lock_path = workspace / "dvc.lock"
-    if not lock_path.exists():
-        return {}
-    lock = yaml.safe_load(lock_path.read_text()) or {}
-    outs = ((lock.get("stages") or {}).get("featurize") or {}).get("outs") or []
-    return {o["path"]: o["md5"] for o in outs if isinstance(o, dict) and "md5" in o and "path" in o}
-
-
 def window_tag(window: dict[str, Any], limit: int = MAX_TAG_LENGTH) -> str:
     """The snapshot window as compact JSON; list values become counts when it would not fit in a tag."""
     text = json.dumps(window, sort_keys=True, separators=(",", ":"))
@@ -555,7 +550,7 @@ def lineage_tags(params: Params, workspace: Path, settings: Settings, env: dict[
             tags[tag] = env[var]
     if (workspace / WINDOW).exists():
         tags["flywheel.data_window"] = window_tag(json.loads((workspace / WINDOW).read_text()))
-    for path, md5 in featurize_lock_hashes(workspace).items():
+    for path, md5 in lock_hashes(workspace, "featurize").items():
         tags[f"flywheel.dvc.{Path(path).name}_md5"] = md5
     return tags
 
@@ -595,7 +590,7 @@ def model_signature(schema: Schema) -> ModelSignature:
 
 def input_example(workspace: Path, schema: Schema, rows: int = 5) -> pd.DataFrame:
     """The first raw train rows, feature columns only, in JSON-friendly dtypes."""
-    raw = pd.read_parquet(workspace / SPLIT_DIR / "train.parquet", columns=list(schema.feature_names)).head(
+    raw = pd.read_parquet(workspace / split_file("train"), columns=list(schema.feature_names)).head(
         rows
     )
     numeric = {c.name: pd.to_numeric(raw[c.name]).astype("float64") for c in schema.numeric}
@@ -705,7 +700,7 @@ def log_missing_epochs(run_id: str, history: tuple[EpochStats, ...]) -> None:
 
 def write_reports(workspace: Path, result: FitResult, metrics: dict[str, float]) -> None:
     """``metrics/train.json`` and ``plots/train_curve.json``."""
-    write_json(workspace / METRICS, {**metrics, "device": result.device, "pos_weight": result.pos_weight})
+    write_json(workspace / TRAIN_METRICS, {**metrics, "device": result.device, "pos_weight": result.pos_weight})
     curve = [
         {
             "epoch": s.epoch,
@@ -715,7 +710,7 @@ def write_reports(workspace: Path, result: FitResult, metrics: dict[str, float])
         }
         for s in result.history
     ]
-    write_json(workspace / CURVE, curve)
+    write_json(workspace / TRAIN_CURVE, curve)
 
 
 def train_model(
@@ -892,8 +887,8 @@ def run(params: Params, settings: Settings, workspace: Path) -> dict[str, Any]:
     nproc = train_ddp.processes_for(params.train, cuda)
     if nproc == 1:
         return train_stage(params, workspace, settings)
-    if not (workspace / SPEC).exists():
+    if not (workspace / PREPROCESS_SPEC).exists():
         raise TrainError(
-            f"{workspace / SPEC} not found; expected the featurize stage to have written data/features"
+            f"{workspace / PREPROCESS_SPEC} not found; expected the featurize stage to have written data/features"
         )
     return train_ddp.launch(nproc, workspace, settings, params)

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from pipelines.featurize.preprocess import SPLIT_DIR
-from pipelines.train.checkpoint import file_digest
+from pipelines.common.io import file_digest
+from pipelines.workspace.lock import lock_hashes
+from pipelines.workspace.paths import SPLIT_DIR, split_file
 
 if TYPE_CHECKING:
     from mlflow.data.pandas_dataset import PandasDataset
@@ -63,18 +64,11 @@ def dataset_schema(schema: Schema) -> MlflowSchema:
     return MlflowSchema([*cols, ColSpec(DataType.long, schema.target)])
 
 
-def lock_hash(workspace: Path, path: str) -> str | None:
-    """The md5 ``dvc.lock`` records for the featurize output ``path`` (None when absent)."""
-    from pipelines.train.stage import featurize_lock_hashes  # the one reader of featurize's lock entry
-
-    return featurize_lock_hashes(workspace).get(path)
-
-
 def split_dataset(workspace: Path, schema: Schema, split: str) -> tuple[PandasDataset, dict[str, str]]:
     """The raw ``data/split/<split>.parquet`` as an MLflow dataset, and the tags of its input."""
     import mlflow.data
 
-    rel = SPLIT_DIR / f"{split}.parquet"
+    rel = split_file(split)
     md5 = file_digest(workspace / rel, "md5")
     with warnings.catch_warnings():  # "" and "file" both resolve a local path: same class, one warning
         warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways")
@@ -84,7 +78,7 @@ def split_dataset(workspace: Path, schema: Schema, split: str) -> tuple[PandasDa
         )
     dataset.schema = dataset_schema(schema)  # fills the cached property: no per-row inference
     tags = {"dvc.path": str(rel), "dvc.md5": md5}
-    if (dir_md5 := lock_hash(workspace, str(SPLIT_DIR))) is not None:
+    if (dir_md5 := lock_hashes(workspace, "featurize").get(str(SPLIT_DIR))) is not None:
         tags["dvc.lock.data/split"] = dir_md5
     return dataset, tags
 

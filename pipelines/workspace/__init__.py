@@ -1,5 +1,7 @@
 """The DVC workspace: every path in it, init/sync/repro/commit, and the one ``dvc.lock`` reader."""
 
+from pipelines.workspace import paths
+from pipelines.workspace.lock import lock_at_commit, lock_entries, lock_hashes
 from pipelines.workspace.repo import (
     StageResult,
     WorkspaceError,
@@ -8,11 +10,9 @@ from pipelines.workspace.repo import (
     commit,
     dvc_executable,
     init,
-    lock_entries,
-    lock_hashes,
     repro,
     sync,
 )
 
-__all__ = ["StageResult", "WorkspaceError", "classify", "command_env", "commit", "dvc_executable", "init",
-           "lock_entries", "lock_hashes", "repro", "sync"]
+__all__ = ["paths", "StageResult", "WorkspaceError", "classify", "command_env", "commit", "dvc_executable",
+           "init", "lock_at_commit", "lock_entries", "lock_hashes", "repro", "sync"]

@@ -24,6 +24,7 @@ import yaml
 
 from pipelines.common.config import apply_overrides, parse_params, read_params_dict
 from pipelines.common.settings import Settings
+from pipelines.workspace.paths import remote_url
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,9 @@ def init(settings: Settings) -> Path:
     if not (ws / ".dvc").exists():
         _run([dvc_executable(), "init", "-q"], ws, settings, "dvc init")
         _run([dvc_executable(), "config", "core.autostage", "true"], ws, settings, "dvc config")
-    if not os.environ.get("FLYWHEEL_DVC_REMOTE"):
+    remote = remote_url(settings)
+    if remote == str(settings.dvc_remote):
         settings.dvc_remote.mkdir(parents=True, exist_ok=True)
-    remote = os.environ.get("FLYWHEEL_DVC_REMOTE") or str(settings.dvc_remote)
     _run([dvc_executable(), "remote", "add", "-f", "-d", "store", remote], ws, settings, "dvc remote add")
     link = ws / "pipelines"
     if not link.exists():
@@ -154,21 +155,3 @@ def commit(settings: Settings, message: str) -> str:
     if status.strip():
         _run(["git", "commit", "-q", "-m", message], ws, settings, "git commit")
     return _run(["git", "rev-parse", "HEAD"], ws, settings, "git rev-parse").strip()
-
-
-def lock_hashes(workspace: Path) -> dict[str, str]:
-    """``{path: md5}`` of every dependency and output recorded in the workspace's ``dvc.lock``."""
-    lock_path = workspace / "dvc.lock"
-    if not lock_path.exists():
-        return {}
-    return lock_entries(yaml.safe_load(lock_path.read_text()) or {})
-
-
-def lock_entries(lock: dict[str, Any]) -> dict[str, str]:
-    """``{path: md5}`` of every dependency and output in a parsed ``dvc.lock``."""
-    hashes: dict[str, str] = {}
-    for stage in (lock.get("stages") or {}).values():
-        for entry in [*(stage.get("deps") or []), *(stage.get("outs") or [])]:
-            if "md5" in entry:
-                hashes[entry["path"]] = entry["md5"]
-    return hashes

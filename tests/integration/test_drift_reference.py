@@ -53,7 +53,8 @@ def champion_with_tags(settings, name: str, tags: dict[str, str]) -> None:
 
 
 def test_split_md5_from_dvc_add_finds_train_parquet_in_the_cache_and_the_remote(install, tmp_path):
-    from pipelines.drift.reference import dvc_roots, load_split
+    from pipelines.drift.reference import load_split
+    from pipelines.workspace.paths import content_roots
 
     params, settings = install
     ws = settings.workspace
@@ -68,13 +69,13 @@ def test_split_md5_from_dvc_add_finds_train_parquet_in_the_cache_and_the_remote(
     dvc(ws, "add", "-q", "data/split")
     md5 = yaml.safe_load((ws / "data" / "split.dvc").read_text())["outs"][0]["md5"]
     assert md5.endswith(".dir")
-    frame, source = load_split(dvc_roots(settings), md5)
+    frame, source = load_split(content_roots(settings), md5)
     assert frame.equals(rows) and "/.dvc/cache/files/md5/" in source
 
     settings.dvc_remote.mkdir(parents=True)
     dvc(ws, "push", "-q")
     subprocess.run(["rm", "-rf", str(ws / ".dvc" / "cache")], check=True)  # as after `dvc gc` or a fresh clone
-    frame, source = load_split(dvc_roots(settings), md5)
+    frame, source = load_split(content_roots(settings), md5)
     assert frame.equals(rows) and source.startswith(str(settings.dvc_remote))
 
 

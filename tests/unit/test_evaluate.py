@@ -14,7 +14,8 @@ from pipelines.common.settings import Settings
 from pipelines.evaluate import stage as evaluate
 from pipelines.featurize import preprocess as featurize
 from pipelines.train import stage as train
-from pipelines.train.network import MODEL_DIR, build_net, save_model_files
+from pipelines.train.network import build_net, save_model_files
+from pipelines.workspace.paths import MODEL_DIR
 
 Y = np.array([0, 0, 1, 1, 0, 1])
 P = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])

@@ -15,6 +15,7 @@ import pytest
 from pipelines.common.config import Params, parse_params
 from pipelines.featurize import preprocess as featurize
 from pipelines.featurize.preprocess import FeaturizeError, MissingFeatureError, Preprocessor
+from pipelines.workspace import paths
 
 CHURN_SCHEMA = {
     "name": "churn",
@@ -61,7 +62,7 @@ def churn_events(n: int = 400, seed: int = 0) -> pd.DataFrame:
 
 def write_snapshot(workspace: Path, events: pd.DataFrame) -> None:
     """Put ``events`` where the featurize stage reads its snapshot."""
-    path = workspace / featurize.EVENTS
+    path = workspace / paths.EVENTS
     path.parent.mkdir(parents=True, exist_ok=True)
     events.to_parquet(path, index=False)
 

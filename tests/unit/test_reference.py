@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from pipelines.common.settings import Settings
-from pipelines.drift.reference import ReferenceNotFound, dvc_roots, find_in_manifest, load_split, object_path
+from pipelines.drift.reference import ReferenceNotFound, find_in_manifest, load_split, object_path
+from pipelines.workspace.paths import content_roots
 
 
 def put(root: Path, data: bytes, md5: str | None = None) -> str:
@@ -79,6 +80,6 @@ def test_an_object_that_is_not_parquet(tmp_path):
 def test_roots_are_the_workspace_cache_then_the_remote(tmp_path, monkeypatch):
     settings = Settings.from_env({"FLYWHEEL_HOME": str(tmp_path)})
     monkeypatch.delenv("FLYWHEEL_DVC_REMOTE", raising=False)
-    assert dvc_roots(settings) == [str(tmp_path / "workspace" / ".dvc" / "cache"), str(tmp_path / "dvc-remote")]
+    assert content_roots(settings) == [str(tmp_path / "workspace" / ".dvc" / "cache"), str(tmp_path / "dvc-remote")]
     monkeypatch.setenv("FLYWHEEL_DVC_REMOTE", "s3://bucket/dvc/")
-    assert dvc_roots(settings)[1] == "s3://bucket/dvc"
+    assert content_roots(settings)[1] == "s3://bucket/dvc"

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from pipelines.common.config import parse_params
-from pipelines.featurize.snapshot import Window, select_window, to_parquet_bytes
+from pipelines.common.io import parquet_bytes
+from pipelines.featurize.snapshot import Window, select_window
 
 SCHEMA = parse_params({"schema": {
     "name": "sensors", "key": "reading_id", "event_time": "taken_at", "target": "faulty",
@@ -46,7 +47,7 @@ def test_select_window_filters_dedups_and_sorts():
 def test_snapshot_bytes_are_deterministic(days):
     events = frame([["r1", "2026-11-20T10:00:00Z", 2.0, "b", 1, "x"]])
     selected = select_window([events], SCHEMA, Window.ending_on(datetime(2026, 11, 21, tzinfo=UTC), days))
-    assert to_parquet_bytes(selected) == to_parquet_bytes(selected.copy())
+    assert parquet_bytes(selected) == parquet_bytes(selected.copy())
 
 
 def test_no_frames_gives_empty_window():

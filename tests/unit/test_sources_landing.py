@@ -9,7 +9,6 @@ import pytest
 
 from pipelines.common.lake import Lake
 from pipelines.ingest.kafka import ChunkTarget, Lander, land_chunk
-from pipelines.ingest.landing import durable_write
 from pipelines.ingest.messages import Segment
 
 NOW = pd.Timestamp("2026-06-01T00:00:00Z")
@@ -70,7 +69,7 @@ def test_a_failing_chunk_in_the_worker_fails_the_run(target):
 
 def test_durable_write_replaces_a_file_whole(tmp_path):
     lake = Lake(str(tmp_path))
-    durable_write(lake, f"{tmp_path}/a/b.json", b"one")
-    durable_write(lake, f"{tmp_path}/a/b.json", b"two")
+    lake.write_bytes(f"{tmp_path}/a/b.json", b"one")
+    lake.write_bytes(f"{tmp_path}/a/b.json", b"two")
     assert (tmp_path / "a" / "b.json").read_bytes() == b"two"
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["b.json"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.workspace.repo import classify, lock_hashes
+from pipelines.workspace import classify, lock_hashes
 
 
 @pytest.mark.parametrize(
