@@ -31,6 +31,7 @@ import pandas as pd
 
 from pipelines.common.config import DriftConfig, Schema
 from pipelines.drift.decision import ColumnDrift, DriftResult
+from pipelines.evaluate.metrics import ranking_metrics
 
 log = logging.getLogger(__name__)
 
@@ -247,14 +248,13 @@ def confirm(column: ColumnDrift, full: tuple[pd.DataFrame, pd.DataFrame], sample
 
 def quality(labels: pd.Series, proba: np.ndarray) -> tuple[float | None, float | None, str | None]:
     """``(roc_auc, pr_auc, note)`` of the champion on labelled rows; None when the labels cannot judge it."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
     present = labels.notna().to_numpy()
     y = labels[present].astype("int64").to_numpy()
     if len(np.unique(y)) < 2:
         return None, None, f"labels of {int(present.sum())} current rows hold one class: quality not judged"
     p = proba[present]
-    return float(roc_auc_score(y, p)), float(average_precision_score(y, p)), None
+    pr_auc, roc_auc = ranking_metrics(y, p)
+    return roc_auc, pr_auc, None
 
 
 def add_predictions(windows: tuple[pd.DataFrame, pd.DataFrame], samples: tuple[pd.DataFrame, pd.DataFrame],

@@ -20,15 +20,15 @@ from typing import Any
 import pandas as pd
 
 from pipelines.common.config import Params
+from pipelines.common.errors import FlywheelError
 from pipelines.common.settings import Settings
 from pipelines.workspace import paths
 
-CHAMPION = "champion"
 SPLIT_TAG = "flywheel.dvc.split_md5"
 REFERENCE_FILE = "train.parquet"
 
 
-class ReferenceNotFound(RuntimeError):
+class ReferenceNotFound(FlywheelError):
     """The champion's training data cannot be located or read."""
 
 
@@ -68,16 +68,15 @@ class Reference:
 
 def champion(params: Params, settings: Settings) -> Champion:
     """The version behind ``@champion`` and its run's tags; :class:`NoChampion` when there is none."""
-    import mlflow
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    from pipelines.common import tracking
+    from pipelines.promote import CHAMPION, version_behind
+
+    client = tracking.client(settings)
     name = params.promote.model_name
-    try:
-        version = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
+    version = version_behind(client, name, CHAMPION)
+    if version is None:
         raise NoChampion(f"model {name!r} has no {CHAMPION!r} alias in {settings.tracking_uri}: "
                          f"expected a trained and promoted model to compare the current window with") from None
     try:

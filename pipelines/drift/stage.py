@@ -29,19 +29,18 @@ import pandas as pd
 from pipelines.common.config import Params, Schema
 from pipelines.common.lake import Lake, safe_run_id
 from pipelines.common.settings import Settings
+from pipelines.common.tracking import MAX_TAG, ensure_experiment
 from pipelines.drift import check as drift_check
 from pipelines.drift import reference
 from pipelines.drift.check import DriftCheck, DriftInputError
 from pipelines.drift.decision import DriftResult, Verdict, decide_retrain
 from pipelines.drift.reference import NoChampion, ReferenceNotFound
-from pipelines.featurize.snapshot import Window, read_validated, select_window
-from pipelines.promote.registry import ensure_experiment
+from pipelines.featurize import Window, read_validated, select_window
 
 log = logging.getLogger(__name__)
 
 STATE = ("state", "drift", "last_retrain.json")
 REPORT_HTML, REPORT_JSON, SUMMARY_JSON = "report.html", "evidently.json", "summary.json"
-MAX_TAG = 5000
 
 __all__ = ["DriftInputError", "NoChampion", "ReferenceNotFound", "describe", "record_retrain", "run"]
 

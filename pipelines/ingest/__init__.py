@@ -1,7 +1,17 @@
-"""Ingest: land new records of the sources (files, Kafka, S3); quarantine malformed ones with a reason."""
+"""Ingest: land new records of the sources (files, Kafka, S3); quarantine malformed ones with a reason.
+"""
 
-from pipelines.ingest.endpoints import KafkaEndpoint, S3Endpoint, SourceUnavailable
-from pipelines.ingest.files import IngestError
-from pipelines.ingest.stage import run
+from __future__ import annotations
 
-__all__ = ["run", "IngestError", "KafkaEndpoint", "S3Endpoint", "SourceUnavailable"]
+from typing import TYPE_CHECKING
+
+from pipelines.common.exports import lazy_exports
+
+if TYPE_CHECKING:
+    from pipelines.ingest.endpoints import KafkaEndpoint, S3Endpoint, SourceUnavailable
+    from pipelines.ingest.files import IngestError
+    from pipelines.ingest.stage import run
+
+_API = {"run": "stage", "IngestError": "files", "KafkaEndpoint": "endpoints", "S3Endpoint": "endpoints", "SourceUnavailable": "endpoints"}
+__all__ = ["IngestError", "KafkaEndpoint", "S3Endpoint", "SourceUnavailable", "run"]
+__getattr__ = lazy_exports(__name__, _API)

@@ -16,10 +16,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pipelines.common import tracking
 from pipelines.common.config import Params
 from pipelines.common.lake import MANIFEST, Lake
 from pipelines.common.settings import Settings
-from pipelines.promote import registry
 from pipelines.workspace import command_env, dvc_executable, lock_at_commit
 
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
@@ -82,7 +82,7 @@ def partition_chain(lake: Lake, validated: str) -> dict[str, Any]:
 
 def trace(params: Params, settings: Settings, ref: str) -> dict[str, Any]:
     """The whole chain for a model reference, as data."""
-    client = registry.client(settings)
+    client = tracking.client(settings)
     version = resolve(client, ref, params.promote.model_name)
     run = client.get_run(version.run_id)
     tags, lake = run.data.tags, Lake(settings.lake_root(params))
@@ -146,7 +146,7 @@ def reproduce(params: Params, settings: Settings, ref: str) -> dict[str, Any]:
     the DVC remote, and featurize → train → evaluate are forced to run again
     (a new MLflow run, tagged ``flywheel.reproduces``).
     """
-    client = registry.client(settings)
+    client = tracking.client(settings)
     version = resolve(client, ref, params.promote.model_name)
     commit = version.tags.get("flywheel.workspace_commit")
     if not commit:

@@ -10,78 +10,54 @@ from __future__ import annotations
 import json
 import os
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.common.config import Params
+from pipelines.common.errors import FlywheelError
 from pipelines.common.settings import Settings
+from pipelines.common.tracking import client
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+# Error codes MLflow answers with when a registered model or an alias does not exist.
+_ABSENT = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
 LOG_TAG = "flywheel.alias_log"
 LOG_LIMIT = 40  # MLflow caps a tag value; keep the latest moves
 
 
-class RegistryError(RuntimeError):
+class RegistryError(FlywheelError):
     """A registry operation cannot be carried out."""
 
 
-class TrackingUnavailable(RegistryError):
-    """The MLflow tracking server does not answer."""
+def version_behind(mlflow_client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The model version behind ``alias``; None when the model or the alias does not exist.
 
-
-def require_tracking(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast, naming the URI, when an HTTP tracking server does not answer its health check."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
-            if response.status == 200:
-                return
-            problem = f"HTTP {response.status}"
-    except (urllib.error.URLError, OSError) as exc:
-        problem = str(getattr(exc, "reason", exc))
-    raise TrackingUnavailable(f"MLflow tracking server {uri} is unreachable ({problem}); expected it to "
-                              f"answer {uri.rstrip('/')}/health — check MLFLOW_TRACKING_URI or the "
-                              "flywheel_mlflow Connection")
-
-
-def client(settings: Settings):
-    """An MlflowClient on the settings' tracking URI (checked first)."""
-    import mlflow
-    from mlflow import MlflowClient
-
-    require_tracking(settings.tracking_uri)
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    return MlflowClient(tracking_uri=settings.tracking_uri)
-
-
-def ensure_experiment(settings: Settings, name: str) -> str:
-    """The id of experiment ``name``, created if missing; checks the tracking server first.
-
-    With the embedded SQLite store, a new experiment keeps its artifacts under
-    ``settings.artifact_root`` (not a ``./mlruns`` relative to the working directory).
+    The one champion lookup: any other failure (a server error, a broken store) is raised, so an
+    unreadable registry is never mistaken for "no champion yet".
     """
-    import mlflow
-
-    require_tracking(settings.tracking_uri)
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    found = mlflow.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    location = settings.artifact_root.as_uri() if settings.tracking_uri.startswith("sqlite:") else None
-    return mlflow.create_experiment(name, artifact_location=location)
-
-
-def alias_version(mlflow_client, name: str, alias: str) -> str | None:
-    """The version behind an alias, or None when the alias (or the model) does not exist."""
     from mlflow.exceptions import MlflowException
 
     try:
-        return str(mlflow_client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+        return mlflow_client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if exc.error_code in _ABSENT:
+            return None
+        raise
+
+
+def alias_version(mlflow_client: MlflowClient, name: str, alias: str) -> str | None:
+    """The version number behind an alias, or None when the alias (or the model) does not exist."""
+    found = version_behind(mlflow_client, name, alias)
+    return None if found is None else str(found.version)
+
+
+def champion_version(params: Params, settings: Settings) -> ModelVersion | None:
+    """The registry's ``champion`` of ``promote.model_name``, or None before the first promotion."""
+    return version_behind(client(settings), params.promote.model_name, CHAMPION)
 
 
 def history(mlflow_client, name: str) -> list[dict[str, Any]]:

@@ -23,8 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipelines.common import tracking
 from pipelines.common.config import Params, PromoteConfig, Schema
 from pipelines.common.settings import Settings
+from pipelines.evaluate.metrics import metric as metric_value
 from pipelines.promote import registry
 from pipelines.promote.registry import CHALLENGER, CHAMPION, PREVIOUS
 from pipelines.workspace.paths import MODEL_JSON, split_file
@@ -108,7 +110,7 @@ def bootstrap_difference(labels: np.ndarray, candidate: np.ndarray, champion: np
         pick = rng.integers(0, len(labels), len(labels))
         if labels[pick].min() == labels[pick].max():
             continue
-        diffs.append(_metric(metric, labels[pick], candidate[pick]) - _metric(metric, labels[pick], champion[pick]))
+        diffs.append(metric_value(metric, labels[pick], candidate[pick]) - metric_value(metric, labels[pick], champion[pick]))
     if not diffs:
         raise PromoteError(f"bootstrap of {metric} needs both classes in the test rows; got {len(labels)} rows")
     tail = (1 - confidence) / 2 * 100
@@ -126,17 +128,10 @@ def _stratified(labels: np.ndarray, max_rows: int, rng: np.random.Generator) -> 
     return np.sort(np.concatenate(keep))
 
 
-def _metric(metric: str, labels: np.ndarray, probabilities: np.ndarray) -> float:
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    scorer = roc_auc_score if metric == "roc_auc" else average_precision_score
-    return float(scorer(labels, probabilities))
-
-
 def score(probabilities: np.ndarray, labels: np.ndarray) -> Scores:
     """ROC-AUC and PR-AUC of predicted probabilities."""
-    return Scores(roc_auc=_metric("roc_auc", labels, probabilities),
-                  pr_auc=_metric("pr_auc", labels, probabilities))
+    return Scores(roc_auc=metric_value("roc_auc", labels, probabilities),
+                  pr_auc=metric_value("pr_auc", labels, probabilities))
 
 
 def predict_model(model_uri: str, rows: pd.DataFrame, schema: Schema) -> np.ndarray:
@@ -187,7 +182,7 @@ def run(params: Params, settings: Settings, workspace: Path, force: bool = False
         raise PromoteError(f"no trained model at {meta_path}; expected the train stage to have run")
     meta = json.loads(meta_path.read_text())
     name = params.promote.model_name
-    client = registry.client(settings)
+    client = tracking.client(settings)
     version, created = register(client, name, meta, trigger)
     champion = registry.alias_version(client, name, CHAMPION)
     summary = {"model_name": name, "version": version, "registered_now": created,

@@ -1,5 +1,15 @@
-"""Run reports: what each DAG run did, and the summary ``make run`` ends with."""
+"""Run reports: what each DAG run did, and the summary ``make run`` ends with.
+"""
 
-from pipelines.report.summary import collect, latest, render, write
+from __future__ import annotations
 
-__all__ = ["write", "latest", "collect", "render"]
+from typing import TYPE_CHECKING
+
+from pipelines.common.exports import lazy_exports
+
+if TYPE_CHECKING:
+    from pipelines.report.summary import collect, latest, render, write
+
+_API = {"write": "summary", "latest": "summary", "collect": "summary", "render": "summary"}
+__all__ = ["collect", "latest", "render", "write"]
+__getattr__ = lazy_exports(__name__, _API)

@@ -34,15 +34,10 @@ def latest(settings: Settings, dag_id: str) -> dict[str, Any] | None:
 
 def champion(params: Params, settings: Settings) -> dict[str, Any] | None:
     """The registry's champion: version, run id and its gate record, or None."""
-    import mlflow
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    from pipelines.promote import champion_version
 
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    client = MlflowClient(tracking_uri=settings.tracking_uri)
-    try:
-        version = client.get_model_version_by_alias(params.promote.model_name, "champion")
-    except MlflowException:
+    version = champion_version(params, settings)
+    if version is None:
         return None
     return {"name": version.name, "version": str(version.version), "run_id": version.run_id,
             "reason": version.tags.get("flywheel.gate.reason"), "aliases": list(version.aliases)}

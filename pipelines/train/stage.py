@@ -35,10 +35,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 from torch import nn
 
+from pipelines.common import tracking as tracking_connection
 from pipelines.common.io import write_json
+from pipelines.common.tracking import MAX_TAG
+from pipelines.evaluate.metrics import best_f1_threshold, ranking_metrics
 from pipelines.featurize.preprocess import Preprocessor
 from pipelines.train import distributed as train_ddp
 from pipelines.train import tracking
@@ -69,7 +71,6 @@ log = logging.getLogger(__name__)
 
 MAX_POS_WEIGHT = 20.0
 EVAL_BATCH = 65536
-MAX_TAG_LENGTH = 8000  # MLflow's limit on a tag value
 RESIDENT_SHARE = 0.5  # tensors stay on the GPU when they take at most this share of its free memory
 
 
@@ -299,25 +300,6 @@ def predict_logits(
     return torch.cat(chunks) if chunks else torch.empty(0, device=device)
 
 
-def ranking_metrics(target: np.ndarray, proba: np.ndarray) -> tuple[float, float]:
-    """``(pr_auc, roc_auc)``; NaN when the target holds a single class."""
-    if len(np.unique(target)) < 2:
-        return float("nan"), float("nan")
-    return float(average_precision_score(target, proba)), float(roc_auc_score(target, proba))
-
-
-def best_f1_threshold(target: np.ndarray, proba: np.ndarray) -> tuple[float, float]:
-    """The probability threshold maximizing F1, and that F1 (0.5 and 0 without positives)."""
-    if target.sum() == 0:
-        return 0.5, 0.0
-    precision, recall, thresholds = precision_recall_curve(target, proba)
-    f1 = np.divide(
-        2 * precision * recall, precision + recall, out=np.zeros_like(precision), where=precision + recall > 0
-    )
-    best = int(np.argmax(f1[:-1]))
-    return float(thresholds[best]), float(f1[best])
-
-
 @dataclass(frozen=True)
 class EpochStats:
     """What one epoch did."""
@@ -510,9 +492,7 @@ def fit(
 
 def configure_mlflow(settings: Settings, experiment: str) -> str:
     """Point MLflow at ``settings.tracking_uri`` and make sure the experiment exists; return its id."""
-    from pipelines.promote.registry import ensure_experiment
-
-    return ensure_experiment(settings, experiment)
+    return tracking_connection.ensure_experiment(settings, experiment)
 
 
 def git_commit(project: Path) -> str:
@@ -526,7 +506,7 @@ def git_commit(project: Path) -> str:
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
 
 
-def window_tag(window: dict[str, Any], limit: int = MAX_TAG_LENGTH) -> str:
+def window_tag(window: dict[str, Any], limit: int = MAX_TAG) -> str:
     """The snapshot window as compact JSON; list values become counts when it would not fit in a tag."""
     text = json.dumps(window, sort_keys=True, separators=(",", ":"))
     if len(text) <= limit:

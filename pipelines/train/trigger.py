@@ -11,9 +11,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipelines.common import tracking
 from pipelines.common.settings import Settings
+from pipelines.common.tracking import MAX_TAG
 
-MAX_TAG = 5000
 _KINDS = {"scheduled": "schedule", "manual": "manual", "backfill": "backfill", "asset_triggered": "asset"}
 
 
@@ -79,9 +80,7 @@ def tags(why: TriggerReason) -> dict[str, str]:
 
 def record(settings: Settings, model_name: str, version: str, run_id: str, why: TriggerReason) -> dict[str, str]:
     """Tag the training run and its model version with why the run happened; return the tags."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    client = tracking.client(settings)
     written = tags(why)
     for key, value in written.items():
         client.set_tag(run_id, key, value)

@@ -11,6 +11,7 @@ import torch
 from test_featurize import churn_events, churn_params, write_snapshot
 
 from pipelines.common.settings import Settings
+from pipelines.evaluate import metrics, plots
 from pipelines.evaluate import stage as evaluate
 from pipelines.featurize import preprocess as featurize
 from pipelines.train import stage as train
@@ -25,7 +26,7 @@ P = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
 
 
 def test_classification_metrics_on_a_small_case():
-    m = evaluate.classification_metrics(Y, P, threshold=0.3, bins=2)
+    m = metrics.classification_metrics(Y, P, threshold=0.3, bins=2)
     assert (m["tn"], m["fp"], m["fn"], m["tp"]) == (2, 1, 0, 3)
     assert m["precision"] == pytest.approx(0.75) and m["recall"] == 1.0
     assert m["f1"] == pytest.approx(6 / 7)
@@ -46,7 +47,7 @@ def test_classification_metrics_on_a_small_case():
     ids=["perfect-calibration", "under-and-over", "no-negatives", "no-positives", "no-true-positives"],
 )
 def test_metric_edge_cases(y, p, key, expected):
-    value = evaluate.classification_metrics(np.array(y), np.array(p), threshold=0.5, bins=10)[key]
+    value = metrics.classification_metrics(np.array(y), np.array(p), threshold=0.5, bins=10)[key]
     if expected is None:
         assert np.isnan(value)
     else:
@@ -54,7 +55,7 @@ def test_metric_edge_cases(y, p, key, expected):
 
 
 def test_calibration_table_bins_by_predicted_probability():
-    table = evaluate.calibration_table(Y, P, bins=2)
+    table = metrics.calibration_table(Y, P, bins=2)
     assert table == [
         {"bin": 0, "mean_predicted": pytest.approx(0.2625), "observed_rate": 0.25, "count": 4},
         {"bin": 1, "mean_predicted": pytest.approx(0.85), "observed_rate": 1.0, "count": 2},
@@ -64,7 +65,7 @@ def test_calibration_table_bins_by_predicted_probability():
 def test_curves_are_thinned_and_keep_their_ends():
     rng = np.random.default_rng(0)
     y, p = rng.integers(0, 2, 5000), rng.uniform(size=5000)
-    roc, pr = evaluate.roc_points(y, p), evaluate.pr_points(y, p)
+    roc, pr = metrics.roc_points(y, p), metrics.pr_points(y, p)
     assert 2 < len(roc) <= 200 and 2 < len(pr) <= 200
     assert (roc[0]["fpr"], roc[0]["tpr"]) == (0.0, 0.0) and (roc[-1]["fpr"], roc[-1]["tpr"]) == (1.0, 1.0)
     assert pr[0]["recall"] == 0.0 and pr[-1]["recall"] == 1.0
@@ -72,8 +73,8 @@ def test_curves_are_thinned_and_keep_their_ends():
 
 
 def test_curves_are_empty_for_a_single_class():
-    assert evaluate.roc_points(np.zeros(3), np.ones(3)) == []
-    assert evaluate.pr_points(np.zeros(3), np.ones(3)) == []
+    assert metrics.roc_points(np.zeros(3), np.ones(3)) == []
+    assert metrics.pr_points(np.zeros(3), np.ones(3)) == []
 
 
 def test_confusion_rows_follow_the_threshold():
@@ -84,7 +85,7 @@ def test_confusion_rows_follow_the_threshold():
 
 
 def test_figures_render_for_every_plot():
-    figs = evaluate.figures(evaluate.evaluate_scores(Y, P, threshold=0.5, bins=4))
+    figs = plots.figures(evaluate.evaluate_scores(Y, P, threshold=0.5, bins=4))
     assert sorted(figs) == ["calibration.png", "confusion.png", "pr.png", "roc.png"]
 
 
@@ -106,7 +107,7 @@ def evaluated(tmp_path_factory) -> tuple[Path, Settings, str, dict]:
     train.seed_everything(0)
     net = build_net(pre, params.train.hidden, params.train.dropout, params.train.max_embedding_dim)
     result = train.fit(net, data, params.train, torch.device("cpu"))
-    threshold, _ = train.best_f1_threshold(data.valid_target.numpy(), result.best_valid_proba)
+    threshold, _ = metrics.best_f1_threshold(data.valid_target.numpy(), result.best_valid_proba)
     experiment_id = train.configure_mlflow(settings, "flywheel")
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_metric("valid_pr_auc", result.best.valid_pr_auc)

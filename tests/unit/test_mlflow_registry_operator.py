@@ -50,7 +50,7 @@ def test_an_unknown_action_is_refused(store):
 
 
 def test_an_unreachable_server_fails_so_the_task_retries(store, monkeypatch):
-    from pipelines.promote.registry import TrackingUnavailable
+    from pipelines.common.tracking import TrackingUnavailable
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
     with pytest.raises(TrackingUnavailable, match="http://127.0.0.1:9 is unreachable"):

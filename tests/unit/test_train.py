@@ -13,10 +13,11 @@ import torch
 from test_featurize import churn_events, churn_params, write_snapshot
 
 from pipelines.common.settings import Settings
+from pipelines.evaluate.metrics import best_f1_threshold, ranking_metrics
 from pipelines.featurize import preprocess as featurize
 from pipelines.train import stage as train
 from pipelines.train.network import build_net
-from pipelines.train.stage import TrainingData, best_f1_threshold, fit, positive_weight, ranking_metrics
+from pipelines.train.stage import TrainingData, fit, positive_weight
 
 
 def training_data(n: int = 1500, seed: int = 0) -> tuple[TrainingData, featurize.Preprocessor]:

@@ -20,7 +20,7 @@ class MlflowRegistryHook(BaseHook):
 
     Without that Connection, ``MLFLOW_TRACKING_URI`` or the embedded SQLite store is used
     (see :class:`FlywheelHook`). Every method checks the server first and raises
-    ``pipelines.promote.registry.TrackingUnavailable`` naming its URI when it does not answer.
+    ``pipelines.common.tracking.TrackingUnavailable`` naming its URI when it does not answer.
     """
 
     conn_name_attr = "mlflow_conn_id"
@@ -45,9 +45,9 @@ class MlflowRegistryHook(BaseHook):
 
     def get_conn(self) -> Any:
         """An ``MlflowClient`` on the resolved tracking URI."""
-        from pipelines.promote import registry
+        from pipelines.common import tracking
 
-        return registry.client(self.settings())
+        return tracking.client(self.settings())
 
     def alias_version(self, alias: str) -> str | None:
         """The version behind ``alias`` (``champion``, ``challenger``, ``previous_champion``), or None."""

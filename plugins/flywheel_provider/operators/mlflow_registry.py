@@ -46,7 +46,5 @@ class MlflowRegistryOperator(BaseOperator):
             return report
         try:
             return hook.rollback(self.reason)
-        except registry.TrackingUnavailable:
-            raise
-        except registry.RegistryError as exc:
+        except registry.RegistryError as exc:  # a refused rollback; an unreachable server is retried
             raise AirflowFailException(str(exc)) from None
