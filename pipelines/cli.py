@@ -18,10 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipelines.common.config import ParamsError, load_params
+from pipelines.common.config import load_params
+from pipelines.common.errors import EXIT_FAILED, EXIT_REJECTED, FlywheelError, ParamsError
 from pipelines.common.settings import Settings
-
-EXIT_FAILED, EXIT_REJECTED = 2, 3
 
 
 def _date(value: str) -> datetime:
@@ -297,23 +296,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _known_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [ParamsError, FileNotFoundError]
-    for module, name in [("ingest", "IngestError"), ("validate", "ValidationFailed"),
-                         ("snapshot", "SnapshotError"), ("featurize", "FeaturizeError"),
-                         ("featurize", "MissingFeatureError"), ("train", "TrainError"),
-                         ("evaluate", "EvaluateError"), ("validate", "ExpectationsFileError"),
-                         ("promote", "PromoteError"), ("workspace", "WorkspaceError"),
-                         ("registry", "RegistryError"), ("registry", "TrackingUnavailable"),
-                         ("services", "ServiceError"),
-                         ("lineage", "LineageError"), ("drift_check", "DriftInputError"),
-                         ("reference", "ReferenceNotFound")]:
-        mod = sys.modules.get(f"pipelines.{module}")
-        if mod is not None and hasattr(mod, name):
-            errors.append(getattr(mod, name))
-    return tuple(errors)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``flywheel`` console script."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -324,14 +306,14 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         summary = args.func(args, settings)
-    except _known_errors() as exc:
-        rejected = type(exc).__name__ == "ValidationFailed"
-        print(f"flywheel {args.command}: {'rejected' if rejected else 'error'}: {exc}", file=sys.stderr)
+    except (FlywheelError, FileNotFoundError) as exc:  # a missing input file is named by its OSError
+        code = getattr(exc, "exit_code", EXIT_FAILED)
+        print(f"flywheel {args.command}: {'rejected' if code == EXIT_REJECTED else 'error'}: {exc}", file=sys.stderr)
         if args.json:
             details = getattr(exc, "summary", None) or {}
             print(json.dumps({"ok": False, "command": args.command, "error": str(exc.args[0]), **details},
                              default=str))
-        return EXIT_REJECTED if rejected else EXIT_FAILED
+        return code
     summary = {"ok": True, "command": args.command, **summary,
                "seconds": round(time.perf_counter() - start, 3)}
     if args.json:

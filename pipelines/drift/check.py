@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.common.config import DriftConfig, Schema
+from pipelines.common.errors import FlywheelError
 from pipelines.drift.decision import ColumnDrift, DriftResult
 from pipelines.evaluate.metrics import ranking_metrics
 
@@ -42,7 +43,7 @@ SE_PARTS = 16
 Predict = Callable[[pd.DataFrame], np.ndarray]
 
 
-class DriftInputError(ValueError):
+class DriftInputError(FlywheelError, ValueError):
     """The current window and the reference cannot be compared (missing columns, no reference rows)."""
 
 

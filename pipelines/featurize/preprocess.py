@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from pipelines.common.errors import FlywheelError
 from pipelines.common.io import json_bytes, parquet_bytes, write_if_changed
 from pipelines.workspace.paths import EVENTS, PREPROCESS_SPEC, SPLITS, features_file, split_file
 
@@ -28,11 +29,11 @@ if TYPE_CHECKING:
 SPEC_VERSION = 1
 
 
-class FeaturizeError(ValueError):
+class FeaturizeError(FlywheelError, ValueError):
     """The snapshot cannot be turned into train/valid/test features."""
 
 
-class MissingFeatureError(KeyError):
+class MissingFeatureError(FlywheelError, KeyError):
     """A raw frame lacks a required feature column."""
 
     def __str__(self) -> str:

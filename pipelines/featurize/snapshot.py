@@ -15,13 +15,14 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.common.config import Params, Schema
+from pipelines.common.errors import FlywheelError
 from pipelines.common.io import parquet_bytes, write_if_changed
 from pipelines.common.lake import MANIFEST, Lake
 from pipelines.common.settings import Settings
 from pipelines.workspace.paths import EVENTS, WINDOW
 
 
-class SnapshotError(RuntimeError):
+class SnapshotError(FlywheelError):
     """The training window cannot be built."""
 
 

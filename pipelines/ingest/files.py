@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.common.config import IngestConfig, Params, Schema
+from pipelines.common.errors import FlywheelError
 from pipelines.common.lake import MANIFEST, Lake
 from pipelines.common.settings import Settings
 from pipelines.ingest import rows as records
@@ -51,7 +52,7 @@ SUFFIXES = {"jsonl": (".jsonl", ".json", ".ndjson"), "csv": (".csv",), "parquet"
 GZIP_FORMATS = ("jsonl", "csv")
 
 
-class IngestError(RuntimeError):
+class IngestError(FlywheelError):
     """The source cannot be read as configured, or a run would break the ingestion contract."""
 
 
@@ -229,7 +230,7 @@ def read_file(
     return result
 
 
-class UnreadableFile(ValueError):
+class UnreadableFile(FlywheelError, ValueError):
     """A whole file cannot be decoded (corrupt gzip or Parquet); it is quarantined as one record."""
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from pipelines.common import tracking
 from pipelines.common.config import Params
+from pipelines.common.errors import FlywheelError
 from pipelines.common.lake import MANIFEST, Lake
 from pipelines.common.settings import Settings
 from pipelines.workspace import command_env, dvc_executable, lock_at_commit
@@ -25,7 +26,7 @@ from pipelines.workspace import command_env, dvc_executable, lock_at_commit
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 
 
-class LineageError(RuntimeError):
+class LineageError(FlywheelError):
     """A model reference cannot be resolved or its recorded inputs cannot be found."""
 
 

@@ -25,6 +25,7 @@ import pandas as pd
 
 from pipelines.common import tracking
 from pipelines.common.config import Params, PromoteConfig, Schema
+from pipelines.common.errors import FlywheelError
 from pipelines.common.settings import Settings
 from pipelines.evaluate.metrics import metric as metric_value
 from pipelines.promote import registry
@@ -32,7 +33,7 @@ from pipelines.promote.registry import CHALLENGER, CHAMPION, PREVIOUS
 from pipelines.workspace.paths import MODEL_JSON, split_file
 
 
-class PromoteError(RuntimeError):
+class PromoteError(FlywheelError):
     """Promotion cannot be decided or carried out."""
 
 

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from pipelines.common import tracking as tracking_connection
+from pipelines.common.errors import FlywheelError
 from pipelines.common.io import write_json
 from pipelines.common.tracking import MAX_TAG
 from pipelines.evaluate.metrics import best_f1_threshold, ranking_metrics
@@ -74,7 +75,7 @@ EVAL_BATCH = 65536
 RESIDENT_SHARE = 0.5  # tensors stay on the GPU when they take at most this share of its free memory
 
 
-class TrainError(RuntimeError):
+class TrainError(FlywheelError):
     """Training cannot start or produced no usable model."""
 
 

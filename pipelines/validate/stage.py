@@ -39,6 +39,7 @@ from great_expectations.expectations.expectation import Expectation  # noqa: E40
 from great_expectations.expectations.registry import get_expectation_impl  # noqa: E402
 
 from pipelines.common.config import Column, Params, ParamsError, Schema, ValidateConfig  # noqa: E402
+from pipelines.common.errors import RejectedError  # noqa: E402
 from pipelines.common.lake import MANIFEST, Lake  # noqa: E402
 from pipelines.common.settings import Settings  # noqa: E402
 
@@ -50,7 +51,7 @@ _GX_BASE_FIELDS = {"id", "meta", "notes", "result_format", "description", "catch
                    "rendered_content", "severity", "windows", "batch_id"}
 
 
-class ValidationFailed(Exception):
+class ValidationFailed(RejectedError):
     """At least one landed batch failed the validation suite."""
 
     def __init__(self, message: str, summary: dict | None = None) -> None:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import yaml
 
 from pipelines.common.config import apply_overrides, parse_params, read_params_dict
+from pipelines.common.errors import FlywheelError
 from pipelines.common.settings import Settings
 from pipelines.workspace.paths import remote_url
 
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 Outcome = Literal["ran", "skipped", "restored"]
 
 
-class WorkspaceError(RuntimeError):
+class WorkspaceError(FlywheelError):
     """A git or DVC command in the workspace failed."""
 
 

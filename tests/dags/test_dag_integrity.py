@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = {
     "flywheel_ingest": {"ingest": [], "validate": ["ingest"]},
     "flywheel_drift": {"check": [], "trigger_retrain": ["check"]},
@@ -18,13 +15,6 @@ EXPECTED = {
                                                                                "snapshot", "train"],
     },
 }
-
-
-@pytest.fixture(scope="module")
-def dagbag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(ROOT / "dags"))
 
 
 def test_no_import_errors(dagbag):

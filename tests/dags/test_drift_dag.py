@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def scheduled_uris(dag) -> set[str]:
     condition = dag.timetable.asset_condition
     if hasattr(condition, "iter_assets"):
         return {asset.uri for asset in condition.iter_assets().values()}
     return {condition.uri}
-
-
-@pytest.fixture(scope="module")
-def dagbag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(ROOT / "dags"))
 
 
 def test_drift_dag_runs_on_validated_events_or_its_schedule(dagbag):

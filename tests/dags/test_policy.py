@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.install import ROOT
+
 DAG_FILES = sorted(p for p in (ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
 HEAVY = ("torch", "mlflow", "great_expectations", "evidently", "dvc", "sklearn", "kafka", "pandas", "pyarrow")
 MAX_PARSE_SECONDS = 1.0

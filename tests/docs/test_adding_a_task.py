@@ -18,14 +18,26 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.install import ROOT
+
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
-ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "adding-a-task.md"
-COPIED = ("pipelines", "dags", "plugins", "dvc.yaml", "params.yaml", "pyproject.toml",
-          "tests/conftest.py", "tests/dags", "tests/unit/__placeholder__")
-STEP = re.compile(r"<!-- doc-test: (?P<action>[\w-]+)(?: (?P<args>[^\n]*?))? -->\n```(?P<lang>\w*)\n(?P<body>.*?)```",
-                  re.S)
+# What the guide touches, and what its commands need; a path the project does not have (yet) is skipped.
+COPIED = (
+    "pipelines",
+    "dags",
+    "plugins",
+    "dvc.yaml",
+    "params.yaml",
+    "pyproject.toml",
+    "conftest.py",
+    "tests/dags",
+    "tests/support",
+)
+STEP = re.compile(
+    r"<!-- doc-test: (?P<action>[\w-]+)(?: (?P<args>[^\n]*?))? -->\n```(?P<lang>\w*)\n(?P<body>.*?)```", re.S
+)
 
 
 @dataclass
@@ -39,20 +51,29 @@ class Step:
 
 
 def steps(text: str) -> list[Step]:
-    return [Step(m["action"], [a.strip() for a in (m["args"] or "").split(" | ")] if m["args"] else [],
-                 m["body"]) for m in STEP.finditer(text)]
+    return [
+        Step(m["action"], [a.strip() for a in (m["args"] or "").split(" | ")] if m["args"] else [], m["body"])
+        for m in STEP.finditer(text)
+    ]
 
 
 def copy_project(dest: Path) -> None:
-    for rel in COPIED:
+    """The parts of the project the guide changes and runs, with every conftest and package marker of tests/."""
+    markers = [
+        p.relative_to(ROOT)
+        for p in (ROOT / "tests").rglob("*.py")
+        if p.name in ("conftest.py", "__init__.py")
+    ]
+    for rel in [*COPIED, *map(str, markers)]:
         src, target = ROOT / rel, dest / rel
-        if src.name == "__placeholder__":
-            target.parent.mkdir(parents=True, exist_ok=True)
-        elif src.is_dir():
+        if not src.exists() or target.exists():
+            continue
+        if src.is_dir():
             shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, target)
+    (dest / "tests" / "unit").mkdir(parents=True, exist_ok=True)
 
 
 def apply(step: Step, project: Path) -> None:
@@ -70,11 +91,13 @@ def apply(step: Step, project: Path) -> None:
     start = next((i for i, line in enumerate(lines) if step.args[1] in line), None)
     assert start is not None, f"{step}: no line with {step.args[1]!r} in {step.args[0]}; update the guide"
     if step.action == "insert-after":
-        lines[start + 1:start + 1] = [step.body]
+        lines[start + 1 : start + 1] = [step.body]
     elif step.action == "replace":
         end = next((i for i in range(start, len(lines)) if lines[i].strip() == step.args[2]), None)
-        assert end is not None, f"{step}: no closing {step.args[2]!r} after {step.args[1]!r}; update the guide"
-        lines[start:end + 1] = [step.body]
+        assert end is not None, (
+            f"{step}: no closing {step.args[2]!r} after {step.args[1]!r}; update the guide"
+        )
+        lines[start : end + 1] = [step.body]
     else:
         pytest.fail(f"unknown doc-test action {step.action!r}")
     path.write_text("".join(lines))
@@ -82,7 +105,9 @@ def apply(step: Step, project: Path) -> None:
 
 def environment(project: Path) -> dict[str, str]:
     """A shell as the guide assumes it: the project's venv active, the project (here: the copy) installed."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLYWHEEL_", "AIRFLOW", "MLFLOW_TRACKING"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("FLYWHEEL_", "AIRFLOW", "MLFLOW_TRACKING"))
+    }
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONPATH"] = str(project)  # the copy's pipelines/ wins over the editable install of the real one
     env["GX_ANALYTICS_ENABLED"] = "false"
@@ -92,9 +117,17 @@ def environment(project: Path) -> dict[str, str]:
 
 def test_guide_marks_the_whole_path():
     actions = [(s.action, s.args[0] if s.args else "") for s in steps(GUIDE.read_text())]
-    for expected in [("create", "pipelines/profile.py"), ("create", "tests/unit/test_profile.py"),
-                     ("insert-after", "pipelines/cli.py"), ("append", "dvc.yaml"),
-                     ("insert-after", "dags/flywheel_training.py"), ("run", "")]:
+    for expected in [
+        ("insert-after", "pipelines/workspace/paths.py"),
+        ("create", "pipelines/profile/stage.py"),
+        ("create", "pipelines/profile/__init__.py"),
+        ("create", "tests/unit/profile/test_profile.py"),
+        ("insert-after", "pipelines/cli.py"),
+        ("append", "dvc.yaml"),
+        ("insert-after", "dags/flywheel_training.py"),
+        ("replace", "tests/dags/test_dag_integrity.py"),
+        ("run", ""),
+    ]:
         assert expected in actions, f"the guide no longer covers {expected}"
 
 
@@ -106,8 +139,16 @@ def test_following_the_guide_literally_works(tmp_path):
         if step.action != "run":
             apply(step, project)
             continue
-        proc = subprocess.run(["bash", "-euo", "pipefail", "-c", step.body], cwd=project, env=env,
-                              capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, (f"this command block of the guide failed (exit {proc.returncode}):\n"
-                                      f"{step.body}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n"
-                                      f"{proc.stderr[-4000:]}")
+        proc = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", step.body],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, (
+            f"this command block of the guide failed (exit {proc.returncode}):\n"
+            f"{step.body}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n"
+            f"{proc.stderr[-4000:]}"
+        )

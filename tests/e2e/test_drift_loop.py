@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
-from tests.e2e.conftest import ROOT, make_installation, run_dag
+from tests.support.install import ROOT, make_installation, run_dag
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

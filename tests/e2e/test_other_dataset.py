@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from tests.e2e.conftest import make_installation, run_dag
+from tests.support.install import make_installation, run_dag
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from tests.e2e.conftest import run_dag
+from tests.support.install import run_dag
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

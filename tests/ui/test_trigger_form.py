@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ui.conftest import ARTIFACTS, PASSWORD, USER
+from tests.support.live_airflow import ARTIFACTS, PASSWORD, USER
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

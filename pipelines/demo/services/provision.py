@@ -35,10 +35,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.common.errors import FlywheelError
+
 MARKER = ".flywheel-verified"
 
 
-class ProvisionError(RuntimeError):
+class ProvisionError(FlywheelError):
     """A service's files could not be fetched or did not match their pinned hash."""
 
 

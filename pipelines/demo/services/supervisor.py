@@ -23,10 +23,12 @@ from pathlib import Path
 
 import psutil
 
+from pipelines.common.errors import FlywheelError
+
 STATE_FILE = "services.json"
 
 
-class ServiceError(RuntimeError):
+class ServiceError(FlywheelError):
     """A service could not be provisioned, started or stopped; the message says which and why."""
 
 

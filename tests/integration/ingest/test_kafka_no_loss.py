@@ -1,0 +1,155 @@
+"""kill -9 the ingestion process at random points while it drains a backlog, many times, then let it finish.
+
+Against both brokers: every produced event ends up exactly once in the validated tier, every offset
+of every partition is landed or quarantined, and ``consumed == landed + quarantined`` in every
+manifest. Some restarts reuse the killed run's id (an Airflow retry), others take a new one (the
+next scheduled run).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import random
+import subprocess
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.support.sources import (
+    SESSION_TIMEOUT_MS,
+    flywheel_cli,
+    last_json,
+    make_source_install,
+    unique_topic,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MESSAGES = 50_000
+KILLS = 9
+
+
+def ingest_process(install, broker, run_id: str) -> subprocess.Popen:
+    return subprocess.Popen(flywheel_cli("ingest", "--source", "kafka", "--run-id", run_id, "--json"),
+                            env=install.env(FLYWHEEL_KAFKA_BOOTSTRAP=broker.bootstrap),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_kill_9_at_random_points_loses_nothing_and_duplicates_nothing(broker, tmp_path, request):
+    from pipelines.demo import publish
+    from pipelines.validate import stage as validate
+
+    topic = unique_topic(request, "noloss")
+    sent = publish.to_kafka(topic, broker.endpoint(), rows=MESSAGES, seed=31, malformed_fraction=0.01)
+    install = make_source_install(tmp_path, sources=["kafka"], kafka={
+        "topics": [topic], "group_id": f"g-{topic}", "session_timeout_ms": SESSION_TIMEOUT_MS,
+        "max_records": 12_000, "chunk_rows": 3000, "poll_records": 1000, "idle_timeout_s": 30})
+    rng = random.Random(7)
+
+    kills, finished, run_id, points = 0, 0, "run-0", []
+    for attempt in range(3 * KILLS):
+        if kills >= KILLS:
+            break
+        run_id = run_id if rng.random() < 0.4 else f"run-{attempt + 1}"  # a retry, or the next run
+        point = KILL_POINTS[attempt % len(KILL_POINTS)]
+        proc = ingest_process(install, broker, run_id)
+        if kill_at(proc, point, install.lake().partition("landing", run_id, "kafka"), rng):
+            kills += 1
+            points.append(point)
+        else:
+            assert proc.returncode == 0, proc.stderr.read()[-3000:]
+            finished += 1
+        proc.communicate()
+    assert kills >= KILLS and {"time", "parts", "manifest"} <= set(points)
+
+    unbounded = yaml.safe_load(install.params_path.read_text())
+    unbounded["ingest"]["kafka"]["max_records"] = None
+    install.params_path.write_text(yaml.safe_dump(unbounded))
+    for last in range(10):  # then let it finish: until a run finds nothing new
+        proc = ingest_process(install, broker, f"final-{last}")
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-3000:]
+        if last_json(out)["consumed"] == 0:
+            break
+    else:
+        pytest.fail("the backlog never drained")
+
+    assert validate.run(install.params(), install.settings())["verdict"] == "pass"
+    lake = install.lake()
+    landed, quarantined = check_every_partition_adds_up(lake)
+    offsets = set(landed["_origin"]) | {q["origin"] for q in quarantined}
+    expected = {f"{topic}:{p}:{o}" for p, end in end_offsets(broker, topic).items() for o in range(end)}
+    assert offsets == expected  # every offset of every partition landed or quarantined: nothing lost
+
+    print(f"{kills} kills at {points}, {finished} runs finished before their kill, "
+          f"{len(lake.complete_partitions('landing'))} landing partitions, "
+          f"{len(landed) - landed['transaction_id'].nunique()} events landed twice (crash after the manifest)")
+    validated = pd.concat([lake.read_partition(p) for p in lake.complete_partitions("validated")])
+    assert validated["transaction_id"].is_unique  # nothing twice
+    good = MESSAGES - sent["malformed"]
+    assert len(validated) == good == landed["transaction_id"].nunique()  # every good event once
+
+
+KILL_POINTS = ("time", "parts", "manifest", "time", "parts")
+
+
+def kill_at(proc: subprocess.Popen, point: str, landing: str, rng: random.Random) -> bool:
+    """SIGKILL the process at a random time, after its n-th part, or as soon as its manifest exists
+    (before or while it commits); False when it finished first."""
+    started = time.monotonic()
+    delay, parts = rng.uniform(0.3, 3.5), rng.randint(1, 3)
+    while proc.poll() is None:
+        if point == "time":
+            reached = time.monotonic() - started >= delay
+        elif point == "parts":
+            reached = len(glob.glob(f"{landing}/part-*.parquet")) >= parts
+        else:
+            reached = os.path.exists(f"{landing}/_manifest.json")
+        if reached:
+            proc.kill()  # SIGKILL: no cleanup of any kind
+            proc.wait()
+            return True
+        time.sleep(0.002)
+    return False
+
+
+def check_every_partition_adds_up(lake) -> tuple[pd.DataFrame, list[dict]]:
+    """Every complete landing partition: manifest counts == data (consumed == landed + quarantined)."""
+    frames, entries = [], []
+    for partition in lake.complete_partitions("landing", "kafka"):
+        manifest = lake.read_json(f"{partition}/_manifest.json")
+        counts = manifest["counts"]
+        assert counts["consumed"] == counts["landed"] + counts["quarantined"]
+        frame = lake.read_partition(partition)
+        assert len(frame) == counts["landed"]
+        quarantine = partition.replace("/landing/", "/quarantine/")
+        lines = [json.loads(line) for part in lake.part_files(quarantine, ".jsonl")
+                 for line in lake.fs.cat_file(part).decode().splitlines()] if counts["quarantined"] else []
+        assert len(lines) == counts["quarantined"]
+        frames.append(frame)
+        entries += lines
+    return pd.concat(frames), entries
+
+
+def end_offsets(broker, topic: str) -> dict[int, int]:
+    """The true end of each partition: one past the last offset a plain consumer reads."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
+                             auto_offset_reset="earliest")
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        consumer.assign(partitions)
+        last: dict[int, int] = {}
+        idle = time.monotonic()
+        while time.monotonic() - idle < 3:
+            for tp, recs in consumer.poll(timeout_ms=500, max_records=10_000).items():
+                last[tp.partition] = recs[-1].offset
+                idle = time.monotonic()
+        return {p: last[p] + 1 for p in last}
+    finally:
+        consumer.close(autocommit=False)

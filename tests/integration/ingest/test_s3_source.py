@@ -1,0 +1,95 @@
+"""The S3 source against a real S3 API (moto's server): new objects by key and ETag, every format, retries."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+
+import pandas as pd
+import pytest
+
+from tests.support.sources import flywheel_cli, last_json, make_source_install
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def s3_install(tmp_path, url: str):
+    return make_source_install(tmp_path, sources=["s3"], s3={"url": url})
+
+
+def bucket_for(request) -> str:
+    return "b-" + "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[-50:].strip("-")
+
+
+def test_new_objects_of_every_format_land_once_and_changed_ones_again(s3_server, tmp_path, request):
+    from pipelines.demo import generator as produce
+    from pipelines.ingest import s3
+    from pipelines.validate import stage as validate
+
+    url = f"s3://{bucket_for(request)}/events"
+    options = s3_server.storage_options()
+    for fmt, seed in (("jsonl", 1), ("csv", 2), ("parquet", 3)):
+        produce.produce(url, rows=600, seed=seed, fmt=fmt, batch=f"b{fmt}", malformed_fraction=0.02,
+                        storage_options=options)
+    fs = s3_server.filesystem()
+    _, lines, _ = produce.messages(300, seed=4, batch="zipped")
+    fs.pipe_file(f"{url}/more/zipped.jsonl.gz", gzip.compress(b"\n".join(lines) + b"\n"))
+    fs.pipe_file(f"{url}/_staging/ignored.jsonl", b"{}\n")  # hidden folders are not sources
+    install = s3_install(tmp_path, url)
+
+    first = s3.run(install.params(), install.settings(), "run-1", s3_server)
+
+    assert first["objects_new"] == 4 and first["consumed"] == 3 * 600 + 300
+    assert first["consumed"] == first["landed"] + first["quarantined"] and first["quarantined"] > 0
+    lake = install.lake()
+    manifest = lake.read_json(f"{first['landing_partition']}/_manifest.json")
+    listing = {f"s3://{k}": v for k, v in fs.find(url, detail=True).items()}
+    assert {o["key"]: o["etag"] for o in manifest["objects"]} == {
+        k: v["ETag"].strip('"') for k, v in listing.items() if "_staging" not in k}
+    assert len(lake.read_partition(first["landing_partition"])) == first["landed"]
+    assert s3.run(install.params(), install.settings(), "run-2", s3_server)["consumed"] == 0
+
+    produce.produce(url, rows=700, seed=1, fmt="jsonl", batch="bjsonl", storage_options=options)  # rewritten
+    third = s3.run(install.params(), install.settings(), "run-3", s3_server)
+    assert third["objects_new"] == 1 and third["consumed"] == 700 and third["objects_skipped"] == 3
+
+    assert validate.run(install.params(), install.settings())["verdict"] == "pass"
+    validated = pd.concat([lake.read_partition(p) for p in lake.complete_partitions("validated")])
+    assert validated["transaction_id"].is_unique  # the rewritten file's first 600 keys entered once
+
+
+def test_a_retry_after_the_manifest_only_remembers_the_objects(s3_server, tmp_path, request, monkeypatch):
+    from pipelines.demo import generator as produce
+    from pipelines.ingest import s3
+
+    url = f"s3://{bucket_for(request)}/events"
+    produce.produce(url, rows=500, seed=5, files=2, storage_options=s3_server.storage_options())
+    install = s3_install(tmp_path, url)
+    with monkeypatch.context() as patched:
+        patched.setattr(s3, "write_state", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("crash")))
+        with pytest.raises(RuntimeError):
+            s3.run(install.params(), install.settings(), "run-1", s3_server)
+
+    retry = s3.run(install.params(), install.settings(), "run-1", s3_server)
+
+    assert retry["resumed"] is True and retry["consumed"] == 500
+    assert s3.run(install.params(), install.settings(), "run-2", s3_server)["consumed"] == 0
+    assert len(install.lake().complete_partitions("landing", "s3")) == 1
+
+
+def test_produce_to_s3_and_ingest_from_the_command_line(s3_server, tmp_path, request):
+    url = f"s3://{bucket_for(request)}/cli"
+    install = s3_install(tmp_path, url)
+    env = install.env(AWS_ENDPOINT_URL=s3_server.endpoint_url, AWS_ACCESS_KEY_ID="flywheel",
+                      AWS_SECRET_ACCESS_KEY="flywheel", AWS_DEFAULT_REGION="us-east-1")
+
+    produced = subprocess.run(flywheel_cli("produce", "--to", "s3", "--rows", "800", "--files", "2", "--format",
+                                           "csv", "--malformed-fraction", "0.01", "--json"),
+                              env=env, capture_output=True, text=True)
+    assert produced.returncode == 0, produced.stderr[-2000:]
+    assert last_json(produced.stdout)["paths"] == [f"{url}/demo-0.csv", f"{url}/demo-1.csv"]
+    ingested = subprocess.run(flywheel_cli("ingest", "--json"), env=env, capture_output=True, text=True)
+
+    assert ingested.returncode == 0, ingested.stderr[-2000:]
+    summary = last_json(ingested.stdout)
+    assert summary["sources"] == ["s3"] and summary["consumed"] == 800 == summary["landed"] + summary["quarantined"]

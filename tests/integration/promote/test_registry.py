@@ -1,0 +1,141 @@
+"""Promotion against a real MLflow registry and a real DVC workspace: the gate guards the champion."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.support.install import run_cli
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def aliases(install) -> dict[str, str]:
+    client = MlflowClient(install.settings().tracking_uri)
+    name = install.params().promote.model_name
+    return {alias: str(version) for alias, version in client.get_registered_model(name).aliases.items()}
+
+
+def version_tags(install, version: str) -> dict[str, str]:
+    client = MlflowClient(install.settings().tracking_uri)
+    return client.get_model_version(install.params().promote.model_name, version).tags
+
+
+def test_first_model_becomes_champion(trained, capsys):
+    code, out = run_cli(capsys, "repro")
+    assert code == 0, out
+    assert out["stages"] == {"snapshot": "ran", "featurize": "ran", "train": "ran", "evaluate": "ran"}
+    promotion = out["promotion"]
+    assert promotion["promoted"] is True, promotion
+    assert promotion["infra_check"]["ok"] is True
+    assert aliases(trained) == {"champion": promotion["version"], "challenger": promotion["version"]}
+    tags = version_tags(trained, promotion["version"])
+    assert tags["flywheel.gate.decision"] == "promoted"
+    assert "no champion yet" in tags["flywheel.gate.reason"]
+
+
+def test_rerun_without_changes_skips_and_keeps_champion(trained, capsys):
+    before = aliases(trained)
+    code, out = run_cli(capsys, "repro")
+    assert code == 0, out
+    assert out["stages"]["featurize"] == "skipped" and out["stages"]["train"] == "skipped"
+    assert out["promotion"]["promoted"] is False and "already the champion" in out["promotion"]["reason"]
+    assert aliases(trained) == before
+
+
+def test_worse_candidate_is_not_promoted(trained, capsys):
+    champion = aliases(trained)["champion"]
+    code, out = run_cli(capsys, "repro", "--set", "train.epochs=1", "--set", "train.learning_rate=0.000001",
+                        "--set", "promote.min_improvement=0.0")
+    assert code == 0, out
+    assert out["stages"]["train"] == "ran"
+    promotion = out["promotion"]
+    assert promotion["promoted"] is False
+    assert aliases(trained)["champion"] == champion
+    assert aliases(trained)["challenger"] == promotion["version"]
+    tags = version_tags(trained, promotion["version"])
+    assert tags["flywheel.gate.decision"] == "rejected"
+    assert tags["flywheel.gate.reason"] == promotion["reason"]
+
+
+def test_candidate_failing_the_infra_check_is_not_promoted(trained, capsys):
+    champion = aliases(trained)["champion"]
+    code, out = run_cli(capsys, "repro", "--set", "train.seed=7", "--set", "promote.max_latency_ms=0.000001",
+                        "--set", "promote.min_improvement=-1.0")
+    assert code == 0, out
+    assert out["promotion"]["promoted"] is False
+    assert out["promotion"]["reason"].startswith("infra check failed")
+    assert aliases(trained)["champion"] == champion
+
+
+def test_forced_promotion_keeps_the_previous_champion(trained, capsys):
+    champion = aliases(trained)["champion"]
+    code, out = run_cli(capsys, "repro", "--set", "train.seed=8", "--set", "promote.min_pr_auc=0.99")
+    assert code == 0 and out["promotion"]["promoted"] is False  # below the raised floor
+    code, out = run_cli(capsys, "promote", "--force", "--reason", "urgent relabel")
+    assert code == 0, out
+    assert out["promoted"] is True and out["forced"] is True
+    new = aliases(trained)
+    assert new["champion"] == out["version"] and new["previous_champion"] == champion
+    assert version_tags(trained, out["version"])["flywheel.gate.reason"] == "forced: urgent relabel"
+
+
+def test_force_without_reason_is_refused(trained, capsys):
+    code, out = run_cli(capsys, "promote", "--force")
+    assert code == 2 and "needs a non-empty reason" in out["error"]
+
+
+def test_rollback_restores_the_previous_champion(trained, capsys):
+    import mlflow
+
+    before = aliases(trained)
+    code, out = run_cli(capsys, "rollback", "--reason", "alerts on the new model")
+    assert code == 0, out
+    after = aliases(trained)
+    assert after["champion"] == before["previous_champion"]
+    assert after["previous_champion"] == before["champion"]
+    name = trained.params().promote.model_name
+    mlflow.set_tracking_uri(trained.settings().tracking_uri)
+    champion = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    restored = MlflowClient(trained.settings().tracking_uri).get_model_version(name, after["champion"])
+    assert champion.metadata.run_id == restored.run_id
+    code, out = run_cli(capsys, "status")
+    assert out["history"][-2]["reason"] == "rollback: alerts on the new model"
+    assert {row["version"] for row in out["versions"]} >= set(after.values())
+
+
+def test_rollback_needs_a_reason_and_a_previous_champion(trained, capsys, tmp_path, monkeypatch):
+    code, out = run_cli(capsys, "rollback", "--reason", " ")
+    assert code == 2 and "needs a reason" in out["error"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
+    code, out = run_cli(capsys, "rollback", "--reason", "x")
+    assert code == 2 and "no 'previous_champion' alias" in out["error"]
+
+
+def test_lineage_traces_the_champion_to_its_source_files(trained, capsys):
+    code, chain = run_cli(capsys, "lineage", "champion")
+    assert code == 0, chain
+    assert chain["model"]["version"] == aliases(trained)["champion"]
+    assert chain["workspace_commit"] and "data/features" in chain["dvc"]
+    assert chain["window"]["rows"] > 0 and chain["partitions"]
+    sources = chain["partitions"][0]["sources"]
+    assert sources[0]["path"].startswith(str(trained.events)) and len(sources[0]["sha256"]) == 64
+    assert chain["partitions"][0]["gx_success"] is True
+
+
+def test_reproduce_rebuilds_a_version_with_the_same_metrics(trained, capsys):
+    code, out = run_cli(capsys, "reproduce", "1")
+    assert code == 0, out
+    assert out["reproduced_run"] != out["original_run"]
+    for metric in ("roc_auc", "pr_auc"):
+        assert abs(out["metrics"][metric]["difference"]) < 1e-6, out["metrics"]
+
+
+def test_unreachable_tracking_server_fails_naming_it_and_leaves_aliases(trained, capsys, monkeypatch):
+    before = aliases(trained)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    code, out = run_cli(capsys, "promote", "--force", "--reason", "should not happen")
+    assert code == 2
+    assert "MLflow tracking server http://127.0.0.1:9 is unreachable" in out["error"]
+    monkeypatch.undo()
+    assert aliases(trained) == before
