@@ -39,7 +39,7 @@ import pandas as pd
 from pipelines.common.config import DriftConfig, Schema
 
 CATEGORIES = tuple(f"c{i}" for i in range(10))
-BASE_P = np.array([.22, .16, .12, .10, .09, .08, .07, .06, .05, .05])
+BASE_P = np.array([0.22, 0.16, 0.12, 0.10, 0.09, 0.08, 0.07, 0.06, 0.05, 0.05])
 OTHER_P = BASE_P[::-1].copy()
 NUMERIC = {"num_none": 0.0, "num_small": 0.05, "num_near": 0.11, "num_large": 0.5}
 TAIL = {"tail_none": 1.0, "tail_large": 1.6}
@@ -50,8 +50,9 @@ def schema() -> Schema:
     """The benchmark's schema: one column per case of the shift table (``num_near`` critical)."""
     columns = [{"name": n, "type": "float", "critical": n == "num_near"} for n in (*NUMERIC, *TAIL)]
     columns += [{"name": n, "type": "category", "categories": list(CATEGORIES)} for n in CATEGORICAL]
-    return Schema.model_validate({"name": "bench", "key": "id", "event_time": "t", "target": "y",
-                                  "columns": columns})
+    return Schema.model_validate(
+        {"name": "bench", "key": "id", "event_time": "t", "target": "y", "columns": columns}
+    )
 
 
 def window(rows: int, shifted: bool, seed: int) -> pd.DataFrame:
@@ -68,19 +69,24 @@ def window(rows: int, shifted: bool, seed: int) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
-def full_report(reference: pd.DataFrame, current: pd.DataFrame, sch: Schema, cfg: DriftConfig) -> dict[str, bool]:
+def full_report(
+    reference: pd.DataFrame, current: pd.DataFrame, sch: Schema, cfg: DriftConfig
+) -> dict[str, bool]:
     """The baseline: Evidently's DataDriftPreset on every row; ``{column: drifted}``."""
     from pipelines.drift.check import drift_scores, run_evidently
 
     columns = list(sch.feature_names)
-    prepared = [frame.assign(**{c.name: frame[c.name].astype("float64") for c in sch.numeric})
-                for frame in (reference, current)]
+    prepared = [
+        frame.assign(**{c.name: frame[c.name].astype("float64") for c in sch.numeric})
+        for frame in (reference, current)
+    ]
     scores = drift_scores(run_evidently(*prepared, sch, columns, cfg))
     return {c: scores[c] >= cfg.column_threshold for c in columns}, scores
 
 
-def sampled_check(reference: pd.DataFrame, current: pd.DataFrame, sch: Schema,
-                  cfg: DriftConfig) -> tuple[dict[str, bool], dict]:
+def sampled_check(
+    reference: pd.DataFrame, current: pd.DataFrame, sch: Schema, cfg: DriftConfig
+) -> tuple[dict[str, bool], dict]:
     """Flywheel's check; ``({column: drifted}, sampling details)``."""
     from pipelines.drift.check import compare
 
@@ -123,10 +129,10 @@ def bench(rows: int = 1_000_000, sample_rows: int = DriftConfig().sample_rows, s
         "retested_columns": retested,
         "flywheel_seconds_each": [round(t, 3) for t in times],
         "notes": f"{rows:,} reference + {rows:,} current rows, {len(full)} columns (normal, log-normal and "
-                 f"categorical; shifts none/small/near-threshold/large); Flywheel samples {sample_rows:,} rows "
-                 f"per side and re-tests on all rows the columns within 4 standard errors of the threshold; "
-                 f"verdicts agree {agree}/{total} columns and {window_agree}/{seeds} windows over {seeds} seeds. "
-                 "Ratio = Flywheel / full report time (lower is better).",
+        f"categorical; shifts none/small/near-threshold/large); Flywheel samples {sample_rows:,} rows "
+        f"per side and re-tests on all rows the columns within 4 standard errors of the threshold; "
+        f"verdicts agree {agree}/{total} columns and {window_agree}/{seeds} windows over {seeds} seeds. "
+        "Ratio = Flywheel / full report time (lower is better).",
     }
 
 

@@ -76,8 +76,9 @@ def produce(bootstrap: str, messages: int) -> float:
 
 def watch(argv: list[str], env: dict[str, str]) -> tuple[str, dict]:
     """Run a process to the end; its stdout, the peak RSS (MB) of it and its children, and their CPU seconds."""
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            cwd=ROOT)
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT
+    )
     root, peak, cpu = psutil.Process(proc.pid), 0, {}
     while proc.poll() is None:
         try:
@@ -108,13 +109,20 @@ def params_file(folder: Path, group: str, messages: int) -> Path:
 def flywheel_run(folder: Path, env: dict[str, str], group: str, messages: int) -> dict:
     params = params_file(folder, group, messages)
     run_env = {**env, "FLYWHEEL_PARAMS": str(params), "FLYWHEEL_HOME": str(folder / group)}
-    out, usage = watch([sys.executable, "-m", "pipelines.cli", "ingest", "--source", "kafka", "--json"], run_env)
+    out, usage = watch(
+        [sys.executable, "-m", "pipelines.cli", "ingest", "--source", "kafka", "--json"], run_env
+    )
     summary = json.loads(out.strip().splitlines()[-1])["by_source"]["kafka"]
     if summary["consumed"] != messages:
         raise RuntimeError(f"Flywheel consumed {summary['consumed']} of {messages}")
     seconds = sum(summary["seconds"].values())
-    return {"msgs_per_s": messages / seconds, "seconds": seconds, **usage, "phases": summary["seconds"],
-            "parts": summary["parts"]}
+    return {
+        "msgs_per_s": messages / seconds,
+        "seconds": seconds,
+        **usage,
+        "phases": summary["seconds"],
+        "parts": summary["parts"],
+    }
 
 
 def bare_run(folder: Path, env: dict[str, str], group: str, messages: int) -> dict:
@@ -144,16 +152,28 @@ def bench(messages: int = 200_000, repeats: int = 2) -> dict:
             services.down(None, folder / "services")
     best_f = max(flywheel, key=lambda r: r["msgs_per_s"])
     best_b = max(baseline, key=lambda r: r["msgs_per_s"])
-    per_msg = {side: {"cpu_us_per_msg": 1e6 * min(r["cpu_s"] for r in runs) / messages,
-                      "consumer_process_cpu_us_per_msg": 1e6 * min(r["main_cpu_s"] for r in runs) / messages}
-               for side, runs in (("flywheel", flywheel), ("baseline", baseline))}
+    per_msg = {
+        side: {
+            "cpu_us_per_msg": 1e6 * min(r["cpu_s"] for r in runs) / messages,
+            "consumer_process_cpu_us_per_msg": 1e6 * min(r["main_cpu_s"] for r in runs) / messages,
+        }
+        for side, runs in (("flywheel", flywheel), ("baseline", baseline))
+    }
     label = f"{messages // 1_000_000}m" if messages >= 1_000_000 else f"{messages // 1000}k"
     return {
         "name": f"kafka_ingest_{label}",
-        "flywheel": {"msgs_per_s": best_f["msgs_per_s"], "seconds": best_f["seconds"],
-                     "peak_rss_mb": max(r["peak_rss_mb"] for r in flywheel), **per_msg["flywheel"]},
-        "baseline": {"msgs_per_s": best_b["msgs_per_s"], "seconds": best_b["seconds"],
-                     "peak_rss_mb": max(r["peak_rss_mb"] for r in baseline), **per_msg["baseline"]},
+        "flywheel": {
+            "msgs_per_s": best_f["msgs_per_s"],
+            "seconds": best_f["seconds"],
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in flywheel),
+            **per_msg["flywheel"],
+        },
+        "baseline": {
+            "msgs_per_s": best_b["msgs_per_s"],
+            "seconds": best_b["seconds"],
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in baseline),
+            **per_msg["baseline"],
+        },
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "ratio": best_f["msgs_per_s"] / best_b["msgs_per_s"],
         "messages": messages,
@@ -162,13 +182,13 @@ def bench(messages: int = 200_000, repeats: int = 2) -> dict:
         "all_runs": {"flywheel": flywheel, "baseline": baseline},
         "produce_seconds": produced,
         "notes": f"{messages:,} demo events (~230 bytes of JSON each) on a {PARTITIONS}-partition topic of a local "
-                 "Apache Kafka 2.3 broker; Flywheel = consume → decode and type (row rules) → land Parquet parts → "
-                 "manifests → commit, in a fresh process; baseline = bare kafka-python poll loop with the same "
-                 f"consumer settings, in a fresh process; best of {repeats}. Ratio = Flywheel / baseline msgs/s "
-                 "(higher is better); peak RSS of the process tree (Flywheel's includes its worker). "
-                 "cpu_us_per_msg: CPU time of the process tree per message; consumer_process_cpu_us_per_msg: "
-                 "the consuming process alone (Flywheel decodes and lands in its worker process), which bounds "
-                 "the ratio when a core is free for the worker. load_average: the machine's, at the end.",
+        "Apache Kafka 2.3 broker; Flywheel = consume → decode and type (row rules) → land Parquet parts → "
+        "manifests → commit, in a fresh process; baseline = bare kafka-python poll loop with the same "
+        f"consumer settings, in a fresh process; best of {repeats}. Ratio = Flywheel / baseline msgs/s "
+        "(higher is better); peak RSS of the process tree (Flywheel's includes its worker). "
+        "cpu_us_per_msg: CPU time of the process tree per message; consumer_process_cpu_us_per_msg: "
+        "the consuming process alone (Flywheel decodes and lands in its worker process), which bounds "
+        "the ratio when a core is free for the worker. load_average: the machine's, at the end.",
     }
 
 

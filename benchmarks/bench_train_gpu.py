@@ -113,8 +113,16 @@ def kernel_time_fraction(cfg: TrainConfig, rows: int, steps: int, device: torch.
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
 
     def one_epoch() -> None:
-        train_epoch(model, opt, loss_fn, data.train_numeric, data.train_categorical, data.train_target,
-                    cfg.gpu_batch_size, bf16=placement.bf16)
+        train_epoch(
+            model,
+            opt,
+            loss_fn,
+            data.train_numeric,
+            data.train_categorical,
+            data.train_target,
+            cfg.gpu_batch_size,
+            bf16=placement.bf16,
+        )
         torch.cuda.synchronize(device)
 
     one_epoch()  # warm-up: cuBLAS handles, allocator
@@ -122,8 +130,11 @@ def kernel_time_fraction(cfg: TrainConfig, rows: int, steps: int, device: torch.
         start = time.perf_counter()
         one_epoch()
         wall_us = (time.perf_counter() - start) * 1e6
-    kernels = [(e.time_range.start, e.time_range.end) for e in prof.events()
-               if e.device_type == torch.autograd.DeviceType.CUDA]
+    kernels = [
+        (e.time_range.start, e.time_range.end)
+        for e in prof.events()
+        if e.device_type == torch.autograd.DeviceType.CUDA
+    ]
     return busy_time_us(kernels) / wall_us if wall_us > 0 else float("nan")
 
 
@@ -144,8 +155,11 @@ def bench_gpu(rows: int, epochs: int = 3, batch_size: int = 8192, profile_steps:
     placement = result.placement.describe() if result.placement else {}
     return {
         "name": name,
-        "flywheel": {"samples_per_s": result.samples_per_s, "gpu_util_pct": util.mean,
-                     "kernel_time_fraction": fraction},
+        "flywheel": {
+            "samples_per_s": result.samples_per_s,
+            "gpu_util_pct": util.mean,
+            "kernel_time_fraction": fraction,
+        },
         "baseline": {"samples_per_s": baseline},
         "ratio": result.samples_per_s / baseline,
         "rows": rows,

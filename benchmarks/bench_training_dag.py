@@ -23,12 +23,20 @@ STAGES = ("snapshot", "featurize", "train", "evaluate")
 
 
 def _env(home: Path, params: Path) -> dict[str, str]:
-    return {**os.environ, "FLYWHEEL_HOME": str(home), "FLYWHEEL_PARAMS": str(params),
-            "FLYWHEEL_PROJECT": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
-            "AIRFLOW_HOME": str(home / "airflow"), "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "GX_ANALYTICS_ENABLED": "false", "PYTHONPATH": f"{ROOT / 'plugins'}:{ROOT}",
-            "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+    return {
+        **os.environ,
+        "FLYWHEEL_HOME": str(home),
+        "FLYWHEEL_PARAMS": str(params),
+        "FLYWHEEL_PROJECT": str(ROOT),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+        "AIRFLOW_HOME": str(home / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "GX_ANALYTICS_ENABLED": "false",
+        "PYTHONPATH": f"{ROOT / 'plugins'}:{ROOT}",
+        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+    }
 
 
 def _run(args: list[str], env: dict[str, str]) -> tuple[float, str]:
@@ -97,5 +105,5 @@ def bench(rows: int, epochs: int | None = None) -> dict:
         "baseline": {"wall_s": bare_total, **{f"{k}_s": v for k, v in baseline.items()}},
         "ratio": wall / bare_total,
         "notes": f"{rows:,} events, train.epochs {epochs or 'from params.yaml'}; `airflow dags test flywheel_training` vs the same stage commands run bare "
-                 "(no Airflow, no DVC). Ratio = time overhead of orchestration (lower is better).",
+        "(no Airflow, no DVC). Ratio = time overhead of orchestration (lower is better).",
     }

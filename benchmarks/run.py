@@ -21,11 +21,19 @@ RESULTS, TABLE = HERE / "results.json", HERE / "RESULTS.md"
 def machine() -> dict:
     import torch
 
-    info = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "torch": torch.__version__, "cuda": torch.cuda.is_available()}
+    info = {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.is_available(),
+    }
     try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
         info["cpu"] = model
     except (OSError, StopIteration):
         pass
@@ -55,19 +63,29 @@ def benchmarks() -> dict:
     }
     if torch.cuda.is_available():  # without CUDA they are skipped; recorded GPU figures stay in results.json
         for rows in (1_000_000, 10_000_000):
-            available[f"train_gpu_{bench_train_gpu.label(rows)}"] = lambda r=rows: bench_train_gpu.bench_gpu(r)
+            available[f"train_gpu_{bench_train_gpu.label(rows)}"] = lambda r=rows: bench_train_gpu.bench_gpu(
+                r
+            )
     return available
 
 
 def write(results: dict) -> None:
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    lines = ["# Benchmark results", "", "Written by `make bench`; ratio = Flywheel / baseline "
-             "(higher is better for throughput, lower for time).", "",
-             "| benchmark | Flywheel | baseline | ratio | machine | when |", "|---|---|---|---|---|---|"]
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `make bench`; ratio = Flywheel / baseline "
+        "(higher is better for throughput, lower for time).",
+        "",
+        "| benchmark | Flywheel | baseline | ratio | machine | when |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, entry in sorted(results["benchmarks"].items()):
-        lines.append(f"| {name} | {_fmt(entry['flywheel'])} | {_fmt(entry['baseline'])} | "
-                     f"{entry['ratio']:.3f} | {entry['machine'].get('cpu', '?')} ×{entry['machine']['cpu_count']}"
-                     f"{' + ' + entry['machine']['gpu'] if entry['machine'].get('gpu') else ''} | {entry['when'][:10]} |")
+        lines.append(
+            f"| {name} | {_fmt(entry['flywheel'])} | {_fmt(entry['baseline'])} | "
+            f"{entry['ratio']:.3f} | {entry['machine'].get('cpu', '?')} ×{entry['machine']['cpu_count']}"
+            f"{' + ' + entry['machine']['gpu'] if entry['machine'].get('gpu') else ''} | {entry['when'][:10]} |"
+        )
     for name, entry in sorted(results["benchmarks"].items()):
         if entry.get("notes"):
             lines += ["", f"**{name}**: {entry['notes']}"]
@@ -92,7 +110,9 @@ def main(argv: list[str]) -> int:
         entry = available[name]()
         entry.update(machine=host, when=datetime.now(UTC).isoformat())
         results["benchmarks"][name] = entry
-        print(f"  {name}: ratio {entry['ratio']:.3f}  {_fmt(entry['flywheel'])}  vs  {_fmt(entry['baseline'])}")
+        print(
+            f"  {name}: ratio {entry['ratio']:.3f}  {_fmt(entry['flywheel'])}  vs  {_fmt(entry['baseline'])}"
+        )
         write(results)
     print(f"results: {RESULTS} and {TABLE}")
     return 0

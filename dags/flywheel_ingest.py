@@ -29,8 +29,12 @@ from flywheel_provider.callbacks import notify_failure
 from flywheel_provider.schedules import cron_from_params
 
 # retry_delay: [core] default_task_retry_delay (AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY).
-DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "retry_exponential_backoff": True,
-                "on_failure_callback": notify_failure}
+DEFAULT_ARGS = {
+    "owner": "flywheel",
+    "retries": 2,
+    "retry_exponential_backoff": True,
+    "on_failure_callback": notify_failure,
+}
 
 
 @dag(
@@ -42,8 +46,14 @@ DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "retry_exponential_backoff": 
     default_args=DEFAULT_ARGS,
     tags=["flywheel", "ingestion"],
     doc_md=__doc__,
-    params={"sources": Param(None, type=["null", "array"], items={"enum": ["files", "kafka", "s3"]},
-                             description="sources to read this run; empty: ingest.sources in params.yaml")},
+    params={
+        "sources": Param(
+            None,
+            type=["null", "array"],
+            items={"enum": ["files", "kafka", "s3"]},
+            description="sources to read this run; empty: ingest.sources in params.yaml",
+        )
+    },
 )
 def flywheel_ingest():
     @task

@@ -31,14 +31,24 @@ DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "on_failure_callback": notify
     tags=["flywheel", "registry"],
     doc_md=__doc__,
     params={
-        "action": Param("status", type="string", enum=["status", "rollback"],
-                        description="What to do with the registered model."),
-        "reason": Param(None, type=["null", "string"], maxLength=500,
-                        description="Why; required for rollback and recorded in the registry."),
+        "action": Param(
+            "status",
+            type="string",
+            enum=["status", "rollback"],
+            description="What to do with the registered model.",
+        ),
+        "reason": Param(
+            None,
+            type=["null", "string"],
+            maxLength=500,
+            description="Why; required for rollback and recorded in the registry.",
+        ),
     },
 )
 def flywheel_registry():
-    MlflowRegistryOperator(task_id="operate", action="{{ params.action }}", reason="{{ params.reason or '' }}")
+    MlflowRegistryOperator(
+        task_id="operate", action="{{ params.action }}", reason="{{ params.reason or '' }}"
+    )
 
 
 flywheel_registry()

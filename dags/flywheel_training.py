@@ -62,17 +62,37 @@ DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "on_failure_callback": notify
     tags=["flywheel", "training"],
     doc_md=__doc__,
     params={
-        "window_days": Param(None, type=["null", "integer"], minimum=1, maximum=3650,
-                             description="Days of validated events to train on; empty keeps params.yaml's."),
-        "epochs": Param(None, type=["null", "integer"], minimum=1, maximum=1000,
-                        description="Training epochs; empty keeps params.yaml's."),
-        "learning_rate": Param(None, type=["null", "number"], exclusiveMinimum=0, maximum=1,
-                               description="Adam learning rate, > 0 and <= 1; empty keeps params.yaml's."),
-        "force_promote": Param(False, type="boolean",
-                               description="Promote even if the evaluation gate says no (needs a reason)."),
-        "force_reason": Param(None, type=["null", "string"], maxLength=500,
-                              description="Why the promotion is forced (required with force_promote); "
-                                          "recorded on the model version."),
+        "window_days": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=3650,
+            description="Days of validated events to train on; empty keeps params.yaml's.",
+        ),
+        "epochs": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=1000,
+            description="Training epochs; empty keeps params.yaml's.",
+        ),
+        "learning_rate": Param(
+            None,
+            type=["null", "number"],
+            exclusiveMinimum=0,
+            maximum=1,
+            description="Adam learning rate, > 0 and <= 1; empty keeps params.yaml's.",
+        ),
+        "force_promote": Param(
+            False, type="boolean", description="Promote even if the evaluation gate says no (needs a reason)."
+        ),
+        "force_reason": Param(
+            None,
+            type=["null", "string"],
+            maxLength=500,
+            description="Why the promotion is forced (required with force_promote); "
+            "recorded on the model version.",
+        ),
     },
 )
 def flywheel_training():
@@ -86,8 +106,12 @@ def flywheel_training():
         DvcReproOperator(task_id="snapshot", stage="snapshot", pool="dvc"),
         DvcReproOperator(task_id="featurize", stage="featurize", pool="dvc"),
         # The full stack routes training to its GPU workers (FLYWHEEL_TRAIN_QUEUE=gpu in docker-compose.yml).
-        DvcReproOperator(task_id="train", stage="train", pool="gpu",
-                         queue=os.environ.get("FLYWHEEL_TRAIN_QUEUE", "default")),
+        DvcReproOperator(
+            task_id="train",
+            stage="train",
+            pool="gpu",
+            queue=os.environ.get("FLYWHEEL_TRAIN_QUEUE", "default"),
+        ),
         DvcReproOperator(task_id="evaluate", stage="evaluate", pool="dvc"),
     ]
 

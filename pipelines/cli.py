@@ -56,9 +56,16 @@ def _assignment(value: str) -> tuple[str, Any]:
 def cmd_produce(args: argparse.Namespace, settings: Settings) -> dict:
     from pipelines.demo import generator as produce
 
-    demo = dict(rows=args.rows, seed=args.seed, start=args.start, end=args.end, batch=args.batch,
-                covariate_drift=args.covariate_drift, concept_drift=args.concept_drift,
-                malformed_fraction=args.malformed_fraction)
+    demo = dict(
+        rows=args.rows,
+        seed=args.seed,
+        start=args.start,
+        end=args.end,
+        batch=args.batch,
+        covariate_drift=args.covariate_drift,
+        concept_drift=args.concept_drift,
+        malformed_fraction=args.malformed_fraction,
+    )
     if args.to == "kafka":
         from pipelines.demo import publish
 
@@ -78,8 +85,9 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> dict:
     from pipelines import ingest
 
     run_id = args.run_id or "manual__" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    return ingest.run(load_params(settings.params_path), settings, run_id=run_id, sources=args.source,
-                       path=args.path)
+    return ingest.run(
+        load_params(settings.params_path), settings, run_id=run_id, sources=args.source, path=args.path
+    )
 
 
 def cmd_services(args: argparse.Namespace, settings: Settings) -> dict:
@@ -148,8 +156,14 @@ def cmd_promote(args: argparse.Namespace, settings: Settings) -> dict:
     from pipelines import promote
 
     workspace = _workspace(args, settings)
-    return promote.run(_workspace_params(args, settings), settings, workspace, force=args.force,
-                       force_reason=args.reason, trigger=args.trigger)
+    return promote.run(
+        _workspace_params(args, settings),
+        settings,
+        workspace,
+        force=args.force,
+        force_reason=args.reason,
+        trigger=args.trigger,
+    )
 
 
 def cmd_rollback(args: argparse.Namespace, settings: Settings) -> dict:
@@ -238,9 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("produce", cmd_produce, "write seeded demo events (card transactions with a fraud label)")
-    p.add_argument("--to", choices=["folder", "kafka", "s3"], default="folder",
-                   help="a folder (--out), a Kafka topic (--topic; brokers from FLYWHEEL_KAFKA_BOOTSTRAP) "
-                        "or an S3 prefix (--out s3://bucket/prefix; endpoint from AWS_ENDPOINT_URL)")
+    p.add_argument(
+        "--to",
+        choices=["folder", "kafka", "s3"],
+        default="folder",
+        help="a folder (--out), a Kafka topic (--topic; brokers from FLYWHEEL_KAFKA_BOOTSTRAP) "
+        "or an S3 prefix (--out s3://bucket/prefix; endpoint from AWS_ENDPOINT_URL)",
+    )
     p.add_argument("--out", help="folder or fsspec URL to write to (--to s3: default ingest.s3.url)")
     p.add_argument("--topic", help="--to kafka: the topic (default: the first of ingest.kafka.topics)")
     p.add_argument("--partitions", type=int, default=3, help="--to kafka: partitions of a topic it creates")
@@ -256,50 +274,81 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--malformed-fraction", type=_fraction, default=0.0, metavar="0..1")
 
     p = add("ingest", cmd_ingest, "land new records of the sources; quarantine malformed ones with a reason")
-    p.add_argument("--source", action="append", choices=["files", "kafka", "s3"],
-                   help="read this source (repeatable; default: ingest.sources in params)")
+    p.add_argument(
+        "--source",
+        action="append",
+        choices=["files", "kafka", "s3"],
+        help="read this source (repeatable; default: ingest.sources in params)",
+    )
     p.add_argument("--path", help="files source folder or URL (default: ingest.files.path in params)")
     p.add_argument("--run-id", help="the run's id; a retry with the same id rewrites its own partition")
 
     add("validate", cmd_validate, "run the validation gate on landed batches")
-    p = add("snapshot", cmd_snapshot, "materialise the training window into the DVC workspace", workspace=True)
+    p = add(
+        "snapshot", cmd_snapshot, "materialise the training window into the DVC workspace", workspace=True
+    )
     p.add_argument("--as-of", type=_date, help="last day of the window (default: snapshot.as_of, else today)")
     add("featurize", _stage("featurize"), "split by time and fit preprocessing on train", workspace=True)
     add("train", _stage("train"), "train the PyTorch model, tracked in MLflow", workspace=True)
     add("evaluate", _stage("evaluate"), "score the held-out split; DVC metrics and plots", workspace=True)
-    p = add("promote", cmd_promote, "register the model and move 'champion' if the gate passes", workspace=True)
+    p = add(
+        "promote", cmd_promote, "register the model and move 'champion' if the gate passes", workspace=True
+    )
     p.add_argument("--force", action="store_true", help="promote regardless of the gate (needs --reason)")
     p.add_argument("--reason", help="why a forced promotion is needed (recorded on the version)")
     p.add_argument("--trigger", default="manual", help="what started this run (recorded on the version)")
 
     add("init", cmd_init, "create the state folder and the DVC workspace (git, DVC, local remote)")
     p = add("repro", cmd_repro, "run snapshot → featurize → train → evaluate → promote without Airflow")
-    p.add_argument("--set", type=_assignment, action="append", metavar="KEY=VALUE",
-                   help="override a parameter for this run, e.g. --set train.epochs=5")
+    p.add_argument(
+        "--set",
+        type=_assignment,
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a parameter for this run, e.g. --set train.epochs=5",
+    )
     add("summary", cmd_summary, "print what the last runs did and where to look")
     p = add("services", cmd_services, "start, stop or show the local Kafka broker and S3 API (by PID)")
     p.add_argument("action", choices=["up", "down", "status"])
     p.add_argument("names", nargs="*", metavar="NAME", help="kafka, tansu, s3 (default for up: kafka s3)")
-    p.add_argument("--port", type=_service_port, action="append", metavar="NAME=PORT",
-                   help="e.g. --port kafka=9092 --port zookeeper=2181 --port s3=9000 --port tansu=9093")
-    p = add("drift", cmd_drift, "Evidently drift report of the current window against the champion's training data")
+    p.add_argument(
+        "--port",
+        type=_service_port,
+        action="append",
+        metavar="NAME=PORT",
+        help="e.g. --port kafka=9092 --port zookeeper=2181 --port s3=9000 --port tansu=9093",
+    )
+    p = add(
+        "drift",
+        cmd_drift,
+        "Evidently drift report of the current window against the champion's training data",
+    )
     p.add_argument("--as-of", type=_date, help="last day of the window (default: today)")
     p.add_argument("--run-id", help="the check's id; names its report folder (default: manual__<time>)")
     p = add("rollback", cmd_rollback, "put the previous champion back in one step")
     p.add_argument("--reason", required=True, help="why (recorded on both versions and in the alias log)")
     add("status", cmd_status, "aliases, versions with their metrics, and when and why aliases moved")
     p = add("lineage", cmd_lineage, "print the chain from a model back to its source data")
-    p.add_argument("model", nargs="?", default="champion",
-                   help="models:/<name>/<version>, models:/<name>@<alias>, a version, or an alias (default champion)")
-    p = add("reproduce", cmd_reproduce, "rebuild a model version from its recorded inputs; report metric differences")
+    p.add_argument(
+        "model",
+        nargs="?",
+        default="champion",
+        help="models:/<name>/<version>, models:/<name>@<alias>, a version, or an alias (default champion)",
+    )
+    p = add(
+        "reproduce",
+        cmd_reproduce,
+        "rebuild a model version from its recorded inputs; report metric differences",
+    )
     p.add_argument("model", help="models:/<name>/<version>, a version number, or an alias")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``flywheel`` console script."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     args = build_parser().parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     settings = Settings.from_env()
@@ -308,14 +357,24 @@ def main(argv: list[str] | None = None) -> int:
         summary = args.func(args, settings)
     except (FlywheelError, FileNotFoundError) as exc:  # a missing input file is named by its OSError
         code = getattr(exc, "exit_code", EXIT_FAILED)
-        print(f"flywheel {args.command}: {'rejected' if code == EXIT_REJECTED else 'error'}: {exc}", file=sys.stderr)
+        print(
+            f"flywheel {args.command}: {'rejected' if code == EXIT_REJECTED else 'error'}: {exc}",
+            file=sys.stderr,
+        )
         if args.json:
             details = getattr(exc, "summary", None) or {}
-            print(json.dumps({"ok": False, "command": args.command, "error": str(exc.args[0]), **details},
-                             default=str))
+            print(
+                json.dumps(
+                    {"ok": False, "command": args.command, "error": str(exc.args[0]), **details}, default=str
+                )
+            )
         return code
-    summary = {"ok": True, "command": args.command, **summary,
-               "seconds": round(time.perf_counter() - start, 3)}
+    summary = {
+        "ok": True,
+        "command": args.command,
+        **summary,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
     if args.json:
         print(json.dumps(summary, default=str))
     elif args.command not in ("summary", "status", "lineage", "drift"):

@@ -76,7 +76,11 @@ def demo_params():
 def airflow_db():
     """A migrated Airflow metadata DB (SQLite) with Flywheel's pools."""
     airflow = str(Path(sys.executable).parent / "airflow")
-    for args in (["db", "migrate"], ["pools", "set", "gpu", "1", "training"], ["pools", "set", "dvc", "1", "dvc"]):
+    for args in (
+        ["db", "migrate"],
+        ["pools", "set", "gpu", "1", "training"],
+        ["pools", "set", "dvc", "1", "dvc"],
+    ):
         proc = subprocess.run([airflow, *args], capture_output=True, text=True, env=os.environ.copy())
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return os.environ["AIRFLOW_HOME"]
@@ -114,8 +118,12 @@ def trained(tmp_path_factory):
     params["train"].update(epochs=3, batch_size=256, patience=2)
     params_path = tmp / "params.yaml"
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {"FLYWHEEL_HOME": str(home), "FLYWHEEL_PARAMS": str(params_path), "FLYWHEEL_PROJECT": str(ROOT),
-           "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}"}
+    env = {
+        "FLYWHEEL_HOME": str(home),
+        "FLYWHEEL_PARAMS": str(params_path),
+        "FLYWHEEL_PROJECT": str(ROOT),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+    }
     mp = pytest.MonkeyPatch()
     for key, value in env.items():
         mp.setenv(key, value)
@@ -182,10 +190,22 @@ def live_airflow(tmp_path_factory) -> LiveAirflow:
     prepare_airflow(env, Path(env["AIRFLOW_HOME"]))
     log = tmp / "standalone.log"
     with log.open("w") as out:
-        process = subprocess.Popen([str(BIN / "airflow"), "standalone"], env=env, cwd=tmp, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-    live = LiveAirflow(url=f"http://127.0.0.1:{port}", home=Path(env["FLYWHEEL_HOME"]), env=env, log=log,
-                       process=process, today=today)
+        process = subprocess.Popen(
+            [str(BIN / "airflow"), "standalone"],
+            env=env,
+            cwd=tmp,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    live = LiveAirflow(
+        url=f"http://127.0.0.1:{port}",
+        home=Path(env["FLYWHEEL_HOME"]),
+        env=env,
+        log=log,
+        process=process,
+        today=today,
+    )
     try:
         output, _ = events.communicate(timeout=240)
         assert events.returncode == 0, f"preparing the demo events failed:\n{output[-4000:]}"

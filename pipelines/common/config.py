@@ -136,7 +136,9 @@ class KafkaSourceConfig(_Frozen):
 
         bad = [t for t in self.topics if not re.match(_TOPIC, t) or t in (".", "..")]
         if bad or len(set(self.topics)) != len(self.topics):
-            raise ValueError(f"topics must be unique Kafka topic names (letters, digits, '._-'), got {list(self.topics)}")
+            raise ValueError(
+                f"topics must be unique Kafka topic names (letters, digits, '._-'), got {list(self.topics)}"
+            )
         return self
 
 
@@ -164,7 +166,9 @@ class IngestConfig(_Frozen):
             data = dict(data)
             legacy = data.pop("source")
             if "sources" in data and list(data["sources"] or []) != [legacy]:
-                raise ValueError(f"give 'sources' only (a list), not both 'source' = {legacy!r} and 'sources'")
+                raise ValueError(
+                    f"give 'sources' only (a list), not both 'source' = {legacy!r} and 'sources'"
+                )
             data.setdefault("sources", [legacy])
         return data
 
@@ -373,7 +377,9 @@ def read_params_dict(path: str | Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise ParamsError(f"params file {path} not found; expected a params.yaml with a 'schema' section") from None
+        raise ParamsError(
+            f"params file {path} not found; expected a params.yaml with a 'schema' section"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -21,7 +21,9 @@ def lazy_exports(package: str, api: Mapping[str, str]) -> Callable[[str], Any]:
 
     def __getattr__(name: str) -> Any:
         if name not in api:
-            raise AttributeError(f"module {package!r} has no attribute {name!r}; its public API is {sorted(api)}")
+            raise AttributeError(
+                f"module {package!r} has no attribute {name!r}; its public API is {sorted(api)}"
+            )
         module = importlib.import_module(f"{package}.{api[name]}")
         return module if name == api[name] else getattr(module, name)
 

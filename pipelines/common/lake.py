@@ -111,7 +111,10 @@ class Lake:
         if not fs.exists(partition):
             return []
         names = [p.rsplit("/", 1)[-1] for p in fs.ls(partition, detail=False)]
-        return [f"{partition}/{n}" for n in sorted(n for n in names if n.startswith("part-") and n.endswith(suffix))]
+        return [
+            f"{partition}/{n}"
+            for n in sorted(n for n in names if n.startswith("part-") and n.endswith(suffix))
+        ]
 
     def read_partition(self, partition: str, columns: list[str] | None = None) -> pd.DataFrame:
         """All Parquet parts of a partition as one frame (a source may land a large run in several parts)."""

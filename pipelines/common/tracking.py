@@ -36,9 +36,11 @@ def require_tracking(uri: str, timeout: float = 5.0) -> None:
             problem = f"HTTP {response.status}"
     except (urllib.error.URLError, OSError) as exc:
         problem = str(getattr(exc, "reason", exc))
-    raise TrackingUnavailable(f"MLflow tracking server {uri} is unreachable ({problem}); expected it to "
-                              f"answer {uri.rstrip('/')}/health — check MLFLOW_TRACKING_URI or the "
-                              "flywheel_mlflow Connection")
+    raise TrackingUnavailable(
+        f"MLflow tracking server {uri} is unreachable ({problem}); expected it to "
+        f"answer {uri.rstrip('/')}/health — check MLFLOW_TRACKING_URI or the "
+        "flywheel_mlflow Connection"
+    )
 
 
 def client(settings: Settings) -> MlflowClient:

@@ -1,5 +1,4 @@
-"""Drift: the current window against the champion's training rows; the retrain verdict.
-"""
+"""Drift: the current window against the champion's training rows; the retrain verdict."""
 
 from __future__ import annotations
 

@@ -58,7 +58,9 @@ class DriftCheck:
 # -- preparing the frames ----------------------------------------------------------------------
 
 
-def check_columns(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema) -> tuple[list[str], list[str]]:
+def check_columns(
+    reference: pd.DataFrame, current: pd.DataFrame, schema: Schema
+) -> tuple[list[str], list[str]]:
     """``(columns to test, notes)``; a feature column missing from the current window is an error.
 
     A column the reference lacks (added to the schema after the champion was
@@ -66,8 +68,10 @@ def check_columns(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema
     """
     missing = [c for c in schema.feature_names if c not in current.columns]
     if missing:
-        raise DriftInputError(f"the current window lacks column(s) {missing}; expected the schema's columns "
-                              f"{list(schema.feature_names)}")
+        raise DriftInputError(
+            f"the current window lacks column(s) {missing}; expected the schema's columns "
+            f"{list(schema.feature_names)}"
+        )
     absent = [c for c in schema.feature_names if c not in reference.columns]
     notes = [f"column {c!r} is not in the champion's training data: not tested" for c in absent]
     return [c for c in schema.feature_names if c not in absent], notes
@@ -79,7 +83,9 @@ def model_frame(frame: pd.DataFrame, schema: Schema, columns: list[str]) -> pd.D
     for name in columns:
         values = frame[name]
         if schema.column(name).is_numeric:
-            out[name] = pd.to_numeric(values, errors="coerce").astype("float64").replace([np.inf, -np.inf], np.nan)
+            out[name] = (
+                pd.to_numeric(values, errors="coerce").astype("float64").replace([np.inf, -np.inf], np.nan)
+            )
         else:
             out[name] = values.astype(object).where(values.notna(), None)
     return pd.DataFrame(out, index=frame.index)
@@ -89,11 +95,14 @@ def has_values(values: pd.Series, numeric: bool) -> bool:
     """Whether a raw column holds any usable value (a finite number, or any category)."""
     if not numeric:
         return bool(values.notna().any())
-    return bool(np.isfinite(pd.to_numeric(values, errors="coerce").to_numpy("float64", na_value=np.nan)).any())
+    return bool(
+        np.isfinite(pd.to_numeric(values, errors="coerce").to_numpy("float64", na_value=np.nan)).any()
+    )
 
 
-def empty_columns(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema, columns: list[str],
-                  cfg: DriftConfig) -> dict[str, ColumnDrift]:
+def empty_columns(
+    reference: pd.DataFrame, current: pd.DataFrame, schema: Schema, columns: list[str], cfg: DriftConfig
+) -> dict[str, ColumnDrift]:
     """Columns with no value on one side or both, judged without a distribution test.
 
     No values in either window: skipped. Values on one side only: drifted (a feed
@@ -102,20 +111,33 @@ def empty_columns(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema
     judged = {}
     for name in columns:
         numeric = schema.column(name).is_numeric
-        ref_empty, cur_empty = not has_values(reference[name], numeric), not has_values(current[name], numeric)
+        ref_empty, cur_empty = (
+            not has_values(reference[name], numeric),
+            not has_values(current[name], numeric),
+        )
         if not (ref_empty or cur_empty):
             continue
-        common = {"name": name, "method": "presence", "score": None, "threshold": cfg.column_threshold,
-                  "critical": schema.column(name).critical}
+        common = {
+            "name": name,
+            "method": "presence",
+            "score": None,
+            "threshold": cfg.column_threshold,
+            "critical": schema.column(name).critical,
+        }
         if ref_empty and cur_empty:
-            judged[name] = ColumnDrift(**common, drifted=False, skipped=True,
-                                       note="no values in either window: not tested")
+            judged[name] = ColumnDrift(
+                **common, drifted=False, skipped=True, note="no values in either window: not tested"
+            )
         elif cur_empty:
-            judged[name] = ColumnDrift(**common, drifted=True, note="all values are null in the current window; "
-                                                                   "the reference has values")
+            judged[name] = ColumnDrift(
+                **common,
+                drifted=True,
+                note="all values are null in the current window; the reference has values",
+            )
         else:
-            judged[name] = ColumnDrift(**common, drifted=True, note="the reference has no values; "
-                                                                   "the current window has")
+            judged[name] = ColumnDrift(
+                **common, drifted=True, note="the reference has no values; the current window has"
+            )
     return judged
 
 
@@ -138,8 +160,14 @@ def method_of(kind: str, cfg: DriftConfig) -> str:
     return cfg.num_method if kind == "num" else cfg.cat_method
 
 
-def run_evidently(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema, columns: list[str],
-                  cfg: DriftConfig, target: str | None = None) -> Any:
+def run_evidently(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    schema: Schema,
+    columns: list[str],
+    cfg: DriftConfig,
+    target: str | None = None,
+) -> Any:
     """Evidently's ``DataDriftPreset`` over ``columns``, prediction drift, and ROC-AUC when ``target`` is set."""
     from evidently import BinaryClassification, DataDefinition, Dataset, Report
     from evidently.metrics import RocAuc, ValueDrift
@@ -148,8 +176,11 @@ def run_evidently(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema
     numeric = [c for c in columns if column_kind(schema, c) == "num"]
     categorical = [c for c in columns if c not in numeric]
     has_prediction = PREDICTION in current.columns
-    classification = ([BinaryClassification(target=target, prediction_probas=PREDICTION, pos_label=1)]
-                      if target and has_prediction else None)
+    classification = (
+        [BinaryClassification(target=target, prediction_probas=PREDICTION, pos_label=1)]
+        if target and has_prediction
+        else None
+    )
     definition = DataDefinition(
         numerical_columns=numeric + ([PREDICTION] if has_prediction else []),
         categorical_columns=categorical,
@@ -157,15 +188,24 @@ def run_evidently(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema
     )
     items: list[Any] = []
     if columns:
-        items.append(DataDriftPreset(columns=columns, num_method=cfg.num_method, cat_method=cfg.cat_method,
-                                     threshold=cfg.column_threshold, drift_share=cfg.max_drift_share))
+        items.append(
+            DataDriftPreset(
+                columns=columns,
+                num_method=cfg.num_method,
+                cat_method=cfg.cat_method,
+                threshold=cfg.column_threshold,
+                drift_share=cfg.max_drift_share,
+            )
+        )
     if has_prediction:
         items.append(ValueDrift(column=PREDICTION, method=cfg.num_method, threshold=cfg.column_threshold))
     if classification:
         items.append(RocAuc())
     report = Report(items)
-    return report.run(current_data=Dataset.from_pandas(current, data_definition=definition),
-                      reference_data=Dataset.from_pandas(reference, data_definition=definition))
+    return report.run(
+        current_data=Dataset.from_pandas(current, data_definition=definition),
+        reference_data=Dataset.from_pandas(reference, data_definition=definition),
+    )
 
 
 def drift_scores(snapshot: Any) -> dict[str, float]:
@@ -192,14 +232,16 @@ def _scorer(kind: str, method: str, threshold: float) -> Callable[[pd.Series, pd
     return lambda ref, cur: float(test(ref, cur, column_type, threshold).drift_score)
 
 
-def stattest_score(reference: pd.Series, current: pd.Series, kind: str, method: str,
-                   threshold: float) -> float:
+def stattest_score(
+    reference: pd.Series, current: pd.Series, kind: str, method: str, threshold: float
+) -> float:
     """The score of Evidently's own test ``method`` on two columns, cleaned as Evidently cleans them."""
     return _scorer(kind, method, threshold)(_clean(reference), _clean(current))
 
 
-def standard_error(reference: pd.Series, current: pd.Series, kind: str, method: str, threshold: float,
-                   parts: int = SE_PARTS) -> float:
+def standard_error(
+    reference: pd.Series, current: pd.Series, kind: str, method: str, threshold: float, parts: int = SE_PARTS
+) -> float:
     """The sampling standard error of the score at these sizes, from ``parts`` disjoint sub-samples.
 
     The score's variance falls as 1/n, so the spread of the scores of ``parts``
@@ -209,8 +251,11 @@ def standard_error(reference: pd.Series, current: pd.Series, kind: str, method: 
     score = _scorer(kind, method, threshold)
     ref, cur = _clean(reference), _clean(current)
     bounds = [(len(ref) * i // parts, len(cur) * i // parts) for i in range(parts + 1)]
-    scores = [score(ref.iloc[r0:r1], cur.iloc[c0:c1])
-              for (r0, c0), (r1, c1) in zip(bounds, bounds[1:], strict=False) if r1 > r0 and c1 > c0]
+    scores = [
+        score(ref.iloc[r0:r1], cur.iloc[c0:c1])
+        for (r0, c0), (r1, c1) in zip(bounds, bounds[1:], strict=False)
+        if r1 > r0 and c1 > c0
+    ]
     scores = [s for s in scores if np.isfinite(s)]
     return float(np.std(scores, ddof=1) / np.sqrt(len(scores))) if len(scores) > 2 else float("inf")
 
@@ -222,12 +267,24 @@ def judge(name: str, score: float, schema: Schema, cfg: DriftConfig, note: str |
     """A distance score against the threshold: drifted when it reaches it (Evidently's rule)."""
     kind = column_kind(schema, name)
     critical = name != PREDICTION and schema.column(name).critical
-    return ColumnDrift(name, method_of(kind, cfg), score, cfg.column_threshold,
-                       bool(np.isfinite(score) and score >= cfg.column_threshold), critical, note=note)
+    return ColumnDrift(
+        name,
+        method_of(kind, cfg),
+        score,
+        cfg.column_threshold,
+        bool(np.isfinite(score) and score >= cfg.column_threshold),
+        critical,
+        note=note,
+    )
 
 
-def confirm(column: ColumnDrift, full: tuple[pd.DataFrame, pd.DataFrame], sampled: tuple[pd.DataFrame, pd.DataFrame],
-            schema: Schema, cfg: DriftConfig) -> tuple[ColumnDrift, dict[str, float]]:
+def confirm(
+    column: ColumnDrift,
+    full: tuple[pd.DataFrame, pd.DataFrame],
+    sampled: tuple[pd.DataFrame, pd.DataFrame],
+    schema: Schema,
+    cfg: DriftConfig,
+) -> tuple[ColumnDrift, dict[str, float]]:
     """Keep a sampled verdict that is clearly on one side of the threshold; re-test the others in full.
 
     ``full`` are the raw frames, ``sampled`` the prepared samples (:func:`model_frame`).
@@ -239,12 +296,20 @@ def confirm(column: ColumnDrift, full: tuple[pd.DataFrame, pd.DataFrame], sample
     stats = {"score": column.score or 0.0, "se": se, "margin_se": margin / se if se > 0 else float("inf")}
     if margin > Z * se:
         return column, stats
-    ref_full, cur_full = (model_frame(raw[[column.name]], schema, [column.name]) for raw in (ref_raw, cur_raw))
-    score = stattest_score(ref_full[column.name], cur_full[column.name], kind, column.method, cfg.column_threshold)
-    note = (f"re-tested on all rows: the sampled score {column.score:.4f} was within {Z:g} standard errors "
-            f"({se:.4f}) of the threshold")
-    return replace(judge(column.name, score, schema, cfg, note), critical=column.critical), {**stats,
-                                                                                          "full_score": score}
+    ref_full, cur_full = (
+        model_frame(raw[[column.name]], schema, [column.name]) for raw in (ref_raw, cur_raw)
+    )
+    score = stattest_score(
+        ref_full[column.name], cur_full[column.name], kind, column.method, cfg.column_threshold
+    )
+    note = (
+        f"re-tested on all rows: the sampled score {column.score:.4f} was within {Z:g} standard errors "
+        f"({se:.4f}) of the threshold"
+    )
+    return replace(judge(column.name, score, schema, cfg, note), critical=column.critical), {
+        **stats,
+        "full_score": score,
+    }
 
 
 def quality(labels: pd.Series, proba: np.ndarray) -> tuple[float | None, float | None, str | None]:
@@ -258,8 +323,13 @@ def quality(labels: pd.Series, proba: np.ndarray) -> tuple[float | None, float |
     return roc_auc, pr_auc, None
 
 
-def add_predictions(windows: tuple[pd.DataFrame, pd.DataFrame], samples: tuple[pd.DataFrame, pd.DataFrame],
-                    schema: Schema, predict: Predict, notes: list[str]) -> tuple[float | None, float | None, str | None]:
+def add_predictions(
+    windows: tuple[pd.DataFrame, pd.DataFrame],
+    samples: tuple[pd.DataFrame, pd.DataFrame],
+    schema: Schema,
+    predict: Predict,
+    notes: list[str],
+) -> tuple[float | None, float | None, str | None]:
     """Score both samples with the champion (prediction drift); ``(roc_auc, pr_auc, target)`` of the current one.
 
     ``target`` is set (and the labels added to both samples) when Evidently can draw
@@ -268,7 +338,9 @@ def add_predictions(windows: tuple[pd.DataFrame, pd.DataFrame], samples: tuple[p
     (reference, current), (ref_s, cur_s) = windows, samples
     features = list(schema.feature_names)
     try:
-        ref_s[PREDICTION] = predict(reference.loc[ref_s.index, [c for c in features if c in reference.columns]])
+        ref_s[PREDICTION] = predict(
+            reference.loc[ref_s.index, [c for c in features if c in reference.columns]]
+        )
         cur_s[PREDICTION] = predict(current.loc[cur_s.index, features])
     except Exception as exc:  # the report still says what it can; the note says why this part is missing
         ref_s.drop(columns=PREDICTION, errors="ignore", inplace=True)
@@ -287,8 +359,13 @@ def add_predictions(windows: tuple[pd.DataFrame, pd.DataFrame], samples: tuple[p
     return roc_auc, pr_auc, schema.target
 
 
-def sparse_columns(samples: tuple[pd.DataFrame, pd.DataFrame], windows: tuple[pd.DataFrame, pd.DataFrame],
-                   schema: Schema, columns: list[str], cfg: DriftConfig) -> dict[str, ColumnDrift]:
+def sparse_columns(
+    samples: tuple[pd.DataFrame, pd.DataFrame],
+    windows: tuple[pd.DataFrame, pd.DataFrame],
+    schema: Schema,
+    columns: list[str],
+    cfg: DriftConfig,
+) -> dict[str, ColumnDrift]:
     """Columns whose few values the sample missed on one side: tested on all rows instead."""
     judged = {}
     for name in columns:
@@ -301,18 +378,27 @@ def sparse_columns(samples: tuple[pd.DataFrame, pd.DataFrame], windows: tuple[pd
     return judged
 
 
-def compare(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema, cfg: DriftConfig,
-            predict: Predict | None = None) -> DriftCheck:
+def compare(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    schema: Schema,
+    cfg: DriftConfig,
+    predict: Predict | None = None,
+) -> DriftCheck:
     """Data drift per column, prediction drift and quality of ``current`` against ``reference``.
 
     Raises:
         DriftInputError: the reference is empty or the current window lacks a schema column.
     """
     if reference.empty:
-        raise DriftInputError("the reference (the champion's training data) has 0 rows; expected its train split")
+        raise DriftInputError(
+            "the reference (the champion's training data) has 0 rows; expected its train split"
+        )
     columns, notes = check_columns(reference, current, schema)
     if len(current) < cfg.min_rows:
-        notes.append(f"the current window has {len(current)} rows (< drift.min_rows {cfg.min_rows}): not tested")
+        notes.append(
+            f"the current window has {len(current)} rows (< drift.min_rows {cfg.min_rows}): not tested"
+        )
         return DriftCheck(DriftResult(len(current), len(reference), notes=tuple(notes)))
     set_aside = empty_columns(reference, current, schema, columns, cfg)
     tested = [c for c in columns if c not in set_aside]
@@ -324,12 +410,21 @@ def compare(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema, cfg:
     ref_s, cur_s = ref_s[tested].copy(), cur_s[tested].copy()
     roc_auc = pr_auc = target = None
     if predict is not None:
-        roc_auc, pr_auc, target = add_predictions((reference, current), (ref_s, cur_s), schema, predict, notes)
+        roc_auc, pr_auc, target = add_predictions(
+            (reference, current), (ref_s, cur_s), schema, predict, notes
+        )
     has_items = bool(tested) or PREDICTION in cur_s.columns
     snapshot = run_evidently(ref_s, cur_s, schema, tested, cfg, target) if has_items else None
     scores = drift_scores(snapshot) if snapshot is not None else {}
-    judged, sampling = [], {"sampled": sampled, "reference_rows_used": len(ref_s),
-                            "current_rows_used": len(cur_s), "columns": {}}
+    judged, sampling = (
+        [],
+        {
+            "sampled": sampled,
+            "reference_rows_used": len(ref_s),
+            "current_rows_used": len(cur_s),
+            "columns": {},
+        },
+    )
     for name in columns:
         if name in set_aside:
             judged.append(set_aside[name])
@@ -340,6 +435,7 @@ def compare(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema, cfg:
             sampling["columns"][name] = stats
         judged.append(column)
     prediction = judge(PREDICTION, scores[PREDICTION], schema, cfg) if PREDICTION in scores else None
-    result = DriftResult(len(current), len(reference), tuple(judged), prediction, roc_auc, pr_auc,
-                         tuple(notes), sampling)
+    result = DriftResult(
+        len(current), len(reference), tuple(judged), prediction, roc_auc, pr_auc, tuple(notes), sampling
+    )
     return DriftCheck(result, snapshot)

@@ -88,26 +88,36 @@ def retrain_triggers(result: DriftResult, policy: DriftConfig) -> list[str]:
     share, tested = result.drift_share, result.tested
     if tested and share >= policy.max_drift_share:
         drifted = [c.name for c in tested if c.drifted]
-        triggers.append(f"drift share {share:.2f} >= drift.max_drift_share {policy.max_drift_share:g} "
-                        f"({len(drifted)} of {len(tested)} columns drifted: {', '.join(drifted)})")
+        triggers.append(
+            f"drift share {share:.2f} >= drift.max_drift_share {policy.max_drift_share:g} "
+            f"({len(drifted)} of {len(tested)} columns drifted: {', '.join(drifted)})"
+        )
     for column in result.critical_drifted:
         triggers.append(f"critical column {column.describe()} drifted")
     if result.roc_auc is not None and result.roc_auc < policy.min_roc_auc:
-        triggers.append(f"champion ROC-AUC {result.roc_auc:.3f} on the current window is below "
-                        f"drift.min_roc_auc {policy.min_roc_auc:g}")
+        triggers.append(
+            f"champion ROC-AUC {result.roc_auc:.3f} on the current window is below "
+            f"drift.min_roc_auc {policy.min_roc_auc:g}"
+        )
     return triggers
 
 
 def _no_drift(result: DriftResult, policy: DriftConfig) -> str:
     drifted = result.drifted_columns
-    quality = ("no labels to judge quality" if result.roc_auc is None
-               else f"champion ROC-AUC {result.roc_auc:.3f} >= {policy.min_roc_auc:g}")
-    return (f"no retrain: drift share {result.drift_share:.2f} < {policy.max_drift_share:g} "
-            f"(drifted: {', '.join(drifted) or 'none'}); no critical column drifted; {quality}")
+    quality = (
+        "no labels to judge quality"
+        if result.roc_auc is None
+        else f"champion ROC-AUC {result.roc_auc:.3f} >= {policy.min_roc_auc:g}"
+    )
+    return (
+        f"no retrain: drift share {result.drift_share:.2f} < {policy.max_drift_share:g} "
+        f"(drifted: {', '.join(drifted) or 'none'}); no critical column drifted; {quality}"
+    )
 
 
-def decide_retrain(result: DriftResult, policy: DriftConfig, last_retrain_at: datetime | None,
-                   now: datetime) -> Verdict:
+def decide_retrain(
+    result: DriftResult, policy: DriftConfig, last_retrain_at: datetime | None, now: datetime
+) -> Verdict:
     """Retrain when enough columns drift, a critical column drifts, or quality falls below the floor.
 
     Never on a window smaller than ``policy.min_rows``, and never again within
@@ -115,16 +125,29 @@ def decide_retrain(result: DriftResult, policy: DriftConfig, last_retrain_at: da
     still say what was detected).
     """
     if result.rows_current < policy.min_rows:
-        return Verdict(False, [f"no retrain: the current window has {result.rows_current} rows, fewer than "
-                               f"drift.min_rows {policy.min_rows}; too few to judge drift"])
+        return Verdict(
+            False,
+            [
+                f"no retrain: the current window has {result.rows_current} rows, fewer than "
+                f"drift.min_rows {policy.min_rows}; too few to judge drift"
+            ],
+        )
     triggers = retrain_triggers(result, policy)
     if not triggers:
         return Verdict(False, [_no_drift(result, policy)])
     if last_retrain_at is not None:
         since = now - last_retrain_at
         if since < timedelta(hours=policy.cooldown_hours):
-            return Verdict(False, [*triggers, (
-                f"no retrain: inside the cooldown, the last drift-triggered retrain was at "
-                f"{last_retrain_at.isoformat()} ({since.total_seconds() / 3600:.1f} h ago, "
-                f"drift.cooldown_hours {policy.cooldown_hours:g})")], drift_detected=True)
+            return Verdict(
+                False,
+                [
+                    *triggers,
+                    (
+                        f"no retrain: inside the cooldown, the last drift-triggered retrain was at "
+                        f"{last_retrain_at.isoformat()} ({since.total_seconds() / 3600:.1f} h ago, "
+                        f"drift.cooldown_hours {policy.cooldown_hours:g})"
+                    ),
+                ],
+                drift_detected=True,
+            )
     return Verdict(True, triggers, drift_detected=True)

@@ -61,9 +61,14 @@ class Reference:
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able description (no rows)."""
-        return {"model": self.champion.model_uri, "run_id": self.champion.run_id, "split_md5": self.split_md5,
-                "source": self.source, "rows": len(self.frame),
-                "data_window": self.champion.tags.get("flywheel.data_window")}
+        return {
+            "model": self.champion.model_uri,
+            "run_id": self.champion.run_id,
+            "split_md5": self.split_md5,
+            "source": self.source,
+            "rows": len(self.frame),
+            "data_window": self.champion.tags.get("flywheel.data_window"),
+        }
 
 
 def champion(params: Params, settings: Settings) -> Champion:
@@ -77,13 +82,17 @@ def champion(params: Params, settings: Settings) -> Champion:
     name = params.promote.model_name
     version = version_behind(client, name, CHAMPION)
     if version is None:
-        raise NoChampion(f"model {name!r} has no {CHAMPION!r} alias in {settings.tracking_uri}: "
-                         f"expected a trained and promoted model to compare the current window with") from None
+        raise NoChampion(
+            f"model {name!r} has no {CHAMPION!r} alias in {settings.tracking_uri}: "
+            f"expected a trained and promoted model to compare the current window with"
+        ) from None
     try:
         run = client.get_run(version.run_id)
     except MlflowException as exc:
-        raise ReferenceNotFound(f"champion {name} v{version.version}: its MLflow run {version.run_id} cannot be "
-                                f"read ({exc.message}); expected the run that trained it") from None
+        raise ReferenceNotFound(
+            f"champion {name} v{version.version}: its MLflow run {version.run_id} cannot be "
+            f"read ({exc.message}); expected the run that trained it"
+        ) from None
     return Champion(name, str(version.version), version.run_id, dict(run.data.tags))
 
 
@@ -114,8 +123,9 @@ def find_in_manifest(manifest: bytes, relpath: str, where: str) -> str:
         entries = json.loads(manifest)
         found = {e["relpath"]: e["md5"] for e in entries}
     except (ValueError, TypeError, KeyError):
-        raise ReferenceNotFound(f"{where} is not a DVC directory manifest; expected a JSON list of "
-                                "{md5, relpath}") from None
+        raise ReferenceNotFound(
+            f"{where} is not a DVC directory manifest; expected a JSON list of {{md5, relpath}}"
+        ) from None
     if relpath not in found:
         raise ReferenceNotFound(f"{where} lists {sorted(found)}, not {relpath!r}")
     return found[relpath]
@@ -129,8 +139,9 @@ def load_split(roots: list[str], split_md5: str, relpath: str = REFERENCE_FILE) 
     try:
         return pd.read_parquet(io.BytesIO(data)), source
     except Exception as exc:  # a truncated or foreign object: say which one
-        raise ReferenceNotFound(f"{source} ({relpath} of data/split {split_md5}) is not readable Parquet: "
-                                f"{exc}") from None
+        raise ReferenceNotFound(
+            f"{source} ({relpath} of data/split {split_md5}) is not readable Parquet: {exc}"
+        ) from None
 
 
 def find_reference(params: Params, settings: Settings) -> Reference:
@@ -138,8 +149,10 @@ def find_reference(params: Params, settings: Settings) -> Reference:
     champ = champion(params, settings)
     split_md5 = champ.tags.get(SPLIT_TAG)
     if not split_md5:
-        raise ReferenceNotFound(f"champion {champ.model_uri} (run {champ.run_id}) has no {SPLIT_TAG!r} tag; "
-                                "expected the train stage's lineage tags (dvc.lock md5 of data/split)")
+        raise ReferenceNotFound(
+            f"champion {champ.model_uri} (run {champ.run_id}) has no {SPLIT_TAG!r} tag; "
+            "expected the train stage's lineage tags (dvc.lock md5 of data/split)"
+        )
     frame, source = load_split(paths.content_roots(settings), split_md5)
     return Reference(champ, frame, split_md5, source)
 

@@ -55,8 +55,10 @@ def current_window(lake: Lake, schema: Schema, window: Window) -> tuple[pd.DataF
     for frame, partition in zip(frames, partitions, strict=True):
         missing = [c for c in needed if c not in frame.columns]
         if missing:
-            raise DriftInputError(f"validated partition {partition} lacks column(s) {missing}; expected the "
-                                  f"schema's columns {needed}")
+            raise DriftInputError(
+                f"validated partition {partition} lacks column(s) {missing}; expected the "
+                f"schema's columns {needed}"
+            )
     return select_window(frames, schema, window), len(partitions)
 
 
@@ -81,15 +83,23 @@ def last_retrain(lake: Lake, run_id: str | None = None) -> datetime | None:
 
 def record_retrain(lake: Lake, run_id: str, at: datetime, summary: dict[str, Any]) -> None:
     """Remember a drift-triggered retrain request (the cooldown starts now)."""
-    lake.write_json(lake.path(*STATE), {"run_id": run_id, "at": at.isoformat(), "report": summary.get("report"),
-                                        "reasons": summary["verdict"]["reasons"]})
+    lake.write_json(
+        lake.path(*STATE),
+        {
+            "run_id": run_id,
+            "at": at.isoformat(),
+            "report": summary.get("report"),
+            "reasons": summary["verdict"]["reasons"],
+        },
+    )
 
 
 # -- outputs -----------------------------------------------------------------------------------
 
 
-def summarize(result: DriftResult, verdict: Verdict, ref: reference.Reference, window: Window,
-              run_id: str) -> dict[str, Any]:
+def summarize(
+    result: DriftResult, verdict: Verdict, ref: reference.Reference, window: Window, run_id: str
+) -> dict[str, Any]:
     """The JSON-able summary of one check: the numbers, the verdict and where it came from."""
     return {
         "run_id": run_id,
@@ -144,34 +154,57 @@ def _metric_name(column: str) -> str:
     return "score." + re.sub(r"[^A-Za-z0-9_./ -]", "_", column)
 
 
-def log_to_mlflow(params: Params, settings: Settings, check: DriftCheck, files: dict[str, str],
-                  summary: dict[str, Any], env: dict[str, str]) -> str:
+def log_to_mlflow(
+    params: Params,
+    settings: Settings,
+    check: DriftCheck,
+    files: dict[str, str],
+    summary: dict[str, Any],
+    env: dict[str, str],
+) -> str:
     """One run in the monitoring experiment: scores as metrics, the verdict as tags, the report as artifacts."""
     import mlflow
 
     result, cfg = check.result, params.drift
-    metrics = {"drift_share": result.drift_share, "drifted_columns": len(result.drifted_columns),
-               "rows_current": result.rows_current, "rows_reference": result.rows_reference}
+    metrics = {
+        "drift_share": result.drift_share,
+        "drifted_columns": len(result.drifted_columns),
+        "rows_current": result.rows_current,
+        "rows_reference": result.rows_reference,
+    }
     metrics |= {_metric_name(c.name): c.score for c in result.columns if c.score is not None}
     if result.prediction is not None and result.prediction.score is not None:
         metrics["prediction_drift"] = result.prediction.score
     metrics |= {k: v for k, v in (("roc_auc", result.roc_auc), ("pr_auc", result.pr_auc)) if v is not None}
-    tags = {"flywheel.stage": "drift", "flywheel.schema": params.schema.name,
-            "flywheel.champion": summary["champion"], "flywheel.drift.reference_md5": summary["reference"]["split_md5"],
-            "flywheel.drift.verdict": "retrain" if summary["verdict"]["retrain"] else "no_retrain",
-            "flywheel.drift.detected": str(summary["verdict"]["drift_detected"]).lower(),
-            "flywheel.drift.reasons": json.dumps(summary["verdict"]["reasons"])[:MAX_TAG],
-            "flywheel.drift.report": summary["report"].get("html") or summary["report"]["summary"]}
+    tags = {
+        "flywheel.stage": "drift",
+        "flywheel.schema": params.schema.name,
+        "flywheel.champion": summary["champion"],
+        "flywheel.drift.reference_md5": summary["reference"]["split_md5"],
+        "flywheel.drift.verdict": "retrain" if summary["verdict"]["retrain"] else "no_retrain",
+        "flywheel.drift.detected": str(summary["verdict"]["drift_detected"]).lower(),
+        "flywheel.drift.reasons": json.dumps(summary["verdict"]["reasons"])[:MAX_TAG],
+        "flywheel.drift.report": summary["report"].get("html") or summary["report"]["summary"],
+    }
     for var, tag in (("AIRFLOW_CTX_DAG_ID", "airflow.dag_id"), ("AIRFLOW_CTX_DAG_RUN_ID", "airflow.run_id")):
         if env.get(var):
             tags[tag] = env[var]
     experiment_id = ensure_experiment(settings, cfg.experiment)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"drift-{safe_run_id(summary['run_id'])}",
-                          tags=tags) as active:
-        mlflow.log_params({"window_start": summary["window"]["start"], "window_end": summary["window"]["end"],
-                           "num_method": cfg.num_method, "cat_method": cfg.cat_method,
-                           "column_threshold": cfg.column_threshold, "max_drift_share": cfg.max_drift_share,
-                           "sample_rows": cfg.sample_rows, "sampled": result.sampling.get("sampled", False)})
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"drift-{safe_run_id(summary['run_id'])}", tags=tags
+    ) as active:
+        mlflow.log_params(
+            {
+                "window_start": summary["window"]["start"],
+                "window_end": summary["window"]["end"],
+                "num_method": cfg.num_method,
+                "cat_method": cfg.cat_method,
+                "column_threshold": cfg.column_threshold,
+                "max_drift_share": cfg.max_drift_share,
+                "sample_rows": cfg.sample_rows,
+                "sampled": result.sampling.get("sampled", False),
+            }
+        )
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
         for name, text in files.items():
             mlflow.log_text(text, f"drift/{name}")
@@ -182,22 +215,31 @@ def log_to_mlflow(params: Params, settings: Settings, check: DriftCheck, files: 
 def describe(summary: dict[str, Any]) -> list[str]:
     """A few lines for a task log or a terminal."""
     verdict = summary["verdict"]
-    lines = [f"drift check {summary['run_id']}: window [{summary['window']['start']}, {summary['window']['end']}) "
-             f"{summary['rows_current']} rows vs {summary['champion']}'s {summary['rows_reference']} training rows"]
+    lines = [
+        f"drift check {summary['run_id']}: window [{summary['window']['start']}, {summary['window']['end']}) "
+        f"{summary['rows_current']} rows vs {summary['champion']}'s {summary['rows_reference']} training rows"
+    ]
     drifted = [c for c in summary["columns"] if c["drifted"]]
     if summary["columns"]:
-        lines.append(f"data drift: share {summary['drift_share']:.2f}, {len(drifted)} of "
-                     f"{sum(not c['skipped'] for c in summary['columns'])} columns: "
-                     + (", ".join(c["name"] for c in drifted) or "none"))
+        lines.append(
+            f"data drift: share {summary['drift_share']:.2f}, {len(drifted)} of "
+            f"{sum(not c['skipped'] for c in summary['columns'])} columns: "
+            + (", ".join(c["name"] for c in drifted) or "none")
+        )
     pred, quality = summary.get("prediction"), []
     if pred and pred.get("score") is not None:
-        quality.append(f"prediction drift {pred['method']} {pred['score']:.3f}"
-                       f"{' (drifted)' if pred['drifted'] else ''}")
+        quality.append(
+            f"prediction drift {pred['method']} {pred['score']:.3f}{' (drifted)' if pred['drifted'] else ''}"
+        )
     if summary.get("roc_auc") is not None:
-        quality.append(f"champion ROC-AUC {summary['roc_auc']:.3f}, PR-AUC {summary['pr_auc']:.3f} on the window")
+        quality.append(
+            f"champion ROC-AUC {summary['roc_auc']:.3f}, PR-AUC {summary['pr_auc']:.3f} on the window"
+        )
     if quality:
         lines.append("; ".join(quality))
-    lines.append(f"verdict: {'retrain' if verdict['retrain'] else 'no retrain'}: " + "; ".join(verdict["reasons"]))
+    lines.append(
+        f"verdict: {'retrain' if verdict['retrain'] else 'no retrain'}: " + "; ".join(verdict["reasons"])
+    )
     report = summary.get("report") or {}
     lines.append(f"report: {report.get('html') or report.get('summary')}")
     return lines
@@ -206,8 +248,14 @@ def describe(summary: dict[str, Any]) -> list[str]:
 # -- the stage ---------------------------------------------------------------------------------
 
 
-def run(params: Params, settings: Settings, run_id: str, as_of: datetime | None = None,
-        now: datetime | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
+def run(
+    params: Params,
+    settings: Settings,
+    run_id: str,
+    as_of: datetime | None = None,
+    now: datetime | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Check the window ending on ``as_of`` (default: now) for drift against the champion; report; decide.
 
     Raises:
@@ -222,8 +270,13 @@ def run(params: Params, settings: Settings, run_id: str, as_of: datetime | None 
     window = Window.ending_on(as_of or now, cfg.window_days)
     ref = reference.find_reference(params, settings)
     current, partitions = current_window(lake, params.schema, window)
-    log.info("drift: %d current rows from %d validated partitions, %d reference rows from %s",
-             len(current), partitions, len(ref.frame), ref.source)
+    log.info(
+        "drift: %d current rows from %d validated partitions, %d reference rows from %s",
+        len(current),
+        partitions,
+        len(ref.frame),
+        ref.source,
+    )
     predict = champion_predictor(ref.champion.model_uri) if len(current) >= cfg.min_rows else None
     check = drift_check.compare(ref.frame, current, params.schema, cfg, predict)
     last = last_retrain(lake, run_id)

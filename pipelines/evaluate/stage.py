@@ -23,11 +23,11 @@ from pipelines.train import Predictor
 from pipelines.workspace.paths import EVALUATE_METRICS, MODEL_DIR, PLOTS_DIR, features_file, split_file
 
 if TYPE_CHECKING:
-
     from pipelines.common.config import Params, Schema
     from pipelines.common.settings import Settings
 
 log = logging.getLogger(__name__)
+
 
 class EvaluateError(FlywheelError):
     """The model or the test features are missing or unusable."""

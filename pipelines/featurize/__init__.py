@@ -15,6 +15,13 @@ if TYPE_CHECKING:
     from pipelines.featurize.preprocess import Preprocessor, run
     from pipelines.featurize.snapshot import Window, read_validated, select_window
 
-_API = {"run": "preprocess", "snapshot": "snapshot", "Preprocessor": "preprocess", "Window": "snapshot", "select_window": "snapshot", "read_validated": "snapshot"}
+_API = {
+    "run": "preprocess",
+    "snapshot": "snapshot",
+    "Preprocessor": "preprocess",
+    "Window": "snapshot",
+    "select_window": "snapshot",
+    "read_validated": "snapshot",
+}
 __all__ = ["Preprocessor", "Window", "read_validated", "run", "select_window", "snapshot"]
 __getattr__ = lazy_exports(__name__, _API)

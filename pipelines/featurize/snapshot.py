@@ -62,8 +62,13 @@ def read_validated(lake: Lake) -> tuple[list[pd.DataFrame], list[str]]:
     return frames, ordered
 
 
-def run(params: Params, settings: Settings, workspace: Path, as_of: datetime | None = None,
-        window_days: int | None = None) -> dict:
+def run(
+    params: Params,
+    settings: Settings,
+    workspace: Path,
+    as_of: datetime | None = None,
+    window_days: int | None = None,
+) -> dict:
     """Write the window of validated events ending on ``as_of`` (default: now) into the workspace."""
     days = window_days or params.snapshot.window_days
     window = Window.ending_on(as_of or datetime.now(UTC), days)

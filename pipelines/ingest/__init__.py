@@ -1,5 +1,4 @@
-"""Ingest: land new records of the sources (files, Kafka, S3); quarantine malformed ones with a reason.
-"""
+"""Ingest: land new records of the sources (files, Kafka, S3); quarantine malformed ones with a reason."""
 
 from __future__ import annotations
 
@@ -12,6 +11,12 @@ if TYPE_CHECKING:
     from pipelines.ingest.files import IngestError
     from pipelines.ingest.stage import run
 
-_API = {"run": "stage", "IngestError": "files", "KafkaEndpoint": "endpoints", "S3Endpoint": "endpoints", "SourceUnavailable": "endpoints"}
+_API = {
+    "run": "stage",
+    "IngestError": "files",
+    "KafkaEndpoint": "endpoints",
+    "S3Endpoint": "endpoints",
+    "SourceUnavailable": "endpoints",
+}
 __all__ = ["IngestError", "KafkaEndpoint", "S3Endpoint", "SourceUnavailable", "run"]
 __getattr__ = lazy_exports(__name__, _API)

@@ -27,8 +27,17 @@ KAFKA_OPTION_ENV = {
     "sasl_plain_username": "FLYWHEEL_KAFKA_SASL_USERNAME",
     "sasl_plain_password": "FLYWHEEL_KAFKA_SASL_PASSWORD",
 }
-KAFKA_OPTIONS = frozenset({*KAFKA_OPTION_ENV, "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname",
-                           "sasl_kerberos_service_name", "client_id"})
+KAFKA_OPTIONS = frozenset(
+    {
+        *KAFKA_OPTION_ENV,
+        "ssl_cafile",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_check_hostname",
+        "sasl_kerberos_service_name",
+        "client_id",
+    }
+)
 
 
 class SourceUnavailable(IngestError):
@@ -49,8 +58,9 @@ class KafkaEndpoint:
             )
         unknown = sorted(set(self.options) - KAFKA_OPTIONS)
         if unknown:
-            raise IngestError(f"Kafka client options {unknown} are not supported; expected some of "
-                              f"{sorted(KAFKA_OPTIONS)}")
+            raise IngestError(
+                f"Kafka client options {unknown} are not supported; expected some of {sorted(KAFKA_OPTIONS)}"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> KafkaEndpoint:
@@ -104,8 +114,11 @@ class S3Endpoint:
         """Keyword arguments for ``s3fs.S3FileSystem`` (fsspec's ``s3://``), with bounded retries."""
         options: dict[str, Any] = {
             "skip_instance_cache": True,
-            "config_kwargs": {"connect_timeout": self.connect_timeout_s, "read_timeout": 60,
-                              "retries": {"max_attempts": self.max_attempts, "mode": "standard"}},
+            "config_kwargs": {
+                "connect_timeout": self.connect_timeout_s,
+                "read_timeout": 60,
+                "retries": {"max_attempts": self.max_attempts, "mode": "standard"},
+            },
         }
         if self.endpoint_url:
             options["endpoint_url"] = self.endpoint_url

@@ -107,8 +107,13 @@ def land_chunk(target: ChunkTarget, index: int, segments: list[Segment]) -> Chun
     check_counts(consumed, len(frame), len(decoded.quarantined))
     times = frame[target.schema.event_time] if len(frame) else None
     return ChunkSummary(
-        index=index, consumed=consumed, landed=len(frame), quarantined=len(decoded.quarantined),
-        reasons=dict(decoded.reasons()), part=part, quarantine_part=quarantine_part,
+        index=index,
+        consumed=consumed,
+        landed=len(frame),
+        quarantined=len(decoded.quarantined),
+        reasons=dict(decoded.reasons()),
+        part=part,
+        quarantine_part=quarantine_part,
         by_partition=_by_partition(segments, decoded.quarantined),
         min_event_time=times.min().isoformat() if times is not None else None,
         max_event_time=times.max().isoformat() if times is not None else None,
@@ -168,8 +173,12 @@ class Lander:
 
     def __enter__(self) -> Lander:
         if self.workers:
-            self._pool = ProcessPoolExecutor(1, mp_context=get_context("fork"), initializer=_worker_init,
-                                             initargs=(self.target, os.getpid()))
+            self._pool = ProcessPoolExecutor(
+                1,
+                mp_context=get_context("fork"),
+                initializer=_worker_init,
+                initargs=(self.target, os.getpid()),
+            )
             self._pool.submit(_ready).result()  # fork now, before any client thread exists
         return self
 
@@ -227,12 +236,15 @@ def open_consumer(endpoint: KafkaEndpoint, cfg: KafkaSourceConfig):
         raise SourceUnavailable(
             f"{endpoint.describe()} is not reachable ({type(exc).__name__}: {exc}); expected a running "
             "broker: start one with `flywheel services up kafka`, or point the flywheel_kafka Connection "
-            "or FLYWHEEL_KAFKA_BOOTSTRAP at yours") from None
+            "or FLYWHEEL_KAFKA_BOOTSTRAP at yours"
+        ) from None
     missing = [t for t in cfg.topics if consumer.partitions_for_topic(t) is None]
     if missing:
         consumer.close()
-        raise IngestError(f"Kafka topic(s) {missing} not found on {endpoint.describe()}; expected existing "
-                          "topics (create them, or produce to them with `flywheel produce --to kafka`)")
+        raise IngestError(
+            f"Kafka topic(s) {missing} not found on {endpoint.describe()}; expected existing "
+            "topics (create them, or produce to them with `flywheel produce --to kafka`)"
+        )
     return consumer
 
 
@@ -290,17 +302,28 @@ class _Drain:
             if time.monotonic() > deadline:
                 raise SourceUnavailable(
                     f"{self.endpoint.describe()}: consumer group {self.cfg.group_id!r} got no partitions of "
-                    f"{list(self.cfg.topics)} within {timeout:g} s")
-            budget = self.cfg.poll_records if self.cfg.max_records is None else min(
-                self.cfg.poll_records, self.cfg.max_records - self.drained.consumed)
+                    f"{list(self.cfg.topics)} within {timeout:g} s"
+                )
+            budget = (
+                self.cfg.poll_records
+                if self.cfg.max_records is None
+                else min(self.cfg.poll_records, self.cfg.max_records - self.drained.consumed)
+            )
             self.take(self.consumer.poll(timeout_ms=200, max_records=max(1, budget)))
 
     def take(self, batch: dict) -> None:
         for tp, recs in batch.items():
             if not recs:
                 continue
-            self.chunk.append(Segment(tp.topic, tp.partition, list(map(_OFFSET, recs)), list(map(_KEY, recs)),
-                                      list(map(_VALUE, recs))))
+            self.chunk.append(
+                Segment(
+                    tp.topic,
+                    tp.partition,
+                    list(map(_OFFSET, recs)),
+                    list(map(_KEY, recs)),
+                    list(map(_VALUE, recs)),
+                )
+            )
             self.drained.first.setdefault(tp, recs[0].offset)
             self.drained.last[tp] = recs[-1].offset
             self.rows += len(recs)
@@ -319,8 +342,11 @@ class _Drain:
             if stop:
                 drained.stopped_by = stop
                 break
-            limit = cfg.poll_records if cfg.max_records is None else min(cfg.poll_records,
-                                                                         cfg.max_records - drained.consumed)
+            limit = (
+                cfg.poll_records
+                if cfg.max_records is None
+                else min(cfg.poll_records, cfg.max_records - drained.consumed)
+            )
             batch = self.consumer.poll(timeout_ms=_POLL_MS, max_records=limit)
             if batch:
                 self.take(batch)
@@ -329,7 +355,8 @@ class _Drain:
                 raise SourceUnavailable(
                     f"{self.endpoint.describe()}: no records for {cfg.idle_timeout_s:g} s while partitions "
                     f"{sorted(str(tp) for tp in behind)} are behind their end offsets; the broker is down or "
-                    "unreachable. Nothing of this run was committed")
+                    "unreachable. Nothing of this run was committed"
+                )
             if self.listener.changed:
                 self._track_new_partitions()
             behind = self._behind()
@@ -359,8 +386,11 @@ class _Drain:
             if highwater is not None:
                 drained.confirmed[tp] = highwater
                 drained.end[tp] = max(drained.end.get(tp, 0), highwater)
-        behind = {tp for tp in partitions
-                  if tp not in drained.confirmed or consumer.position(tp) < drained.end.get(tp, 0)}
+        behind = {
+            tp
+            for tp in partitions
+            if tp not in drained.confirmed or consumer.position(tp) < drained.end.get(tp, 0)
+        }
         done = [tp for tp in partitions - behind if tp not in consumer.paused()]
         if done:
             consumer.pause(*done)
@@ -404,7 +434,8 @@ def commit(consumer: Any, offsets: dict, run_id: str, endpoint: KafkaEndpoint) -
         raise SourceUnavailable(
             f"{endpoint.describe()}: committing offsets failed ({type(exc).__name__}: {exc}); the landing "
             "partition is complete, so a retry of this run finishes the commit, and a later run's copies "
-            "of these records are dropped before the validated tier") from None
+            "of these records are dropped before the validated tier"
+        ) from None
     return {f"{tp.topic}:{tp.partition}": om.offset for tp, om in forward.items()}
 
 
@@ -438,7 +469,9 @@ def run(params: Params, settings: Settings, run_id: str, endpoint: KafkaEndpoint
         return _finish_commit(done, cfg, endpoint, run_id, landing, quarantine)
     lake.reset_partition(landing)
     lake.reset_partition(quarantine)
-    target = ChunkTarget(lake.root, landing, quarantine, params.schema, params.ingest, pd.Timestamp.now(tz="UTC"))
+    target = ChunkTarget(
+        lake.root, landing, quarantine, params.schema, params.ingest, pd.Timestamp.now(tz="UTC")
+    )
     try:
         return _ingest(target, lake, cfg, endpoint, run_id)
     except BaseException:
@@ -448,8 +481,9 @@ def run(params: Params, settings: Settings, run_id: str, endpoint: KafkaEndpoint
         raise
 
 
-def _ingest(target: ChunkTarget, lake: Lake, cfg: KafkaSourceConfig, endpoint: KafkaEndpoint,
-            run_id: str) -> dict:
+def _ingest(
+    target: ChunkTarget, lake: Lake, cfg: KafkaSourceConfig, endpoint: KafkaEndpoint, run_id: str
+) -> dict:
     clock = _Phases()
     with Lander(target, cfg.workers) as lander, _closing(open_consumer(endpoint, cfg)) as consumer:
         clock.lap("connect")
@@ -467,9 +501,14 @@ def _ingest(target: ChunkTarget, lake: Lake, cfg: KafkaSourceConfig, endpoint: K
         clock.lap("manifest")
         committed = commit(consumer, _next_offsets(drained), run_id, endpoint)
         clock.lap("commit")
-    log.info("kafka ingest %s: %s consumed, %s landed, %s quarantined; committed %s", run_id,
-             manifest["counts"]["consumed"], manifest["counts"]["landed"], manifest["counts"]["quarantined"],
-             committed)
+    log.info(
+        "kafka ingest %s: %s consumed, %s landed, %s quarantined; committed %s",
+        run_id,
+        manifest["counts"]["consumed"],
+        manifest["counts"]["landed"],
+        manifest["counts"]["quarantined"],
+        committed,
+    )
     summary = _summary(manifest, target.landing, target.quarantine, committed, resumed=False)
     return {**summary, "seconds": clock.laps}
 
@@ -512,8 +551,15 @@ def _next_offsets(drained: Drained) -> dict:
     return {tp: last + 1 for tp, last in drained.last.items()}
 
 
-def _manifest(target: ChunkTarget, run_id: str, endpoint: KafkaEndpoint, cfg: KafkaSourceConfig,
-              drained: Drained, chunks: list[ChunkSummary], next_offsets: dict) -> dict:
+def _manifest(
+    target: ChunkTarget,
+    run_id: str,
+    endpoint: KafkaEndpoint,
+    cfg: KafkaSourceConfig,
+    drained: Drained,
+    chunks: list[ChunkSummary],
+    next_offsets: dict,
+) -> dict:
     consumed = sum(c.consumed for c in chunks)
     landed = sum(c.landed for c in chunks)
     quarantined = sum(c.quarantined for c in chunks)
@@ -527,15 +573,23 @@ def _manifest(target: ChunkTarget, run_id: str, endpoint: KafkaEndpoint, cfg: Ka
             counts[0] += n
             counts[1] += q
     offsets = [
-        {"topic": tp.topic, "partition": tp.partition, "first": drained.first[tp], "last": drained.last[tp],
-         "next": next_offsets[tp], "end_at_start": drained.end.get(tp),
-         "consumed": by_partition[f"{tp.topic}:{tp.partition}"][0],
-         "quarantined": by_partition[f"{tp.topic}:{tp.partition}"][1],
-         "landed": by_partition[f"{tp.topic}:{tp.partition}"][0] - by_partition[f"{tp.topic}:{tp.partition}"][1]}
+        {
+            "topic": tp.topic,
+            "partition": tp.partition,
+            "first": drained.first[tp],
+            "last": drained.last[tp],
+            "next": next_offsets[tp],
+            "end_at_start": drained.end.get(tp),
+            "consumed": by_partition[f"{tp.topic}:{tp.partition}"][0],
+            "quarantined": by_partition[f"{tp.topic}:{tp.partition}"][1],
+            "landed": by_partition[f"{tp.topic}:{tp.partition}"][0]
+            - by_partition[f"{tp.topic}:{tp.partition}"][1],
+        }
         for tp in sorted(drained.last, key=lambda t: (t.topic, t.partition))
     ]
-    times = [c.min_event_time for c in chunks if c.min_event_time] + [c.max_event_time for c in chunks
-                                                                       if c.max_event_time]
+    times = [c.min_event_time for c in chunks if c.min_event_time] + [
+        c.max_event_time for c in chunks if c.max_event_time
+    ]
     reasons = Counter()
     for c in chunks:
         reasons.update(c.reasons)
@@ -581,16 +635,33 @@ def _summary(manifest: dict, landing: str, quarantine: str, committed: dict[str,
 def _nothing_new(run_id: str, endpoint: KafkaEndpoint, cfg: KafkaSourceConfig, drained: Drained) -> dict:
     log.info("kafka ingest %s: no new records on %s", run_id, list(cfg.topics))
     return {
-        "run_id": run_id, "source": SOURCE, "bootstrap": endpoint.bootstrap_servers, "topics": list(cfg.topics),
-        "consumed": 0, "landed": 0, "quarantined": 0, "reasons": {}, "offsets": [], "committed": {},
-        "parts": 0, "stopped_by": drained.stopped_by, "resumed": False,
-        "landing_partition": None, "quarantine_partition": None,
+        "run_id": run_id,
+        "source": SOURCE,
+        "bootstrap": endpoint.bootstrap_servers,
+        "topics": list(cfg.topics),
+        "consumed": 0,
+        "landed": 0,
+        "quarantined": 0,
+        "reasons": {},
+        "offsets": [],
+        "committed": {},
+        "parts": 0,
+        "stopped_by": drained.stopped_by,
+        "resumed": False,
+        "landing_partition": None,
+        "quarantine_partition": None,
         "message": f"no new records on {list(cfg.topics)} for group {cfg.group_id!r}; nothing written",
     }
 
 
-def _finish_commit(manifest: dict, cfg: KafkaSourceConfig, endpoint: KafkaEndpoint, run_id: str, landing: str,
-                   quarantine: str) -> dict:
+def _finish_commit(
+    manifest: dict,
+    cfg: KafkaSourceConfig,
+    endpoint: KafkaEndpoint,
+    run_id: str,
+    landing: str,
+    quarantine: str,
+) -> dict:
     """A retry of a run whose partition is complete: commit its offsets (forward only), rewrite nothing.
 
     The partition may already be validated, so it is never reset: its records stay exactly where they are.

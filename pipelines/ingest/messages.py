@@ -46,7 +46,9 @@ class DecodedChunk:
         return Counter(records.reason_kind(e["reason"]) for e in self.quarantined)
 
 
-def decode_segments(segments: list[Segment], schema: Schema, cfg: IngestConfig, now: pd.Timestamp) -> DecodedChunk:
+def decode_segments(
+    segments: list[Segment], schema: Schema, cfg: IngestConfig, now: pd.Timestamp
+) -> DecodedChunk:
     """Decode and type the messages of a chunk; ``consumed == len(frame) + len(quarantined)``."""
     values = [v for s in segments for v in s.values]
     objects, positions, refused = records.decode_json_values(values, cfg.max_record_bytes)
@@ -54,7 +56,9 @@ def decode_segments(segments: list[Segment], schema: Schema, cfg: IngestConfig, 
     typed, reasons = records.coerce(raw, schema, cfg, now)
     where = np.asarray(positions, dtype=np.int64)
     origins = _origins(segments)
-    typed[records.ORIGIN] = origins[where[typed.index.to_numpy()]] if len(typed) else np.array([], dtype=object)
+    typed[records.ORIGIN] = (
+        origins[where[typed.index.to_numpy()]] if len(typed) else np.array([], dtype=object)
+    )
     bad = sorted([*refused, *((int(where[i]), reason) for i, reason in reasons.items())])
     quarantined = [_entry(segments, values, origins, position, reason) for position, reason in bad]
     return DecodedChunk(typed.reset_index(drop=True), quarantined)
@@ -66,8 +70,9 @@ def _origins(segments: list[Segment]) -> np.ndarray:
     return np.array(out, dtype=object)
 
 
-def _entry(segments: list[Segment], values: list[bytes | None], origins: np.ndarray, position: int,
-           reason: str) -> dict:
+def _entry(
+    segments: list[Segment], values: list[bytes | None], origins: np.ndarray, position: int, reason: str
+) -> dict:
     topic, partition, offset, key = _locate(segments, position)
     value = values[position]
     return {

@@ -71,9 +71,17 @@ def run(params: Params, settings: Settings, run_id: str, endpoint: S3Endpoint | 
             lake.reset_partition(quarantine)
         raise
     write_state(lake, state, manifest["objects"], run_id)
-    log.info("s3 ingest %s: %s objects, %s consumed, %s landed, %s quarantined", run_id, len(new),
-             *manifest["counts"].values())
-    return {**_summary(manifest, landing, quarantine), "objects_skipped": len(listed) - len(new), "resumed": False}
+    log.info(
+        "s3 ingest %s: %s objects, %s consumed, %s landed, %s quarantined",
+        run_id,
+        len(new),
+        *manifest["counts"].values(),
+    )
+    return {
+        **_summary(manifest, landing, quarantine),
+        "objects_skipped": len(listed) - len(new),
+        "resumed": False,
+    }
 
 
 def list_objects(fs: Any, cfg: S3SourceConfig, endpoint: S3Endpoint) -> list[tuple[str, dict]]:
@@ -84,13 +92,15 @@ def list_objects(fs: Any, cfg: S3SourceConfig, endpoint: S3Endpoint) -> list[tup
     try:
         found = fs.find(root, detail=True)
     except FileNotFoundError:
-        raise ingest.IngestError(f"bucket {bucket!r} of ingest.s3.url {cfg.url} does not exist on "
-                                 f"{endpoint.describe()}; expected an existing bucket") from None
+        raise ingest.IngestError(
+            f"bucket {bucket!r} of ingest.s3.url {cfg.url} does not exist on "
+            f"{endpoint.describe()}; expected an existing bucket"
+        ) from None
     except Exception as exc:
         raise _unavailable(endpoint, f"listing {cfg.url}", exc) from None
     out = []
     for path, info in found.items():
-        relative = path[len(root) + 1:] if path.startswith(root + "/") else path.rsplit("/", 1)[-1]
+        relative = path[len(root) + 1 :] if path.startswith(root + "/") else path.rsplit("/", 1)[-1]
         hidden = any(part.startswith((".", "_")) for part in relative.split("/"))
         if info.get("type", "file") == "file" and path.lower().endswith(keep) and not hidden:
             out.append((f"s3://{path}", info))
@@ -98,9 +108,11 @@ def list_objects(fs: Any, cfg: S3SourceConfig, endpoint: S3Endpoint) -> list[tup
 
 
 def _unavailable(endpoint: S3Endpoint, doing: str, exc: BaseException) -> SourceUnavailable:
-    return SourceUnavailable(f"{endpoint.describe()}: {doing} failed ({type(exc).__name__}: {exc}); expected a "
-                             "reachable S3 API: start one with `flywheel services up s3`, or point the "
-                             "flywheel_s3 Connection or AWS_ENDPOINT_URL at yours")
+    return SourceUnavailable(
+        f"{endpoint.describe()}: {doing} failed ({type(exc).__name__}: {exc}); expected a "
+        "reachable S3 API: start one with `flywheel services up s3`, or point the "
+        "flywheel_s3 Connection or AWS_ENDPOINT_URL at yours"
+    )
 
 
 def _etag(info: dict) -> str | None:
@@ -108,8 +120,16 @@ def _etag(info: dict) -> str | None:
     return str(tag).strip('"') if tag else None
 
 
-def _land(fs: Any, new: list[tuple[str, dict]], lake: Lake, landing: str, quarantine: str, params: Params,
-          run_id: str, endpoint: S3Endpoint) -> dict:
+def _land(
+    fs: Any,
+    new: list[tuple[str, dict]],
+    lake: Lake,
+    landing: str,
+    quarantine: str,
+    params: Params,
+    run_id: str,
+    endpoint: S3Endpoint,
+) -> dict:
     """Read each object, write its parts, then the manifests (quarantine, then landing, last)."""
     now = pd.Timestamp.now(tz="UTC")
     objects, parts, quarantine_parts, reasons = [], [], [], Counter()
@@ -120,18 +140,29 @@ def _land(fs: Any, new: list[tuple[str, dict]], lake: Lake, landing: str, quaran
             raise _unavailable(endpoint, f"reading {url}", exc) from None
         sha = hashlib.sha256(data).hexdigest()
         result = ingest.read_file(data, url, url, params.schema, params.ingest, now, sha)
-        entry = {"key": url, "etag": _etag(info), "size": len(data), "sha256": sha, "consumed": result.consumed,
-                 "landed": len(result.landed), "quarantined": len(result.quarantined), "part": None}
+        entry = {
+            "key": url,
+            "etag": _etag(info),
+            "size": len(data),
+            "sha256": sha,
+            "consumed": result.consumed,
+            "landed": len(result.landed),
+            "quarantined": len(result.quarantined),
+            "part": None,
+        }
         if len(result.landed):
             entry["part"] = part_name(index, ".parquet")
-            table = pa.Table.from_pandas(result.landed, schema=records.arrow_schema(params.schema),
-                                         preserve_index=False)
+            table = pa.Table.from_pandas(
+                result.landed, schema=records.arrow_schema(params.schema), preserve_index=False
+            )
             lake.write_bytes(f"{landing}/{entry['part']}", table_bytes(table))
             parts.append(entry["part"])
         if result.quarantined:
             name = part_name(index, ".jsonl")
-            lake.write_bytes(f"{quarantine}/{name}",
-                          jsonl_bytes({**e, "object": url, "etag": entry["etag"]} for e in result.quarantined))
+            lake.write_bytes(
+                f"{quarantine}/{name}",
+                jsonl_bytes({**e, "object": url, "etag": entry["etag"]} for e in result.quarantined),
+            )
             quarantine_parts.append(name)
         reasons.update(records.reason_kind(e["reason"]) for e in result.quarantined)
         objects.append(entry)
@@ -139,11 +170,23 @@ def _land(fs: Any, new: list[tuple[str, dict]], lake: Lake, landing: str, quaran
     ingest.check_counts(counts["consumed"], counts["landed"], counts["quarantined"])
     if not parts:  # everything was quarantined: an empty part keeps the partition readable
         parts = [part_name(0, ".parquet")]
-        lake.write_bytes(f"{landing}/{parts[0]}", table_bytes(records.arrow_schema(params.schema).empty_table()))
-    manifest = {"run_id": run_id, "source": SOURCE, "url": params.ingest.s3.url, "endpoint": endpoint.endpoint_url,
-                "schema": params.schema.name, "objects": objects, "counts": counts, "rows": counts["landed"],
-                "reasons": dict(sorted(reasons.items())), "parts": parts, "quarantine_parts": quarantine_parts,
-                "written_at": datetime.now(UTC).isoformat()}
+        lake.write_bytes(
+            f"{landing}/{parts[0]}", table_bytes(records.arrow_schema(params.schema).empty_table())
+        )
+    manifest = {
+        "run_id": run_id,
+        "source": SOURCE,
+        "url": params.ingest.s3.url,
+        "endpoint": endpoint.endpoint_url,
+        "schema": params.schema.name,
+        "objects": objects,
+        "counts": counts,
+        "rows": counts["landed"],
+        "reasons": dict(sorted(reasons.items())),
+        "parts": parts,
+        "quarantine_parts": quarantine_parts,
+        "written_at": datetime.now(UTC).isoformat(),
+    }
     if counts["quarantined"]:
         write_manifest(lake, quarantine, {**manifest, "data": quarantine_parts})
     write_manifest(lake, landing, {**manifest, "data": parts})
@@ -152,18 +195,36 @@ def _land(fs: Any, new: list[tuple[str, dict]], lake: Lake, landing: str, quaran
 
 def _summary(manifest: dict, landing: str, quarantine: str) -> dict:
     counts = manifest["counts"]
-    return {"run_id": manifest["run_id"], "source": SOURCE, "url": manifest["url"],
-            "endpoint": manifest["endpoint"], "objects_new": len(manifest["objects"]), **counts,
-            "reasons": manifest["reasons"], "landing_partition": landing,
-            "quarantine_partition": quarantine if counts["quarantined"] else None}
+    return {
+        "run_id": manifest["run_id"],
+        "source": SOURCE,
+        "url": manifest["url"],
+        "endpoint": manifest["endpoint"],
+        "objects_new": len(manifest["objects"]),
+        **counts,
+        "reasons": manifest["reasons"],
+        "landing_partition": landing,
+        "quarantine_partition": quarantine if counts["quarantined"] else None,
+    }
 
 
 def _nothing_new(run_id: str, cfg: S3SourceConfig, listed: int) -> dict:
     log.info("s3 ingest %s: no new or changed objects under %s", run_id, cfg.url)
-    return {"run_id": run_id, "source": SOURCE, "url": cfg.url, "objects_new": 0, "objects_skipped": listed,
-            "consumed": 0, "landed": 0, "quarantined": 0, "reasons": {}, "landing_partition": None,
-            "quarantine_partition": None, "resumed": False,
-            "message": f"no new or changed objects under {cfg.url}; nothing written"}
+    return {
+        "run_id": run_id,
+        "source": SOURCE,
+        "url": cfg.url,
+        "objects_new": 0,
+        "objects_skipped": listed,
+        "consumed": 0,
+        "landed": 0,
+        "quarantined": 0,
+        "reasons": {},
+        "landing_partition": None,
+        "quarantine_partition": None,
+        "resumed": False,
+        "message": f"no new or changed objects under {cfg.url}; nothing written",
+    }
 
 
 # -- the state manifest -------------------------------------------------------------------------
@@ -184,7 +245,12 @@ def write_state(lake: Lake, state: dict, objects: list[dict], run_id: str) -> No
     """Remember the objects of a complete run (after its manifest is written)."""
     now = datetime.now(UTC).isoformat()
     for o in objects:
-        state["objects"][o["key"]] = {"etag": o["etag"], "size": o["size"], "sha256": o["sha256"], "run_id": run_id,
-                                      "ingested_at": now}
+        state["objects"][o["key"]] = {
+            "etag": o["etag"],
+            "size": o["size"],
+            "sha256": o["sha256"],
+            "run_id": run_id,
+            "ingested_at": now,
+        }
     text = json.dumps({**state, "updated_at": now}, indent=2, sort_keys=True) + "\n"
     lake.write_bytes(state_path(lake), text.encode())

@@ -18,8 +18,15 @@ from pipelines.ingest.files import IngestError
 __all__ = ["run", "KafkaEndpoint", "S3Endpoint", "SourceUnavailable", "IngestError"]
 
 
-def run(params: Params, settings: Settings, run_id: str, sources: Sequence[SourceName] | None = None,
-        path: str | None = None, kafka: KafkaEndpoint | None = None, s3: S3Endpoint | None = None) -> dict:
+def run(
+    params: Params,
+    settings: Settings,
+    run_id: str,
+    sources: Sequence[SourceName] | None = None,
+    path: str | None = None,
+    kafka: KafkaEndpoint | None = None,
+    s3: S3Endpoint | None = None,
+) -> dict:
     """One ingest run over the sources (default ``ingest.sources``), one after the other.
 
     Args:
@@ -43,8 +50,15 @@ def run(params: Params, settings: Settings, run_id: str, sources: Sequence[Sourc
     return combine(run_id, by_source)
 
 
-def _run_one(name: str, params: Params, settings: Settings, run_id: str, path: str | None,
-             kafka: KafkaEndpoint | None, s3: S3Endpoint | None) -> dict:
+def _run_one(
+    name: str,
+    params: Params,
+    settings: Settings,
+    run_id: str,
+    path: str | None,
+    kafka: KafkaEndpoint | None,
+    s3: S3Endpoint | None,
+) -> dict:
     if name == "kafka":
         from pipelines.ingest import kafka as source
 
@@ -72,6 +86,8 @@ def combine(run_id: str, by_source: dict[str, dict]) -> dict:
         "landed": sum(s["landed"] for s in by_source.values()),
         "quarantined": sum(s["quarantined"] for s in by_source.values()),
         "reasons": dict(sorted(reasons.items())),
-        "landing_partitions": [s["landing_partition"] for s in by_source.values() if s.get("landing_partition")],
+        "landing_partitions": [
+            s["landing_partition"] for s in by_source.values() if s.get("landing_partition")
+        ],
         "by_source": by_source,
     }

@@ -22,6 +22,26 @@ if TYPE_CHECKING:
     )
     from pipelines.promote.stage import run
 
-_API = {"run": "stage", "CHAMPION": "registry", "CHALLENGER": "registry", "PREVIOUS": "registry", "RegistryError": "registry", "champion_version": "registry", "version_behind": "registry", "registry": "registry", "lineage": "lineage"}
-__all__ = ["CHALLENGER", "CHAMPION", "PREVIOUS", "RegistryError", "champion_version", "lineage", "registry", "run", "version_behind"]
+_API = {
+    "run": "stage",
+    "CHAMPION": "registry",
+    "CHALLENGER": "registry",
+    "PREVIOUS": "registry",
+    "RegistryError": "registry",
+    "champion_version": "registry",
+    "version_behind": "registry",
+    "registry": "registry",
+    "lineage": "lineage",
+}
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "PREVIOUS",
+    "RegistryError",
+    "champion_version",
+    "lineage",
+    "registry",
+    "run",
+    "version_behind",
+]
 __getattr__ = lazy_exports(__name__, _API)

@@ -39,8 +39,10 @@ def parse_ref(ref: str, default_name: str) -> tuple[str, str | None, str | None]
         return default_name, ref, None
     if re.fullmatch(r"[\w-]+", ref):
         return default_name, None, ref
-    raise LineageError(f"model reference {ref!r}: expected models:/<name>/<version>, models:/<name>@<alias>, "
-                       "a version number or an alias such as champion")
+    raise LineageError(
+        f"model reference {ref!r}: expected models:/<name>/<version>, models:/<name>@<alias>, "
+        "a version number or an alias such as champion"
+    )
 
 
 def resolve(client, ref: str, default_name: str):
@@ -76,9 +78,15 @@ def partition_chain(lake: Lake, validated: str) -> dict[str, Any]:
     landing = lake.read_json(f"{landing_path}/{MANIFEST}") if landing_path else None
     result = lake.read_json(manifest["result_path"]) if manifest.get("result_path") else None
     sources = (landing or {}).get("files") or (landing or {}).get("objects") or (landing or {}).get("offsets")
-    return {"validated": validated, "rows": manifest.get("rows"), "gx_success": manifest.get("gx_success"),
-            "gx_result": manifest.get("result_path"),
-            "gx_statistics": (result or {}).get("statistics"), "landing": landing_path, "sources": sources}
+    return {
+        "validated": validated,
+        "rows": manifest.get("rows"),
+        "gx_success": manifest.get("gx_success"),
+        "gx_result": manifest.get("result_path"),
+        "gx_statistics": (result or {}).get("statistics"),
+        "landing": landing_path,
+        "sources": sources,
+    }
 
 
 def trace(params: Params, settings: Settings, ref: str) -> dict[str, Any]:
@@ -90,15 +98,23 @@ def trace(params: Params, settings: Settings, ref: str) -> dict[str, Any]:
     window = window_of(client, version.run_id)
     commit = version.tags.get("flywheel.workspace_commit")
     return {
-        "model": {"name": version.name, "version": str(version.version), "aliases": sorted(version.aliases),
-                  "gate": version.tags.get("flywheel.gate.reason"), "trigger": version.tags.get("flywheel.trigger")},
-        "run": {"id": run.info.run_id, "experiment_id": run.info.experiment_id,
-                "git_commit": tags.get("flywheel.git_commit"),
-                "airflow": {"dag_id": tags.get("airflow.dag_id"), "run_id": tags.get("airflow.run_id")},
-                "metrics": {k: v for k, v in run.data.metrics.items() if k.startswith("test_")}},
+        "model": {
+            "name": version.name,
+            "version": str(version.version),
+            "aliases": sorted(version.aliases),
+            "gate": version.tags.get("flywheel.gate.reason"),
+            "trigger": version.tags.get("flywheel.trigger"),
+        },
+        "run": {
+            "id": run.info.run_id,
+            "experiment_id": run.info.experiment_id,
+            "git_commit": tags.get("flywheel.git_commit"),
+            "airflow": {"dag_id": tags.get("airflow.dag_id"), "run_id": tags.get("airflow.run_id")},
+            "metrics": {k: v for k, v in run.data.metrics.items() if k.startswith("test_")},
+        },
         "workspace_commit": commit,
-        "dvc": lock_at_commit(settings.workspace, commit) or {k.removeprefix("flywheel.dvc."): v for k, v in tags.items()
-                                                    if k.startswith("flywheel.dvc.")},
+        "dvc": lock_at_commit(settings.workspace, commit)
+        or {k.removeprefix("flywheel.dvc."): v for k, v in tags.items() if k.startswith("flywheel.dvc.")},
         "window": {k: window.get(k) for k in ("window_start", "window_end", "rows", "positives")},
         "partitions": [partition_chain(lake, p) for p in window.get("partitions", []) if lake.fs.exists(p)],
     }
@@ -107,17 +123,23 @@ def trace(params: Params, settings: Settings, ref: str) -> dict[str, Any]:
 def render(chain: dict[str, Any]) -> str:
     """The chain as an indented tree a person reads top-down: model → run → data → sources."""
     model, run, window = chain["model"], chain["run"], chain["window"]
-    lines = [f"model {model['name']} v{model['version']} {model['aliases'] or ''}",
-             f"  gate: {model['gate']}  (trigger: {model['trigger']})",
-             f"  └─ MLflow run {run['id']}  test metrics {_short(run['metrics'])}",
-             f"     git commit {run['git_commit']}; Airflow {run['airflow']['dag_id']} / {run['airflow']['run_id']}",
-             f"     └─ DVC workspace commit {chain['workspace_commit']}"]
+    lines = [
+        f"model {model['name']} v{model['version']} {model['aliases'] or ''}",
+        f"  gate: {model['gate']}  (trigger: {model['trigger']})",
+        f"  └─ MLflow run {run['id']}  test metrics {_short(run['metrics'])}",
+        f"     git commit {run['git_commit']}; Airflow {run['airflow']['dag_id']} / {run['airflow']['run_id']}",
+        f"     └─ DVC workspace commit {chain['workspace_commit']}",
+    ]
     lines += [f"        {path}: {md5}" for path, md5 in sorted(chain["dvc"].items())]
-    lines.append(f"        └─ window [{window['window_start']}, {window['window_end']}): "
-                 f"{window['rows']} events, {window['positives']} positive")
+    lines.append(
+        f"        └─ window [{window['window_start']}, {window['window_end']}): "
+        f"{window['rows']} events, {window['positives']} positive"
+    )
     for part in chain["partitions"]:
-        lines.append(f"           ├─ validated {part['validated']} ({part['rows']} rows, "
-                     f"GX success {part['gx_success']}, result {part['gx_result']})")
+        lines.append(
+            f"           ├─ validated {part['validated']} ({part['rows']} rows, "
+            f"GX success {part['gx_success']}, result {part['gx_result']})"
+        )
         lines.append(f"           │  └─ landing {part['landing']}")
         for source in (part["sources"] or [])[:20]:
             lines.append(f"           │     · {_source(source)}")
@@ -125,16 +147,24 @@ def render(chain: dict[str, Any]) -> str:
 
 
 def _short(metrics: dict[str, float]) -> str:
-    return ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in sorted(metrics.items())
-                     if k in ("test_roc_auc", "test_pr_auc", "test_f1")) or "-"
+    return (
+        ", ".join(
+            f"{k.removeprefix('test_')} {v:.4f}"
+            for k, v in sorted(metrics.items())
+            if k in ("test_roc_auc", "test_pr_auc", "test_f1")
+        )
+        or "-"
+    )
 
 
 def _source(source: Any) -> str:
     if not isinstance(source, dict):
         return str(source)
     if "topic" in source:
-        return (f"kafka {source['topic']}[{source.get('partition')}] offsets {source.get('first')}.."
-                f"{source.get('last')} ({source.get('consumed', '?')} consumed, {source.get('landed', '?')} landed)")
+        return (
+            f"kafka {source['topic']}[{source.get('partition')}] offsets {source.get('first')}.."
+            f"{source.get('last')} ({source.get('consumed', '?')} consumed, {source.get('landed', '?')} landed)"
+        )
     where = source.get("path") or source.get("key")
     digest = source.get("sha256") or source.get("etag") or source.get("ETag")
     return f"{where} ({digest}, {source.get('consumed', '?')} records)"
@@ -151,8 +181,10 @@ def reproduce(params: Params, settings: Settings, ref: str) -> dict[str, Any]:
     version = resolve(client, ref, params.promote.model_name)
     commit = version.tags.get("flywheel.workspace_commit")
     if not commit:
-        raise LineageError(f"{version.name} v{version.version} has no recorded workspace commit "
-                           "(flywheel.workspace_commit); expected a version trained by flywheel_training or repro")
+        raise LineageError(
+            f"{version.name} v{version.version} has no recorded workspace commit "
+            "(flywheel.workspace_commit); expected a version trained by flywheel_training or repro"
+        )
     original = client.get_run(version.run_id).data.metrics
     with tempfile.TemporaryDirectory(prefix="flywheel-reproduce-") as tmp:
         clone = _checkout(settings, commit, Path(tmp) / "workspace")
@@ -161,12 +193,24 @@ def reproduce(params: Params, settings: Settings, ref: str) -> dict[str, Any]:
         rebuilt = json.loads((clone / "metrics" / "evaluate.json").read_text())
         new_run = json.loads((clone / "models" / "model" / "model.json").read_text())["mlflow_run_id"]
     client.set_tag(new_run, "flywheel.reproduces", f"{version.name}/{version.version}")
-    diff = {m: {"original": original.get(f"test_{m}"), "reproduced": rebuilt.get(m),
-                "difference": (rebuilt[m] - original[f"test_{m}"]) if rebuilt.get(m) is not None
-                and original.get(f"test_{m}") is not None else None}
-            for m in ("roc_auc", "pr_auc", "f1", "brier")}
-    return {"model_name": version.name, "version": str(version.version), "workspace_commit": commit,
-            "original_run": version.run_id, "reproduced_run": new_run, "metrics": diff}
+    diff = {
+        m: {
+            "original": original.get(f"test_{m}"),
+            "reproduced": rebuilt.get(m),
+            "difference": (rebuilt[m] - original[f"test_{m}"])
+            if rebuilt.get(m) is not None and original.get(f"test_{m}") is not None
+            else None,
+        }
+        for m in ("roc_auc", "pr_auc", "f1", "brier")
+    }
+    return {
+        "model_name": version.name,
+        "version": str(version.version),
+        "workspace_commit": commit,
+        "original_run": version.run_id,
+        "reproduced_run": new_run,
+        "metrics": diff,
+    }
 
 
 def _checkout(settings: Settings, commit: str, target: Path) -> Path:
@@ -181,4 +225,6 @@ def _dvc(settings: Settings, cwd: Path, *args: str) -> None:
     env = {**command_env(settings), "FLYWHEEL_REPRODUCING": "1"}
     proc = subprocess.run([dvc_executable(), *args], cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise LineageError(f"`dvc {' '.join(args)}` failed in {cwd}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        raise LineageError(
+            f"`dvc {' '.join(args)}` failed in {cwd}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        )

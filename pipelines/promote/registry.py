@@ -70,8 +70,14 @@ def move_alias(mlflow_client, name: str, alias: str, version: str, reason: str) 
     """Point ``alias`` at ``version`` and record the move with its reason."""
     before = alias_version(mlflow_client, name, alias)
     mlflow_client.set_registered_model_alias(name, alias, version)
-    entry = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "alias": alias, "from": before,
-             "to": version, "reason": reason, "airflow_run_id": os.environ.get("AIRFLOW_CTX_DAG_RUN_ID")}
+    entry = {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "alias": alias,
+        "from": before,
+        "to": version,
+        "reason": reason,
+        "airflow_run_id": os.environ.get("AIRFLOW_CTX_DAG_RUN_ID"),
+    }
     log = (history(mlflow_client, name) + [entry])[-LOG_LIMIT:]
     mlflow_client.set_registered_model_tag(name, LOG_TAG, json.dumps(log))
 
@@ -79,8 +85,9 @@ def move_alias(mlflow_client, name: str, alias: str, version: str, reason: str) 
 def tag_workspace_commit(settings: Settings, promotion: dict[str, Any], commit: str) -> None:
     """Record on a newly registered version the workspace commit whose ``dvc.lock`` made it."""
     if promotion.get("registered_now"):
-        client(settings).set_model_version_tag(promotion["model_name"], promotion["version"],
-                                               "flywheel.workspace_commit", commit)
+        client(settings).set_model_version_tag(
+            promotion["model_name"], promotion["version"], "flywheel.workspace_commit", commit
+        )
 
 
 def rollback(params: Params, settings: Settings, reason: str) -> dict[str, Any]:
@@ -88,10 +95,15 @@ def rollback(params: Params, settings: Settings, reason: str) -> dict[str, Any]:
     if not (reason or "").strip():
         raise RegistryError("rollback needs a reason; expected --reason 'why', recorded on both versions")
     mlflow_client, name = client(settings), params.promote.model_name
-    champion, previous = alias_version(mlflow_client, name, CHAMPION), alias_version(mlflow_client, name, PREVIOUS)
+    champion, previous = (
+        alias_version(mlflow_client, name, CHAMPION),
+        alias_version(mlflow_client, name, PREVIOUS),
+    )
     if previous is None:
-        raise RegistryError(f"model {name!r} has no '{PREVIOUS}' alias to roll back to "
-                            f"(champion: {champion}); expected at least one earlier promotion")
+        raise RegistryError(
+            f"model {name!r} has no '{PREVIOUS}' alias to roll back to "
+            f"(champion: {champion}); expected at least one earlier promotion"
+        )
     move_alias(mlflow_client, name, CHAMPION, previous, f"rollback: {reason}")
     if champion is not None:
         move_alias(mlflow_client, name, PREVIOUS, champion, f"rolled back from: {reason}")
@@ -110,33 +122,51 @@ def status(params: Params, settings: Settings) -> dict[str, Any]:
     except MlflowException:
         return {"model_name": name, "aliases": {}, "versions": [], "history": []}
     versions = sorted(mlflow_client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
-    return {"model_name": name,
-            "aliases": {alias: str(version) for alias, version in model.aliases.items()},
-            "versions": [_version_row(v) for v in versions],
-            "history": json.loads(model.tags.get(LOG_TAG, "[]"))}
+    return {
+        "model_name": name,
+        "aliases": {alias: str(version) for alias, version in model.aliases.items()},
+        "versions": [_version_row(v) for v in versions],
+        "history": json.loads(model.tags.get(LOG_TAG, "[]")),
+    }
 
 
 def _version_row(version) -> dict[str, Any]:
     tags = version.tags
     candidate = json.loads(tags.get("flywheel.gate.candidate") or "null") or {}
-    return {"version": str(version.version), "run_id": version.run_id,
-            "created": datetime.fromtimestamp(version.creation_timestamp / 1000, UTC).isoformat(timespec="seconds"),
-            "aliases": sorted(version.aliases), "decision": tags.get("flywheel.gate.decision"),
-            "reason": tags.get("flywheel.gate.reason"), "trigger": tags.get("flywheel.trigger"),
-            "roc_auc": candidate.get("roc_auc"), "pr_auc": candidate.get("pr_auc")}
+    return {
+        "version": str(version.version),
+        "run_id": version.run_id,
+        "created": datetime.fromtimestamp(version.creation_timestamp / 1000, UTC).isoformat(
+            timespec="seconds"
+        ),
+        "aliases": sorted(version.aliases),
+        "decision": tags.get("flywheel.gate.decision"),
+        "reason": tags.get("flywheel.gate.reason"),
+        "trigger": tags.get("flywheel.trigger"),
+        "roc_auc": candidate.get("roc_auc"),
+        "pr_auc": candidate.get("pr_auc"),
+    }
 
 
 def render_status(report: dict[str, Any]) -> str:
     """``flywheel status`` as a person reads it."""
-    lines = [f"Model {report['model_name']}",
-             "Aliases: " + (", ".join(f"{a} → v{v}" for a, v in sorted(report["aliases"].items())) or "none")]
-    lines.append(f"{'version':>7}  {'created':<25} {'roc_auc':>7} {'pr_auc':>7}  {'decision':<9} aliases / reason")
+    lines = [
+        f"Model {report['model_name']}",
+        "Aliases: " + (", ".join(f"{a} → v{v}" for a, v in sorted(report["aliases"].items())) or "none"),
+    ]
+    lines.append(
+        f"{'version':>7}  {'created':<25} {'roc_auc':>7} {'pr_auc':>7}  {'decision':<9} aliases / reason"
+    )
     for row in report["versions"]:
         metrics = [f"{row[m]:.4f}" if isinstance(row[m], float) else "-" for m in ("roc_auc", "pr_auc")]
-        lines.append(f"{row['version']:>7}  {row['created']:<25} {metrics[0]:>7} {metrics[1]:>7}  "
-                     f"{row['decision'] or '-':<9} {','.join(row['aliases']) or '-'} / {row['reason'] or ''}")
+        lines.append(
+            f"{row['version']:>7}  {row['created']:<25} {metrics[0]:>7} {metrics[1]:>7}  "
+            f"{row['decision'] or '-':<9} {','.join(row['aliases']) or '-'} / {row['reason'] or ''}"
+        )
     if report["history"]:
         lines.append("Alias moves (latest last):")
-        lines += [f"  {h['at']}  {h['alias']}: v{h['from']} → v{h['to']}  ({h['reason']})"
-                  for h in report["history"][-10:]]
+        lines += [
+            f"  {h['at']}  {h['alias']}: v{h['from']} → v{h['to']}  ({h['reason']})"
+            for h in report["history"][-10:]
+        ]
     return "\n".join(lines)

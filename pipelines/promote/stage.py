@@ -67,8 +67,14 @@ class Decision:
     forced: bool = False
 
 
-def decide(candidate: Scores, champion: Scores | None, policy: PromoteConfig, force: bool = False,
-           force_reason: str | None = None, difference: Interval | None = None) -> Decision:
+def decide(
+    candidate: Scores,
+    champion: Scores | None,
+    policy: PromoteConfig,
+    force: bool = False,
+    force_reason: str | None = None,
+    difference: Interval | None = None,
+) -> Decision:
     """Promote when the candidate meets the floors and beats the champion by the margin, with confidence.
 
     With a champion, ``difference`` (the bootstrap interval of candidate minus
@@ -82,22 +88,34 @@ def decide(candidate: Scores, champion: Scores | None, policy: PromoteConfig, fo
     floors = {"roc_auc": policy.min_roc_auc, "pr_auc": policy.min_pr_auc}
     for metric, floor in floors.items():
         if candidate.get(metric) < floor:
-            return Decision(False, f"candidate {metric} {candidate.get(metric):.4f} is below the floor {floor}")
+            return Decision(
+                False, f"candidate {metric} {candidate.get(metric):.4f} is below the floor {floor}"
+            )
     if champion is None:
         return Decision(True, "no champion yet; candidate meets the floors")
     metric, cand, champ = policy.metric, candidate.get(policy.metric), champion.get(policy.metric)
     low = difference.low if difference else cand - champ
-    shown = (f"{difference.confidence:.0%} CI of the difference [{difference.low:+.4f}, {difference.high:+.4f}]"
-             if difference else f"difference {cand - champ:+.4f}")
+    shown = (
+        f"{difference.confidence:.0%} CI of the difference [{difference.low:+.4f}, {difference.high:+.4f}]"
+        if difference
+        else f"difference {cand - champ:+.4f}"
+    )
     verdict = f"candidate {metric} {cand:.4f} vs champion {champ:.4f}: {shown}"
     if low < policy.min_improvement:
         return Decision(False, f"{verdict} does not clear the margin {policy.min_improvement:+.4f}")
     return Decision(True, f"{verdict} clears the margin {policy.min_improvement:+.4f}")
 
 
-def bootstrap_difference(labels: np.ndarray, candidate: np.ndarray, champion: np.ndarray, metric: str,
-                         rounds: int, confidence: float, seed: int = 0,
-                         max_rows: int = 20_000) -> Interval:
+def bootstrap_difference(
+    labels: np.ndarray,
+    candidate: np.ndarray,
+    champion: np.ndarray,
+    metric: str,
+    rounds: int,
+    confidence: float,
+    seed: int = 0,
+    max_rows: int = 20_000,
+) -> Interval:
     """Paired bootstrap of ``metric(candidate) - metric(champion)`` over the same resampled rows.
 
     Large test sets are first thinned to ``max_rows`` rows (a seeded, stratified
@@ -111,9 +129,14 @@ def bootstrap_difference(labels: np.ndarray, candidate: np.ndarray, champion: np
         pick = rng.integers(0, len(labels), len(labels))
         if labels[pick].min() == labels[pick].max():
             continue
-        diffs.append(metric_value(metric, labels[pick], candidate[pick]) - metric_value(metric, labels[pick], champion[pick]))
+        diffs.append(
+            metric_value(metric, labels[pick], candidate[pick])
+            - metric_value(metric, labels[pick], champion[pick])
+        )
     if not diffs:
-        raise PromoteError(f"bootstrap of {metric} needs both classes in the test rows; got {len(labels)} rows")
+        raise PromoteError(
+            f"bootstrap of {metric} needs both classes in the test rows; got {len(labels)} rows"
+        )
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(diffs, [tail, 100 - tail])
     return Interval(float(np.mean(diffs)), float(low), float(high), confidence)
@@ -131,8 +154,10 @@ def _stratified(labels: np.ndarray, max_rows: int, rng: np.random.Generator) -> 
 
 def score(probabilities: np.ndarray, labels: np.ndarray) -> Scores:
     """ROC-AUC and PR-AUC of predicted probabilities."""
-    return Scores(roc_auc=metric_value("roc_auc", labels, probabilities),
-                  pr_auc=metric_value("pr_auc", labels, probabilities))
+    return Scores(
+        roc_auc=metric_value("roc_auc", labels, probabilities),
+        pr_auc=metric_value("pr_auc", labels, probabilities),
+    )
 
 
 def predict_model(model_uri: str, rows: pd.DataFrame, schema: Schema) -> np.ndarray:
@@ -144,8 +169,9 @@ def predict_model(model_uri: str, rows: pd.DataFrame, schema: Schema) -> np.ndar
     return np.asarray(predicted["probability"], dtype=float)
 
 
-def check_in_fresh_process(model_uri: str, sample: pd.DataFrame, settings: Settings,
-                           max_latency_ms: float) -> dict[str, Any]:
+def check_in_fresh_process(
+    model_uri: str, sample: pd.DataFrame, settings: Settings, max_latency_ms: float
+) -> dict[str, Any]:
     """Load the model in a new Python process and predict ``sample``: it loads, it answers, in time."""
     sample_json = sample.to_json(orient="records", date_format="iso")
     code = (
@@ -157,20 +183,37 @@ def check_in_fresh_process(model_uri: str, sample: pd.DataFrame, settings: Setti
         " 'finite': bool(pd.Series(out['probability']).between(0, 1).all())}))\n"
     )
     env = {**os.environ, **settings.as_env()}
-    proc = subprocess.run([sys.executable, "-c", code, model_uri], input=sample_json, text=True,
-                          capture_output=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, model_uri],
+        input=sample_json,
+        text=True,
+        capture_output=True,
+        env=env,
+        timeout=600,
+    )
     if proc.returncode != 0:
         return {"ok": False, "reason": f"model {model_uri} failed to load or predict: {proc.stderr[-2000:]}"}
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     ok = result["rows"] == len(sample) and result["finite"] and result["latency_ms"] <= max_latency_ms
-    reason = "loads and predicts" if ok else (
-        f"predicted {result['rows']} of {len(sample)} rows, probabilities in [0,1]: {result['finite']}, "
-        f"latency {result['latency_ms']:.0f} ms (budget {max_latency_ms:.0f} ms)")
+    reason = (
+        "loads and predicts"
+        if ok
+        else (
+            f"predicted {result['rows']} of {len(sample)} rows, probabilities in [0,1]: {result['finite']}, "
+            f"latency {result['latency_ms']:.0f} ms (budget {max_latency_ms:.0f} ms)"
+        )
+    )
     return {"ok": ok, "reason": reason, **result}
 
 
-def run(params: Params, settings: Settings, workspace: Path, force: bool = False,
-        force_reason: str | None = None, trigger: str = "manual") -> dict:
+def run(
+    params: Params,
+    settings: Settings,
+    workspace: Path,
+    force: bool = False,
+    force_reason: str | None = None,
+    trigger: str = "manual",
+) -> dict:
     """Register the workspace's model, run the gate, move aliases, record the decision.
 
     The ``champion`` alias moves last, after the decision is recorded, so a
@@ -186,11 +229,20 @@ def run(params: Params, settings: Settings, workspace: Path, force: bool = False
     client = tracking.client(settings)
     version, created = register(client, name, meta, trigger)
     champion = registry.alias_version(client, name, CHAMPION)
-    summary = {"model_name": name, "version": version, "registered_now": created,
-               "previous_champion": champion, "mlflow_run_id": meta["mlflow_run_id"]}
+    summary = {
+        "model_name": name,
+        "version": version,
+        "registered_now": created,
+        "previous_champion": champion,
+        "mlflow_run_id": meta["mlflow_run_id"],
+    }
     if champion == version:
-        return {**summary, "promoted": False, "champion": champion,
-                "reason": f"version {version} is already the champion (no new model)"}
+        return {
+            **summary,
+            "promoted": False,
+            "champion": champion,
+            "reason": f"version {version} is already the champion (no new model)",
+        }
     registry.move_alias(client, name, CHALLENGER, version, f"new candidate ({trigger})")
     decision, details = _gate(params, settings, workspace, name, version, champion, force, force_reason)
     _record(client, name, version, decision, details, trigger)
@@ -198,8 +250,14 @@ def run(params: Params, settings: Settings, workspace: Path, force: bool = False
         if champion is not None:
             registry.move_alias(client, name, PREVIOUS, champion, f"replaced by v{version}")
         registry.move_alias(client, name, CHAMPION, version, decision.reason)
-    return {**summary, **details, "promoted": decision.promote, "forced": decision.forced,
-            "reason": decision.reason, "champion": version if decision.promote else champion}
+    return {
+        **summary,
+        **details,
+        "promoted": decision.promote,
+        "forced": decision.forced,
+        "reason": decision.reason,
+        "champion": version if decision.promote else champion,
+    }
 
 
 def register(client, name: str, meta: dict, trigger: str) -> tuple[str, bool]:
@@ -221,15 +279,28 @@ def register(client, name: str, meta: dict, trigger: str) -> tuple[str, bool]:
     run = client.get_run(run_id)
     lineage = {k: v for k, v in run.data.tags.items() if k.startswith(("flywheel.", "airflow."))}
     version = mlflow.register_model(meta["model_uri"], name, tags={**lineage, "flywheel.trigger": trigger})
-    client.update_model_version(name, version.version, description=(
-        f"Trained by MLflow run {run_id} ({meta.get('epochs_run', '?')} epochs, best epoch "
-        f"{meta.get('best_epoch', '?')}, on {meta.get('device', '?')}); trigger: {trigger}. "
-        f"Data window: {run.data.tags.get('flywheel.data_window', 'unknown')[:300]}"))
+    client.update_model_version(
+        name,
+        version.version,
+        description=(
+            f"Trained by MLflow run {run_id} ({meta.get('epochs_run', '?')} epochs, best epoch "
+            f"{meta.get('best_epoch', '?')}, on {meta.get('device', '?')}); trigger: {trigger}. "
+            f"Data window: {run.data.tags.get('flywheel.data_window', 'unknown')[:300]}"
+        ),
+    )
     return str(version.version), True
 
 
-def _gate(params: Params, settings: Settings, workspace: Path, name: str, version: str,
-          champion: str | None, force: bool, force_reason: str | None) -> tuple[Decision, dict]:
+def _gate(
+    params: Params,
+    settings: Settings,
+    workspace: Path,
+    name: str,
+    version: str,
+    champion: str | None,
+    force: bool,
+    force_reason: str | None,
+) -> tuple[Decision, dict]:
     rows = pd.read_parquet(workspace / split_file("test"))
     labels = rows[params.schema.target].to_numpy()
     cand_proba = predict_model(f"models:/{name}/{version}", rows, params.schema)
@@ -242,16 +313,22 @@ def _gate(params: Params, settings: Settings, workspace: Path, name: str, versio
         else:
             champ_scores = score(champ_proba, labels)
             policy = params.promote
-            interval = bootstrap_difference(labels, cand_proba, champ_proba, policy.metric,
-                                            policy.bootstrap_rounds, policy.confidence)
+            interval = bootstrap_difference(
+                labels, cand_proba, champ_proba, policy.metric, policy.bootstrap_rounds, policy.confidence
+            )
     decision = decide(candidate, champ_scores, params.promote, force, force_reason, interval)
-    details.update(candidate=asdict(candidate), champion_scores=asdict(champ_scores) if champ_scores else None,
-                   difference=asdict(interval) if interval else None, test_rows=len(rows))
+    details.update(
+        candidate=asdict(candidate),
+        champion_scores=asdict(champ_scores) if champ_scores else None,
+        difference=asdict(interval) if interval else None,
+        test_rows=len(rows),
+    )
     if decision.promote:
         details["infra_check"] = _infra_check(params, settings, f"models:/{name}/{version}", rows)
         if not details["infra_check"]["ok"]:
-            decision = Decision(False, f"infra check failed: {details['infra_check']['reason']}",
-                                forced=decision.forced)
+            decision = Decision(
+                False, f"infra check failed: {details['infra_check']['reason']}", forced=decision.forced
+            )
     return decision, details
 
 

@@ -1,5 +1,4 @@
-"""Run reports: what each DAG run did, and the summary ``make run`` ends with.
-"""
+"""Run reports: what each DAG run did, and the summary ``make run`` ends with."""
 
 from __future__ import annotations
 

@@ -39,16 +39,23 @@ def champion(params: Params, settings: Settings) -> dict[str, Any] | None:
     version = champion_version(params, settings)
     if version is None:
         return None
-    return {"name": version.name, "version": str(version.version), "run_id": version.run_id,
-            "reason": version.tags.get("flywheel.gate.reason"), "aliases": list(version.aliases)}
+    return {
+        "name": version.name,
+        "version": str(version.version),
+        "run_id": version.run_id,
+        "reason": version.tags.get("flywheel.gate.reason"),
+        "aliases": list(version.aliases),
+    }
 
 
 def collect(params: Params, settings: Settings) -> dict[str, Any]:
     """Everything the summary shows, from the run reports and the registry."""
-    return {"ingest": latest(settings, "flywheel_ingest"),
-            "training": latest(settings, "flywheel_training"),
-            "drift": latest(settings, "flywheel_drift"),
-            "champion": champion(params, settings)}
+    return {
+        "ingest": latest(settings, "flywheel_ingest"),
+        "training": latest(settings, "flywheel_training"),
+        "drift": latest(settings, "flywheel_drift"),
+        "champion": champion(params, settings),
+    }
 
 
 def render(summary: dict[str, Any], settings: Settings) -> str:
@@ -59,8 +66,11 @@ def render(summary: dict[str, Any], settings: Settings) -> str:
     lines += _training_lines(summary.get("training"))
     lines += _why_and_models_lines(summary.get("training"))
     champ = summary.get("champion")
-    lines.append(f"Champion:   {champ['name']} v{champ['version']} (run {champ['run_id']})" if champ
-                 else "Champion:   none yet")
+    lines.append(
+        f"Champion:   {champ['name']} v{champ['version']} (run {champ['run_id']})"
+        if champ
+        else "Champion:   none yet"
+    )
     lines += [
         "Where to look:",
         f"  lake (landing, quarantine, validated, reports): {settings.home / 'lake'}",
@@ -75,12 +85,16 @@ def _ingest_lines(ingest: dict[str, Any] | None) -> list[str]:
     if not ingest:
         return ["Ingest:     no run yet"]
     landed, validation = ingest.get("ingest", {}), ingest.get("validate", {})
-    lines = [f"Ingest:     run {ingest['run_id']}: consumed {landed.get('consumed', 0)}, "
-             f"landed {landed.get('landed', 0)}, quarantined {landed.get('quarantined', 0)}"
-             + (f" ({landed['message']})" if landed.get("message") else "")]
-    lines.append(f"Validation: {validation.get('verdict', 'not run')} "
-                 f"({validation.get('validated_rows', 0)} rows validated, "
-                 f"{validation.get('rejected_rows', 0)} rejected)")
+    lines = [
+        f"Ingest:     run {ingest['run_id']}: consumed {landed.get('consumed', 0)}, "
+        f"landed {landed.get('landed', 0)}, quarantined {landed.get('quarantined', 0)}"
+        + (f" ({landed['message']})" if landed.get("message") else "")
+    ]
+    lines.append(
+        f"Validation: {validation.get('verdict', 'not run')} "
+        f"({validation.get('validated_rows', 0)} rows validated, "
+        f"{validation.get('rejected_rows', 0)} rejected)"
+    )
     for part in validation.get("partitions", []):
         if part.get("docs_index"):
             lines.append(f"            data docs: {part['docs_index']}")
@@ -110,14 +124,20 @@ def _drift_lines(drift: dict[str, Any] | None) -> list[str]:
         return ["Drift:      no check yet"]
     window, verdict = drift.get("window") or {}, drift.get("verdict") or {}
     columns = drift.get("drifted_columns") or []
-    lines = [f"Drift:      run {drift['run_id']}: {drift.get('rows_current')} rows "
-             f"[{window.get('start', '?')[:10]}, {window.get('end', '?')[:10]}) vs {drift.get('champion')}'s "
-             f"training data; drift share {drift.get('drift_share', 0):.2f}"
-             + (f" ({', '.join(columns)})" if columns else "")]
+    lines = [
+        f"Drift:      run {drift['run_id']}: {drift.get('rows_current')} rows "
+        f"[{window.get('start', '?')[:10]}, {window.get('end', '?')[:10]}) vs {drift.get('champion')}'s "
+        f"training data; drift share {drift.get('drift_share', 0):.2f}"
+        + (f" ({', '.join(columns)})" if columns else "")
+    ]
     if drift.get("roc_auc") is not None:
-        lines.append(f"            champion on the window: ROC-AUC {drift['roc_auc']:.4f}, PR-AUC {drift['pr_auc']:.4f}")
-    lines.append(f"            verdict: {'retrain' if verdict.get('retrain') else 'no retrain'}: "
-                 + "; ".join(verdict.get("reasons") or []))
+        lines.append(
+            f"            champion on the window: ROC-AUC {drift['roc_auc']:.4f}, PR-AUC {drift['pr_auc']:.4f}"
+        )
+    lines.append(
+        f"            verdict: {'retrain' if verdict.get('retrain') else 'no retrain'}: "
+        + "; ".join(verdict.get("reasons") or [])
+    )
     report = drift.get("report") or {}
     lines.append(f"            report: {report.get('html') or report.get('summary')}")
     return lines
@@ -135,8 +155,12 @@ def _why_and_models_lines(training: dict[str, Any] | None) -> list[str]:
     old, new = promotion.get("champion_scores"), promotion.get("candidate")
     if old and new:
         fmt = "roc_auc {roc_auc:.4f}, pr_auc {pr_auc:.4f}"
-        lines.append(f"Models:     on the same {promotion.get('test_rows')} newest test rows: "
-                     f"v{promotion.get('previous_champion')} (champion before) {fmt.format(**old)}")
-        lines.append(f"            v{promotion.get('version')} (candidate, "
-                     f"{'promoted' if promotion.get('promoted') else 'not promoted'}) {fmt.format(**new)}")
+        lines.append(
+            f"Models:     on the same {promotion.get('test_rows')} newest test rows: "
+            f"v{promotion.get('previous_champion')} (champion before) {fmt.format(**old)}"
+        )
+        lines.append(
+            f"            v{promotion.get('version')} (candidate, "
+            f"{'promoted' if promotion.get('promoted') else 'not promoted'}) {fmt.format(**new)}"
+        )
     return lines

@@ -95,8 +95,12 @@ def processes_for(cfg: TrainConfig, cuda_devices: int) -> int:
         return 1
     if cfg.device != "cpu" and cuda_devices > 0:
         if cuda_devices < cfg.devices:
-            log.warning("train.devices is %d but %d CUDA devices are visible; using %d",
-                        cfg.devices, cuda_devices, cuda_devices)
+            log.warning(
+                "train.devices is %d but %d CUDA devices are visible; using %d",
+                cfg.devices,
+                cuda_devices,
+                cuda_devices,
+            )
         return min(cfg.devices, cuda_devices)
     log.warning("train.devices is %d without CUDA: %d CPU processes with gloo", cfg.devices, cfg.devices)
     return cfg.devices
@@ -107,9 +111,19 @@ def torchrun_argv(
 ) -> list[str]:
     """The command that runs the training stage in ``nproc`` processes on this machine."""
     return [
-        python, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-        "-m", WORKER_MODULE,
-        "--workspace", str(workspace), "--params", str(params), "--summary", str(summary),
+        python,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        WORKER_MODULE,
+        "--workspace",
+        str(workspace),
+        "--params",
+        str(params),
+        "--summary",
+        str(summary),
     ]
 
 
@@ -142,12 +156,18 @@ def launch(nproc: int, workspace: Path, settings: Settings, params: Params) -> d
         log.info("training in %d processes: %s", nproc, " ".join(argv))
         threads = str(max(1, (os.cpu_count() or 1) // nproc))
         env = {"OMP_NUM_THREADS": threads, **os.environ, **settings.as_env()}
-        proc = subprocess.run(argv, cwd=workspace, env=env,
-                              stdout=_stdout_to_stderr(),
-                              preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        proc = subprocess.run(
+            argv,
+            cwd=workspace,
+            env=env,
+            stdout=_stdout_to_stderr(),
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
         if proc.returncode != 0 or not summary.exists():
-            raise TrainError(f"distributed training failed: torchrun exited with status {proc.returncode}; "
-                             f"the workers' errors are in the log above (`{' '.join(argv)}`)")
+            raise TrainError(
+                f"distributed training failed: torchrun exited with status {proc.returncode}; "
+                f"the workers' errors are in the log above (`{' '.join(argv)}`)"
+            )
         return json.loads(summary.read_text())
 
 
@@ -157,8 +177,12 @@ def launch(nproc: int, workspace: Path, settings: Settings, params: Params) -> d
 def init_group(cfg: TrainConfig) -> Group:
     """Join the process group torchrun set up: NCCL on one GPU per process, else gloo on the CPU."""
     use_cuda = cfg.device != "cpu" and torch.cuda.is_available()
-    group = Group(rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
-                  local_rank=int(os.environ["LOCAL_RANK"]), backend="nccl" if use_cuda else "gloo")
+    group = Group(
+        rank=int(os.environ["RANK"]),
+        world_size=int(os.environ["WORLD_SIZE"]),
+        local_rank=int(os.environ["LOCAL_RANK"]),
+        backend="nccl" if use_cuda else "gloo",
+    )
     if use_cuda:
         torch.cuda.set_device(group.local_rank)
         dist.init_process_group("nccl", device_id=group.device)
@@ -180,8 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summary", required=True, type=Path, help="where rank 0 writes its summary")
     args = parser.parse_args(argv)
     rank = os.environ.get("RANK", "?")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format=f"%(asctime)s %(levelname)s [rank {rank}] %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format=f"%(asctime)s %(levelname)s [rank {rank}] %(name)s: %(message)s",
+    )
     params = load_params(args.params)
     group = init_group(params.train)
     try:

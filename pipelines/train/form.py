@@ -7,8 +7,11 @@ from typing import Any
 
 from pipelines.common.config import ParamsError
 
-FORM_FIELDS = (("window_days", "snapshot.window_days"), ("epochs", "train.epochs"),
-               ("learning_rate", "train.learning_rate"))
+FORM_FIELDS = (
+    ("window_days", "snapshot.window_days"),
+    ("epochs", "train.epochs"),
+    ("learning_rate", "train.learning_rate"),
+)
 
 
 def training_overrides(form: dict[str, Any], as_of: datetime | None) -> dict[str, Any]:

@@ -118,8 +118,10 @@ class TrainingData:
         if world_size == 1:
             return self
         stop = self.n_train // world_size * world_size
-        train = (t[rank:stop:world_size].contiguous() for t in
-                 (self.train_numeric, self.train_categorical, self.train_target))
+        train = (
+            t[rank:stop:world_size].contiguous()
+            for t in (self.train_numeric, self.train_categorical, self.train_target)
+        )
         return TrainingData(*train, self.valid_numeric, self.valid_categorical, self.valid_target)
 
     @property
@@ -147,7 +149,11 @@ def load_training_data(workspace: Path) -> tuple[TrainingData, Preprocessor]:
 
 def feature_files(workspace: Path) -> list[Path]:
     """The files training reads: what a checkpoint's fingerprint hashes."""
-    return [workspace / features_file("train"), workspace / features_file("valid"), workspace / PREPROCESS_SPEC]
+    return [
+        workspace / features_file("train"),
+        workspace / features_file("valid"),
+        workspace / PREPROCESS_SPEC,
+    ]
 
 
 # -- the hardware ------------------------------------------------------------------------------
@@ -174,8 +180,13 @@ class Placement:
     compile: bool = False  # torch.compile the training module
 
     def describe(self) -> dict[str, Any]:
-        return {"device": str(self.device), "batch_size": self.batch_size, "bf16": self.bf16,
-                "resident": self.resident, "compile": self.compile}
+        return {
+            "device": str(self.device),
+            "batch_size": self.batch_size,
+            "bf16": self.bf16,
+            "resident": self.resident,
+            "compile": self.compile,
+        }
 
 
 def plan_placement(
@@ -198,9 +209,13 @@ def plan_placement(
         bf16_supported = torch.cuda.is_bf16_supported()
     resident = data_bytes <= RESIDENT_SHARE * free_bytes
     if not resident:
-        log.warning("training tensors (%.1f GB) exceed %.0f%% of the free GPU memory (%.1f GB): "
-                    "kept in pinned host memory, copied per batch",
-                    data_bytes / 1e9, 100 * RESIDENT_SHARE, free_bytes / 1e9)
+        log.warning(
+            "training tensors (%.1f GB) exceed %.0f%% of the free GPU memory (%.1f GB): "
+            "kept in pinned host memory, copied per batch",
+            data_bytes / 1e9,
+            100 * RESIDENT_SHARE,
+            free_bytes / 1e9,
+        )
     return Placement(device, cfg.gpu_batch_size, bool(bf16_supported), resident, cfg.compile)
 
 
@@ -389,10 +404,19 @@ class FitState:
 
     def to_payload(self) -> dict[str, Any]:
         """Tensors, numbers, strings, lists and dicts only: loadable with ``weights_only=True``."""
-        best = {"epoch": self.best.epoch, "score": self.best.score, "state": self.best.state,
-                "proba": torch.from_numpy(np.ascontiguousarray(self.best.proba))}
-        return {"epoch": self.epoch, "history": [asdict(s) for s in self.history], "best": best,
-                "model": self.model, "optimizer": self.optimizer}
+        best = {
+            "epoch": self.best.epoch,
+            "score": self.best.score,
+            "state": self.best.state,
+            "proba": torch.from_numpy(np.ascontiguousarray(self.best.proba)),
+        }
+        return {
+            "epoch": self.epoch,
+            "history": [asdict(s) for s in self.history],
+            "best": best,
+            "model": self.model,
+            "optimizer": self.optimizer,
+        }
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any], rank: int = 0) -> FitState:
@@ -400,8 +424,14 @@ class FitState:
         b = payload["best"]
         best = _Best(int(b["epoch"]), float(b["score"]), b["state"], b["proba"].numpy())
         rngs = payload.get("rng") or []
-        return cls(int(payload["epoch"]), tuple(EpochStats(**s) for s in payload["history"]), best,
-                   payload["model"], payload["optimizer"], rngs[rank] if rank < len(rngs) else None)
+        return cls(
+            int(payload["epoch"]),
+            tuple(EpochStats(**s) for s in payload["history"]),
+            best,
+            payload["model"],
+            payload["optimizer"],
+            rngs[rank] if rank < len(rngs) else None,
+        )
 
 
 def _finished(epoch: int, best_epoch: int, cfg: TrainConfig) -> bool:
@@ -422,8 +452,15 @@ def run_epoch(
     """Train one epoch with ``net`` (timed, one sync) then validate ``model`` on rank 0 (not timed)."""
     start = time.perf_counter()
     loss = train_epoch(
-        net, opt, loss_fn, data.train_numeric, data.train_categorical, data.train_target,
-        placement.batch_size, None if placement.resident else placement.device, placement.bf16,
+        net,
+        opt,
+        loss_fn,
+        data.train_numeric,
+        data.train_categorical,
+        data.train_target,
+        placement.batch_size,
+        None if placement.resident else placement.device,
+        placement.bf16,
     )
     train_loss = float(group.mean(loss))  # the one sync point of the epoch
     _sync(placement.device)
@@ -484,8 +521,18 @@ def fit(
     if best.state:
         model.load_state_dict(best.state)
     seconds = sum(s.train_seconds for s in history)
-    return FitResult(history, best.epoch, best.proba, n_train * len(history), seconds, device.type, weight,
-                     placement, group.world_size, resumed)
+    return FitResult(
+        history,
+        best.epoch,
+        best.proba,
+        n_train * len(history),
+        seconds,
+        device.type,
+        weight,
+        placement,
+        group.world_size,
+        resumed,
+    )
 
 
 # -- MLflow ------------------------------------------------------------------------------------
@@ -571,9 +618,7 @@ def model_signature(schema: Schema) -> ModelSignature:
 
 def input_example(workspace: Path, schema: Schema, rows: int = 5) -> pd.DataFrame:
     """The first raw train rows, feature columns only, in JSON-friendly dtypes."""
-    raw = pd.read_parquet(workspace / split_file("train"), columns=list(schema.feature_names)).head(
-        rows
-    )
+    raw = pd.read_parquet(workspace / split_file("train"), columns=list(schema.feature_names)).head(rows)
     numeric = {c.name: pd.to_numeric(raw[c.name]).astype("float64") for c in schema.numeric}
     return raw.assign(**numeric).astype({c.name: object for c in schema.categorical})
 
@@ -681,7 +726,9 @@ def log_missing_epochs(run_id: str, history: tuple[EpochStats, ...]) -> None:
 
 def write_reports(workspace: Path, result: FitResult, metrics: dict[str, float]) -> None:
     """``metrics/train.json`` and ``plots/train_curve.json``."""
-    write_json(workspace / TRAIN_METRICS, {**metrics, "device": result.device, "pos_weight": result.pos_weight})
+    write_json(
+        workspace / TRAIN_METRICS, {**metrics, "device": result.device, "pos_weight": result.pos_weight}
+    )
     curve = [
         {
             "epoch": s.epoch,
@@ -712,7 +759,8 @@ def train_model(
     device = group.device if group.distributed else select_device(cfg.device)
     result = fit(net, data, cfg, device, on_epoch, resume=resume, on_state=on_state, group=group)
     threshold, f1 = (
-        best_f1_threshold(data.valid_target.cpu().numpy(), result.best_valid_proba) if group.is_main
+        best_f1_threshold(data.valid_target.cpu().numpy(), result.best_valid_proba)
+        if group.is_main
         else (0.5, 0.0)
     )
     return net.cpu(), result, threshold, f1
@@ -830,8 +878,12 @@ def _tracked(
         store.write_run_id(run_id)
         mlflow.log_params(run_params(params, data))  # the same values again on a resumed run
         if resume is not None:
-            log.info("resuming from the checkpoint after epoch %d in %s (MLflow run %s)",
-                     resume.epoch, store.directory, run_id)
+            log.info(
+                "resuming from the checkpoint after epoch %d in %s (MLflow run %s)",
+                resume.epoch,
+                store.directory,
+                run_id,
+            )
             mlflow.set_tag("flywheel.resumed_from_epoch", str(resume.epoch))
             log_missing_epochs(run_id, resume.history)
         if (workspace / WINDOW).exists():
@@ -839,8 +891,13 @@ def _tracked(
         tracking.log_split_datasets(workspace, params.schema, ("train", "valid"))
         summary = _train_and_log(params, workspace, data, pre, run_id, group, resume, store)
     log.info("trained %s: %s", active.info.run_name, summary["metrics"])
-    return {**summary, "mlflow_run_id": run_id, "run_name": active.info.run_name,
-            "n_train": data.n_train, "n_valid": data.n_valid}
+    return {
+        **summary,
+        "mlflow_run_id": run_id,
+        "run_name": active.info.run_name,
+        "n_train": data.n_train,
+        "n_valid": data.n_valid,
+    }
 
 
 def train_stage(params: Params, workspace: Path, settings: Settings, group: Group = SINGLE) -> dict[str, Any]:
@@ -850,8 +907,15 @@ def train_stage(params: Params, workspace: Path, settings: Settings, group: Grou
     store = checkpoint_store(params, workspace, settings, group.world_size)
     saved = store.load()
     if not group.is_main:
-        train_model(params, data, pre, group, FitState.from_payload(saved, group.rank) if saved else None,
-                    _checkpointer(store, group, None), on_epoch=None)
+        train_model(
+            params,
+            data,
+            pre,
+            group,
+            FitState.from_payload(saved, group.rank) if saved else None,
+            _checkpointer(store, group, None),
+            on_epoch=None,
+        )
         return {}
     summary = _tracked(params, workspace, settings, data, pre, group, store, saved)
     store.clear()

@@ -73,8 +73,11 @@ def split_dataset(workspace: Path, schema: Schema, split: str) -> tuple[PandasDa
     with warnings.catch_warnings():  # "" and "file" both resolve a local path: same class, one warning
         warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways")
         dataset = mlflow.data.from_pandas(
-            pd.read_parquet(workspace / rel), source=str(rel), name=f"{schema.name}-{split}",
-            targets=schema.target, digest=md5,
+            pd.read_parquet(workspace / rel),
+            source=str(rel),
+            name=f"{schema.name}-{split}",
+            targets=schema.target,
+            digest=md5,
         )
     dataset.schema = dataset_schema(schema)  # fills the cached property: no per-row inference
     tags = {"dvc.path": str(rel), "dvc.md5": md5}

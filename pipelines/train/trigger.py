@@ -31,7 +31,9 @@ def _drift_reason(events: list[dict[str, Any]]) -> TriggerReason:
     latest = max(events, key=lambda e: str(e.get("timestamp") or ""))
     extra = latest.get("extra") or {}
     share, columns = extra.get("drift_share"), extra.get("drifted_columns") or []
-    parts = [f"drift detected by {latest.get('source_dag_id') or 'a drift check'} run {latest.get('source_run_id')}"]
+    parts = [
+        f"drift detected by {latest.get('source_dag_id') or 'a drift check'} run {latest.get('source_run_id')}"
+    ]
     reasons = [str(r) for r in extra.get("reasons") or []]
     if reasons:
         parts += reasons[:3]
@@ -39,14 +41,23 @@ def _drift_reason(events: list[dict[str, Any]]) -> TriggerReason:
         parts.append(f"drift share {float(share):.2f}" + (f" ({', '.join(columns)})" if columns else ""))
     if extra.get("report"):
         parts.append(f"report {extra['report']}")
-    details = {"report": extra.get("report"), "drift_share": share, "drifted_columns": columns,
-               "reasons": extra.get("reasons") or [], "source_dag_id": latest.get("source_dag_id"),
-               "source_run_id": latest.get("source_run_id"), "events": len(events)}
+    details = {
+        "report": extra.get("report"),
+        "drift_share": share,
+        "drifted_columns": columns,
+        "reasons": extra.get("reasons") or [],
+        "source_dag_id": latest.get("source_dag_id"),
+        "source_run_id": latest.get("source_run_id"),
+        "events": len(events),
+    }
     return TriggerReason("drift", "; ".join(parts), details)
 
 
-def reason(run_type: str, drift_events: list[dict[str, Any]] | None = None,
-           other_events: list[dict[str, Any]] | None = None) -> TriggerReason:
+def reason(
+    run_type: str,
+    drift_events: list[dict[str, Any]] | None = None,
+    other_events: list[dict[str, Any]] | None = None,
+) -> TriggerReason:
     """Why a run ran, from its run type and the asset events it consumed.
 
     A ``drift_detected`` event wins over the run type (an asset-triggered run
@@ -58,8 +69,11 @@ def reason(run_type: str, drift_events: list[dict[str, Any]] | None = None,
     if other_events:
         uris = sorted({str(e.get("uri")) for e in other_events})
         return TriggerReason("asset", f"asset update of {', '.join(uris)}", {"assets": uris})
-    text = {"schedule": "the training schedule (train.schedule)", "manual": "a manual trigger",
-            "backfill": "a backfill"}.get(kind, f"run type {kind}")
+    text = {
+        "schedule": "the training schedule (train.schedule)",
+        "manual": "a manual trigger",
+        "backfill": "a backfill",
+    }.get(kind, f"run type {kind}")
     return TriggerReason(kind, text)
 
 
@@ -78,7 +92,9 @@ def tags(why: TriggerReason) -> dict[str, str]:
     return out
 
 
-def record(settings: Settings, model_name: str, version: str, run_id: str, why: TriggerReason) -> dict[str, str]:
+def record(
+    settings: Settings, model_name: str, version: str, run_id: str, why: TriggerReason
+) -> dict[str, str]:
     """Tag the training run and its model version with why the run happened; return the tags."""
     client = tracking.client(settings)
     written = tags(why)

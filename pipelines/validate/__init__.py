@@ -1,5 +1,4 @@
-"""Validate: the Great Expectations gate between landed and validated events.
-"""
+"""Validate: the Great Expectations gate between landed and validated events."""
 
 from __future__ import annotations
 
@@ -10,6 +9,11 @@ from pipelines.common.exports import lazy_exports
 if TYPE_CHECKING:
     from pipelines.validate.stage import ExpectationsFileError, ValidationFailed, describe_rejections, run
 
-_API = {"run": "stage", "describe_rejections": "stage", "ValidationFailed": "stage", "ExpectationsFileError": "stage"}
+_API = {
+    "run": "stage",
+    "describe_rejections": "stage",
+    "ValidationFailed": "stage",
+    "ExpectationsFileError": "stage",
+}
 __all__ = ["ExpectationsFileError", "ValidationFailed", "describe_rejections", "run"]
 __getattr__ = lazy_exports(__name__, _API)

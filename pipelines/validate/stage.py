@@ -47,8 +47,18 @@ PART = "part-00000.parquet"
 DOCS_SITE = "flywheel"
 MAX_EXAMPLES = 10
 RESULT_FORMAT = "SUMMARY"
-_GX_BASE_FIELDS = {"id", "meta", "notes", "result_format", "description", "catch_exceptions",
-                   "rendered_content", "severity", "windows", "batch_id"}
+_GX_BASE_FIELDS = {
+    "id",
+    "meta",
+    "notes",
+    "result_format",
+    "description",
+    "catch_exceptions",
+    "rendered_content",
+    "severity",
+    "windows",
+    "batch_id",
+}
 
 
 class ValidationFailed(RejectedError):
@@ -115,8 +125,11 @@ def build_suite(schema: Schema, cfg: ValidateConfig, extra: list[dict] | None = 
     for column in schema.columns:
         expectations += _column_expectations(column, cfg)
     expectations += [_extra_expectation(entry, i) for i, entry in enumerate(extra or [])]
-    return gx.ExpectationSuite(name=schema.name, expectations=expectations,
-                               meta={"generated_from": f"schema {schema.name!r} in params"})
+    return gx.ExpectationSuite(
+        name=schema.name,
+        expectations=expectations,
+        meta={"generated_from": f"schema {schema.name!r} in params"},
+    )
 
 
 def _existence_expectations(schema: Schema) -> list[Expectation]:
@@ -153,11 +166,17 @@ def _column_expectations(column: Column, cfg: ValidateConfig) -> list[Expectatio
         mostly = round(1 - cfg.max_null_fraction, 12)
         out.append(gx.expectations.ExpectColumnValuesToNotBeNull(column=column.name, mostly=mostly))
     if column.is_numeric and (column.min is not None or column.max is not None):
-        out.append(gx.expectations.ExpectColumnValuesToBeBetween(
-            column=column.name, min_value=column.min, max_value=column.max, mostly=cfg.mostly))
+        out.append(
+            gx.expectations.ExpectColumnValuesToBeBetween(
+                column=column.name, min_value=column.min, max_value=column.max, mostly=cfg.mostly
+            )
+        )
     if column.categories:
-        out.append(gx.expectations.ExpectColumnValuesToBeInSet(
-            column=column.name, value_set=list(column.categories), mostly=cfg.mostly))
+        out.append(
+            gx.expectations.ExpectColumnValuesToBeInSet(
+                column=column.name, value_set=list(column.categories), mostly=cfg.mostly
+            )
+        )
     return out
 
 
@@ -167,26 +186,29 @@ def _extra_expectation(entry: Any, index: int) -> Expectation:
     if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
         raise ExpectationsFileError(
             f"{where} = {entry!r}: expected an object like "
-            '{"type": "expect_column_values_to_be_between", "kwargs": {"column": ..., ...}}')
+            '{"type": "expect_column_values_to_be_between", "kwargs": {"column": ..., ...}}'
+        )
     unknown = sorted(set(entry) - {"type", "kwargs", "meta"})
     kwargs = entry.get("kwargs", {})
     if unknown or not isinstance(kwargs, dict):
         raise ExpectationsFileError(
             f"{where} ({entry['type']}): expected keys 'type', 'kwargs' (an object) and optional 'meta'; "
-            f"got {sorted(entry)} with kwargs {kwargs!r}")
+            f"got {sorted(entry)} with kwargs {kwargs!r}"
+        )
     try:
         cls = get_expectation_impl(entry["type"])
     except ExpectationNotFoundError:
         raise ExpectationsFileError(
             f"{where}: unknown expectation type {entry['type']!r}; expected a GX Core expectation "
-            "type in snake case, such as 'expect_column_values_to_be_between'") from None
+            "type in snake case, such as 'expect_column_values_to_be_between'"
+        ) from None
     try:
         return cls(**kwargs, meta=entry.get("meta"))
     except ValueError as exc:
         accepted = sorted(set(cls.__fields__) - _GX_BASE_FIELDS)
         raise ExpectationsFileError(
-            f"{where} ({entry['type']}) has bad kwargs {kwargs!r}: {exc}; "
-            f"expected kwargs among {accepted}") from None
+            f"{where} ({entry['type']}) has bad kwargs {kwargs!r}: {exc}; expected kwargs among {accepted}"
+        ) from None
 
 
 def load_extra_expectations(path: str | None, base_dir: Path) -> list[dict]:
@@ -202,21 +224,29 @@ def load_extra_expectations(path: str | None, base_dir: Path) -> list[dict]:
         entries = json.loads(file.read_text())
     except FileNotFoundError:
         raise ExpectationsFileError(
-            f"validate.extra_expectations = {path!r}: {file} not found; expected a JSON file") from None
+            f"validate.extra_expectations = {path!r}: {file} not found; expected a JSON file"
+        ) from None
     except json.JSONDecodeError as exc:
         raise ExpectationsFileError(f"validate.extra_expectations: {file} is not valid JSON: {exc}") from None
     if not isinstance(entries, list):
         raise ExpectationsFileError(
             f"validate.extra_expectations: {file} holds a {type(entries).__name__}; "
-            'expected a JSON list of {"type": ..., "kwargs": {...}} objects')
+            'expected a JSON list of {"type": ..., "kwargs": {...}} objects'
+        )
     return entries
 
 
 # -- running the suite -----------------------------------------------------------------------
 
 
-def validate_frame(frame: pd.DataFrame, schema: Schema, cfg: ValidateConfig, extra: list[dict] | None = None,
-                   docs_dir: str | None = None, run_name: str | None = None) -> ValidationOutcome:
+def validate_frame(
+    frame: pd.DataFrame,
+    schema: Schema,
+    cfg: ValidateConfig,
+    extra: list[dict] | None = None,
+    docs_dir: str | None = None,
+    run_name: str | None = None,
+) -> ValidationOutcome:
     """Run the schema's suite on one batch; render Data Docs into ``docs_dir`` when given.
 
     Args:
@@ -229,16 +259,25 @@ def validate_frame(frame: pd.DataFrame, schema: Schema, cfg: ValidateConfig, ext
     """
     _quiet_gx()
     context = gx.get_context(mode="ephemeral", project_config=_context_config(docs_dir))
-    batch = (context.data_sources.add_pandas("landed").add_dataframe_asset("batch")
-             .add_batch_definition_whole_dataframe("whole batch"))
+    batch = (
+        context.data_sources.add_pandas("landed")
+        .add_dataframe_asset("batch")
+        .add_batch_definition_whole_dataframe("whole batch")
+    )
     suite = context.suites.add(build_suite(schema, cfg, extra))
     definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"{schema.name} gate", data=batch, suite=suite))
+        gx.ValidationDefinition(name=f"{schema.name} gate", data=batch, suite=suite)
+    )
     docs = gx.checkpoint.UpdateDataDocsAction(name="data docs", site_names=[DOCS_SITE])
     actions = [docs] if docs_dir else []
-    checkpoint = context.checkpoints.add(gx.Checkpoint(
-        name=f"{schema.name} checkpoint", validation_definitions=[definition],
-        actions=actions, result_format=RESULT_FORMAT))
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=f"{schema.name} checkpoint",
+            validation_definitions=[definition],
+            actions=actions,
+            result_format=RESULT_FORMAT,
+        )
+    )
     run_id = RunIdentifier(run_name=run_name.replace("/", "__") if run_name else None)  # GX keys forbid "/"
     run = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
     (result,) = run.run_results.values()
@@ -255,8 +294,12 @@ def _context_config(docs_dir: str | None) -> DataContextConfig:
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs_dir},
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         }
-    return DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(), data_docs_sites=sites,
-                             analytics_enabled=False, progress_bars=ProgressBarsConfig(globally=False))
+    return DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(),
+        data_docs_sites=sites,
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+    )
 
 
 def _quiet_gx() -> None:
@@ -279,8 +322,13 @@ def _outcome(result: dict, docs_index: str | None) -> ValidationOutcome:
     result = _plain(result)
     failures = [_failure(r) for r in result["results"] if not r["success"]]
     failures.sort(key=lambda f: f["exception"] is not None)  # what was observed first, errors after
-    return ValidationOutcome(success=bool(result["success"]), statistics=result["statistics"],
-                             failures=failures, result=result, docs_index=docs_index)
+    return ValidationOutcome(
+        success=bool(result["success"]),
+        statistics=result["statistics"],
+        failures=failures,
+        result=result,
+        docs_index=docs_index,
+    )
 
 
 def _failure(result: dict) -> dict:
@@ -320,8 +368,10 @@ def describe_failure(failure: dict) -> str:
     if failure.get("exception"):
         return f"{name} could not run: {failure['exception']}"
     if failure.get("unexpected_percent") is not None:
-        return (f"{name} unexpected {failure['unexpected_percent']:.1f}%"
-                f" ({failure['unexpected_count']} rows): examples {failure['partial_unexpected_list']}")
+        return (
+            f"{name} unexpected {failure['unexpected_percent']:.1f}%"
+            f" ({failure['unexpected_count']} rows): examples {failure['partial_unexpected_list']}"
+        )
     expected = {k: v for k, v in failure["kwargs"].items() if k != "column"}
     return f"{name} observed {failure.get('observed_value')!r}, expected {expected}"
 
@@ -354,8 +404,10 @@ def run(params: Params, settings: Settings, source: str | None = None) -> dict:
     extra = load_extra_expectations(params.validation.extra_expectations, settings.params_path.parent)
     build_suite(params.schema, params.validation, extra)  # a bad extras file fails before any I/O
     known = KeyIndex.of_validated(lake, params.schema.key)
-    reports = [validate_partition(lake, landing, params.schema, params.validation, extra, known)
-               for landing in pending_partitions(lake, source)]
+    reports = [
+        validate_partition(lake, landing, params.schema, params.validation, extra, known)
+        for landing in pending_partitions(lake, source)
+    ]
     return summarize(reports)
 
 
@@ -377,7 +429,9 @@ class KeyIndex:
         for partition in lake.complete_partitions("validated"):
             for path in lake.part_files(partition):
                 with lake.fs.open(path, "rb") as fh:
-                    arrays.append(pq.read_table(fh, columns=[key]).column(key).combine_chunks().cast(pa.string()))
+                    arrays.append(
+                        pq.read_table(fh, columns=[key]).column(key).combine_chunks().cast(pa.string())
+                    )
         return cls(arrays)
 
     def seen(self, keys: pd.Series) -> np.ndarray:
@@ -393,18 +447,27 @@ class KeyIndex:
 
 def pending_partitions(lake: Lake, source: str | None = None) -> list[str]:
     """Complete landing partitions with neither a validated nor a rejected partition."""
-    done = {_suffix(lake, p, tier) for tier in ("validated", "rejected")
-            for p in lake.complete_partitions(tier, source)}
+    done = {
+        _suffix(lake, p, tier)
+        for tier in ("validated", "rejected")
+        for p in lake.complete_partitions(tier, source)
+    }
     return [p for p in lake.complete_partitions("landing", source) if _suffix(lake, p, "landing") not in done]
 
 
 def _suffix(lake: Lake, partition: str, tier: str) -> str:
     """``source=<src>/run=<run>`` of a partition path in ``tier``."""
-    return partition[len(lake.path(tier)) + 1:]
+    return partition[len(lake.path(tier)) + 1 :]
 
 
-def validate_partition(lake: Lake, landing: str, schema: Schema, cfg: ValidateConfig,
-                       extra: list[dict] | None = None, known: KeyIndex | None = None) -> dict:
+def validate_partition(
+    lake: Lake,
+    landing: str,
+    schema: Schema,
+    cfg: ValidateConfig,
+    extra: list[dict] | None = None,
+    known: KeyIndex | None = None,
+) -> dict:
     """Validate one landed partition and write its report and its validated or rejected partition.
 
     ``known`` holds the keys already validated (default: read from the lake); a
@@ -419,16 +482,28 @@ def validate_partition(lake: Lake, landing: str, schema: Schema, cfg: ValidateCo
     outcome = _validate_with_docs(lake, frame, schema, cfg, extra, f"{report_dir}/data_docs", suffix)
     result_path = f"{report_dir}/result.json"
     lake.write_json(result_path, outcome.to_json())
-    record = {"landing": landing, "result_path": result_path, "docs_index": outcome.docs_index,
-              "gx_success": outcome.success, "statistics": outcome.statistics}
+    record = {
+        "landing": landing,
+        "result_path": result_path,
+        "docs_index": outcome.docs_index,
+        "gx_success": outcome.success,
+        "statistics": outcome.statistics,
+    }
     if outcome.success:
         known = known if known is not None else KeyIndex.of_validated(lake, schema.key)
         return _write_validated(lake, frame, schema, lake.path("validated", suffix), record, known)
     return _write_rejected(lake, frame, outcome, lake.path("rejected", suffix), record)
 
 
-def _validate_with_docs(lake: Lake, frame: pd.DataFrame, schema: Schema, cfg: ValidateConfig,
-                        extra: list[dict] | None, docs_dir: str, run_name: str) -> ValidationOutcome:
+def _validate_with_docs(
+    lake: Lake,
+    frame: pd.DataFrame,
+    schema: Schema,
+    cfg: ValidateConfig,
+    extra: list[dict] | None,
+    docs_dir: str,
+    run_name: str,
+) -> ValidationOutcome:
     """Run the suite; Data Docs go straight to a local lake, or via a tempdir to a remote one."""
     if isinstance(lake.fs, LocalFileSystem):
         return validate_frame(frame, schema, cfg, extra, docs_dir=docs_dir, run_name=run_name)
@@ -438,34 +513,52 @@ def _validate_with_docs(lake: Lake, frame: pd.DataFrame, schema: Schema, cfg: Va
     return replace(outcome, docs_index=f"{docs_dir}/index.html" if outcome.docs_index else None)
 
 
-def _write_validated(lake: Lake, frame: pd.DataFrame, schema: Schema, partition: str, record: dict,
-                     known: KeyIndex) -> dict:
+def _write_validated(
+    lake: Lake, frame: pd.DataFrame, schema: Schema, partition: str, record: dict, known: KeyIndex
+) -> dict:
     """The batch, each key once (the first copy) and only keys not validated before, then its manifest, last."""
     unique = frame.drop_duplicates(subset=schema.key, keep="first")
     again = known.seen(unique[schema.key])
     validated = unique[~again]
     lake.write_table(f"{partition}/{PART}", pa.Table.from_pandas(validated, preserve_index=False))
     known.add(validated[schema.key])
-    manifest = {**record, "rows": len(validated), "duplicates_dropped": len(frame) - len(validated),
-                "already_validated": int(again.sum()), "written_at": _now()}
+    manifest = {
+        **record,
+        "rows": len(validated),
+        "duplicates_dropped": len(frame) - len(validated),
+        "already_validated": int(again.sum()),
+        "written_at": _now(),
+    }
     lake.write_json(f"{partition}/{MANIFEST}", manifest)
     return _partition_summary("pass", partition, manifest, [])
 
 
-def _write_rejected(lake: Lake, frame: pd.DataFrame, outcome: ValidationOutcome, partition: str,
-                    record: dict) -> dict:
+def _write_rejected(
+    lake: Lake, frame: pd.DataFrame, outcome: ValidationOutcome, partition: str, record: dict
+) -> dict:
     """Only a manifest: the failed expectations with examples; the data stays in landing."""
     described = [describe_failure(f) for f in outcome.failures]
-    manifest = {**record, "rows": len(frame), "failures": outcome.failures,
-                "failed_expectations": described, "written_at": _now()}
+    manifest = {
+        **record,
+        "rows": len(frame),
+        "failures": outcome.failures,
+        "failed_expectations": described,
+        "written_at": _now(),
+    }
     lake.write_json(f"{partition}/{MANIFEST}", manifest)
     return _partition_summary("fail", partition, manifest, described)
 
 
 def _partition_summary(verdict: str, output: str, manifest: dict, described: list[str]) -> dict:
-    return {"partition": manifest["landing"], "verdict": verdict, "rows": manifest["rows"],
-            "failed_expectations": described, "result_path": manifest["result_path"],
-            "docs_index": manifest["docs_index"], "output": output}
+    return {
+        "partition": manifest["landing"],
+        "verdict": verdict,
+        "rows": manifest["rows"],
+        "failed_expectations": described,
+        "result_path": manifest["result_path"],
+        "docs_index": manifest["docs_index"],
+        "output": output,
+    }
 
 
 def summarize(reports: list[dict]) -> dict:

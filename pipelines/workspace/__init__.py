@@ -14,5 +14,18 @@ from pipelines.workspace.repo import (
     sync,
 )
 
-__all__ = ["paths", "StageResult", "WorkspaceError", "classify", "command_env", "commit", "dvc_executable",
-           "init", "lock_at_commit", "lock_entries", "lock_hashes", "repro", "sync"]
+__all__ = [
+    "paths",
+    "StageResult",
+    "WorkspaceError",
+    "classify",
+    "command_env",
+    "commit",
+    "dvc_executable",
+    "init",
+    "lock_at_commit",
+    "lock_entries",
+    "lock_hashes",
+    "repro",
+    "sync",
+]

@@ -35,7 +35,9 @@ def lock_at_commit(workspace: Path, commit: str | None) -> dict[str, str]:
     """``{path: md5}`` from ``dvc.lock`` as committed at ``commit`` in the workspace's git history."""
     if not commit:
         return {}
-    proc = subprocess.run(["git", "-C", str(workspace), "show", f"{commit}:{LOCK}"], capture_output=True, text=True)
+    proc = subprocess.run(
+        ["git", "-C", str(workspace), "show", f"{commit}:{LOCK}"], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         return {}
     return lock_entries(yaml.safe_load(proc.stdout) or {})

@@ -139,8 +139,12 @@ def classify(stage: str, output: str) -> Outcome:
 def repro(settings: Settings, stage: str) -> StageResult:
     """Run ``dvc repro --single-item <stage>`` in the workspace and say what it did."""
     start = time.perf_counter()
-    output = _run([dvc_executable(), "repro", "--single-item", stage], settings.workspace, settings,
-                  f"dvc repro of stage '{stage}'")
+    output = _run(
+        [dvc_executable(), "repro", "--single-item", stage],
+        settings.workspace,
+        settings,
+        f"dvc repro of stage '{stage}'",
+    )
     for line in output.splitlines():
         if line.strip() and "it/s]" not in line:  # progress bars carry nothing a log reader needs
             log.info("dvc: %s", line)

@@ -24,10 +24,11 @@ def pending_event_ids(dag_id: str, session: Any) -> list[int]:
     from sqlalchemy import select
 
     scheduled = select(DagScheduleAssetReference.asset_id).where(DagScheduleAssetReference.dag_id == dag_id)
-    query = (select(AssetEvent.id)
-             .where(AssetEvent.asset_id.in_(scheduled),
-                    ~AssetEvent.created_dagruns.any(DagRun.dag_id == dag_id))
-             .order_by(AssetEvent.timestamp.asc(), AssetEvent.id.asc()))
+    query = (
+        select(AssetEvent.id)
+        .where(AssetEvent.asset_id.in_(scheduled), ~AssetEvent.created_dagruns.any(DagRun.dag_id == dag_id))
+        .order_by(AssetEvent.timestamp.asc(), AssetEvent.id.asc())
+    )
     return list(session.scalars(query))
 
 
@@ -81,8 +82,10 @@ def main(argv: list[str]) -> int:
         return 2
     bag = DagBag(dag_folder=conf.get("core", "dags_folder"))
     if argv[0] not in bag.dags:
-        print(f"no DAG {argv[0]!r} in {conf.get('core', 'dags_folder')}; import errors: {bag.import_errors}",
-              file=sys.stderr)
+        print(
+            f"no DAG {argv[0]!r} in {conf.get('core', 'dags_folder')}; import errors: {bag.import_errors}",
+            file=sys.stderr,
+        )
         return 2
     dag_run, consumed = run_asset_triggered(bag.dags[argv[0]])
     if dag_run is None:

@@ -67,8 +67,10 @@ def render(summary: Mapping[str, Any]) -> str:
     tries = summary.get("try_number")
     if tries is not None and summary.get("max_tries") is not None:
         tries = f"{tries} of {int(summary['max_tries']) + 1}"
-    return (f"Flywheel task failed: dag={summary.get('dag_id')} task={summary.get('task_id')} "
-            f"run={summary.get('run_id')} try={tries}: {summary.get('error')} — log: {summary.get('log_url')}")
+    return (
+        f"Flywheel task failed: dag={summary.get('dag_id')} task={summary.get('task_id')} "
+        f"run={summary.get('run_id')} try={tries}: {summary.get('error')} — log: {summary.get('log_url')}"
+    )
 
 
 def webhook_from_connection(conn: Any) -> tuple[str, dict[str, str], float]:
@@ -93,7 +95,9 @@ def post_json(url: str, payload: Mapping[str, Any], headers: Mapping[str, str], 
     import urllib.request
 
     request = urllib.request.Request(
-        url, data=json.dumps(payload, default=str).encode(), method="POST",
+        url,
+        data=json.dumps(payload, default=str).encode(),
+        method="POST",
         headers={"Content-Type": "application/json", **headers},
     )
     with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -113,8 +117,9 @@ def _get_connection(conn_id: str) -> Any | None:
 class FailureAlert:
     """``on_failure_callback`` that logs a summary and posts it to the ``conn_id`` webhook if defined."""
 
-    def __init__(self, conn_id: str = ALERTS_CONN_ID,
-                 get_connection: Callable[[str], Any | None] = _get_connection) -> None:
+    def __init__(
+        self, conn_id: str = ALERTS_CONN_ID, get_connection: Callable[[str], Any | None] = _get_connection
+    ) -> None:
         self.conn_id = conn_id
         self.get_connection = get_connection
 

@@ -33,8 +33,21 @@ def check_drift(run_id: str, as_of: datetime | None) -> dict:
     except (ParamsError, drift.ReferenceNotFound, drift.DriftInputError) as exc:  # a retry cannot help
         raise AirflowFailException(str(exc)) from None
     report.write(settings, "flywheel_drift", run_id, summary)
-    return {k: summary.get(k) for k in ("run_id", "window", "rows_current", "champion", "drift_share",
-                                        "drifted_columns", "roc_auc", "pr_auc", "verdict", "report")}
+    return {
+        k: summary.get(k)
+        for k in (
+            "run_id",
+            "window",
+            "rows_current",
+            "champion",
+            "drift_share",
+            "drifted_columns",
+            "roc_auc",
+            "pr_auc",
+            "verdict",
+            "report",
+        )
+    }
 
 
 def trigger_retrain(summary: dict, run_id: str, outlet: Any) -> dict:
@@ -49,9 +62,14 @@ def trigger_retrain(summary: dict, run_id: str, outlet: Any) -> dict:
         raise AirflowSkipException("; ".join(verdict["reasons"]))
     hook = FlywheelHook()
     drift.record_retrain(Lake(hook.settings().lake_root(hook.params())), run_id, datetime.now(UTC), summary)
-    extra = {"drift_share": summary["drift_share"], "drifted_columns": summary["drifted_columns"],
-             "report": (summary.get("report") or {}).get("html") or (summary.get("report") or {}).get("summary"),
-             "reasons": verdict["reasons"], "champion": summary["champion"], "run_id": run_id}
+    extra = {
+        "drift_share": summary["drift_share"],
+        "drifted_columns": summary["drifted_columns"],
+        "report": (summary.get("report") or {}).get("html") or (summary.get("report") or {}).get("summary"),
+        "reasons": verdict["reasons"],
+        "champion": summary["champion"],
+        "run_id": run_id,
+    }
     outlet.extra = extra
     log.info("drift_detected: %s", extra)
     return extra
@@ -62,8 +80,13 @@ def asset_events(triggering: Any) -> tuple[list[dict], list[dict]]:
     drift, other = [], []
     for asset, events in (triggering or {}).items():
         for event in events:
-            plain = {"uri": asset.uri, "extra": dict(event.extra or {}), "source_dag_id": event.source_dag_id,
-                     "source_run_id": event.source_run_id, "timestamp": str(event.timestamp)}
+            plain = {
+                "uri": asset.uri,
+                "extra": dict(event.extra or {}),
+                "source_dag_id": event.source_dag_id,
+                "source_run_id": event.source_run_id,
+                "timestamp": str(event.timestamp),
+            }
             (drift if asset.uri == DRIFT_DETECTED.uri else other).append(plain)
     return drift, other
 
@@ -85,5 +108,10 @@ def record_trigger(run: dict, promotion: dict) -> dict:
     why = run.get("trigger_reason")
     if not why or not promotion.get("registered_now"):
         return {}
-    return triggers.record(FlywheelHook().settings(), promotion["model_name"], promotion["version"],
-                           promotion["mlflow_run_id"], triggers.TriggerReason(**why))
+    return triggers.record(
+        FlywheelHook().settings(),
+        promotion["model_name"],
+        promotion["version"],
+        promotion["mlflow_run_id"],
+        triggers.TriggerReason(**why),
+    )

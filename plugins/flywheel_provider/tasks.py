@@ -48,14 +48,20 @@ def validate_and_publish(landed: dict, run_id: str, outlet: Any) -> dict:
         raise AirflowSkipException("no new landed batches to validate")
     if summary["verdict"] == "pass" and not summary["validated_rows"]:  # only copies of validated events
         raise AirflowSkipException("no new events: every landed row was already in the validated tier")
-    outlet.extra = {"landed": landed.get("landed", 0), "quarantined": landed.get("quarantined", 0),
-                    "validated_rows": summary["validated_rows"], "verdict": summary["verdict"]}
+    outlet.extra = {
+        "landed": landed.get("landed", 0),
+        "quarantined": landed.get("quarantined", 0),
+        "validated_rows": summary["validated_rows"],
+        "verdict": summary["verdict"],
+    }
     if summary["verdict"] == "fail":
         raise AirflowFailException(validate.describe_rejections(summary))
     return summary
 
 
-def prepare_training(form: dict, logical_date: datetime | None, run_type: Any, triggering: Any = None) -> dict:
+def prepare_training(
+    form: dict, logical_date: datetime | None, run_type: Any, triggering: Any = None
+) -> dict:
     """Check the trigger form, then sync the workspace with this run's parameters; say why the run ran."""
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -74,8 +80,13 @@ def prepare_training(form: dict, logical_date: datetime | None, run_type: Any, t
         raise AirflowFailException(str(exc)) from None
     why = training_trigger(run_type, triggering)  # schedule, manual, or drift with its report
     log.info("training run: trigger %s (%s), overrides %s", why["kind"], why["summary"], overrides)
-    return {"trigger": why["kind"], "trigger_reason": why, "overrides": overrides,
-            "force_promote": bool(form.get("force_promote")), "force_reason": form.get("force_reason") or None}
+    return {
+        "trigger": why["kind"],
+        "trigger_reason": why,
+        "overrides": overrides,
+        "force_promote": bool(form.get("force_promote")),
+        "force_reason": form.get("force_reason") or None,
+    }
 
 
 def refuse_concurrent_runs() -> None:
@@ -106,8 +117,14 @@ def promote_model(run: dict) -> dict:
 
     settings = FlywheelHook().settings()
     params = load_params(settings.workspace / "params.yaml")
-    promotion = promote.run(params, settings, settings.workspace, force=run["force_promote"],
-                            force_reason=run["force_reason"], trigger=run["trigger"])
+    promotion = promote.run(
+        params,
+        settings,
+        settings.workspace,
+        force=run["force_promote"],
+        force_reason=run["force_reason"],
+        trigger=run["trigger"],
+    )
     return {**promotion, "trigger_tags": record_trigger(run, promotion)}
 
 
@@ -124,9 +141,15 @@ def record_training(run: dict, outcomes: dict, promotion: dict, run_id: str) -> 
     registry.tag_workspace_commit(settings, promotion, commit)
     metrics_path = settings.workspace / "metrics" / "evaluate.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    data = {"trigger": run["trigger"], "trigger_reason": run.get("trigger_reason"), "overrides": run["overrides"],
-            "stages": {name: out["outcome"] for name, out in outcomes.items()},
-            "stage_seconds": {name: out["seconds"] for name, out in outcomes.items()},
-            "promotion": promotion, "metrics": metrics, "workspace_commit": commit}
+    data = {
+        "trigger": run["trigger"],
+        "trigger_reason": run.get("trigger_reason"),
+        "overrides": run["overrides"],
+        "stages": {name: out["outcome"] for name, out in outcomes.items()},
+        "stage_seconds": {name: out["seconds"] for name, out in outcomes.items()},
+        "promotion": promotion,
+        "metrics": metrics,
+        "workspace_commit": commit,
+    }
     report.write(settings, "flywheel_training", run_id, data)
     return data

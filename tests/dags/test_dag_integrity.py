@@ -9,17 +9,21 @@ EXPECTED = {
     "flywheel_drift": {"check": [], "trigger_retrain": ["check"]},
     "flywheel_registry": {"operate": []},
     "flywheel_training": {
-        "prepare": [], "snapshot": ["prepare"], "featurize": ["snapshot"], "train": ["featurize"],
-        "evaluate": ["train"], "promote": ["evaluate", "prepare"], "record": ["featurize", "evaluate",
-                                                                               "prepare", "promote",
-                                                                               "snapshot", "train"],
+        "prepare": [],
+        "snapshot": ["prepare"],
+        "featurize": ["snapshot"],
+        "train": ["featurize"],
+        "evaluate": ["train"],
+        "promote": ["evaluate", "prepare"],
+        "record": ["featurize", "evaluate", "prepare", "promote", "snapshot", "train"],
     },
 }
 
 
 def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}, "DAG files failed to import:\n" + "\n".join(
-        f"{path}: {err}" for path, err in dagbag.import_errors.items())
+        f"{path}: {err}" for path, err in dagbag.import_errors.items()
+    )
 
 
 def test_expected_dags(dagbag):
@@ -47,4 +51,3 @@ def test_training_form_fields(dagbag):
     assert set(fields) <= set(params.keys())
     for name in fields:
         assert params.get_param(name).description, f"form field {name} needs a description"
-

@@ -23,8 +23,12 @@ def test_drift_dag_runs_on_validated_events_or_its_schedule(dagbag):
 def test_only_trigger_retrain_emits_drift_detected_and_training_listens(dagbag):
     from flywheel_provider.assets import DRIFT_DETECTED
 
-    emitters = {(dag_id, t.task_id) for dag_id, dag in dagbag.dags.items() for t in dag.tasks
-                if DRIFT_DETECTED.uri in {getattr(o, "uri", None) for o in t.outlets}}
+    emitters = {
+        (dag_id, t.task_id)
+        for dag_id, dag in dagbag.dags.items()
+        for t in dag.tasks
+        if DRIFT_DETECTED.uri in {getattr(o, "uri", None) for o in t.outlets}
+    }
     assert emitters == {("flywheel_drift", "trigger_retrain")}
     training = dagbag.dags["flywheel_training"]
     assert scheduled_uris(training) == {DRIFT_DETECTED.uri}

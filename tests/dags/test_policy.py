@@ -46,30 +46,42 @@ def policy_violations(dag) -> list[str]:
     problems: list[str] = []
     where = dag.dag_id
     if not dag.tags or "flywheel" not in dag.tags or len(dag.tags) < 2:
-        problems.append(f"{where}: tags={sorted(dag.tags or [])}; add tags=['flywheel', '<area>'] to @dag(...)")
+        problems.append(
+            f"{where}: tags={sorted(dag.tags or [])}; add tags=['flywheel', '<area>'] to @dag(...)"
+        )
     if not dag.doc_md or len(dag.doc_md.strip()) < 100:
-        problems.append(f"{where}: no Markdown docs; write a module docstring (what runs, when, the form's fields) "
-                        "and pass doc_md=__doc__ to @dag(...)")
+        problems.append(
+            f"{where}: no Markdown docs; write a module docstring (what runs, when, the form's fields) "
+            "and pass doc_md=__doc__ to @dag(...)"
+        )
     if dag.catchup:
         problems.append(f"{where}: catchup=True; set catchup=False and backfill explicitly (make backfill)")
     for task in dag.tasks:
         name = f"{where}.{task.task_id}"
         if task.retries < 2:
-            problems.append(f"{name}: retries={task.retries}; set default_args={{'retries': 2, ...}} in the DAG "
-                            "(a task that must not retry raises AirflowFailException instead)")
+            problems.append(
+                f"{name}: retries={task.retries}; set default_args={{'retries': 2, ...}} in the DAG "
+                "(a task that must not retry raises AirflowFailException instead)"
+            )
         if not task.owner or task.owner == "airflow":
             problems.append(f"{name}: owner={task.owner!r}; set default_args={{'owner': 'flywheel', ...}}")
         callbacks = task.on_failure_callback or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
         if not any(isinstance(c, FailureAlert) for c in callbacks):
-            problems.append(f"{name}: no failure alert; add 'on_failure_callback': notify_failure "
-                            "(from flywheel_provider.callbacks import notify_failure) to default_args")
+            problems.append(
+                f"{name}: no failure alert; add 'on_failure_callback': notify_failure "
+                "(from flywheel_provider.callbacks import notify_failure) to default_args"
+            )
     for key in dag.params.keys():
         if not getattr(dag.params.get_param(key), "description", None):
-            problems.append(f"{where}: form field {key!r} has no description; use Param(..., description='...')")
+            problems.append(
+                f"{where}: form field {key!r} has no description; use Param(..., description='...')"
+            )
     if dag.max_active_runs != 1:
-        problems.append(f"{where}: max_active_runs={dag.max_active_runs}; set max_active_runs=1 (runs share the "
-                        "DVC workspace and the lake's state manifests: one writer at a time)")
+        problems.append(
+            f"{where}: max_active_runs={dag.max_active_runs}; set max_active_runs=1 (runs share the "
+            "DVC workspace and the lake's state manifests: one writer at a time)"
+        )
     return problems
 
 
@@ -88,9 +100,19 @@ def parse_report(path: Path, env: dict[str, str] | None = None) -> dict:
         heavy = sorted(m for m in set(sys.modules) - before if m.split(".")[0] in {HEAVY!r})
         print(json.dumps({{"seconds": seconds, "heavy": heavy}}))
     """)
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT)]), **(env or {})}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
-                          env=environment, cwd=path.parent)
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT)]),
+        **(env or {}),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=environment,
+        cwd=path.parent,
+    )
     assert proc.returncode == 0, f"{path.name} failed to import:\n{proc.stderr[-3000:]}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -98,11 +120,15 @@ def parse_report(path: Path, env: dict[str, str] | None = None) -> dict:
 def parse_violations(path: Path, report: dict) -> list[str]:
     problems = []
     if report["heavy"]:
-        problems.append(f"{path.name} imports {report['heavy'][:5]} when parsed; move the import inside the task "
-                        "callable (or into plugins/ code that runs in the task)")
+        problems.append(
+            f"{path.name} imports {report['heavy'][:5]} when parsed; move the import inside the task "
+            "callable (or into plugins/ code that runs in the task)"
+        )
     if report["seconds"] > MAX_PARSE_SECONDS:
-        problems.append(f"{path.name} takes {report['seconds']:.2f} s to parse (limit {MAX_PARSE_SECONDS} s); no "
-                        "network, Variable.get, file scans or heavy imports at module level")
+        problems.append(
+            f"{path.name} takes {report['seconds']:.2f} s to parse (limit {MAX_PARSE_SECONDS} s); no "
+            "network, Variable.get, file scans or heavy imports at module level"
+        )
     return problems
 
 
@@ -111,8 +137,13 @@ def airflow_imports(folder: Path) -> list[str]:
     found = []
     for path in sorted(folder.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and node.level == 0
+                else []
+            )
             if any(n == "airflow" or n.startswith("airflow.") for n in names):
                 found.append(f"{path.relative_to(folder.parent)}:{node.lineno}")
     return found
@@ -138,8 +169,10 @@ def test_dag_file_parses_fast_without_heavy_imports(dag_file):
 
 def test_pipelines_never_import_airflow():
     offenders = airflow_imports(ROOT / "pipelines")
-    assert offenders == [], (f"pipelines/ must not import airflow: {offenders}; keep the logic Airflow-free "
-                             "and put the Airflow wiring in dags/ or plugins/flywheel_provider/")
+    assert offenders == [], (
+        f"pipelines/ must not import airflow: {offenders}; keep the logic Airflow-free "
+        "and put the Airflow wiring in dags/ or plugins/flywheel_provider/"
+    )
 
 
 # -- the policy catches the usual mistakes -------------------------------------------------------------
@@ -150,13 +183,25 @@ def test_policy_names_each_mistake_and_its_fix():
     from airflow.providers.standard.operators.empty import EmptyOperator
     from airflow.sdk import DAG, Param
 
-    with DAG("careless", schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=True,
-             max_active_runs=4, params={"window": Param(3, type="integer")}) as dag:
+    with DAG(
+        "careless",
+        schedule=None,
+        start_date=pendulum.datetime(2026, 1, 1),
+        catchup=True,
+        max_active_runs=4,
+        params={"window": Param(3, type="integer")},
+    ) as dag:
         EmptyOperator(task_id="write", retries=0)
     problems = "\n".join(policy_violations(dag))
-    for expected in ("add tags=['flywheel', '<area>']", "doc_md=__doc__", "set catchup=False",
-                     "careless.write: retries=0", "'on_failure_callback': notify_failure",
-                     "form field 'window' has no description", "set max_active_runs=1"):
+    for expected in (
+        "add tags=['flywheel', '<area>']",
+        "doc_md=__doc__",
+        "set catchup=False",
+        "careless.write: retries=0",
+        "'on_failure_callback': notify_failure",
+        "form field 'window' has no description",
+        "set max_active_runs=1",
+    ):
         assert expected in problems, f"{expected!r} not reported in:\n{problems}"
 
 

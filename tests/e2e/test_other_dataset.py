@@ -45,12 +45,21 @@ def write_sensor_readings(folder, rows: int, seed: int) -> None:
     with open(folder / "readings.jsonl", "w") as fh:
         for i in range(rows):
             taken_at = end - timedelta(minutes=int(rng.integers(1, 10 * 24 * 60)))
-            fh.write(json.dumps({
-                "reading_id": f"r{seed}-{i}", "taken_at": taken_at.isoformat().replace("+00:00", "Z"),
-                "temperature": round(float(temperature[i]), 2), "vibration": round(float(vibration[i]), 3),
-                "site": str(rng.choice(["north", "south", "east", "west"])), "firmware": str(firmware[i]),
-                "load_pct": int(load[i]) if i % 40 else None, "failed": int(failed[i]),
-            }) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "reading_id": f"r{seed}-{i}",
+                        "taken_at": taken_at.isoformat().replace("+00:00", "Z"),
+                        "temperature": round(float(temperature[i]), 2),
+                        "vibration": round(float(vibration[i]), 3),
+                        "site": str(rng.choice(["north", "south", "east", "west"])),
+                        "firmware": str(firmware[i]),
+                        "load_pct": int(load[i]) if i % 40 else None,
+                        "failed": int(failed[i]),
+                    }
+                )
+                + "\n"
+            )
 
 
 def test_sensor_dataset_through_the_whole_loop(dagbag, tmp_path, monkeypatch):
@@ -71,6 +80,7 @@ def test_sensor_dataset_through_the_whole_loop(dagbag, tmp_path, monkeypatch):
     import pandas as pd
 
     model = mlflow.pyfunc.load_model("models:/pump-failures@champion")
-    rows = pd.DataFrame([{"temperature": 99.0, "vibration": 6.0, "site": "north", "firmware": "v1",
-                          "load_pct": None}])
+    rows = pd.DataFrame(
+        [{"temperature": 99.0, "vibration": 6.0, "site": "north", "firmware": "v1", "load_pct": None}]
+    )
     assert 0.0 <= float(model.predict(rows)["probability"].iloc[0]) <= 1.0

@@ -62,8 +62,11 @@ def test_forced_promotion_needs_a_reason_and_is_recorded(dagbag, demo_install):
     assert run.state == "failed" and states["prepare"] == "failed"  # refused before any work
     assert report.latest(demo_install.settings(), "flywheel_training") is None
 
-    run, states = run_dag(dagbag, "flywheel_training",
-                          run_conf={"force_promote": True, "force_reason": "relabelled fraud cases", "epochs": 2})
+    run, states = run_dag(
+        dagbag,
+        "flywheel_training",
+        run_conf={"force_promote": True, "force_reason": "relabelled fraud cases", "epochs": 2},
+    )
     assert run.state == "success", states
     record = report.latest(demo_install.settings(), "flywheel_training")
     assert record["promotion"]["forced"] is True

@@ -39,8 +39,11 @@ def test_rejected_batch_never_reaches_training_and_champion_stays(dagbag, demo_i
     assert len(lake.read_frame(f"{landing[0]}/part-00000.parquet")) == 1000  # kept, not lost
     ingest = report.latest(settings, "flywheel_ingest")
     assert ingest["validate"]["verdict"] == "fail"
-    assert any("expect_column_values_to_be_between(amount)" in f
-               for p in ingest["validate"]["partitions"] for f in p["failed_expectations"])
+    assert any(
+        "expect_column_values_to_be_between(amount)" in f
+        for p in ingest["validate"]["partitions"]
+        for f in p["failed_expectations"]
+    )
 
     assert run_dag(dagbag, "flywheel_training")[0].state == "success"
     window = json.loads((settings.workspace / "data/snapshot/window.json").read_text())

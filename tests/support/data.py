@@ -74,28 +74,38 @@ SENSOR = {
     ],
 }
 EVENT_TIME_DTYPE = "datetime64[us, UTC]"
-VALIDATE = {"min_rows": 50, "mostly": 0.99, "max_null_fraction": 0.05,
-            "min_target_rate": 0.0, "max_target_rate": 0.5}
+VALIDATE = {
+    "min_rows": 50,
+    "mostly": 0.99,
+    "max_null_fraction": 0.05,
+    "min_target_rate": 0.0,
+    "max_target_rate": 0.5,
+}
 
 
 def sensor_params(storage_root: str | None = None, **validate_cfg) -> Params:
     """Params for the sensor schema, with optional validate overrides and a lake root."""
-    return parse_params({"schema": SENSOR, "validate": {**VALIDATE, **validate_cfg},
-                         "storage": {"root": storage_root}})
+    return parse_params(
+        {"schema": SENSOR, "validate": {**VALIDATE, **validate_cfg}, "storage": {"root": storage_root}}
+    )
 
 
 def sensor_frame(rows: int = 200, seed: int = 0) -> pd.DataFrame:
     """A clean landed batch of the sensor schema, typed as ingestion lands it."""
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "reading_id": [f"r{seed}-{i}" for i in range(rows)],
-        "read_at": pd.date_range("2024-05-01", periods=rows, freq="min", tz="UTC").astype(EVENT_TIME_DTYPE),
-        "alarm": (np.arange(rows) % 10 == 0).astype("int8"),
-        "temperature": rng.uniform(0, 100, rows),
-        "site": rng.choice(["a", "b", "c"], rows).astype(object),
-        "reading_count": pd.array(rng.integers(0, 1000, rows), dtype="Int64"),
-        "_origin": [f"sensor.jsonl:{i + 1}" for i in range(rows)],
-    })
+    return pd.DataFrame(
+        {
+            "reading_id": [f"r{seed}-{i}" for i in range(rows)],
+            "read_at": pd.date_range("2024-05-01", periods=rows, freq="min", tz="UTC").astype(
+                EVENT_TIME_DTYPE
+            ),
+            "alarm": (np.arange(rows) % 10 == 0).astype("int8"),
+            "temperature": rng.uniform(0, 100, rows),
+            "site": rng.choice(["a", "b", "c"], rows).astype(object),
+            "reading_count": pd.array(rng.integers(0, 1000, rows), dtype="Int64"),
+            "_origin": [f"sensor.jsonl:{i + 1}" for i in range(rows)],
+        }
+    )
 
 
 def training_data(n: int = 1500, seed: int = 0) -> tuple[TrainingData, Preprocessor]:

@@ -105,21 +105,32 @@ class LiveAirflow:
                 return run
             self.assert_alive()
             time.sleep(2)
-        pytest.fail(f"{dag_id} run {run_id} did not finish in {timeout:.0f} s; tasks: "
-                    f"{self.task_states(dag_id, run_id)}\n{self.log_tail()}")
+        pytest.fail(
+            f"{dag_id} run {run_id} did not finish in {timeout:.0f} s; tasks: "
+            f"{self.task_states(dag_id, run_id)}\n{self.log_tail()}"
+        )
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
         quoted = urllib.parse.quote(run_id, safe="")
-        _, body = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}/logs/"
-                                  f"{try_number}?full_content=true")
+        _, body = self.api(
+            "GET",
+            f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}/logs/"
+            f"{try_number}?full_content=true",
+        )
         return json.dumps(body)[-6000:]
 
     # -- command line and process ----------------------------------------------------------------
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         """Run ``airflow ...`` or ``flywheel ...`` against this installation."""
-        proc = subprocess.run([str(BIN / args[0]), *args[1:]], env=self.env, capture_output=True, text=True,
-                              timeout=timeout, cwd=ROOT)
+        proc = subprocess.run(
+            [str(BIN / args[0]), *args[1:]],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=ROOT,
+        )
         assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         return proc
 
@@ -146,33 +157,37 @@ def _params(tmp: Path) -> Path:
 
 
 def environment(tmp: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "FLYWHEEL", "MLFLOW_TRACKING"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "FLYWHEEL", "MLFLOW_TRACKING"))
+    }
     home = tmp / "home"
-    env.update({
-        "AIRFLOW_HOME": str(tmp / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "1",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",  # only the runs a test creates
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
-        "FLYWHEEL_HOME": str(home),
-        "FLYWHEEL_PARAMS": str(_params(tmp)),
-        "FLYWHEEL_PROJECT": str(ROOT),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
-        "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "false",
-        "GX_ANALYTICS_ENABLED": "false",
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT / "dags"), str(ROOT)]),
-        "PATH": os.pathsep.join([str(BIN), env.get("PATH", "")]),
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(tmp / "airflow"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "1",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",  # only the runs a test creates
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+            "FLYWHEEL_HOME": str(home),
+            "FLYWHEEL_PARAMS": str(_params(tmp)),
+            "FLYWHEEL_PROJECT": str(ROOT),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+            "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "false",
+            "GX_ANALYTICS_ENABLED": "false",
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT / "dags"), str(ROOT)]),
+            "PATH": os.pathsep.join([str(BIN), env.get("PATH", "")]),
+        }
+    )
     return env
 
 
@@ -180,10 +195,18 @@ def prepare_airflow(env: dict[str, str], airflow_home: Path) -> None:
     """Metadata DB, Flywheel's pools, and the deterministic login of ``make up``."""
     airflow_home.mkdir(parents=True)
     pools = airflow_home / "pools.json"
-    pools.write_text(json.dumps({"gpu": {"slots": 1, "description": "training", "include_deferred": False},
-                                 "dvc": {"slots": 1, "description": "DVC workspace", "include_deferred": False}}))
+    pools.write_text(
+        json.dumps(
+            {
+                "gpu": {"slots": 1, "description": "training", "include_deferred": False},
+                "dvc": {"slots": 1, "description": "DVC workspace", "include_deferred": False},
+            }
+        )
+    )
     for args in (["db", "migrate"], ["pools", "import", str(pools)]):
-        proc = subprocess.run([str(BIN / "airflow"), *args], env=env, capture_output=True, text=True, timeout=180)
+        proc = subprocess.run(
+            [str(BIN / "airflow"), *args], env=env, capture_output=True, text=True, timeout=180
+        )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (airflow_home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({USER: PASSWORD}))
 
@@ -191,10 +214,13 @@ def prepare_airflow(env: dict[str, str], airflow_home: Path) -> None:
 def prepare_events(env: dict[str, str], tmp: Path, today: datetime) -> subprocess.Popen:
     """Seeded demo events over the last days, ingested and validated (runs while Airflow starts)."""
     start = (today - timedelta(days=DAYS_OF_EVENTS)).date().isoformat()
-    script = (f"set -e; flywheel produce --out {tmp / 'events'} --rows 3000 --seed 11 --start {start} "
-              f"--end {today.date().isoformat()}; flywheel ingest --json; flywheel validate --json")
-    return subprocess.Popen(["bash", "-c", script], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    script = (
+        f"set -e; flywheel produce --out {tmp / 'events'} --rows 3000 --seed 11 --start {start} "
+        f"--end {today.date().isoformat()}; flywheel ingest --json; flywheel validate --json"
+    )
+    return subprocess.Popen(
+        ["bash", "-c", script], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def wait_until_ready(live: LiveAirflow, dag_ids: set[str], timeout: float = 180) -> None:

@@ -58,8 +58,13 @@ class SourceInstall:
     def settings(self):
         from pipelines.common.settings import Settings
 
-        return Settings.from_env({"FLYWHEEL_HOME": str(self.home), "FLYWHEEL_PARAMS": str(self.params_path),
-                                  "FLYWHEEL_PROJECT": str(ROOT)})
+        return Settings.from_env(
+            {
+                "FLYWHEEL_HOME": str(self.home),
+                "FLYWHEEL_PARAMS": str(self.params_path),
+                "FLYWHEEL_PROJECT": str(ROOT),
+            }
+        )
 
     def lake(self):
         from pipelines.common.lake import Lake
@@ -68,8 +73,14 @@ class SourceInstall:
 
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of a `flywheel` subprocess on this installation."""
-        return {**os.environ, "FLYWHEEL_HOME": str(self.home), "FLYWHEEL_PARAMS": str(self.params_path),
-                "FLYWHEEL_PROJECT": str(ROOT), "PYTHONPATH": str(ROOT), **extra}
+        return {
+            **os.environ,
+            "FLYWHEEL_HOME": str(self.home),
+            "FLYWHEEL_PARAMS": str(self.params_path),
+            "FLYWHEEL_PROJECT": str(ROOT),
+            "PYTHONPATH": str(ROOT),
+            **extra,
+        }
 
 
 def make_source_install(tmp_path: Path, **ingest: dict) -> SourceInstall:

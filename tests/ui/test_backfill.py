@@ -48,9 +48,21 @@ def test_backfill_three_dates_then_rerun_one_identically(live_airflow):
     live = live_airflow
     workspace = live.home / "workspace"
     days = [live.today - timedelta(days=n) for n in (5, 4, 3)]
-    live.cli("airflow", "backfill", "create", "--dag-id", DAG_ID,
-             "--from-date", days[0].date().isoformat(), "--to-date", (days[-1] + timedelta(hours=3)).isoformat(),
-             "--max-active-runs", "1", "--dag-run-conf", json.dumps({"window_days": 3, "epochs": 1}))
+    live.cli(
+        "airflow",
+        "backfill",
+        "create",
+        "--dag-id",
+        DAG_ID,
+        "--from-date",
+        days[0].date().isoformat(),
+        "--to-date",
+        (days[-1] + timedelta(hours=3)).isoformat(),
+        "--max-active-runs",
+        "1",
+        "--dag-run-conf",
+        json.dumps({"window_days": 3, "epochs": 1}),
+    )
 
     backfills = [r for r in live.runs(DAG_ID) if r["run_type"] == "backfill"]
     assert [r["logical_date"][:10] for r in backfills] == [d.date().isoformat() for d in days]
@@ -74,9 +86,11 @@ def test_backfill_three_dates_then_rerun_one_identically(live_airflow):
     middle = backfills[1]["dag_run_id"]
     first = report(live, middle)
     first_lock = lock_at(workspace, commit_of(workspace, middle))
-    status, body = live.api("POST", f"/api/v2/dags/{DAG_ID}/clearTaskInstances",
-                            {"dag_run_id": middle, "dry_run": False, "only_failed": False,
-                             "reset_dag_runs": True})
+    status, body = live.api(
+        "POST",
+        f"/api/v2/dags/{DAG_ID}/clearTaskInstances",
+        {"dag_run_id": middle, "dry_run": False, "only_failed": False, "reset_dag_runs": True},
+    )
     assert status == 200, body
     rerun_state = live.wait_for_run(DAG_ID, middle, timeout=240)
     assert rerun_state["state"] == "success", live.task_states(DAG_ID, middle)

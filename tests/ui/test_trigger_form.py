@@ -19,16 +19,27 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 # What works for root on these machines, without a screen and without outside network.
-CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--window-size=1400,1400"]
+CHROMIUM_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1400",
+]
 
 
 @pytest.fixture
 def browser():
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.fail(f"{CHROMIUM} and {CHROMEDRIVER} are needed: run `make browser` (Debian's chromium and "
-                    "chromium-driver; `make test` installs them first)")
+        pytest.fail(
+            f"{CHROMIUM} and {CHROMEDRIVER} are needed: run `make browser` (Debian's chromium and "
+            "chromium-driver; `make test` installs them first)"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -81,8 +92,10 @@ def click_trigger(driver, dialog) -> None:
 
     button = dialog.find_element(By.CSS_SELECTOR, "[data-testid='trigger-dag-submit']")
     driver.implicitly_wait(0)
-    wait_for(lambda: not driver.find_elements(By.CSS_SELECTOR, "[data-scope='toast'][data-state='open']"),
-             "the notification to close")
+    wait_for(
+        lambda: not driver.find_elements(By.CSS_SELECTOR, "[data-scope='toast'][data-state='open']"),
+        "the notification to close",
+    )
     driver.implicitly_wait(15)
     button.click()
 
@@ -128,7 +141,10 @@ def test_trigger_form_refuses_a_bad_value_then_runs_flywheel_training(live_airfl
 
     finished = live_airflow.wait_for_run(dag_id, run["dag_run_id"], timeout=240)
     states = live_airflow.task_states(dag_id, run["dag_run_id"])
-    assert finished["state"] == "success", (states, live_airflow.task_log(dag_id, run["dag_run_id"], "prepare"))
+    assert finished["state"] == "success", (
+        states,
+        live_airflow.task_log(dag_id, run["dag_run_id"], "prepare"),
+    )
     assert set(states.values()) == {"success"}
 
     browser.get(f"{live_airflow.url}/dags/{dag_id}/runs/{run['dag_run_id']}")

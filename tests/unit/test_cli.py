@@ -9,8 +9,19 @@ import yaml
 
 from pipelines import cli
 
-STAGES = ["produce", "ingest", "validate", "snapshot", "featurize", "train", "evaluate", "promote",
-          "init", "repro", "summary"]
+STAGES = [
+    "produce",
+    "ingest",
+    "validate",
+    "snapshot",
+    "featurize",
+    "train",
+    "evaluate",
+    "promote",
+    "init",
+    "repro",
+    "summary",
+]
 
 
 def last_json(capsys) -> dict:
@@ -34,8 +45,21 @@ def test_every_command_takes_json(command):
 
 
 def test_produce_ingest_validate_print_json_last(install, capsys):
-    assert cli.main(["produce", "--out", str(install / "events"), "--rows", "500",
-                     "--malformed-fraction", "0.02", "--json"]) == 0
+    assert (
+        cli.main(
+            [
+                "produce",
+                "--out",
+                str(install / "events"),
+                "--rows",
+                "500",
+                "--malformed-fraction",
+                "0.02",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert last_json(capsys)["rows"] == 500
     assert cli.main(["ingest", "--json"]) == 0
     landed = last_json(capsys)
@@ -75,8 +99,14 @@ def test_missing_source_folder_is_a_clear_error(install, capsys):
     assert str(install / "events") in last_json(capsys)["error"]
 
 
-@pytest.mark.parametrize("argv", [["produce", "--out", "x", "--covariate-drift", "2"],
-                                  ["snapshot", "--as-of", "yesterday"], ["repro", "--set", "epochs"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["produce", "--out", "x", "--covariate-drift", "2"],
+        ["snapshot", "--as-of", "yesterday"],
+        ["repro", "--set", "epochs"],
+    ],
+)
 def test_bad_arguments_are_refused(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(argv)

@@ -13,9 +13,18 @@ import re
 import pytest
 import yaml
 
-AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
-                    "airflow-worker", "airflow-worker-gpu", "airflow-init")
-INTERPOLATION = re.compile(r"(?<!\$)\$\{(\w+)[^}]*\}")  # ${VAR}, ${VAR:?message}; not $${VAR} (the container's)
+AIRFLOW_SERVICES = (
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+    "airflow-worker-gpu",
+    "airflow-init",
+)
+INTERPOLATION = re.compile(
+    r"(?<!\$)\$\{(\w+)[^}]*\}"
+)  # ${VAR}, ${VAR:?message}; not $${VAR} (the container's)
 
 
 def load(repo_root):
@@ -34,8 +43,12 @@ def services(compose):
 
 def one_shot(services) -> set[str]:
     """Jobs other services wait for with ``service_completed_successfully`` (migrations, buckets, topics)."""
-    return {name for s in services.values() for name, dep in (s.get("depends_on") or {}).items()
-            if dep.get("condition") == "service_completed_successfully"}
+    return {
+        name
+        for s in services.values()
+        for name, dep in (s.get("depends_on") or {}).items()
+        if dep.get("condition") == "service_completed_successfully"
+    }
 
 
 def command_text(service) -> str:
@@ -44,15 +57,19 @@ def command_text(service) -> str:
 
 
 def test_compose_parses_and_services_are_healthchecked_and_pinned(services):
-    assert {"postgres", "redis", "kafka", "minio", "mlflow", "statsd-exporter", *AIRFLOW_SERVICES} <= set(services)
+    assert {"postgres", "redis", "kafka", "minio", "mlflow", "statsd-exporter", *AIRFLOW_SERVICES} <= set(
+        services
+    )
     jobs = one_shot(services)
     for name, service in services.items():
         image = service.get("image", "")
         assert re.search(r":[\w.-]+$", image) and not image.endswith(":latest"), f"{name}: pin the image tag"
         if name in jobs:
-            assert service.get("restart") == "no", f"{name} is a one-shot job: set restart: \"no\""
+            assert service.get("restart") == "no", f'{name} is a one-shot job: set restart: "no"'
         else:
-            assert "healthcheck" in service and service["healthcheck"].get("test"), f"service {name} needs a healthcheck"
+            assert "healthcheck" in service and service["healthcheck"].get("test"), (
+                f"service {name} needs a healthcheck"
+            )
 
 
 def test_depends_on_waits_for_health_or_completion(services):
@@ -62,9 +79,12 @@ def test_depends_on_waits_for_health_or_completion(services):
             assert dep in services, f"{name} depends on an unknown service {dep}"
             condition = spec.get("condition")
             assert condition in ("service_healthy", "service_completed_successfully"), (
-                f"{name} → {dep}: use condition service_healthy (or service_completed_successfully for a job)")
+                f"{name} → {dep}: use condition service_healthy (or service_completed_successfully for a job)"
+            )
             if condition == "service_healthy":
-                assert "healthcheck" in services[dep], f"{name} waits for {dep} to be healthy: give it a healthcheck"
+                assert "healthcheck" in services[dep], (
+                    f"{name} waits for {dep} to be healthy: give it a healthcheck"
+                )
             else:
                 assert dep in jobs
     for name in AIRFLOW_SERVICES:
@@ -77,8 +97,11 @@ def test_depends_on_waits_for_health_or_completion(services):
 def test_compose_holds_no_secrets_and_every_variable_is_in_the_example(repo_root):
     text = (repo_root / "docker-compose.yml").read_text()
     literal = INTERPOLATION.sub("", text).replace("$${", "${")
-    leaks = re.findall(r"(?im)^[ \t-]*[\w.-]*(?:password|passwd|secret|token|_key)\w*[ \t]*[:=][ \t]*[\"']?"
-                       r"([^\s\"'$][^\s\"']*)", literal)
+    leaks = re.findall(
+        r"(?im)^[ \t-]*[\w.-]*(?:password|passwd|secret|token|_key)\w*[ \t]*[:=][ \t]*[\"']?"
+        r"([^\s\"'$][^\s\"']*)",
+        literal,
+    )
     assert leaks == [], f"secret-looking literals in docker-compose.yml: {leaks}; use ${{VAR}} from .env"
     used = set(INTERPOLATION.findall(text))
     example = (repo_root / ".env.example").read_text()
@@ -86,10 +109,20 @@ def test_compose_holds_no_secrets_and_every_variable_is_in_the_example(repo_root
     assert used <= defined, f"add {sorted(used - defined)} to .env.example"
     assert defined <= used, f"{sorted(defined - used)} in .env.example are not used by docker-compose.yml"
     assert all(line.endswith("=") for line in example.splitlines() if re.match(r"^\w+=", line)), (
-        ".env.example must hold no usable values")
-    for secret in ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "MINIO_ROOT_PASSWORD", "AIRFLOW_FERNET_KEY",
-                   "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY", "AIRFLOW_ADMIN_PASSWORD"):
-        assert re.search(rf"\$\{{{secret}:\?", text), f"require {secret} with ${{{secret}:?...}}: no silent empty value"
+        ".env.example must hold no usable values"
+    )
+    for secret in (
+        "POSTGRES_PASSWORD",
+        "REDIS_PASSWORD",
+        "MINIO_ROOT_PASSWORD",
+        "AIRFLOW_FERNET_KEY",
+        "AIRFLOW_JWT_SECRET",
+        "AIRFLOW_API_SECRET_KEY",
+        "AIRFLOW_ADMIN_PASSWORD",
+    ):
+        assert re.search(rf"\$\{{{secret}:\?", text), (
+            f"require {secret} with ${{{secret}:?...}}: no silent empty value"
+        )
 
 
 def test_airflow_services_share_one_configuration(repo_root, services):
@@ -97,7 +130,9 @@ def test_airflow_services_share_one_configuration(repo_root, services):
     assert re.search(r"^x-airflow-common: &airflow-common$", text, flags=re.M)
     blocks = re.split(r"(?m)^  (?=[\w-]+:\s*(?:#.*)?$)", text.split("\nservices:\n", 1)[1])
     merged = {b.split(":", 1)[0] for b in blocks if "<<: *airflow-common" in b}
-    assert set(AIRFLOW_SERVICES) <= merged, f"{sorted(set(AIRFLOW_SERVICES) - merged)}: add <<: *airflow-common"
+    assert set(AIRFLOW_SERVICES) <= merged, (
+        f"{sorted(set(AIRFLOW_SERVICES) - merged)}: add <<: *airflow-common"
+    )
     reference = services["airflow-scheduler"]["environment"]
     for name in AIRFLOW_SERVICES:
         env = services[name]["environment"]
@@ -111,14 +146,23 @@ def test_airflow_runs_celery_behind_authentication_with_statsd(services):
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert env["AIRFLOW__CORE__AUTH_MANAGER"].endswith("fab_auth_manager.FabAuthManager")
     assert not any("ALL_ADMINS" in key for key in env), "the API must ask for a login"
-    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://") and "@redis:" in env["AIRFLOW__CELERY__BROKER_URL"]
+    assert (
+        env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
+        and "@redis:" in env["AIRFLOW__CELERY__BROKER_URL"]
+    )
     assert "@postgres:5432/airflow" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     assert env["AIRFLOW__METRICS__STATSD_ON"] == "True"
     assert env["AIRFLOW__METRICS__STATSD_HOST"] in services
-    assert "--statsd.listen-udp=:" + env["AIRFLOW__METRICS__STATSD_PORT"] in command_text(services["statsd-exporter"])
-    for name, role in (("airflow-apiserver", "api-server"), ("airflow-scheduler", "scheduler"),
-                       ("airflow-dag-processor", "dag-processor"), ("airflow-triggerer", "triggerer"),
-                       ("airflow-worker", "celery worker")):
+    assert "--statsd.listen-udp=:" + env["AIRFLOW__METRICS__STATSD_PORT"] in command_text(
+        services["statsd-exporter"]
+    )
+    for name, role in (
+        ("airflow-apiserver", "api-server"),
+        ("airflow-scheduler", "scheduler"),
+        ("airflow-dag-processor", "dag-processor"),
+        ("airflow-triggerer", "triggerer"),
+        ("airflow-worker", "celery worker"),
+    ):
         assert role in command_text(services[name]), f"{name} should run `airflow {role}`"
 
 
@@ -142,14 +186,20 @@ def test_minio_buckets_hold_mlflow_artifacts_and_the_dvc_remote(services):
     script = command_text(services["minio-init"])
     buckets = set(re.findall(r"local/([\w.-]+)", script.split("mc mb", 1)[1]))
     mlflow_env = services["mlflow"]["environment"]
-    assert mlflow_env["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql") and "@postgres:5432/mlflow" in (
-        mlflow_env["MLFLOW_BACKEND_STORE_URI"])
+    assert (
+        mlflow_env["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql")
+        and "@postgres:5432/mlflow" in (mlflow_env["MLFLOW_BACKEND_STORE_URI"])
+    )
     artifacts = mlflow_env["MLFLOW_ARTIFACTS_DESTINATION"]
     remote = services["airflow-scheduler"]["environment"]["FLYWHEEL_DVC_REMOTE"]
     for url in (artifacts, remote):
-        assert url.startswith("s3://") and url[5:].split("/")[0] in buckets, f"{url}: create its bucket in minio-init"
+        assert url.startswith("s3://") and url[5:].split("/")[0] in buckets, (
+            f"{url}: create its bucket in minio-init"
+        )
     assert mlflow_env["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
-    assert "mlflow" in mlflow_env["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")  # the workers call it by that name
+    assert "mlflow" in mlflow_env["MLFLOW_SERVER_ALLOWED_HOSTS"].split(
+        ","
+    )  # the workers call it by that name
 
 
 def test_state_lives_in_named_volumes_and_mounted_files_exist(repo_root, compose, services):
@@ -158,11 +208,17 @@ def test_state_lives_in_named_volumes_and_mounted_files_exist(repo_root, compose
         for volume in service.get("volumes") or []:
             source = volume.split(":", 1)[0]
             if source.startswith((".", "/")):
-                assert (repo_root / source).exists(), f"{name} mounts {source}, which is not in the repository"
+                assert (repo_root / source).exists(), (
+                    f"{name} mounts {source}, which is not in the repository"
+                )
             else:
                 assert source in declared, f"{name} uses volume {source}: declare it under volumes:"
-    for name, path in (("postgres", "/var/lib/postgresql/data"), ("kafka", "/var/lib/kafka/data"),
-                       ("minio", "/data"), ("airflow-scheduler", "/var/lib/flywheel")):
+    for name, path in (
+        ("postgres", "/var/lib/postgresql/data"),
+        ("kafka", "/var/lib/kafka/data"),
+        ("minio", "/data"),
+        ("airflow-scheduler", "/var/lib/flywheel"),
+    ):
         assert any(v.endswith(":" + path) and not v.startswith(".") for v in services[name]["volumes"]), name
     assert (repo_root / "docker" / "airflow-init.sh").exists()
 

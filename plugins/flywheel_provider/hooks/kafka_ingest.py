@@ -39,11 +39,16 @@ class KafkaIngestHook(BaseHook):
         try:
             conn = self.get_connection(self.kafka_conn_id)
         except Exception:  # no such Connection: the environment decides
-            log.info("no Connection %r; Kafka brokers from the environment: %s", self.kafka_conn_id,
-                     env.bootstrap_servers)
+            log.info(
+                "no Connection %r; Kafka brokers from the environment: %s",
+                self.kafka_conn_id,
+                env.bootstrap_servers,
+            )
             return env
         extra = conn.extra_dejson
-        servers = extra.get("bootstrap_servers") or (f"{conn.host}:{conn.port or 9092}" if conn.host else None)
+        servers = extra.get("bootstrap_servers") or (
+            f"{conn.host}:{conn.port or 9092}" if conn.host else None
+        )
         options = {k: v for k, v in extra.items() if k in KAFKA_OPTIONS}
         if conn.login:
             options.setdefault("sasl_plain_username", conn.login)

@@ -72,8 +72,14 @@ class MlflowRegistryHook(BaseHook):
 
         return registry.rollback(self.params(), self.settings(), reason)
 
-    def promote(self, workspace: Path | None = None, *, force: bool = False, force_reason: str | None = None,
-                trigger: str = "manual") -> dict[str, Any]:
+    def promote(
+        self,
+        workspace: Path | None = None,
+        *,
+        force: bool = False,
+        force_reason: str | None = None,
+        trigger: str = "manual",
+    ) -> dict[str, Any]:
         """Register the workspace's model and let the evaluation gate decide on ``champion``."""
         from pipelines.common.config import load_params
         from pipelines.promote import stage as promote
@@ -81,4 +87,6 @@ class MlflowRegistryHook(BaseHook):
         settings = self.settings()
         workspace = workspace or settings.workspace
         params = load_params(workspace / "params.yaml")
-        return promote.run(params, settings, workspace, force=force, force_reason=force_reason, trigger=trigger)
+        return promote.run(
+            params, settings, workspace, force=force, force_reason=force_reason, trigger=trigger
+        )

@@ -37,7 +37,9 @@ class S3IngestHook(BaseHook):
         try:
             conn = self.get_connection(self.aws_conn_id)
         except Exception:  # no such Connection: the environment decides
-            log.info("no Connection %r; S3 endpoint from the environment: %s", self.aws_conn_id, env.describe())
+            log.info(
+                "no Connection %r; S3 endpoint from the environment: %s", self.aws_conn_id, env.describe()
+            )
             return env
         extra = conn.extra_dejson
         return S3Endpoint(

@@ -25,8 +25,14 @@ class MlflowRegistryOperator(BaseOperator):
     template_fields: Sequence[str] = ("action", "reason")
     ui_color = "#0194e2"
 
-    def __init__(self, *, action: str, reason: str = "",
-                 mlflow_conn_id: str = MlflowRegistryHook.default_conn_name, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        action: str,
+        reason: str = "",
+        mlflow_conn_id: str = MlflowRegistryHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.action = action
         self.reason = reason

@@ -25,8 +25,12 @@ def install(tmp_path, monkeypatch):
     home = tmp_path / "home"
     params_path = tmp_path / "params.yaml"
     params_path.write_text((ROOT / "params.yaml").read_text())
-    for key, value in {"FLYWHEEL_HOME": str(home), "FLYWHEEL_PARAMS": str(params_path),
-                       "FLYWHEEL_PROJECT": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}"}.items():
+    for key, value in {
+        "FLYWHEEL_HOME": str(home),
+        "FLYWHEEL_PARAMS": str(params_path),
+        "FLYWHEEL_PROJECT": str(ROOT),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+    }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("FLYWHEEL_DVC_REMOTE", raising=False)
     home.mkdir()
@@ -74,7 +78,9 @@ def test_split_md5_from_dvc_add_finds_train_parquet_in_the_cache_and_the_remote(
 
     settings.dvc_remote.mkdir(parents=True)
     dvc(ws, "push", "-q")
-    subprocess.run(["rm", "-rf", str(ws / ".dvc" / "cache")], check=True)  # as after `dvc gc` or a fresh clone
+    subprocess.run(
+        ["rm", "-rf", str(ws / ".dvc" / "cache")], check=True
+    )  # as after `dvc gc` or a fresh clone
     frame, source = load_split(content_roots(settings), md5)
     assert frame.equals(rows) and source.startswith(str(settings.dvc_remote))
 
@@ -101,7 +107,9 @@ def test_lost_reference_data_names_what_was_tried(install):
 
     params, settings = install
     champion_with_tags(settings, params.promote.model_name, {"flywheel.dvc.split_md5": "ab" * 16 + ".dir"})
-    with pytest.raises(ReferenceNotFound, match=r"in neither the cache nor the remote; tried \[.*\.dvc/cache"):
+    with pytest.raises(
+        ReferenceNotFound, match=r"in neither the cache nor the remote; tried \[.*\.dvc/cache"
+    ):
         find_reference(params, settings)
 
 

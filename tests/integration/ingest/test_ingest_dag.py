@@ -18,26 +18,34 @@ def validated_events() -> list[dict]:
     from sqlalchemy import select
 
     with settings.Session() as session:
-        rows = session.scalars(select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-                               .where(AssetModel.uri == VALIDATED_EVENTS.uri)).all()
+        rows = session.scalars(
+            select(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.uri == VALIDATED_EVENTS.uri)
+        ).all()
         return [{"extra": dict(e.extra or {}), "source_run_id": e.source_run_id} for e in rows]
 
 
-def test_the_ingest_dag_drains_kafka_and_publishes_the_counts(dagbag, kafka_broker, tmp_path, request,
-                                                             monkeypatch):
+def test_the_ingest_dag_drains_kafka_and_publishes_the_counts(
+    dagbag, kafka_broker, tmp_path, request, monkeypatch
+):
     from pipelines.demo import publish
     from pipelines.report import summary as report
 
     topic = unique_topic(request)
     sent = publish.to_kafka(topic, kafka_broker.endpoint(), rows=3000, seed=51, malformed_fraction=0.01)
-    install = make_source_install(tmp_path, kafka={"topics": [topic], "group_id": f"g-{topic}",
-                                                   "session_timeout_ms": SESSION_TIMEOUT_MS})
+    install = make_source_install(
+        tmp_path,
+        kafka={"topics": [topic], "group_id": f"g-{topic}", "session_timeout_ms": SESSION_TIMEOUT_MS},
+    )
     assert install.params().ingest.sources == ("files",)  # the run's param decides, not params.yaml
     for key, value in install.env().items():
         if key.startswith("FLYWHEEL_"):
             monkeypatch.setenv(key, value)
     host, port = kafka_broker.bootstrap.split(":")
-    monkeypatch.setenv("AIRFLOW_CONN_FLYWHEEL_KAFKA", f'{{"conn_type": "generic", "host": "{host}", "port": {port}}}')
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_FLYWHEEL_KAFKA", f'{{"conn_type": "generic", "host": "{host}", "port": {port}}}'
+    )
     monkeypatch.delenv("FLYWHEEL_KAFKA_BOOTSTRAP", raising=False)
     before = len(validated_events())
 
@@ -49,8 +57,12 @@ def test_the_ingest_dag_drains_kafka_and_publishes_the_counts(dagbag, kafka_brok
     assert landed["quarantined"] == sent["malformed"] and landed["landed"] == 3000 - sent["malformed"]
     events = validated_events()
     assert len(events) == before + 1
-    assert events[-1]["extra"] == {"landed": landed["landed"], "quarantined": sent["malformed"],
-                                   "validated_rows": landed["landed"], "verdict": "pass"}
+    assert events[-1]["extra"] == {
+        "landed": landed["landed"],
+        "quarantined": sent["malformed"],
+        "validated_rows": landed["landed"],
+        "verdict": "pass",
+    }
 
     publish.to_kafka(topic, kafka_broker.endpoint(), rows=3000, seed=51, malformed_fraction=0.01)  # again
     run, states = run_dag(dagbag, "flywheel_ingest", run_conf={"sources": ["kafka"]})

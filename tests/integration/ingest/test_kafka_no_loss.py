@@ -34,9 +34,13 @@ KILLS = 9
 
 
 def ingest_process(install, broker, run_id: str) -> subprocess.Popen:
-    return subprocess.Popen(flywheel_cli("ingest", "--source", "kafka", "--run-id", run_id, "--json"),
-                            env=install.env(FLYWHEEL_KAFKA_BOOTSTRAP=broker.bootstrap),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        flywheel_cli("ingest", "--source", "kafka", "--run-id", run_id, "--json"),
+        env=install.env(FLYWHEEL_KAFKA_BOOTSTRAP=broker.bootstrap),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_kill_9_at_random_points_loses_nothing_and_duplicates_nothing(broker, tmp_path, request):
@@ -45,9 +49,19 @@ def test_kill_9_at_random_points_loses_nothing_and_duplicates_nothing(broker, tm
 
     topic = unique_topic(request, "noloss")
     sent = publish.to_kafka(topic, broker.endpoint(), rows=MESSAGES, seed=31, malformed_fraction=0.01)
-    install = make_source_install(tmp_path, sources=["kafka"], kafka={
-        "topics": [topic], "group_id": f"g-{topic}", "session_timeout_ms": SESSION_TIMEOUT_MS,
-        "max_records": 12_000, "chunk_rows": 3000, "poll_records": 1000, "idle_timeout_s": 30})
+    install = make_source_install(
+        tmp_path,
+        sources=["kafka"],
+        kafka={
+            "topics": [topic],
+            "group_id": f"g-{topic}",
+            "session_timeout_ms": SESSION_TIMEOUT_MS,
+            "max_records": 12_000,
+            "chunk_rows": 3000,
+            "poll_records": 1000,
+            "idle_timeout_s": 30,
+        },
+    )
     rng = random.Random(7)
 
     kills, finished, run_id, points = 0, 0, "run-0", []
@@ -85,9 +99,11 @@ def test_kill_9_at_random_points_loses_nothing_and_duplicates_nothing(broker, tm
     expected = {f"{topic}:{p}:{o}" for p, end in end_offsets(broker, topic).items() for o in range(end)}
     assert offsets == expected  # every offset of every partition landed or quarantined: nothing lost
 
-    print(f"{kills} kills at {points}, {finished} runs finished before their kill, "
-          f"{len(lake.complete_partitions('landing'))} landing partitions, "
-          f"{len(landed) - landed['transaction_id'].nunique()} events landed twice (crash after the manifest)")
+    print(
+        f"{kills} kills at {points}, {finished} runs finished before their kill, "
+        f"{len(lake.complete_partitions('landing'))} landing partitions, "
+        f"{len(landed) - landed['transaction_id'].nunique()} events landed twice (crash after the manifest)"
+    )
     validated = pd.concat([lake.read_partition(p) for p in lake.complete_partitions("validated")])
     assert validated["transaction_id"].is_unique  # nothing twice
     good = MESSAGES - sent["malformed"]
@@ -127,8 +143,15 @@ def check_every_partition_adds_up(lake) -> tuple[pd.DataFrame, list[dict]]:
         frame = lake.read_partition(partition)
         assert len(frame) == counts["landed"]
         quarantine = partition.replace("/landing/", "/quarantine/")
-        lines = [json.loads(line) for part in lake.part_files(quarantine, ".jsonl")
-                 for line in lake.fs.cat_file(part).decode().splitlines()] if counts["quarantined"] else []
+        lines = (
+            [
+                json.loads(line)
+                for part in lake.part_files(quarantine, ".jsonl")
+                for line in lake.fs.cat_file(part).decode().splitlines()
+            ]
+            if counts["quarantined"]
+            else []
+        )
         assert len(lines) == counts["quarantined"]
         frames.append(frame)
         entries += lines
@@ -139,8 +162,9 @@ def end_offsets(broker, topic: str) -> dict[int, int]:
     """The true end of each partition: one past the last offset a plain consumer reads."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
-                             auto_offset_reset="earliest")
+    consumer = KafkaConsumer(
+        bootstrap_servers=broker.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
         consumer.assign(partitions)

@@ -13,8 +13,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def kafka_install(tmp_path, topic: str, **kafka):
-    cfg = {"topics": [topic], "group_id": f"g-{topic}", "session_timeout_ms": SESSION_TIMEOUT_MS,
-           "idle_timeout_s": 20, **kafka}
+    cfg = {
+        "topics": [topic],
+        "group_id": f"g-{topic}",
+        "session_timeout_ms": SESSION_TIMEOUT_MS,
+        "idle_timeout_s": 20,
+        **kafka,
+    }
     return make_source_install(tmp_path, sources=["kafka"], kafka=cfg)
 
 
@@ -41,7 +46,9 @@ def validated_keys(install) -> pd.Series:
 
 
 @pytest.mark.parametrize("workers", [0, 1])
-def test_a_backlog_lands_in_chunks_with_a_manifest_and_offsets_are_committed(broker, tmp_path, request, workers):
+def test_a_backlog_lands_in_chunks_with_a_manifest_and_offsets_are_committed(
+    broker, tmp_path, request, workers
+):
     from pipelines.demo import publish
     from pipelines.ingest import kafka
 
@@ -55,13 +62,20 @@ def test_a_backlog_lands_in_chunks_with_a_manifest_and_offsets_are_committed(bro
     assert summary["quarantined"] == sent["malformed"] and summary["parts"] >= 4
     lake = install.lake()
     manifest = lake.read_json(f"{summary['landing_partition']}/_manifest.json")
-    assert manifest["counts"] == {"consumed": 9000, "landed": summary["landed"], "quarantined": sent["malformed"]}
+    assert manifest["counts"] == {
+        "consumed": 9000,
+        "landed": summary["landed"],
+        "quarantined": sent["malformed"],
+    }
     assert len(lake.read_partition(summary["landing_partition"])) == summary["landed"]
     ends = {o["partition"]: o["next"] for o in manifest["offsets"]}
     assert sum(o["consumed"] for o in manifest["offsets"]) == 9000
     assert committed(broker, topic, f"g-{topic}") == ends
-    lines = [json.loads(line) for part in lake.part_files(summary["quarantine_partition"], ".jsonl")
-             for line in lake.fs.cat_file(part).decode().splitlines()]
+    lines = [
+        json.loads(line)
+        for part in lake.part_files(summary["quarantine_partition"], ".jsonl")
+        for line in lake.fs.cat_file(part).decode().splitlines()
+    ]
     assert len(lines) == sent["malformed"]
     assert {"topic", "partition", "offset", "raw", "raw_base64", "reason", "origin"} <= set(lines[0])
 
@@ -77,16 +91,19 @@ def test_max_records_bounds_a_run_and_the_next_run_continues(broker, tmp_path, r
     publish.to_kafka(topic, broker.endpoint(), rows=5000, seed=12)
     install = kafka_install(tmp_path, topic, max_records=2000, poll_records=500, chunk_rows=1000)
 
-    counts = [kafka.run(install.params(), install.settings(), f"run-{i}", broker.endpoint())["consumed"]
-              for i in range(4)]
+    counts = [
+        kafka.run(install.params(), install.settings(), f"run-{i}", broker.endpoint())["consumed"]
+        for i in range(4)
+    ]
 
     assert counts == [2000, 2000, 1000, 0]
     keys = landed_keys(install)
     assert len(keys) == 5000 and keys.is_unique
 
 
-def test_a_crash_between_writing_and_committing_never_duplicates_validated_events(broker, tmp_path, request,
-                                                                                  monkeypatch):
+def test_a_crash_between_writing_and_committing_never_duplicates_validated_events(
+    broker, tmp_path, request, monkeypatch
+):
     from pipelines.demo import publish
     from pipelines.ingest import kafka
     from pipelines.validate import stage as validate
@@ -136,8 +153,9 @@ def test_a_retry_of_a_complete_run_only_finishes_its_commit(broker, tmp_path, re
     assert kafka.run(install.params(), install.settings(), "run-2", broker.endpoint())["consumed"] == 0
 
 
-def test_an_interrupted_run_leaves_nothing_visible_and_its_retry_rewrites_it(broker, tmp_path, request,
-                                                                            monkeypatch):
+def test_an_interrupted_run_leaves_nothing_visible_and_its_retry_rewrites_it(
+    broker, tmp_path, request, monkeypatch
+):
     from pipelines.demo import publish
     from pipelines.ingest import kafka
 

@@ -12,9 +12,18 @@ from tests.support.sources import SESSION_TIMEOUT_MS, make_source_install, uniqu
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-GOOD = {"transaction_id": "k", "event_time": "2026-01-05T10:00:00.000Z", "amount": 12.5,
-        "merchant_category": "grocery", "country": "US", "device": "pos", "hour_of_day": 10,
-        "customer_age": 41, "account_tenure_days": 300, "is_fraud": 0}
+GOOD = {
+    "transaction_id": "k",
+    "event_time": "2026-01-05T10:00:00.000Z",
+    "amount": 12.5,
+    "merchant_category": "grocery",
+    "country": "US",
+    "device": "pos",
+    "hour_of_day": 10,
+    "customer_age": 41,
+    "account_tenure_days": 300,
+    "is_fraud": 0,
+}
 
 
 def good(key: str, **changes) -> bytes:
@@ -47,21 +56,41 @@ CORPUS = [
     ("missing_label", without("m-missing-label", "is_fraud"), "missing required field 'is_fraud'"),
     ("null_key", good("x", transaction_id=None), "null key 'transaction_id'"),
     ("missing_key", without("x", "transaction_id"), "null key 'transaction_id'"),
-    ("object_key", good("x", transaction_id={"id": 1}), "field 'transaction_id' = {'id': 1}: expected a string"),
+    (
+        "object_key",
+        good("x", transaction_id={"id": 1}),
+        "field 'transaction_id' = {'id': 1}: expected a string",
+    ),
     ("wrong_type", good("m-wrong-type", amount="abc"), "field 'amount' = 'abc': expected a number"),
     ("bool_amount", good("m-bool", amount=True), "field 'amount' = True: expected a number"),
     ("nan", raw("m-nan", "amount", "NaN"), "field 'amount' = nan: expected a finite number"),
     ("infinity", raw("m-inf", "amount", "-Infinity"), "field 'amount' = -inf: expected a finite number"),
     ("overflow", raw("m-overflow", "amount", "1e400"), "field 'amount' = inf: expected a finite number"),
-    ("bad_time", good("m-bad-time", event_time="not-a-timestamp"), "field 'event_time' = 'not-a-timestamp': expected"),
-    ("ancient_time", good("m-ancient", event_time="1970-01-01T00:00:00Z"), "field 'event_time' = '1970-01-01T00:00:00Z': outside"),
-    ("future_time", good("m-future", event_time="2200-01-01T00:00:00Z"), "field 'event_time' = '2200-01-01T00:00:00Z': outside"),
+    (
+        "bad_time",
+        good("m-bad-time", event_time="not-a-timestamp"),
+        "field 'event_time' = 'not-a-timestamp': expected",
+    ),
+    (
+        "ancient_time",
+        good("m-ancient", event_time="1970-01-01T00:00:00Z"),
+        "field 'event_time' = '1970-01-01T00:00:00Z': outside",
+    ),
+    (
+        "future_time",
+        good("m-future", event_time="2200-01-01T00:00:00Z"),
+        "field 'event_time' = '2200-01-01T00:00:00Z': outside",
+    ),
     ("bool_time", good("m-bool-time", event_time=True), "field 'event_time' = True: expected an ISO-8601"),
     ("float_hour", good("m-float-hour", hour_of_day=3.5), "field 'hour_of_day' = 3.5: expected an integer"),
     ("numeric_category", good("m-num-cat", device=7), "field 'device' = 7: expected a string category"),
     ("bad_label", good("m-label", is_fraud=2), "field 'is_fraud' = 2: expected 0/1"),
     ("oversized", good("m-oversized", note="x" * 70_000), "oversized record: "),
-    ("lone_surrogate", good("m-surrogate").replace(b'"grocery"', b'"gro\\ud800cery"'), "not UTF-8: a \\u escape"),
+    (
+        "lone_surrogate",
+        good("m-surrogate").replace(b'"grocery"', b'"gro\\ud800cery"'),
+        "not UTF-8: a \\u escape",
+    ),
     ("control_char", good("m-control").replace(b'"grocery"', b'"gro\tcery"'), "not JSON: Invalid control"),
     ("trailing_garbage", good("m-trailing") + b" xyz", "not JSON: Extra data"),
     ("two_objects", good("m-two-a") + good("m-two-b"), "not JSON: Extra data"),
@@ -70,7 +99,9 @@ CORPUS = [
 ]
 
 
-def test_every_malformed_kind_is_quarantined_with_its_reason_and_good_ones_land(kafka_broker, tmp_path, request):
+def test_every_malformed_kind_is_quarantined_with_its_reason_and_good_ones_land(
+    kafka_broker, tmp_path, request
+):
     from pipelines.demo import publish
     from pipelines.ingest import kafka
 
@@ -81,8 +112,11 @@ def test_every_malformed_kind_is_quarantined_with_its_reason_and_good_ones_land(
         expected[3 * i + 1] = (kind, value, reason)
     topic = unique_topic(request)
     publish.send(topic, keys, values, kafka_broker.endpoint(), partitions=1)  # one partition: offsets = order
-    install = make_source_install(tmp_path, sources=["kafka"], kafka={
-        "topics": [topic], "group_id": f"g-{topic}", "session_timeout_ms": SESSION_TIMEOUT_MS})
+    install = make_source_install(
+        tmp_path,
+        sources=["kafka"],
+        kafka={"topics": [topic], "group_id": f"g-{topic}", "session_timeout_ms": SESSION_TIMEOUT_MS},
+    )
 
     summary = kafka.run(install.params(), install.settings(), "corpus", kafka_broker.endpoint())
 
@@ -90,15 +124,22 @@ def test_every_malformed_kind_is_quarantined_with_its_reason_and_good_ones_land(
     assert summary["consumed"] == 3 * len(CORPUS) == summary["landed"] + summary["quarantined"]
     assert summary["quarantined"] == len(CORPUS) and summary["landed"] == 2 * len(CORPUS)
     lake = install.lake()
-    entries = {e["offset"]: e for part in lake.part_files(summary["quarantine_partition"], ".jsonl")
-               for e in map(json.loads, lake.fs.cat_file(part).decode().splitlines())}
+    entries = {
+        e["offset"]: e
+        for part in lake.part_files(summary["quarantine_partition"], ".jsonl")
+        for e in map(json.loads, lake.fs.cat_file(part).decode().splitlines())
+    }
     assert set(entries) == set(expected)
     for offset, (kind, value, reason) in expected.items():
         entry = entries[offset]
         assert entry["reason"].startswith(reason), (kind, entry["reason"])
-        assert entry["topic"] == topic and entry["partition"] == 0 and entry["origin"] == f"{topic}:0:{offset}"
+        assert (
+            entry["topic"] == topic and entry["partition"] == 0 and entry["origin"] == f"{topic}:0:{offset}"
+        )
         assert entry["raw_base64"] == (None if value is None else base64.b64encode(value).decode()), kind
         assert base64.b64decode(entry["key_base64"]) == kind.encode()
     landed = lake.read_partition(summary["landing_partition"])
-    assert sorted(landed["transaction_id"]) == sorted(f"good-{i}{s}" for i in range(len(CORPUS)) for s in "ab")
+    assert sorted(landed["transaction_id"]) == sorted(
+        f"good-{i}{s}" for i in range(len(CORPUS)) for s in "ab"
+    )
     assert set(landed["_origin"]) == {f"{topic}:0:{o}" for o in range(3 * len(CORPUS)) if o not in expected}

@@ -55,13 +55,28 @@ def test_a_broker_that_dies_mid_run_fails_the_run_and_the_next_run_loses_nothing
         keys, values, _ = produce.messages(40_000, seed=41)
         padding = b',"note":"' + b"x" * 1000 + b'"}'  # big messages: the client's prefetch holds few of them
         publish.send(topic, keys, [v[:-1] + padding for v in values], KafkaEndpoint(broker))
-        install = make_source_install(tmp_path, sources=["kafka"], kafka={
-            "topics": [topic], "group_id": "g", "session_timeout_ms": SESSION_TIMEOUT_MS, "poll_records": 20,
-            "chunk_rows": 500, "workers": 0, "idle_timeout_s": 3, "connect_timeout_s": 2})  # slow on purpose
+        install = make_source_install(
+            tmp_path,
+            sources=["kafka"],
+            kafka={
+                "topics": [topic],
+                "group_id": "g",
+                "session_timeout_ms": SESSION_TIMEOUT_MS,
+                "poll_records": 20,
+                "chunk_rows": 500,
+                "workers": 0,
+                "idle_timeout_s": 3,
+                "connect_timeout_s": 2,
+            },
+        )  # slow on purpose
         landing = install.lake().partition("landing", "run-1", "kafka")
-        proc = subprocess.Popen(flywheel_cli("ingest", "--source", "kafka", "--run-id", "run-1", "--json"),
-                                env=install.env(FLYWHEEL_KAFKA_BOOTSTRAP=broker), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            flywheel_cli("ingest", "--source", "kafka", "--run-id", "run-1", "--json"),
+            env=install.env(FLYWHEEL_KAFKA_BOOTSTRAP=broker),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 60
         while not glob.glob(f"{landing}/part-*.parquet") and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -80,8 +95,9 @@ def test_an_unreachable_s3_endpoint_fails_naming_it(tmp_path):
     from pipelines.ingest import s3
     from pipelines.ingest.endpoints import S3Endpoint, SourceUnavailable
 
-    endpoint = S3Endpoint(f"http://127.0.0.1:{free_port()}", "k", "s", region="us-east-1", connect_timeout_s=1,
-                          max_attempts=1)
+    endpoint = S3Endpoint(
+        f"http://127.0.0.1:{free_port()}", "k", "s", region="us-east-1", connect_timeout_s=1, max_attempts=1
+    )
     install = make_source_install(tmp_path, sources=["s3"], s3={"url": "s3://nowhere/events"})
 
     with pytest.raises(SourceUnavailable, match=f"S3 endpoint {endpoint.endpoint_url}: listing s3://nowhere"):
@@ -89,7 +105,9 @@ def test_an_unreachable_s3_endpoint_fails_naming_it(tmp_path):
     assert nothing_landed(install)
 
 
-def test_an_s3_endpoint_that_dies_mid_run_leaves_nothing_and_the_next_run_lands_everything(tmp_path, monkeypatch):
+def test_an_s3_endpoint_that_dies_mid_run_leaves_nothing_and_the_next_run_lands_everything(
+    tmp_path, monkeypatch
+):
     from pipelines.demo import generator as produce
     from pipelines.demo import services
     from pipelines.demo.services.supervisor import free_port
@@ -129,7 +147,9 @@ def test_the_ingest_task_retries_then_fails_naming_the_broker(dagbag, tmp_path, 
     for key, value in install.env().items():
         if key.startswith("FLYWHEEL_") and os.environ.get(key) != value:
             monkeypatch.setenv(key, value)
-    monkeypatch.setenv("AIRFLOW_CONN_FLYWHEEL_KAFKA", f'{{"conn_type": "generic", "host": "127.0.0.1", "port": {port}}}')
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_FLYWHEEL_KAFKA", f'{{"conn_type": "generic", "host": "127.0.0.1", "port": {port}}}'
+    )
 
     run, states = run_dag(dagbag, "flywheel_ingest")
 

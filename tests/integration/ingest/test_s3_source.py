@@ -29,8 +29,15 @@ def test_new_objects_of_every_format_land_once_and_changed_ones_again(s3_server,
     url = f"s3://{bucket_for(request)}/events"
     options = s3_server.storage_options()
     for fmt, seed in (("jsonl", 1), ("csv", 2), ("parquet", 3)):
-        produce.produce(url, rows=600, seed=seed, fmt=fmt, batch=f"b{fmt}", malformed_fraction=0.02,
-                        storage_options=options)
+        produce.produce(
+            url,
+            rows=600,
+            seed=seed,
+            fmt=fmt,
+            batch=f"b{fmt}",
+            malformed_fraction=0.02,
+            storage_options=options,
+        )
     fs = s3_server.filesystem()
     _, lines, _ = produce.messages(300, seed=4, batch="zipped")
     fs.pipe_file(f"{url}/more/zipped.jsonl.gz", gzip.compress(b"\n".join(lines) + b"\n"))
@@ -45,7 +52,8 @@ def test_new_objects_of_every_format_land_once_and_changed_ones_again(s3_server,
     manifest = lake.read_json(f"{first['landing_partition']}/_manifest.json")
     listing = {f"s3://{k}": v for k, v in fs.find(url, detail=True).items()}
     assert {o["key"]: o["etag"] for o in manifest["objects"]} == {
-        k: v["ETag"].strip('"') for k, v in listing.items() if "_staging" not in k}
+        k: v["ETag"].strip('"') for k, v in listing.items() if "_staging" not in k
+    }
     assert len(lake.read_partition(first["landing_partition"])) == first["landed"]
     assert s3.run(install.params(), install.settings(), "run-2", s3_server)["consumed"] == 0
 
@@ -80,16 +88,39 @@ def test_a_retry_after_the_manifest_only_remembers_the_objects(s3_server, tmp_pa
 def test_produce_to_s3_and_ingest_from_the_command_line(s3_server, tmp_path, request):
     url = f"s3://{bucket_for(request)}/cli"
     install = s3_install(tmp_path, url)
-    env = install.env(AWS_ENDPOINT_URL=s3_server.endpoint_url, AWS_ACCESS_KEY_ID="flywheel",
-                      AWS_SECRET_ACCESS_KEY="flywheel", AWS_DEFAULT_REGION="us-east-1")
+    env = install.env(
+        AWS_ENDPOINT_URL=s3_server.endpoint_url,
+        AWS_ACCESS_KEY_ID="flywheel",
+        AWS_SECRET_ACCESS_KEY="flywheel",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
 
-    produced = subprocess.run(flywheel_cli("produce", "--to", "s3", "--rows", "800", "--files", "2", "--format",
-                                           "csv", "--malformed-fraction", "0.01", "--json"),
-                              env=env, capture_output=True, text=True)
+    produced = subprocess.run(
+        flywheel_cli(
+            "produce",
+            "--to",
+            "s3",
+            "--rows",
+            "800",
+            "--files",
+            "2",
+            "--format",
+            "csv",
+            "--malformed-fraction",
+            "0.01",
+            "--json",
+        ),
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert produced.returncode == 0, produced.stderr[-2000:]
     assert last_json(produced.stdout)["paths"] == [f"{url}/demo-0.csv", f"{url}/demo-1.csv"]
     ingested = subprocess.run(flywheel_cli("ingest", "--json"), env=env, capture_output=True, text=True)
 
     assert ingested.returncode == 0, ingested.stderr[-2000:]
     summary = last_json(ingested.stdout)
-    assert summary["sources"] == ["s3"] and summary["consumed"] == 800 == summary["landed"] + summary["quarantined"]
+    assert (
+        summary["sources"] == ["s3"]
+        and summary["consumed"] == 800 == summary["landed"] + summary["quarantined"]
+    )

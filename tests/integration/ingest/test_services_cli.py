@@ -16,8 +16,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def services_cli(state, *args: str) -> dict:
     import os
 
-    proc = subprocess.run(flywheel_cli("services", *args, "--json"), capture_output=True, text=True,
-                          env={**os.environ, "FLYWHEEL_SERVICES_DIR": str(state)})
+    proc = subprocess.run(
+        flywheel_cli("services", *args, "--json"),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "FLYWHEEL_SERVICES_DIR": str(state)},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return last_json(proc.stdout)
 
@@ -40,11 +44,16 @@ def test_up_status_down_by_pid(tmp_path):
         S3Endpoint(f"http://127.0.0.1:{s3}", "k", "s").filesystem().mkdir("ping")  # a real S3 API answers
 
         again = services_cli(tmp_path, "up", "tansu", "--port", f"tansu={tansu}")
-        assert again["services"]["tansu"]["already_running"] and again["services"]["tansu"]["pid"] == pids["tansu"]
+        assert (
+            again["services"]["tansu"]["already_running"]
+            and again["services"]["tansu"]["pid"] == pids["tansu"]
+        )
         status = services_cli(tmp_path, "status")["services"]
         assert all(status[name]["alive"] and status[name]["ready"] for name in pids)
     finally:
         down = services_cli(tmp_path, "down")
     assert down["stopped"] == {"tansu": "stopped", "s3": "stopped"}
-    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids.values())
+    assert not any(
+        psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids.values()
+    )
     assert services_cli(tmp_path, "status")["services"] == {}

@@ -45,8 +45,16 @@ def test_rerun_without_changes_skips_and_keeps_champion(trained, capsys):
 
 def test_worse_candidate_is_not_promoted(trained, capsys):
     champion = aliases(trained)["champion"]
-    code, out = run_cli(capsys, "repro", "--set", "train.epochs=1", "--set", "train.learning_rate=0.000001",
-                        "--set", "promote.min_improvement=0.0")
+    code, out = run_cli(
+        capsys,
+        "repro",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "train.learning_rate=0.000001",
+        "--set",
+        "promote.min_improvement=0.0",
+    )
     assert code == 0, out
     assert out["stages"]["train"] == "ran"
     promotion = out["promotion"]
@@ -60,8 +68,16 @@ def test_worse_candidate_is_not_promoted(trained, capsys):
 
 def test_candidate_failing_the_infra_check_is_not_promoted(trained, capsys):
     champion = aliases(trained)["champion"]
-    code, out = run_cli(capsys, "repro", "--set", "train.seed=7", "--set", "promote.max_latency_ms=0.000001",
-                        "--set", "promote.min_improvement=-1.0")
+    code, out = run_cli(
+        capsys,
+        "repro",
+        "--set",
+        "train.seed=7",
+        "--set",
+        "promote.max_latency_ms=0.000001",
+        "--set",
+        "promote.min_improvement=-1.0",
+    )
     assert code == 0, out
     assert out["promotion"]["promoted"] is False
     assert out["promotion"]["reason"].startswith("infra check failed")

@@ -26,16 +26,24 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FLYWHEEL = str(Path(sys.executable).parent / "flywheel")
 KILL_AFTER_EPOCH = 2
 EPOCHS = 8
-QUALITY = ("best_valid_pr_auc", "best_valid_roc_auc", "best_valid_loss", "valid_f1", "threshold",
-           "best_epoch", "epochs_run")
+QUALITY = (
+    "best_valid_pr_auc",
+    "best_valid_roc_auc",
+    "best_valid_loss",
+    "valid_f1",
+    "threshold",
+    "best_epoch",
+    "epochs_run",
+)
 
 
 @pytest.fixture
 def prepared(tmp_path) -> tuple[Settings, dict[str, str]]:
     """A featurized workspace whose params.yaml trains for a few seconds on the CPU."""
     settings = Settings.from_env({"FLYWHEEL_HOME": str(tmp_path / "home")})
-    params = churn_params(train={"epochs": EPOCHS, "patience": EPOCHS, "batch_size": 64, "hidden": [32, 16],
-                                 "dropout": 0.2})
+    params = churn_params(
+        train={"epochs": EPOCHS, "patience": EPOCHS, "batch_size": 64, "hidden": [32, 16], "dropout": 0.2}
+    )
     write_snapshot(settings.workspace, churn_events(20_000))
     featurize.run(params, None, settings.workspace)
     dumped = params.model_dump(mode="json", by_alias=True)
@@ -45,8 +53,14 @@ def prepared(tmp_path) -> tuple[Settings, dict[str, str]]:
 
 
 def train(settings: Settings, env: dict[str, str]) -> tuple[dict, str]:
-    proc = subprocess.run([FLYWHEEL, "train", "--json"], cwd=settings.workspace, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [FLYWHEEL, "train", "--json"],
+        cwd=settings.workspace,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
 
@@ -54,8 +68,14 @@ def train(settings: Settings, env: dict[str, str]) -> tuple[dict, str]:
 def train_and_kill(settings: Settings, env: dict[str, str], after_epoch: int) -> dict:
     """Start `flywheel train`, SIGKILL it once a checkpoint of ``after_epoch`` epochs exists; return it."""
     log = tempfile.TemporaryFile("w+")  # not a pipe: a full pipe would stall the process
-    proc = subprocess.Popen([FLYWHEEL, "train", "--json"], cwd=settings.workspace, env=env,
-                            stdout=subprocess.DEVNULL, stderr=log, text=True)
+    proc = subprocess.Popen(
+        [FLYWHEEL, "train", "--json"],
+        cwd=settings.workspace,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     saved = None
     while proc.poll() is None and time.monotonic() < deadline:
@@ -101,5 +121,7 @@ def test_a_killed_train_resumes_in_the_same_run_and_ends_like_an_uninterrupted_o
     uninterrupted, _ = train(settings, env)
     assert uninterrupted["resumed_from_epoch"] is None and uninterrupted["mlflow_run_id"] != run_id
     assert {k: resumed["metrics"][k] for k in QUALITY} == {k: uninterrupted["metrics"][k] for k in QUALITY}
-    assert all(torch.equal(a, b) for a, b in
-               zip(resumed_weights.values(), state_dict(settings).values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(resumed_weights.values(), state_dict(settings).values(), strict=True)
+    )

@@ -100,7 +100,8 @@ def test_overrides_apply_and_are_checked(raw):
 
 
 def test_other_dataset_schema_loads():
-    params = parse_params(yaml.safe_load("""
+    params = parse_params(
+        yaml.safe_load("""
 schema:
   name: churn
   key: customer
@@ -109,6 +110,7 @@ schema:
   columns:
     - {name: tenure, type: float, min: 0}
     - {name: plan, type: category, categories: [basic, pro]}
-"""))
+""")
+    )
     assert params.schema.feature_names == ("tenure", "plan")
     assert params.train.epochs == 20  # defaults fill the sections not given

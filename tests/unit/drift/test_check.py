@@ -10,14 +10,19 @@ from pipelines.common.config import DriftConfig, Schema
 from pipelines.drift.check import PREDICTION, DriftInputError, compare, sample, standard_error, stattest_score
 from pipelines.drift.decision import decide_retrain
 
-SCHEMA = Schema.model_validate({
-    "name": "sensors", "key": "id", "event_time": "at", "target": "failed",
-    "columns": [
-        {"name": "temperature", "type": "float", "critical": True},
-        {"name": "load", "type": "int", "required": False},
-        {"name": "site", "type": "category", "categories": ["n", "s", "e", "w"]},
-    ],
-})
+SCHEMA = Schema.model_validate(
+    {
+        "name": "sensors",
+        "key": "id",
+        "event_time": "at",
+        "target": "failed",
+        "columns": [
+            {"name": "temperature", "type": "float", "critical": True},
+            {"name": "load", "type": "int", "required": False},
+            {"name": "site", "type": "category", "categories": ["n", "s", "e", "w"]},
+        ],
+    }
+)
 CFG = DriftConfig(min_rows=100, sample_rows=None)
 
 
@@ -25,14 +30,16 @@ def frame(rows: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     temperature = rng.normal(60 + 10 * shift, 10, rows)
     site_p = np.array([0.4, 0.3, 0.2, 0.1]) * (1 - shift) + np.array([0.1, 0.2, 0.3, 0.4]) * shift
-    return pd.DataFrame({
-        "id": [f"{seed}-{i}" for i in range(rows)],
-        "at": pd.Timestamp("2026-11-01", tz="UTC"),
-        "temperature": temperature,
-        "load": pd.array(rng.integers(0, 100, rows), dtype="Int64"),
-        "site": rng.choice(["n", "s", "e", "w"], rows, p=site_p).astype(object),
-        "failed": (rng.random(rows) < 1 / (1 + np.exp(-(temperature - 75) / 5))).astype("int8"),
-    })
+    return pd.DataFrame(
+        {
+            "id": [f"{seed}-{i}" for i in range(rows)],
+            "at": pd.Timestamp("2026-11-01", tz="UTC"),
+            "temperature": temperature,
+            "load": pd.array(rng.integers(0, 100, rows), dtype="Int64"),
+            "site": rng.choice(["n", "s", "e", "w"], rows, p=site_p).astype(object),
+            "failed": (rng.random(rows) < 1 / (1 + np.exp(-(temperature - 75) / 5))).astype("int8"),
+        }
+    )
 
 
 def by_name(result):
@@ -45,8 +52,12 @@ def test_no_shift_no_drift_and_a_shift_is_found():
     assert calm.drifted_columns == [] and calm.rows_current == 2000 and calm.rows_reference == 3000
     shifted = compare(reference, frame(2000, 3, shift=1.0), SCHEMA, CFG)
     assert set(shifted.result.drifted_columns) == {"temperature", "site"}
-    assert by_name(shifted.result)["temperature"].critical and by_name(shifted.result)["temperature"].score > 0.5
-    assert shifted.snapshot is not None and "Drifted Columns" in shifted.snapshot.get_html_str(as_iframe=False)
+    assert (
+        by_name(shifted.result)["temperature"].critical and by_name(shifted.result)["temperature"].score > 0.5
+    )
+    assert shifted.snapshot is not None and "Drifted Columns" in shifted.snapshot.get_html_str(
+        as_iframe=False
+    )
 
 
 def test_prediction_drift_and_quality_when_the_window_is_labelled():
@@ -55,7 +66,9 @@ def test_prediction_drift_and_quality_when_the_window_is_labelled():
         return 1 / (1 + np.exp(-(rows["temperature"].to_numpy() - 75) / 5))
 
     result = compare(frame(3000, 1), frame(2000, 3, shift=1.0), SCHEMA, CFG, predict).result
-    assert result.prediction is not None and result.prediction.name == PREDICTION and result.prediction.drifted
+    assert (
+        result.prediction is not None and result.prediction.name == PREDICTION and result.prediction.drifted
+    )
     assert result.roc_auc > 0.8 and 0 < result.pr_auc <= 1
 
 
@@ -79,7 +92,9 @@ def test_a_window_missing_a_column_is_an_error_naming_it():
 
 def test_a_reference_without_a_new_column_skips_it_with_a_note():
     result = compare(frame(3000, 1).drop(columns="load"), frame(1000, 2), SCHEMA, CFG).result
-    assert "load" not in by_name(result) and "'load' is not in the champion's training data" in result.notes[0]
+    assert (
+        "load" not in by_name(result) and "'load' is not in the champion's training data" in result.notes[0]
+    )
 
 
 def test_an_empty_reference_is_an_error():
@@ -107,7 +122,9 @@ def test_categories_unseen_in_the_reference_and_missing_values_are_fine():
 
 def test_sample_is_seeded_and_bounded():
     data = frame(5000, 1)
-    assert sample(data, 1000, 0).index.equals(sample(data, 1000, 0).index) and len(sample(data, 1000, 0)) == 1000
+    assert (
+        sample(data, 1000, 0).index.equals(sample(data, 1000, 0).index) and len(sample(data, 1000, 0)) == 1000
+    )
     assert sample(data, None, 0) is data and sample(data, 10_000, 0) is data
 
 
@@ -125,12 +142,16 @@ def test_sampled_check_keeps_the_full_data_verdicts():
 
 def test_standard_error_shrinks_with_the_sample():
     rng = np.random.default_rng(0)
-    small = standard_error(pd.Series(rng.normal(0, 1, 2000)), pd.Series(rng.normal(0.2, 1, 2000)),
-                           "num", "wasserstein", 0.1)
-    large = standard_error(pd.Series(rng.normal(0, 1, 50_000)), pd.Series(rng.normal(0.2, 1, 50_000)),
-                           "num", "wasserstein", 0.1)
+    small = standard_error(
+        pd.Series(rng.normal(0, 1, 2000)), pd.Series(rng.normal(0.2, 1, 2000)), "num", "wasserstein", 0.1
+    )
+    large = standard_error(
+        pd.Series(rng.normal(0, 1, 50_000)), pd.Series(rng.normal(0.2, 1, 50_000)), "num", "wasserstein", 0.1
+    )
     assert 0 < large < small
-    assert stattest_score(pd.Series([1.0, np.nan, np.inf]), pd.Series([1.0, 2.0]), "num", "wasserstein", 0.1) > 0
+    assert (
+        stattest_score(pd.Series([1.0, np.nan, np.inf]), pd.Series([1.0, 2.0]), "num", "wasserstein", 0.1) > 0
+    )
 
 
 def test_a_champion_that_cannot_score_leaves_a_note_not_a_crash():

@@ -28,8 +28,9 @@ def split_version(root: Path, frame: pd.DataFrame) -> str:
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     file_md5 = put(root, buffer.getvalue())
-    manifest = json.dumps([{"md5": file_md5, "relpath": "train.parquet"},
-                           {"md5": "0" * 32, "relpath": "test.parquet"}]).encode()
+    manifest = json.dumps(
+        [{"md5": file_md5, "relpath": "train.parquet"}, {"md5": "0" * 32, "relpath": "test.parquet"}]
+    ).encode()
     dir_md5 = hashlib.md5(manifest).hexdigest() + ".dir"
     put(root, manifest, dir_md5)
     return dir_md5
@@ -57,13 +58,17 @@ def test_falls_back_to_the_remote(tmp_path, rows):
 
 
 def test_missing_everywhere_names_the_places_tried(tmp_path):
-    with pytest.raises(ReferenceNotFound, match=r"in neither the cache nor the remote; tried .*cache.*remote"):
+    with pytest.raises(
+        ReferenceNotFound, match=r"in neither the cache nor the remote; tried .*cache.*remote"
+    ):
         load_split([str(tmp_path / "cache"), str(tmp_path / "remote")], "ab" * 16 + ".dir")
 
 
 def test_a_manifest_without_train_parquet_or_not_a_manifest(tmp_path):
     with pytest.raises(ReferenceNotFound, match=r"lists \['test.parquet'\], not 'train.parquet'"):
-        find_in_manifest(json.dumps([{"md5": "1" * 32, "relpath": "test.parquet"}]).encode(), "train.parquet", "m")
+        find_in_manifest(
+            json.dumps([{"md5": "1" * 32, "relpath": "test.parquet"}]).encode(), "train.parquet", "m"
+        )
     with pytest.raises(ReferenceNotFound, match="not a DVC directory manifest"):
         find_in_manifest(b"{not json", "train.parquet", "m")
 
@@ -80,6 +85,9 @@ def test_an_object_that_is_not_parquet(tmp_path):
 def test_roots_are_the_workspace_cache_then_the_remote(tmp_path, monkeypatch):
     settings = Settings.from_env({"FLYWHEEL_HOME": str(tmp_path)})
     monkeypatch.delenv("FLYWHEEL_DVC_REMOTE", raising=False)
-    assert content_roots(settings) == [str(tmp_path / "workspace" / ".dvc" / "cache"), str(tmp_path / "dvc-remote")]
+    assert content_roots(settings) == [
+        str(tmp_path / "workspace" / ".dvc" / "cache"),
+        str(tmp_path / "dvc-remote"),
+    ]
     monkeypatch.setenv("FLYWHEEL_DVC_REMOTE", "s3://bucket/dvc/")
     assert content_roots(settings)[1] == "s3://bucket/dvc"

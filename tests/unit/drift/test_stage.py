@@ -23,8 +23,11 @@ def validated(lake: Lake, run: str, frame: pd.DataFrame) -> None:
 
 def events(schema, times: list[str]) -> pd.DataFrame:
     n = len(times)
-    data = {schema.key: [f"k{i}" for i in range(n)], schema.event_time: pd.to_datetime(times, utc=True),
-            schema.target: np.zeros(n, dtype="int8")}
+    data = {
+        schema.key: [f"k{i}" for i in range(n)],
+        schema.event_time: pd.to_datetime(times, utc=True),
+        schema.target: np.zeros(n, dtype="int8"),
+    }
     for column in schema.columns:
         data[column.name] = [1.0] * n if column.is_numeric else [column.categories[0]] * n
     return pd.DataFrame(data)
@@ -32,8 +35,12 @@ def events(schema, times: list[str]) -> pd.DataFrame:
 
 def test_current_window_reads_the_validated_tier(tmp_path, demo_params):
     lake, schema = Lake(str(tmp_path)), demo_params.schema
-    validated(lake, "r1", events(schema, ["2026-11-19T10:00:00Z", "2026-11-20T10:00:00Z", "2026-11-21T10:00:00Z"]))
-    frame, partitions = drift.current_window(lake, schema, Window.ending_on(datetime(2026, 11, 20, tzinfo=UTC), 1))
+    validated(
+        lake, "r1", events(schema, ["2026-11-19T10:00:00Z", "2026-11-20T10:00:00Z", "2026-11-21T10:00:00Z"])
+    )
+    frame, partitions = drift.current_window(
+        lake, schema, Window.ending_on(datetime(2026, 11, 20, tzinfo=UTC), 1)
+    )
     assert partitions == 1 and len(frame) == 1
 
 
@@ -54,13 +61,23 @@ def test_the_cooldown_memory_ignores_a_retry_of_the_same_run(tmp_path):
 
 
 def test_describe_says_what_was_found_in_a_few_lines():
-    summary = {"run_id": "r", "window": {"start": "2026-11-20", "end": "2026-11-21"}, "rows_current": 900,
-               "rows_reference": 2000, "champion": "models:/m/1", "drift_share": 0.5,
-               "columns": [{"name": "a", "drifted": True, "skipped": False},
-                           {"name": "b", "drifted": False, "skipped": False}],
-               "prediction": {"method": "wasserstein", "score": 0.3, "drifted": True},
-               "roc_auc": 0.61, "pr_auc": 0.05, "report": {"html": "/lake/report.html"},
-               "verdict": {"retrain": True, "reasons": ["drift share 0.50 >= 0.5"]}}
+    summary = {
+        "run_id": "r",
+        "window": {"start": "2026-11-20", "end": "2026-11-21"},
+        "rows_current": 900,
+        "rows_reference": 2000,
+        "champion": "models:/m/1",
+        "drift_share": 0.5,
+        "columns": [
+            {"name": "a", "drifted": True, "skipped": False},
+            {"name": "b", "drifted": False, "skipped": False},
+        ],
+        "prediction": {"method": "wasserstein", "score": 0.3, "drifted": True},
+        "roc_auc": 0.61,
+        "pr_auc": 0.05,
+        "report": {"html": "/lake/report.html"},
+        "verdict": {"retrain": True, "reasons": ["drift share 0.50 >= 0.5"]},
+    }
     lines = drift.describe(summary)
     assert len(lines) == 5
     assert "900 rows vs models:/m/1's 2000 training rows" in lines[0]

@@ -11,10 +11,20 @@ from pipelines.common.config import parse_params
 from pipelines.common.io import parquet_bytes
 from pipelines.featurize.snapshot import Window, select_window
 
-SCHEMA = parse_params({"schema": {
-    "name": "sensors", "key": "reading_id", "event_time": "taken_at", "target": "faulty",
-    "columns": [{"name": "temperature", "type": "float"}, {"name": "site", "type": "category",
-                                                             "categories": ["a", "b"]}]}}).schema
+SCHEMA = parse_params(
+    {
+        "schema": {
+            "name": "sensors",
+            "key": "reading_id",
+            "event_time": "taken_at",
+            "target": "faulty",
+            "columns": [
+                {"name": "temperature", "type": "float"},
+                {"name": "site", "type": "category", "categories": ["a", "b"]},
+            ],
+        }
+    }
+).schema
 
 
 def frame(rows):
@@ -30,12 +40,20 @@ def test_window_covers_whole_days_ending_on_as_of():
 
 
 def test_select_window_filters_dedups_and_sorts():
-    first = frame([["r2", "2026-11-20T10:00:00Z", 1.0, "a", 0, "f:1"],
-                   ["r1", "2026-11-20T10:00:00Z", 2.0, "b", 1, "f:2"],
-                   ["old", "2026-11-01T00:00:00Z", 3.0, "a", 0, "f:3"]])
-    second = frame([["r1", "2026-11-20T10:00:00Z", 9.0, "b", 1, "g:1"],
-                    ["r3", "2026-11-21T23:59:59Z", 4.0, "a", 0, "g:2"],
-                    ["late", "2026-11-22T00:00:00Z", 5.0, "a", 0, "g:3"]])
+    first = frame(
+        [
+            ["r2", "2026-11-20T10:00:00Z", 1.0, "a", 0, "f:1"],
+            ["r1", "2026-11-20T10:00:00Z", 2.0, "b", 1, "f:2"],
+            ["old", "2026-11-01T00:00:00Z", 3.0, "a", 0, "f:3"],
+        ]
+    )
+    second = frame(
+        [
+            ["r1", "2026-11-20T10:00:00Z", 9.0, "b", 1, "g:1"],
+            ["r3", "2026-11-21T23:59:59Z", 4.0, "a", 0, "g:2"],
+            ["late", "2026-11-22T00:00:00Z", 5.0, "a", 0, "g:3"],
+        ]
+    )
     window = Window.ending_on(datetime(2026, 11, 21, tzinfo=UTC), days=2)
     events = select_window([first, second], SCHEMA, window)
     assert list(events["reading_id"]) == ["r1", "r2", "r3"]

@@ -10,12 +10,19 @@ from pipelines.ingest.files import IngestError
 
 def test_kafka_defaults_to_the_local_broker_and_reads_security_settings():
     assert KafkaEndpoint.from_env({}).bootstrap_servers == DEFAULT_BOOTSTRAP
-    endpoint = KafkaEndpoint.from_env({"FLYWHEEL_KAFKA_BOOTSTRAP": "a:9092, b:9093",
-                                       "FLYWHEEL_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-                                       "FLYWHEEL_KAFKA_SASL_USERNAME": "u"})
+    endpoint = KafkaEndpoint.from_env(
+        {
+            "FLYWHEEL_KAFKA_BOOTSTRAP": "a:9092, b:9093",
+            "FLYWHEEL_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "FLYWHEEL_KAFKA_SASL_USERNAME": "u",
+        }
+    )
     assert endpoint.servers == ["a:9092", "b:9093"]
-    assert endpoint.client_config() == {"bootstrap_servers": ["a:9092", "b:9093"], "security_protocol": "SASL_SSL",
-                                        "sasl_plain_username": "u"}
+    assert endpoint.client_config() == {
+        "bootstrap_servers": ["a:9092", "b:9093"],
+        "security_protocol": "SASL_SSL",
+        "sasl_plain_username": "u",
+    }
     assert endpoint.describe() == "Kafka broker at a:9092,b:9093"
 
 
@@ -31,11 +38,20 @@ def test_unknown_kafka_options_are_refused():
 
 
 def test_s3_reads_the_standard_aws_variables():
-    env = {"AWS_ENDPOINT_URL": "http://generic:1", "AWS_ENDPOINT_URL_S3": "http://s3:9000",
-           "AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_DEFAULT_REGION": "eu-west-1"}
+    env = {
+        "AWS_ENDPOINT_URL": "http://generic:1",
+        "AWS_ENDPOINT_URL_S3": "http://s3:9000",
+        "AWS_ACCESS_KEY_ID": "id",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }
     endpoint = S3Endpoint.from_env(env)
     options = endpoint.storage_options()
-    assert options["endpoint_url"] == "http://s3:9000" and options["key"] == "id" and options["secret"] == "secret"
+    assert (
+        options["endpoint_url"] == "http://s3:9000"
+        and options["key"] == "id"
+        and options["secret"] == "secret"
+    )
     assert options["config_kwargs"]["region_name"] == "eu-west-1" and "client_kwargs" not in options
     assert "secret" not in repr(endpoint)
     assert endpoint.describe() == "S3 endpoint http://s3:9000"

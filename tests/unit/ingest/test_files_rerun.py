@@ -33,13 +33,20 @@ def test_rerun_of_a_completed_run_reads_exactly_its_files(tmp_path):
     assert (again["files_new"], again["files_skipped"]) == (1, 1)
     assert again["landing_partition"] == first["landing_partition"]
     assert (again["consumed"], again["landed"], again["quarantined"]) == (
-        first["consumed"], first["landed"], first["quarantined"])
+        first["consumed"],
+        first["landed"],
+        first["quarantined"],
+    )
     assert landed_bytes(settings, again) == first_bytes  # same rows, same bytes, no duplicates
 
     day2 = ingest.run(PARAMS, settings, "scheduled__2026-11-02T00:00:00+00:00", path=str(events))
     assert (day2["files_new"], day2["landed"]) == (1, 50)  # the newer file goes to the next run
-    keys = [pq.read_table(Path(s["landing_partition"]) / ingest.LANDING_FILE).column(PARAMS.schema.key)
-            .to_pylist() for s in (again, day2)]
+    keys = [
+        pq.read_table(Path(s["landing_partition"]) / ingest.LANDING_FILE)
+        .column(PARAMS.schema.key)
+        .to_pylist()
+        for s in (again, day2)
+    ]
     assert not set(keys[0]) & set(keys[1])
     lake = Lake(settings.lake_root(PARAMS))
     assert len(lake.complete_partitions("landing")) == 2

@@ -15,9 +15,20 @@ NOW = pd.Timestamp("2026-06-01T00:00:00Z")
 
 
 def message(key: str) -> bytes:
-    return json.dumps({"transaction_id": key, "event_time": "2026-05-01T10:00:00Z", "amount": 1.0,
-                       "merchant_category": "fuel", "country": "US", "device": "pos", "hour_of_day": 1,
-                       "customer_age": 30, "account_tenure_days": 3, "is_fraud": 0}).encode()
+    return json.dumps(
+        {
+            "transaction_id": key,
+            "event_time": "2026-05-01T10:00:00Z",
+            "amount": 1.0,
+            "merchant_category": "fuel",
+            "country": "US",
+            "device": "pos",
+            "hour_of_day": 1,
+            "customer_age": 30,
+            "account_tenure_days": 3,
+            "is_fraud": 0,
+        }
+    ).encode()
 
 
 def chunk(n: int, start: int, bad_every: int = 0) -> list[Segment]:
@@ -28,8 +39,14 @@ def chunk(n: int, start: int, bad_every: int = 0) -> list[Segment]:
 @pytest.fixture
 def target(tmp_path, demo_params) -> ChunkTarget:
     lake = Lake(str(tmp_path / "lake"))
-    return ChunkTarget(lake.root, lake.partition("landing", "r", "kafka"), lake.partition("quarantine", "r", "kafka"),
-                       demo_params.schema, demo_params.ingest, NOW)
+    return ChunkTarget(
+        lake.root,
+        lake.partition("landing", "r", "kafka"),
+        lake.partition("quarantine", "r", "kafka"),
+        demo_params.schema,
+        demo_params.ingest,
+        NOW,
+    )
 
 
 def test_a_chunk_becomes_one_parquet_part_and_one_quarantine_part(target):

@@ -16,20 +16,27 @@ def with_ingest(repo_root, **ingest):
 def test_the_default_reads_files_and_the_old_single_source_key_still_works():
     assert IngestConfig().sources == ("files",)
     assert IngestConfig.model_validate({"source": "kafka"}).sources == ("kafka",)
-    assert IngestConfig.model_validate({"sources": ["kafka", "s3", "files"]}).sources == ("kafka", "s3", "files")
+    assert IngestConfig.model_validate({"sources": ["kafka", "s3", "files"]}).sources == (
+        "kafka",
+        "s3",
+        "files",
+    )
 
 
-@pytest.mark.parametrize(("ingest", "message"), [
-    ({"sources": ["kafka", "kafka"]}, "sources must not repeat"),
-    ({"sources": ["ftp"]}, "ingest.sources[0] = 'ftp'"),
-    ({"sources": []}, "ingest.sources"),
-    ({"source": "kafka", "sources": ["files"]}, "give 'sources' only"),
-    ({"kafka": {"topics": ["bad topic"]}}, "Kafka topic names"),
-    ({"kafka": {"session_timeout_ms": 10}}, "ingest.kafka.session_timeout_ms = 10"),
-    ({"kafka": {"workers": 4}}, "ingest.kafka.workers = 4"),
-    ({"kafka": {"bootstrap_servers": "h:9092"}}, "unknown key"),  # endpoints never come from params
-    ({"s3": {"url": "http://bucket/x"}}, "ingest.s3.url = 'http://bucket/x'"),
-])
+@pytest.mark.parametrize(
+    ("ingest", "message"),
+    [
+        ({"sources": ["kafka", "kafka"]}, "sources must not repeat"),
+        ({"sources": ["ftp"]}, "ingest.sources[0] = 'ftp'"),
+        ({"sources": []}, "ingest.sources"),
+        ({"source": "kafka", "sources": ["files"]}, "give 'sources' only"),
+        ({"kafka": {"topics": ["bad topic"]}}, "Kafka topic names"),
+        ({"kafka": {"session_timeout_ms": 10}}, "ingest.kafka.session_timeout_ms = 10"),
+        ({"kafka": {"workers": 4}}, "ingest.kafka.workers = 4"),
+        ({"kafka": {"bootstrap_servers": "h:9092"}}, "unknown key"),  # endpoints never come from params
+        ({"s3": {"url": "http://bucket/x"}}, "ingest.s3.url = 'http://bucket/x'"),
+    ],
+)
 def test_invalid_source_settings_fail_naming_the_key(repo_root, ingest, message):
     with pytest.raises(ParamsError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_params(with_ingest(repo_root, **ingest), source="params.yaml")

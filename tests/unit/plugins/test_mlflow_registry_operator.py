@@ -19,8 +19,10 @@ def store(tmp_path, monkeypatch, repo_root):
 
 
 def test_the_connection_names_the_tracking_server(store, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_FLYWHEEL_MLFLOW", json.dumps(
-        {"conn_type": "http", "host": "mlflow", "port": 5000, "schema": "http"}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_FLYWHEEL_MLFLOW",
+        json.dumps({"conn_type": "http", "host": "mlflow", "port": 5000, "schema": "http"}),
+    )
     assert MlflowRegistryHook().settings().tracking_uri == "http://mlflow:5000"
 
 
@@ -30,10 +32,13 @@ def test_status_of_an_empty_registry(store):
     assert report["model_name"] == MlflowRegistryHook().model_name
 
 
-@pytest.mark.parametrize(("reason", "message"), [
-    ("", "rollback needs a reason"),
-    ("alerts on v7", "has no 'previous_champion' alias to roll back to"),
-])
+@pytest.mark.parametrize(
+    ("reason", "message"),
+    [
+        ("", "rollback needs a reason"),
+        ("alerts on v7", "has no 'previous_champion' alias to roll back to"),
+    ],
+)
 def test_a_rollback_that_cannot_succeed_fails_without_retries(store, reason, message):
     from airflow.sdk.exceptions import AirflowFailException
 

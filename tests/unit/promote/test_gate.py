@@ -44,7 +44,9 @@ def test_negative_margin_tolerates_a_small_loss():
 def test_forced_promotion_needs_a_reason():
     with pytest.raises(PromoteError, match="needs a non-empty reason"):
         decide(Scores(0.1, 0.1), Scores(0.9, 0.9), POLICY, force=True, force_reason="  ")
-    decision = decide(Scores(0.1, 0.1), Scores(0.9, 0.9), POLICY, force=True, force_reason="hotfix for bad labels")
+    decision = decide(
+        Scores(0.1, 0.1), Scores(0.9, 0.9), POLICY, force=True, force_reason="hotfix for bad labels"
+    )
     assert decision == Decision(True, "forced: hotfix for bad labels", forced=True)
 
 

@@ -17,8 +17,11 @@ from tests.support.data import churn_params
 @pytest.fixture
 def features(tmp_path):
     files = []
-    for name, content in (("train.parquet", b"train rows"), ("valid.parquet", b"valid rows"),
-                          ("preprocess.json", b"{}")):
+    for name, content in (
+        ("train.parquet", b"train rows"),
+        ("valid.parquet", b"valid rows"),
+        ("preprocess.json", b"{}"),
+    ):
         (tmp_path / name).write_bytes(content)
         files.append(tmp_path / name)
     return files

@@ -33,9 +33,19 @@ def test_processes_for(train_cfg, cuda_devices, expected):
 def test_torchrun_argv_relaunches_the_worker_module():
     argv = torchrun_argv(2, Path("/ws"), Path("/tmp/p.yaml"), Path("/tmp/s.json"), python="/venv/python")
     assert argv == [
-        "/venv/python", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-        "-m", "pipelines.train.distributed",
-        "--workspace", "/ws", "--params", "/tmp/p.yaml", "--summary", "/tmp/s.json",
+        "/venv/python",
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        "-m",
+        "pipelines.train.distributed",
+        "--workspace",
+        "/ws",
+        "--params",
+        "/tmp/p.yaml",
+        "--summary",
+        "/tmp/s.json",
     ]
 
 

@@ -161,8 +161,10 @@ def test_fit_resumed_from_a_state_ends_exactly_like_an_uninterrupted_fit():
     strip = [(s.epoch, s.train_loss, s.valid_loss, s.valid_pr_auc) for s in whole.history]
     assert [(s.epoch, s.train_loss, s.valid_loss, s.valid_pr_auc) for s in resumed.history] == strip
     assert resumed.best_epoch == whole.best_epoch
-    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), whole_net.state_dict().values(),
-                                                  strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(net.state_dict().values(), whole_net.state_dict().values(), strict=True)
+    )
 
 
 def test_fit_resumed_after_early_stopping_trains_no_further():
@@ -390,8 +392,10 @@ def test_run_logs_system_metrics_when_enabled(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", raising=False)
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")  # restored after the test
     settings = Settings.from_env({"FLYWHEEL_HOME": str(tmp_path)})
-    params = churn_params(train={"epochs": 2, "batch_size": 256, "hidden": [16, 8]},
-                          mlflow={"system_metrics": True, "system_metrics_interval_s": 0.2})
+    params = churn_params(
+        train={"epochs": 2, "batch_size": 256, "hidden": [16, 8]},
+        mlflow={"system_metrics": True, "system_metrics_interval_s": 0.2},
+    )
     write_snapshot(settings.workspace, churn_events(2000))
     featurize.run(params, None, settings.workspace)
     summary = train.run(params, settings, settings.workspace)

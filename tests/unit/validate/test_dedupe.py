@@ -15,14 +15,18 @@ from tests.support.data import sensor_frame, sensor_params
 def land_parts(lake: Lake, frames: list[pd.DataFrame], run_id: str, source: str = "kafka") -> str:
     partition = lake.partition("landing", run_id, source)
     for i, frame in enumerate(frames):
-        lake.write_table(f"{partition}/part-{i:05d}.parquet", pa.Table.from_pandas(frame, preserve_index=False))
+        lake.write_table(
+            f"{partition}/part-{i:05d}.parquet", pa.Table.from_pandas(frame, preserve_index=False)
+        )
     lake.write_json(f"{partition}/{MANIFEST}", {"rows": sum(map(len, frames))})
     return partition
 
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    return Settings.from_env({"FLYWHEEL_HOME": str(tmp_path), "FLYWHEEL_PARAMS": str(tmp_path / "params.yaml")})
+    return Settings.from_env(
+        {"FLYWHEEL_HOME": str(tmp_path), "FLYWHEEL_PARAMS": str(tmp_path / "params.yaml")}
+    )
 
 
 def validated_keys(lake: Lake) -> pd.Series:
@@ -34,7 +38,9 @@ def test_a_partition_landed_again_after_a_crash_adds_only_its_new_events(setting
     lake = Lake(settings.lake_root(params))
     first = sensor_frame(300, seed=1)
     land_parts(lake, [first.iloc[:150], first.iloc[150:]], "run-1")  # two parts: read as one batch
-    again = pd.concat([first, sensor_frame(100, seed=2)], ignore_index=True)  # the crashed run's records, and more
+    again = pd.concat(
+        [first, sensor_frame(100, seed=2)], ignore_index=True
+    )  # the crashed run's records, and more
     land_parts(lake, [again], "run-2")
 
     summary = validate.run(params, settings)
@@ -43,7 +49,9 @@ def test_a_partition_landed_again_after_a_crash_adds_only_its_new_events(setting
     keys = validated_keys(lake)
     assert len(keys) == 400 and keys.is_unique
     second = lake.read_json(f"{lake.path('validated', 'source=kafka', 'run=run-2')}/{MANIFEST}")
-    assert second["rows"] == 100 and second["already_validated"] == 300 and second["duplicates_dropped"] == 300
+    assert (
+        second["rows"] == 100 and second["already_validated"] == 300 and second["duplicates_dropped"] == 300
+    )
 
 
 def test_keys_validated_by_an_earlier_run_are_dropped_too(settings):

@@ -20,6 +20,7 @@ from tests.support.install import ROOT
 
 REPO = ROOT
 
+
 def schema_frame(schema: Schema, rows: int = 200) -> pd.DataFrame:
     """A clean batch for any schema: mid-range numbers, categories in turn, 10% positives."""
     data: dict = {
@@ -73,16 +74,23 @@ def test_suite_is_generated_from_the_schema():
         by_type.setdefault(expectation.expectation_type, set()).add(getattr(expectation, "column", None))
 
     assert suite.name == "sensor"
-    assert by_type["expect_column_to_exist"] == {"reading_id", "read_at", "alarm", "temperature", "site",
-                                                 "reading_count"}
+    assert by_type["expect_column_to_exist"] == {
+        "reading_id",
+        "read_at",
+        "alarm",
+        "temperature",
+        "site",
+        "reading_count",
+    }
     assert by_type["expect_column_values_to_be_unique"] == {"reading_id"}
     assert by_type["expect_column_values_to_be_between"] == {"temperature", "reading_count"}
     assert by_type["expect_column_values_to_be_in_set"] == {"site", "alarm"}
     assert by_type["expect_column_mean_to_be_between"] == {"alarm"}
     assert by_type["expect_table_row_count_to_be_between"] == {None}
     not_null = "expect_column_values_to_not_be_null"
-    optional = [e for e in suite.expectations
-                if e.expectation_type == not_null and e.column == "reading_count"]
+    optional = [
+        e for e in suite.expectations if e.expectation_type == not_null and e.column == "reading_count"
+    ]
     assert [e.mostly for e in optional] == [pytest.approx(0.95)]
 
 
@@ -91,22 +99,43 @@ def _set(column: str, value, share: float):
         rows = int(len(frame) * share)
         frame.loc[: rows - 1, column] = value
         return frame
+
     return mutate
 
 
 FAILING = [
     # case id, how the clean batch is spoiled, (expectation, column) that must fail, an example value
-    ("out of range above mostly", _set("temperature", -5.0, 0.35),
-     ("expect_column_values_to_be_between", "temperature"), -5.0),
+    (
+        "out of range above mostly",
+        _set("temperature", -5.0, 0.35),
+        ("expect_column_values_to_be_between", "temperature"),
+        -5.0,
+    ),
     ("category outside the set", _set("site", "z", 0.05), ("expect_column_values_to_be_in_set", "site"), "z"),
-    ("optional column too often null", _set("reading_count", pd.NA, 0.10),
-     ("expect_column_values_to_not_be_null", "reading_count"), None),
-    ("required column null", _set("temperature", np.nan, 0.005),
-     ("expect_column_values_to_not_be_null", "temperature"), None),
-    ("key null", _set("reading_id", None, 0.005),
-     ("expect_column_values_to_not_be_null", "reading_id"), None),
-    ("duplicate keys", _set("reading_id", "dup", 0.02),
-     ("expect_column_values_to_be_unique", "reading_id"), "dup"),
+    (
+        "optional column too often null",
+        _set("reading_count", pd.NA, 0.10),
+        ("expect_column_values_to_not_be_null", "reading_count"),
+        None,
+    ),
+    (
+        "required column null",
+        _set("temperature", np.nan, 0.005),
+        ("expect_column_values_to_not_be_null", "temperature"),
+        None,
+    ),
+    (
+        "key null",
+        _set("reading_id", None, 0.005),
+        ("expect_column_values_to_not_be_null", "reading_id"),
+        None,
+    ),
+    (
+        "duplicate keys",
+        _set("reading_id", "dup", 0.02),
+        ("expect_column_values_to_be_unique", "reading_id"),
+        "dup",
+    ),
     ("too few rows", lambda f: f.head(10), ("expect_table_row_count_to_be_between", None), None),
     ("target rate above max", _set("alarm", 1, 0.8), ("expect_column_mean_to_be_between", "alarm"), None),
     ("target not binary", _set("alarm", 2, 0.005), ("expect_column_values_to_be_in_set", "alarm"), 2),
@@ -114,8 +143,9 @@ FAILING = [
 ]
 
 
-@pytest.mark.parametrize(("spoil", "expected", "example"), [c[1:] for c in FAILING],
-                         ids=[c[0] for c in FAILING])
+@pytest.mark.parametrize(
+    ("spoil", "expected", "example"), [c[1:] for c in FAILING], ids=[c[0] for c in FAILING]
+)
 def test_a_spoiled_batch_fails_naming_the_expectation(spoil, expected, example):
     outcome = run_suite(spoil(sensor_frame()))
 
@@ -130,11 +160,14 @@ def test_a_spoiled_batch_fails_naming_the_expectation(spoil, expected, example):
         assert repr(example) in described
 
 
-@pytest.mark.parametrize(("spoil", "case"), [
-    (_set("temperature", 150.0, 0.005), "out of range below 1 - mostly"),
-    (_set("site", "z", 0.005), "unknown category below 1 - mostly"),
-    (_set("reading_count", pd.NA, 0.04), "optional nulls below max_null_fraction"),
-])
+@pytest.mark.parametrize(
+    ("spoil", "case"),
+    [
+        (_set("temperature", 150.0, 0.005), "out of range below 1 - mostly"),
+        (_set("site", "z", 0.005), "unknown category below 1 - mostly"),
+        (_set("reading_count", pd.NA, 0.04), "optional nulls below max_null_fraction"),
+    ],
+)
 def test_a_few_bad_values_within_the_tolerance_pass(spoil, case):
     outcome = run_suite(spoil(sensor_frame()))
 
@@ -146,10 +179,15 @@ def test_out_of_range_failure_says_share_and_examples():
     failure = failed(outcome)[("expect_column_values_to_be_between", "temperature")]
 
     assert failure["unexpected_count"] == 70
-    assert failure["kwargs"] == {"column": "temperature", "min_value": 0.0, "max_value": 100.0,
-                                 "mostly": 0.99}
+    assert failure["kwargs"] == {
+        "column": "temperature",
+        "min_value": 0.0,
+        "max_value": 100.0,
+        "mostly": 0.99,
+    }
     assert validate.describe_failure(failure).startswith(
-        "expect_column_values_to_be_between(temperature) unexpected 35.0% (70 rows): examples [-5.0,")
+        "expect_column_values_to_be_between(temperature) unexpected 35.0% (70 rows): examples [-5.0,"
+    )
 
 
 def test_target_rate_failure_reports_the_observed_mean():
@@ -175,11 +213,20 @@ def test_repo_params_suite_passes_a_clean_batch_and_catches_an_out_of_range_valu
 
 def test_extra_expectations_from_a_file_are_applied(tmp_path):
     (tmp_path / "checks").mkdir()
-    (tmp_path / "checks" / "extra.json").write_text(json.dumps([
-        {"type": "expect_column_values_to_be_between",
-         "kwargs": {"column": "temperature", "min_value": 0, "max_value": 50}},
-        {"type": "expect_column_max_to_be_between", "kwargs": {"column": "reading_count", "max_value": 5000}},
-    ]))
+    (tmp_path / "checks" / "extra.json").write_text(
+        json.dumps(
+            [
+                {
+                    "type": "expect_column_values_to_be_between",
+                    "kwargs": {"column": "temperature", "min_value": 0, "max_value": 50},
+                },
+                {
+                    "type": "expect_column_max_to_be_between",
+                    "kwargs": {"column": "reading_count", "max_value": 5000},
+                },
+            ]
+        )
+    )
     extra = validate.load_extra_expectations("checks/extra.json", base_dir=tmp_path)
     outcome = run_suite(sensor_frame(), extra=extra)
 
@@ -189,17 +236,30 @@ def test_extra_expectations_from_a_file_are_applied(tmp_path):
 
 
 BAD_EXTRAS = [
-    ("unknown type", [{"type": "expect_column_to_be_sparkly", "kwargs": {"column": "site"}}],
-     ["[0]", "expect_column_to_be_sparkly", "expect_column_values_to_be_between"]),
-    ("bad kwargs", [{"type": "expect_column_values_to_be_between", "kwargs": {"column": "site"}}],
-     ["[0]", "min_value and max_value cannot both be None", "expected kwargs among"]),
-    ("misspelt kwarg in a later entry",
-     [{"type": "expect_column_to_exist", "kwargs": {"column": "site"}},
-      {"type": "expect_column_values_to_be_between", "kwargs": {"colum": "site", "max_value": 1}}],
-     ["[1]", "colum", "extra fields not permitted", "'column'"]),
+    (
+        "unknown type",
+        [{"type": "expect_column_to_be_sparkly", "kwargs": {"column": "site"}}],
+        ["[0]", "expect_column_to_be_sparkly", "expect_column_values_to_be_between"],
+    ),
+    (
+        "bad kwargs",
+        [{"type": "expect_column_values_to_be_between", "kwargs": {"column": "site"}}],
+        ["[0]", "min_value and max_value cannot both be None", "expected kwargs among"],
+    ),
+    (
+        "misspelt kwarg in a later entry",
+        [
+            {"type": "expect_column_to_exist", "kwargs": {"column": "site"}},
+            {"type": "expect_column_values_to_be_between", "kwargs": {"colum": "site", "max_value": 1}},
+        ],
+        ["[1]", "colum", "extra fields not permitted", "'column'"],
+    ),
     ("not an object", ["expect_column_values_to_be_between"], ["[0]", '"type"', '"kwargs"']),
-    ("kwargs not an object", [{"type": "expect_column_to_exist", "kwargs": ["site"]}],
-     ["[0]", "'kwargs' (an object)"]),
+    (
+        "kwargs not an object",
+        [{"type": "expect_column_to_exist", "kwargs": ["site"]}],
+        ["[0]", "'kwargs' (an object)"],
+    ),
 ]
 
 
@@ -213,11 +273,14 @@ def test_a_bad_extra_expectation_is_a_clear_error(entries, words):
         assert word in str(error.value)
 
 
-@pytest.mark.parametrize(("content", "words"), [
-    (None, ["not found", "expected a JSON file"]),
-    ("{not json", ["not valid JSON"]),
-    ('{"type": "expect_column_to_exist"}', ["holds a dict", "expected a JSON list"]),
-])
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (None, ["not found", "expected a JSON file"]),
+        ("{not json", ["not valid JSON"]),
+        ('{"type": "expect_column_to_exist"}', ["holds a dict", "expected a JSON list"]),
+    ],
+)
 def test_a_bad_extra_expectations_file_is_a_clear_error(tmp_path, content, words):
     if content is not None:
         (tmp_path / "extra.json").write_text(content)
@@ -308,7 +371,8 @@ def test_run_rejects_a_failing_batch_and_never_touches_landing(settings):
     manifest = lake.read_json(f"{rejected}/{MANIFEST}")
     assert manifest["rows"] == 200 and manifest["landing"] == landing
     assert ("expect_column_values_to_be_between", "temperature") in {
-        (f["expectation"], f["column"]) for f in manifest["failures"]}
+        (f["expectation"], f["column"]) for f in manifest["failures"]
+    }
     result = lake.read_json(summary["partitions"][1]["result_path"])
     assert result["success"] is False and result["failures"] and result["result"]["results"]
     assert landing_bytes(lake) == before
@@ -327,8 +391,12 @@ def test_a_second_run_finds_nothing_to_validate(settings):
 
     again = validate.run(params, settings)
 
-    assert again == {"verdict": "nothing_to_validate", "partitions": [],
-                     "validated_rows": 0, "rejected_rows": 0}
+    assert again == {
+        "verdict": "nothing_to_validate",
+        "partitions": [],
+        "validated_rows": 0,
+        "rejected_rows": 0,
+    }
 
 
 def test_run_only_validates_the_given_source(settings):
@@ -341,10 +409,16 @@ def test_run_only_validates_the_given_source(settings):
 
 
 def test_run_resolves_extra_expectations_next_to_the_params_file(settings, tmp_path):
-    (tmp_path / "extra.json").write_text(json.dumps([
-        {"type": "expect_column_values_to_be_between",
-         "kwargs": {"column": "temperature", "max_value": 50}},
-    ]))
+    (tmp_path / "extra.json").write_text(
+        json.dumps(
+            [
+                {
+                    "type": "expect_column_values_to_be_between",
+                    "kwargs": {"column": "temperature", "max_value": 50},
+                },
+            ]
+        )
+    )
     params = sensor_params(extra_expectations="extra.json")
     land(Lake(settings.lake_root(params)), sensor_frame(), "run-1")
 
@@ -374,7 +448,8 @@ def test_run_on_a_remote_lake_uploads_the_data_docs(settings):
 
     (part,) = summary["partitions"]
     assert summary["verdict"] == "pass"
-    assert part["docs_index"] == lake.path("reports", "validation", "source=files", "run=run-1", "data_docs",
-                                           "index.html")
+    assert part["docs_index"] == lake.path(
+        "reports", "validation", "source=files", "run=run-1", "data_docs", "index.html"
+    )
     assert b"sensor" in lake.fs.cat_file(part["docs_index"])
     assert lake.fs.glob(lake.path("reports", "validation", "**", "validations", "**", "*.html"))
