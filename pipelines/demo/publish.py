@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from pipelines.demo import generator as produce
-from pipelines.ingest.endpoints import KafkaEndpoint, S3Endpoint, SourceUnavailable
+from pipelines.ingest import KafkaEndpoint, S3Endpoint, SourceUnavailable
 
 log = logging.getLogger(__name__)
 
