@@ -3,13 +3,15 @@
 
 Watches the validated events for drift against the champion's training data and asks for a retrain.
 
-Runs when `flywheel_ingest` publishes `validated_events`, and on `schedules.drift` (params.yaml) as a fallback.
+Runs when `flywheel_ingest` publishes `validated_events`, and on `schedules.drift` (params.yaml) as a
+fallback.
 
 1. **check**: the current window (`drift.window_days` of validated events ending on the run's logical date)
    against the champion's reference rows, found through its lineage (`models:/<model>@champion` → its MLflow
    run → the `data/split` md5 in `dvc.lock` → the DVC cache or remote). Evidently reports data drift per
    column and overall, prediction drift of the champion, and its ROC-AUC/PR-AUC when the window is labelled;
-   the HTML and JSON report lands in `lake/reports/drift/run=<run>/` and in an MLflow run of `drift.experiment`.
+   the HTML and JSON report lands in `lake/reports/drift/run=<run>/` and in an MLflow run of
+   `drift.experiment`.
    Skipped while there is no champion; fails without retries when the reference or a column is missing.
 2. **trigger_retrain**: on a retrain verdict (drift share ≥ `drift.max_drift_share`, a `critical` column
    drifted, or ROC-AUC below `drift.min_roc_auc`; never under `drift.min_rows` rows, never twice within
@@ -45,13 +47,13 @@ DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "on_failure_callback": notify
 def flywheel_drift():
     @task
     def check(logical_date=None, dag_run=None, run_id=None) -> dict:
-        from flywheel_provider.monitoring import check_drift
+        from flywheel_provider.tasks.drift import check_drift
 
         return check_drift(run_id, logical_date or dag_run.run_after)
 
     @task(outlets=[DRIFT_DETECTED])
     def trigger_retrain(summary: dict, outlet_events=None, run_id=None) -> dict:
-        from flywheel_provider.monitoring import trigger_retrain as emit
+        from flywheel_provider.tasks.drift import trigger_retrain as emit
 
         return emit(summary, run_id, outlet_events[DRIFT_DETECTED])
 

@@ -58,13 +58,13 @@ DEFAULT_ARGS = {
 def flywheel_ingest():
     @task
     def ingest(run_id=None, params=None) -> dict:
-        from flywheel_provider.tasks import ingest_sources
+        from flywheel_provider.tasks.ingest import ingest_sources
 
         return ingest_sources(run_id, (params or {}).get("sources"))
 
     @task(outlets=[VALIDATED_EVENTS])
     def validate(landed: dict, outlet_events=None, run_id=None) -> dict:
-        from flywheel_provider.tasks import validate_and_publish
+        from flywheel_provider.tasks.ingest import validate_and_publish
 
         return validate_and_publish(landed, run_id, outlet_events[VALIDATED_EVENTS])
 

@@ -5,7 +5,7 @@ Registry operations from the Airflow UI, recorded like the command-line ones.
 
 | field | meaning |
 |---|---|
-| `action` | `rollback`: put `previous_champion` back as `champion` in one step; `status`: log aliases and versions |
+| `action` | `rollback`: `previous_champion` back as `champion` in one step; `status`: log aliases, versions |
 | `reason` | required for `rollback`; recorded on both versions and in the alias log |
 
 The same operations on the command line: `flywheel rollback --reason ...`, `flywheel status`.

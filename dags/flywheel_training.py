@@ -98,7 +98,7 @@ DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "on_failure_callback": notify
 def flywheel_training():
     @task
     def prepare(params=None, logical_date=None, dag_run=None, triggering_asset_events=None) -> dict:
-        from flywheel_provider.tasks import prepare_training
+        from flywheel_provider.tasks.training import prepare_training
 
         return prepare_training(dict(params), logical_date, dag_run.run_type, triggering_asset_events)
 
@@ -117,13 +117,13 @@ def flywheel_training():
 
     @task(pool="dvc")
     def promote(run: dict) -> dict:
-        from flywheel_provider.tasks import promote_model
+        from flywheel_provider.tasks.training import promote_model
 
         return promote_model(run)
 
     @task(pool="dvc")
     def record(run: dict, outcomes: dict, promotion: dict, run_id=None) -> dict:
-        from flywheel_provider.tasks import record_training
+        from flywheel_provider.tasks.training import record_training
 
         return record_training(run, outcomes, promotion, run_id)
 

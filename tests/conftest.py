@@ -69,6 +69,32 @@ def demo_params():
     return load_params(ROOT / "params.yaml")
 
 
+@pytest.fixture
+def tmp_settings(tmp_path):
+    """Settings whose home (lake, workspace) and params file are in the test's own folder."""
+    from pipelines.common.settings import Settings
+
+    return Settings.from_env(
+        {"FLYWHEEL_HOME": str(tmp_path), "FLYWHEEL_PARAMS": str(tmp_path / "params.yaml")}
+    )
+
+
+@pytest.fixture
+def churn():
+    """Params of the small churn dataset (``tests/support/data.py``)."""
+    from tests.support.data import churn_params
+
+    return churn_params()
+
+
+@pytest.fixture
+def churn_snapshot():
+    """A fresh snapshot of 400 churn events, sorted by time and key; a test may change it."""
+    from tests.support.data import churn_events
+
+    return churn_events()
+
+
 # -- Airflow ------------------------------------------------------------------------------------
 
 

@@ -1,7 +1,8 @@
 """Featurize: the training window (snapshot), the time split and the preprocessing fitted on train.
 
 Public: :func:`run` (the featurize stage), :mod:`~pipelines.featurize.snapshot` (the snapshot stage),
-the window selection the drift check shares, and :class:`Preprocessor`, which the model carries.
+the window selection the drift check shares (:class:`Window`, :func:`select_window`,
+:func:`read_validated`), and :class:`Preprocessor`, which the model carries, with its errors.
 """
 
 from __future__ import annotations
@@ -12,16 +13,28 @@ from pipelines.common.exports import lazy_exports
 
 if TYPE_CHECKING:
     from pipelines.featurize import snapshot
-    from pipelines.featurize.preprocess import Preprocessor, run
-    from pipelines.featurize.snapshot import Window, read_validated, select_window
+    from pipelines.featurize.preprocess import FeaturizeError, MissingFeatureError, Preprocessor
+    from pipelines.featurize.stage import run
+    from pipelines.featurize.window import Window, read_validated, select_window
 
 _API = {
-    "run": "preprocess",
+    "run": "stage",
     "snapshot": "snapshot",
     "Preprocessor": "preprocess",
-    "Window": "snapshot",
-    "select_window": "snapshot",
-    "read_validated": "snapshot",
+    "FeaturizeError": "preprocess",
+    "MissingFeatureError": "preprocess",
+    "Window": "window",
+    "select_window": "window",
+    "read_validated": "window",
 }
-__all__ = ["Preprocessor", "Window", "read_validated", "run", "select_window", "snapshot"]
+__all__ = [
+    "FeaturizeError",
+    "MissingFeatureError",
+    "Preprocessor",
+    "Window",
+    "read_validated",
+    "run",
+    "select_window",
+    "snapshot",
+]
 __getattr__ = lazy_exports(__name__, _API)

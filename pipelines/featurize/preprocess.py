@@ -1,11 +1,9 @@
-"""Featurize: split the snapshot by time and fit the preprocessing on the oldest part.
+"""The preprocessing fitted on the train split and carried by the model.
 
-The snapshot is split into train (oldest), valid and test (newest) by event
-time, ties broken by key. The preprocessing is fitted on train only and saved
-as a JSON spec; :class:`Preprocessor` applies that spec identically at
-training and at serving time, to raw rows that may carry unknown categories,
-missing optional values or extra columns. Every output is byte-identical when
-rerun on the same snapshot, so DVC can skip the stages downstream.
+:class:`Preprocessor` is fitted on train only and saved as a JSON spec; it
+applies that spec identically at training and at serving time, to raw rows that
+may carry unknown categories, missing optional values or extra columns. It is
+loaded wherever the model is, so this module imports nothing heavier than pandas.
 """
 
 from __future__ import annotations
@@ -19,12 +17,9 @@ import numpy as np
 import pandas as pd
 
 from pipelines.common.errors import FlywheelError
-from pipelines.common.io import json_bytes, parquet_bytes, write_if_changed
-from pipelines.workspace.paths import EVENTS, PREPROCESS_SPEC, SPLITS, features_file, split_file
 
 if TYPE_CHECKING:
-    from pipelines.common.config import FeaturizeConfig, Params, Schema
-    from pipelines.common.settings import Settings
+    from pipelines.common.config import Schema
 
 SPEC_VERSION = 1
 
@@ -38,19 +33,6 @@ class MissingFeatureError(FlywheelError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
-
-
-@dataclass(frozen=True)
-class Splits:
-    """Raw rows of the three time-ordered splits."""
-
-    train: pd.DataFrame
-    valid: pd.DataFrame
-    test: pd.DataFrame
-
-    def items(self) -> list[tuple[str, pd.DataFrame]]:
-        """``(name, frame)`` pairs in the order train, valid, test."""
-        return [(name, getattr(self, name)) for name in SPLITS]
 
 
 @dataclass(frozen=True)
@@ -78,49 +60,6 @@ class CategoricalSpec:
     def cardinality(self) -> int:
         """Number of codes, the unknown/missing code 0 included."""
         return len(self.vocabulary) + 1
-
-
-# -- splitting -----------------------------------------------------------------------------------
-
-
-def raw_columns(schema: Schema) -> list[str]:
-    """The columns of a raw split: key, event time, the features, the target."""
-    return [schema.key, schema.event_time, *schema.feature_names, schema.target]
-
-
-def split_by_time(events: pd.DataFrame, schema: Schema, cfg: FeaturizeConfig) -> Splits:
-    """Oldest ``train_fraction`` → train, next ``valid_fraction`` → valid, the rest → test.
-
-    Raises:
-        FeaturizeError: the snapshot is empty or one of the splits would be.
-    """
-    if events.empty:
-        raise FeaturizeError("the snapshot has 0 rows; expected events to split (run snapshot first)")
-    ordered = events[raw_columns(schema)].sort_values([schema.event_time, schema.key], kind="stable")
-    ordered = ordered.reset_index(drop=True)
-    n = len(ordered)
-    n_train = int(n * cfg.train_fraction)
-    n_valid = int(n * cfg.valid_fraction)
-    bounds = {"train": (0, n_train), "valid": (n_train, n_train + n_valid), "test": (n_train + n_valid, n)}
-    for name, (start, stop) in bounds.items():
-        if stop <= start:
-            raise FeaturizeError(
-                f"the {name} split is empty: {n} snapshot rows with train_fraction={cfg.train_fraction} "
-                f"and valid_fraction={cfg.valid_fraction}; expected more rows or larger fractions"
-            )
-    parts = {name: ordered.iloc[a:b].reset_index(drop=True) for name, (a, b) in bounds.items()}
-    return Splits(**parts)
-
-
-def check_target(train: pd.DataFrame, target: str) -> None:
-    """Raise :class:`FeaturizeError` unless the train split holds both target classes."""
-    counts = train[target].astype("int64").value_counts().to_dict()
-    if len(counts) < 2:
-        only = next(iter(counts), "none")
-        raise FeaturizeError(
-            f"target {target!r} has a single class ({only}) in all {len(train)} train rows; "
-            f"expected both 0 and 1 (widen the snapshot window)"
-        )
 
 
 # -- fitting the preprocessing -----------------------------------------------------------------
@@ -225,11 +164,13 @@ class Preprocessor:
 
     def check_columns(self, raw: pd.DataFrame) -> None:
         """Raise :class:`MissingFeatureError` naming any required feature column ``raw`` lacks."""
-        required = [s.name for s in (*self.numeric, *self.categorical) if s.required]
+        specs: tuple[NumericSpec | CategoricalSpec, ...] = (*self.numeric, *self.categorical)
+        required = [s.name for s in specs if s.required]
         missing = [name for name in required if name not in raw.columns]
         if missing:
             raise MissingFeatureError(
-                f"raw rows lack required feature column(s) {missing}; expected columns {list(self.feature_order)}"
+                f"raw rows lack required feature column(s) {missing}; "
+                f"expected columns {list(self.feature_order)}"
             )
 
     def transform_numeric(self, raw: pd.DataFrame) -> np.ndarray:
@@ -272,53 +213,3 @@ class Preprocessor:
             categorical.reshape(len(features), -1),
             features[self.target].to_numpy(dtype=np.float32),
         )
-
-
-# -- the stage --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Featurized:
-    """Everything featurize writes: raw splits, feature tables and the fitted spec."""
-
-    splits: Splits
-    features: dict[str, pd.DataFrame]
-    preprocessor: Preprocessor
-
-
-def build_features(events: pd.DataFrame, schema: Schema, cfg: FeaturizeConfig) -> Featurized:
-    """Split the snapshot, fit the preprocessing on train, transform all three splits."""
-    splits = split_by_time(events, schema, cfg)
-    check_target(splits.train, schema.target)
-    pre = Preprocessor.fit(splits.train, schema, cfg.min_category_count)
-    features = {name: pre.features_frame(frame) for name, frame in splits.items()}
-    return Featurized(splits, features, pre)
-
-
-def write_outputs(result: Featurized, workspace: Path) -> None:
-    """Write ``data/split/*.parquet``, ``data/features/*.parquet`` and ``preprocess.json``."""
-    for name, frame in result.splits.items():
-        write_if_changed(workspace / split_file(name), parquet_bytes(frame))
-        write_if_changed(workspace / features_file(name), parquet_bytes(result.features[name]))
-    write_if_changed(workspace / PREPROCESS_SPEC, json_bytes(result.preprocessor.to_dict()))
-
-
-def summarize(result: Featurized) -> dict[str, Any]:
-    """Row counts, positive rates and vocabulary sizes of the featurized splits."""
-    target = result.preprocessor.target
-    splits = {
-        name: {"rows": len(frame), "positives": int(frame[target].sum())}
-        for name, frame in result.splits.items()
-    }
-    vocab = {s.name: len(s.vocabulary) for s in result.preprocessor.categorical}
-    return {"splits": splits, "features": list(result.preprocessor.feature_order), "vocabulary_sizes": vocab}
-
-
-def run(params: Params, settings: Settings | None, workspace: Path) -> dict[str, Any]:
-    """Featurize ``data/snapshot/events.parquet`` of the workspace into its split and feature files."""
-    path = workspace / EVENTS
-    if not path.exists():
-        raise FeaturizeError(f"snapshot {path} not found; expected the snapshot stage to have written it")
-    result = build_features(pd.read_parquet(path), params.schema, params.featurize)
-    write_outputs(result, workspace)
-    return {**summarize(result), "workspace": str(workspace)}

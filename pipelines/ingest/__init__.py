@@ -8,12 +8,12 @@ from pipelines.common.exports import lazy_exports
 
 if TYPE_CHECKING:
     from pipelines.ingest.endpoints import KafkaEndpoint, S3Endpoint, SourceUnavailable
-    from pipelines.ingest.files import IngestError
+    from pipelines.ingest.landing import IngestError
     from pipelines.ingest.stage import run
 
 _API = {
     "run": "stage",
-    "IngestError": "files",
+    "IngestError": "landing",
     "KafkaEndpoint": "endpoints",
     "S3Endpoint": "endpoints",
     "SourceUnavailable": "endpoints",

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.ingest.files import IngestError
+from pipelines.ingest.landing import IngestError
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 KAFKA_OPTION_ENV = {
@@ -71,6 +71,7 @@ class KafkaEndpoint:
 
     @property
     def servers(self) -> list[str]:
+        """The ``host:port`` of each bootstrap server."""
         return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
 
     def describe(self) -> str:

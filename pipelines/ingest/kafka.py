@@ -47,8 +47,7 @@ from pipelines.common.lake import MANIFEST, Lake
 from pipelines.common.settings import Settings
 from pipelines.ingest import rows as records
 from pipelines.ingest.endpoints import KafkaEndpoint, SourceUnavailable
-from pipelines.ingest.files import IngestError, check_counts
-from pipelines.ingest.landing import jsonl_bytes, part_name, write_manifest
+from pipelines.ingest.landing import IngestError, check_counts, jsonl_bytes, part_name, write_manifest
 from pipelines.ingest.messages import Segment, decode_segments
 
 log = logging.getLogger(__name__)
@@ -330,7 +329,7 @@ class _Drain:
             self.drained.consumed += len(recs)
 
     def run(self) -> Drained:
-        """Poll until every assigned partition reached its end offset seen at the start, or a budget ran out."""
+        """Poll until each assigned partition reaches the end offset seen at the start, or a budget ends."""
         cfg, drained = self.cfg, self.drained
         started = last_data = time.monotonic()
         self._track_new_partitions()
@@ -590,7 +589,7 @@ def _manifest(
     times = [c.min_event_time for c in chunks if c.min_event_time] + [
         c.max_event_time for c in chunks if c.max_event_time
     ]
-    reasons = Counter()
+    reasons: Counter[str] = Counter()
     for c in chunks:
         reasons.update(c.reasons)
     return {

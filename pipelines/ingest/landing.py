@@ -1,4 +1,7 @@
-"""Landing a source run as numbered parts that survive a crash, the manifest last.
+"""The landing contracts every source keeps: every record landed or quarantined, parts, the manifest last.
+
+A run consumes records and accounts for each one: ``consumed == landed + quarantined``
+(:func:`check_counts`), or nothing is written and :class:`IngestError` says why.
 
 A run's landing partition holds ``part-00000.parquet``, ``part-00001.parquet``,
 ... (one per chunk, so memory stays bounded however large the backlog), and its
@@ -14,7 +17,21 @@ import base64
 import json
 from collections.abc import Iterable
 
+from pipelines.common.errors import FlywheelError
 from pipelines.common.lake import MANIFEST, Lake
+
+
+class IngestError(FlywheelError):
+    """The source cannot be read as configured, or a run would break the ingestion contract."""
+
+
+def check_counts(consumed: int, landed: int, quarantined: int) -> None:
+    """Refuse to write a run where a record would be neither landed nor quarantined."""
+    if consumed != landed + quarantined:
+        raise IngestError(
+            f"consumed {consumed} records but landed {landed} + quarantined {quarantined}; "
+            "expected every record to be landed or quarantined"
+        )
 
 
 def part_name(index: int, suffix: str) -> str:

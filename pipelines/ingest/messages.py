@@ -43,6 +43,7 @@ class DecodedChunk:
     quarantined: list[dict] = field(default_factory=list)
 
     def reasons(self) -> Counter:
+        """How many records were quarantined for each kind of reason."""
         return Counter(records.reason_kind(e["reason"]) for e in self.quarantined)
 
 

@@ -175,6 +175,7 @@ def _decode_lines(
             if reason is not None:
                 out.quarantined.append(quarantine_entry(f"{origin}:{number}", line, reason))
                 continue
+            assert obj is not None  # no reason: an object
             del obj[RAW]
         out.objects.append(obj)
         out.raws.append(line)
@@ -275,6 +276,7 @@ def decode_json_values(
             if reason is not None:
                 refused.append((position, reason))
                 continue
+            assert obj is not None  # no reason: an object
             del obj[RAW]
             objects.append(obj)
             positions.append(position)
@@ -438,7 +440,7 @@ def _to_floats(values: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, np.
     floats = np.asarray(pd.to_numeric(values, errors="coerce"), dtype=np.float64).copy()
     not_number = np.zeros(len(values), dtype=bool)
     if infer_dtype(values, skipna=False) not in _NUMERIC_KINDS | {"string"}:
-        not_number = np.isin(_types(values), [bool, np.bool_])
+        not_number = np.isin(_types(values), np.array([bool, np.bool_], dtype=object))
         floats[not_number] = np.nan
     for i in np.flatnonzero(np.isnan(floats) & ~not_number & ~missing):
         number = _py_float(values[i])
@@ -477,7 +479,7 @@ def _parse_category(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[
     out = values.astype(object, copy=True)
     out[missing] = None
     if infer_dtype(out, skipna=True) not in ("string", "empty"):
-        wrong = ~np.isin(_types(out), [str, np.str_]) & ~missing
+        wrong = ~np.isin(_types(out), np.array([str, np.str_], dtype=object)) & ~missing
         _flag(problems, wrong, values, field.name, EXPECT_CATEGORY)
     return out, problems
 

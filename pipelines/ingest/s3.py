@@ -1,7 +1,7 @@
 """The S3 source: land the new objects under a prefix, remembered by key and ETag.
 
 Objects are JSON Lines, CSV or Parquet (``.gz`` for JSON Lines and CSV), read with the files
-source's readers and row rules (:func:`pipelines.ingest.files.read_file`), one object at a time: each
+source's readers and row rules (:func:`pipelines.ingest.formats.read_file`), one object at a time: each
 object becomes one ``part-NNNNN.parquet`` of the run's landing partition (and ``part-NNNNN.jsonl`` in
 quarantine). The landing manifest (written last) lists every object with its ETag, size, sha256
 and counts; only then does ``state/source=s3/objects.json`` remember the objects, so a crash before
@@ -26,10 +26,10 @@ from pipelines.common.config import Params, S3SourceConfig
 from pipelines.common.io import table_bytes
 from pipelines.common.lake import MANIFEST, Lake
 from pipelines.common.settings import Settings
-from pipelines.ingest import files as ingest
 from pipelines.ingest import rows as records
 from pipelines.ingest.endpoints import S3Endpoint, SourceUnavailable
-from pipelines.ingest.landing import jsonl_bytes, part_name, write_manifest
+from pipelines.ingest.formats import hidden, read_file, relative_path, suffixes
+from pipelines.ingest.landing import IngestError, check_counts, jsonl_bytes, part_name, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +88,11 @@ def list_objects(fs: Any, cfg: S3SourceConfig, endpoint: S3Endpoint) -> list[tup
     """``(s3://bucket/key, info)`` of the objects under the prefix with a configured format, sorted."""
     root = cfg.url.removeprefix("s3://").rstrip("/")
     bucket = root.split("/", 1)[0]
-    keep = ingest.suffixes(cfg.formats)
+    keep = suffixes(cfg.formats)
     try:
         found = fs.find(root, detail=True)
     except FileNotFoundError:
-        raise ingest.IngestError(
+        raise IngestError(
             f"bucket {bucket!r} of ingest.s3.url {cfg.url} does not exist on "
             f"{endpoint.describe()}; expected an existing bucket"
         ) from None
@@ -100,9 +100,8 @@ def list_objects(fs: Any, cfg: S3SourceConfig, endpoint: S3Endpoint) -> list[tup
         raise _unavailable(endpoint, f"listing {cfg.url}", exc) from None
     out = []
     for path, info in found.items():
-        relative = path[len(root) + 1 :] if path.startswith(root + "/") else path.rsplit("/", 1)[-1]
-        hidden = any(part.startswith((".", "_")) for part in relative.split("/"))
-        if info.get("type", "file") == "file" and path.lower().endswith(keep) and not hidden:
+        wanted = path.lower().endswith(keep) and not hidden(relative_path(path, root))
+        if info.get("type", "file") == "file" and wanted:
             out.append((f"s3://{path}", info))
     return sorted(out)
 
@@ -132,15 +131,18 @@ def _land(
 ) -> dict:
     """Read each object, write its parts, then the manifests (quarantine, then landing, last)."""
     now = pd.Timestamp.now(tz="UTC")
-    objects, parts, quarantine_parts, reasons = [], [], [], Counter()
+    objects: list[dict[str, Any]] = []
+    parts: list[str] = []
+    quarantine_parts: list[str] = []
+    reasons: Counter[str] = Counter()
     for index, (url, info) in enumerate(new):
         try:
             data = fs.cat_file(url)
         except Exception as exc:
             raise _unavailable(endpoint, f"reading {url}", exc) from None
         sha = hashlib.sha256(data).hexdigest()
-        result = ingest.read_file(data, url, url, params.schema, params.ingest, now, sha)
-        entry = {
+        result = read_file(data, url, url, params.schema, params.ingest, now, sha)
+        entry: dict[str, Any] = {
             "key": url,
             "etag": _etag(info),
             "size": len(data),
@@ -167,7 +169,7 @@ def _land(
         reasons.update(records.reason_kind(e["reason"]) for e in result.quarantined)
         objects.append(entry)
     counts = {k: sum(o[k] for o in objects) for k in ("consumed", "landed", "quarantined")}
-    ingest.check_counts(counts["consumed"], counts["landed"], counts["quarantined"])
+    check_counts(counts["consumed"], counts["landed"], counts["quarantined"])
     if not parts:  # everything was quarantined: an empty part keeps the partition readable
         parts = [part_name(0, ".parquet")]
         lake.write_bytes(

@@ -12,10 +12,8 @@ from collections.abc import Sequence
 
 from pipelines.common.config import Params, SourceName
 from pipelines.common.settings import Settings
-from pipelines.ingest.endpoints import KafkaEndpoint, S3Endpoint, SourceUnavailable
-from pipelines.ingest.files import IngestError
-
-__all__ = ["run", "KafkaEndpoint", "S3Endpoint", "SourceUnavailable", "IngestError"]
+from pipelines.ingest.endpoints import KafkaEndpoint, S3Endpoint
+from pipelines.ingest.landing import IngestError
 
 
 def run(
@@ -46,7 +44,9 @@ def run(
     unknown = sorted(set(names) - {"files", "kafka", "s3"})
     if unknown:
         raise IngestError(f"unknown source(s) {unknown}; expected some of ['files', 'kafka', 's3']")
-    by_source = {name: _run_one(name, params, settings, run_id, path, kafka, s3) for name in names}
+    by_source: dict[str, dict] = {
+        name: _run_one(name, params, settings, run_id, path, kafka, s3) for name in names
+    }
     return combine(run_id, by_source)
 
 
@@ -59,17 +59,18 @@ def _run_one(
     kafka: KafkaEndpoint | None,
     s3: S3Endpoint | None,
 ) -> dict:
+    """One source's run; a source's module (and its client library) is imported only when it runs."""
     if name == "kafka":
-        from pipelines.ingest import kafka as source
+        from pipelines.ingest import kafka as kafka_source
 
-        return source.run(params, settings, run_id, kafka)
+        return kafka_source.run(params, settings, run_id, kafka)
     if name == "s3":
-        from pipelines.ingest import s3 as source
+        from pipelines.ingest import s3 as s3_source
 
-        return source.run(params, settings, run_id, s3)
-    from pipelines.ingest import files as ingest
+        return s3_source.run(params, settings, run_id, s3)
+    from pipelines.ingest import files as files_source
 
-    return ingest.run(params, settings, run_id=run_id, path=path)
+    return files_source.run(params, settings, run_id=run_id, path=path)
 
 
 def combine(run_id: str, by_source: dict[str, dict]) -> dict:

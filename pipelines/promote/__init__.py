@@ -1,5 +1,6 @@
 """Promote: register the model and move the ``champion`` alias when the gate passes; lineage.
 
+Modules: :mod:`.gate` (the pure verdict), :mod:`.registry`, :mod:`.lineage` and :mod:`.stage` (:func:`run`).
 The registry is used through aliases only (``champion``, ``challenger``, ``previous_champion``);
 :func:`champion_version` is the one "who is the champion" lookup.
 """

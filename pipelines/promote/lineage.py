@@ -127,7 +127,8 @@ def render(chain: dict[str, Any]) -> str:
         f"model {model['name']} v{model['version']} {model['aliases'] or ''}",
         f"  gate: {model['gate']}  (trigger: {model['trigger']})",
         f"  └─ MLflow run {run['id']}  test metrics {_short(run['metrics'])}",
-        f"     git commit {run['git_commit']}; Airflow {run['airflow']['dag_id']} / {run['airflow']['run_id']}",
+        f"     git commit {run['git_commit']}; "
+        f"Airflow {run['airflow']['dag_id']} / {run['airflow']['run_id']}",
         f"     └─ DVC workspace commit {chain['workspace_commit']}",
     ]
     lines += [f"        {path}: {md5}" for path, md5 in sorted(chain["dvc"].items())]
@@ -163,7 +164,8 @@ def _source(source: Any) -> str:
     if "topic" in source:
         return (
             f"kafka {source['topic']}[{source.get('partition')}] offsets {source.get('first')}.."
-            f"{source.get('last')} ({source.get('consumed', '?')} consumed, {source.get('landed', '?')} landed)"
+            f"{source.get('last')} ({source.get('consumed', '?')} consumed, "
+            f"{source.get('landed', '?')} landed)"
         )
     where = source.get("path") or source.get("key")
     digest = source.get("sha256") or source.get("etag") or source.get("ETag")

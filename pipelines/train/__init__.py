@@ -1,5 +1,11 @@
 """Train: fit the PyTorch network on the features, tracked in MLflow; checkpoints, devices, DDP.
 
+Modules, top-down: ``stage`` (the edge: :func:`run`) uses ``data`` (the features as tensors),
+``network`` (the default model and the factory seam), ``loop`` (the pure training loop) with
+``placement`` (devices, bf16) and ``distributed`` (torchrun/DDP, which knows nothing of the stage),
+``checkpoint``, ``model`` (the saved model and its pyfunc) and ``tracking`` (what a run logs);
+``worker`` is the process torchrun starts; ``errors``, ``trigger`` and ``form`` stand alone.
+
 Public: :func:`run`, the saved model's :class:`Predictor`, and :func:`log_split_datasets`
 (the DVC splits as MLflow datasets, which evaluate logs too).
 """
@@ -11,10 +17,11 @@ from typing import TYPE_CHECKING
 from pipelines.common.exports import lazy_exports
 
 if TYPE_CHECKING:
-    from pipelines.train.network import Predictor
-    from pipelines.train.stage import TrainError, run
+    from pipelines.train.errors import TrainError
+    from pipelines.train.model import Predictor
+    from pipelines.train.stage import run
     from pipelines.train.tracking import log_split_datasets
 
-_API = {"run": "stage", "TrainError": "stage", "Predictor": "network", "log_split_datasets": "tracking"}
+_API = {"run": "stage", "TrainError": "errors", "Predictor": "model", "log_split_datasets": "tracking"}
 __all__ = ["Predictor", "TrainError", "log_split_datasets", "run"]
 __getattr__ = lazy_exports(__name__, _API)

@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -42,6 +42,8 @@ CHECKPOINT_VERSION = 1
 CHECKPOINT_FILE = "checkpoint.pt"
 RUN_FILE = "run.json"
 STALE_AFTER_S = 7 * 86400  # a checkpoint nobody resumed for a week is not going to be
+
+NumpyState = tuple[str, np.ndarray, int, int, float]  # np.random.get_state(legacy=True)
 
 
 # -- fingerprint ---------------------------------------------------------------------------------
@@ -70,7 +72,7 @@ def fingerprint(cfg: TrainConfig, files: Iterable[Path], world_size: int = 1) ->
 
 
 def _cuda_in_use() -> bool:
-    return torch.cuda.is_available() and torch.cuda.is_initialized()
+    return torch.cuda.is_available() and torch.cuda.is_initialized()  # type: ignore[no-untyped-call]
 
 
 def capture_rng() -> dict[str, Any]:
@@ -79,7 +81,7 @@ def capture_rng() -> dict[str, Any]:
     Only this process's own GPU: touching every device would open a CUDA context on each of
     them from every DDP process.
     """
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    kind, keys, pos, has_gauss, cached = cast(NumpyState, np.random.get_state(legacy=True))
     version, py_state, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),
@@ -131,6 +133,7 @@ class CheckpointStore:
 
     @property
     def path(self) -> Path:
+        """``checkpoint.pt`` in the folder."""
         return self.directory / CHECKPOINT_FILE
 
     def save(self, payload: dict[str, Any]) -> None:
@@ -167,9 +170,10 @@ class CheckpointStore:
     def read_run_id(self) -> str | None:
         """The MLflow run id written by :meth:`write_run_id`, if any."""
         try:
-            return json.loads((self.directory / RUN_FILE).read_text()).get("mlflow_run_id")
+            run_id = json.loads((self.directory / RUN_FILE).read_text()).get("mlflow_run_id")
         except (OSError, ValueError, AttributeError):
             return None
+        return str(run_id) if run_id else None
 
     def clear(self) -> None:
         """Remove the folder: training finished and its outputs are written."""

@@ -1,8 +1,8 @@
 """Training on several devices: DDP, launched with ``torchrun``, one process per GPU.
 
-With ``train.devices > 1``, ``flywheel train`` re-launches itself as
+With ``train.devices > 1``, the stage re-launches itself as
 
-    python -m torch.distributed.run --standalone --nproc-per-node N -m pipelines.train.distributed ...
+    python -m torch.distributed.run --standalone --nproc-per-node N -m <worker module> ...
 
 (one process per GPU with NCCL; without CUDA, N CPU processes with gloo, which is how
 the tests run it). Each process trains on its own shard of the training rows; DDP
@@ -10,6 +10,10 @@ all-reduces the gradients; rank 0 validates, decides early stopping for all, log
 MLflow, writes the checkpoints and the stage's outputs, and leaves its summary in a
 file the launcher reads back. :class:`Group` is the little the training loop needs
 to know about its process group; the default one is a single process and costs nothing.
+
+This module knows nothing of the stage: :func:`launch` is told which worker module to
+start, and that module hands its work to :func:`run_worker` (``pipelines.train.worker``
+for the train stage).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,13 +34,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.distributed as dist
 
+from pipelines.train.errors import TrainError
+
 if TYPE_CHECKING:
     from pipelines.common.config import Params, TrainConfig
     from pipelines.common.settings import Settings
 
 log = logging.getLogger(__name__)
-
-WORKER_MODULE = "pipelines.train.distributed"
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class Group:
 
     @property
     def distributed(self) -> bool:
+        """More than one process."""
         return self.world_size > 1
 
     @property
@@ -88,6 +94,9 @@ class Group:
 
 SINGLE = Group()
 
+if TYPE_CHECKING:  # what one training process runs; rank 0's summary is kept
+    Worker = Callable[[Params, Settings, Path, Group], dict[str, Any]]
+
 
 def processes_for(cfg: TrainConfig, cuda_devices: int) -> int:
     """How many training processes ``train.devices`` means on a machine with ``cuda_devices`` GPUs."""
@@ -107,9 +116,9 @@ def processes_for(cfg: TrainConfig, cuda_devices: int) -> int:
 
 
 def torchrun_argv(
-    nproc: int, workspace: Path, params: Path, summary: Path, python: str = sys.executable
+    module: str, nproc: int, workspace: Path, params: Path, summary: Path, python: str = sys.executable
 ) -> list[str]:
-    """The command that runs the training stage in ``nproc`` processes on this machine."""
+    """The command that runs worker ``module`` in ``nproc`` processes on this machine."""
     return [
         python,
         "-m",
@@ -117,7 +126,7 @@ def torchrun_argv(
         "--standalone",
         f"--nproc-per-node={nproc}",
         "-m",
-        WORKER_MODULE,
+        module,
         "--workspace",
         str(workspace),
         "--params",
@@ -140,19 +149,17 @@ def _stdout_to_stderr() -> int | None:
         return None
 
 
-def launch(nproc: int, workspace: Path, settings: Settings, params: Params) -> dict[str, Any]:
-    """Run the stage under torchrun in ``nproc`` processes with ``params``; return rank 0's summary.
+def launch(module: str, nproc: int, params: Params, settings: Settings, workspace: Path) -> dict[str, Any]:
+    """Run worker ``module`` under torchrun in ``nproc`` processes with ``params``; return rank 0's summary.
 
     The torchrun process gets SIGTERM if this one dies (Linux), and stops its workers.
     """
     import yaml
 
-    from pipelines.train.stage import TrainError
-
     with tempfile.TemporaryDirectory(prefix="flywheel-ddp-") as tmp:
         summary, params_path = Path(tmp) / "summary.json", Path(tmp) / "params.yaml"
         params_path.write_text(yaml.safe_dump(params.model_dump(mode="json", by_alias=True), sort_keys=False))
-        argv = torchrun_argv(nproc, workspace, params_path, summary)
+        argv = torchrun_argv(module, nproc, workspace, params_path, summary)
         log.info("training in %d processes: %s", nproc, " ".join(argv))
         threads = str(max(1, (os.cpu_count() or 1) // nproc))
         env = {"OMP_NUM_THREADS": threads, **os.environ, **settings.as_env()}
@@ -168,10 +175,11 @@ def launch(nproc: int, workspace: Path, settings: Settings, params: Params) -> d
                 f"distributed training failed: torchrun exited with status {proc.returncode}; "
                 f"the workers' errors are in the log above (`{' '.join(argv)}`)"
             )
-        return json.loads(summary.read_text())
+        result: dict[str, Any] = json.loads(summary.read_text())
+        return result
 
 
-# -- the worker torchrun starts -------------------------------------------------------------------
+# -- inside a worker torchrun started ----------------------------------------------------------------
 
 
 def init_group(cfg: TrainConfig) -> Group:
@@ -192,17 +200,21 @@ def init_group(cfg: TrainConfig) -> Group:
     return group
 
 
-def main(argv: list[str] | None = None) -> int:
-    """One training process: join the group, train (rank 0 tracks and writes), leave the group."""
-    from pipelines.common.config import load_params
-    from pipelines.common.settings import Settings
-    from pipelines.train import stage as train
-
+def worker_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The arguments :func:`torchrun_argv` gives a worker: ``--workspace``, ``--params``, ``--summary``."""
     parser = argparse.ArgumentParser(description="one DDP training process (started by torchrun)")
     parser.add_argument("--workspace", required=True, type=Path)
     parser.add_argument("--params", required=True, type=Path, help="the stage's params (written by launch)")
     parser.add_argument("--summary", required=True, type=Path, help="where rank 0 writes its summary")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def run_worker(work: Worker, argv: list[str] | None = None) -> int:
+    """One training process: join the group, run ``work`` (rank 0 writes its summary), leave the group."""
+    from pipelines.common.config import load_params
+    from pipelines.common.settings import Settings
+
+    args = worker_args(argv)
     rank = os.environ.get("RANK", "?")
     logging.basicConfig(
         level=logging.INFO,
@@ -212,13 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     params = load_params(args.params)
     group = init_group(params.train)
     try:
-        summary = train.train_stage(params, args.workspace, Settings.from_env(), group)
+        summary = work(params, Settings.from_env(), args.workspace, group)
         if group.is_main:
             args.summary.write_text(json.dumps(summary, default=str))
     finally:
         dist.destroy_process_group()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,37 +1,24 @@
-"""The model: a tabular network, its files on disk, and the MLflow pyfunc that serves raw rows.
+"""The default network: a tabular MLP with embeddings, and the factory seam the stage builds it through.
 
-``models/model/`` holds three files: ``state_dict.pt`` (the weights, loaded with
-``weights_only=True``), ``preprocess.json`` (the fitted preprocessing spec) and
-``model.json`` (architecture, feature order, decision threshold, MLflow
-lineage). :class:`Predictor` rebuilds the model from those files and scores raw
-rows; :class:`FlywheelPyfunc` wraps it for MLflow, so a logged model accepts
-the same raw rows the lake holds. MLflow is imported only when the pyfunc class
-is first used.
+:class:`TabularNet` embeds each categorical column, concatenates the embeddings with the numeric
+columns and maps them to one logit with an MLP. :func:`build_net` shapes one for a fitted
+preprocessor. :func:`net_factory` is the one place the stage asks which network to train: today
+always :func:`default_net`; a ``train.model: package.module:factory`` option would plug in there.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
-from pipelines.featurize.preprocess import Preprocessor
-
 if TYPE_CHECKING:
-    import mlflow.pyfunc
+    from pipelines.common.config import TrainConfig
+    from pipelines.featurize import Preprocessor
 
-STATE_DICT = "state_dict.pt"
-PREPROCESS = "preprocess.json"
-MODEL_JSON = "model.json"  # the files of a model folder: models/model/ in the workspace, artifacts in MLflow
-ARTIFACT_FILES = {"state_dict": STATE_DICT, "preprocess": PREPROCESS, "model_json": MODEL_JSON}
-SCORE_BATCH = 65536
+    NetFactory = Callable[[Preprocessor, TrainConfig], "TabularNet"]
 
 
 def embedding_dim(cardinality: int, max_dim: int) -> int:
@@ -58,15 +45,17 @@ class TabularNet(nn.Module):
             "dropout": float(dropout),
             "max_embedding_dim": int(max_embedding_dim),
         }
+        widths = [embedding_dim(c, max_embedding_dim) for c in cardinalities]
         self.embeddings = nn.ModuleList(
-            nn.Embedding(c, embedding_dim(c, max_embedding_dim)) for c in cardinalities
+            nn.Embedding(c, width) for c, width in zip(cardinalities, widths, strict=True)
         )
-        self.mlp = _mlp(n_numeric + sum(e.embedding_dim for e in self.embeddings), hidden, dropout)
+        self.mlp = _mlp(n_numeric + sum(widths), hidden, dropout)
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         """``numeric [n, n_num]`` float, ``categorical [n, n_cat]`` long → logits ``[n]``."""
         parts = [numeric, *(emb(categorical[:, j]) for j, emb in enumerate(self.embeddings))]
-        return self.mlp(torch.cat(parts, dim=1)).squeeze(-1)
+        logits: torch.Tensor = self.mlp(torch.cat(parts, dim=1))
+        return logits.squeeze(-1)
 
 
 def _mlp(width: int, hidden: Sequence[int], dropout: float) -> nn.Sequential:
@@ -89,106 +78,15 @@ def build_net(
     )
 
 
-# -- files on disk -------------------------------------------------------------------------------
+def default_net(preprocessor: Preprocessor, cfg: TrainConfig) -> TabularNet:
+    """The default network for the ``train`` params: ``train.hidden``, ``dropout``, ``max_embedding_dim``."""
+    return build_net(preprocessor, cfg.hidden, cfg.dropout, cfg.max_embedding_dim)
 
 
-def save_model_files(
-    model_dir: Path, net: TabularNet, preprocessor: Preprocessor, meta: dict[str, Any]
-) -> dict[str, str]:
-    """Write ``state_dict.pt``, ``preprocess.json`` and ``model.json``; return ``{artifact: path}``."""
-    model_dir.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, model_dir / STATE_DICT)
-    (model_dir / PREPROCESS).write_text(json.dumps(preprocessor.to_dict(), indent=2) + "\n")
-    write_model_json(
-        model_dir, {"architecture": net.config, "feature_order": list(preprocessor.feature_order), **meta}
-    )
-    return {name: str(model_dir / file) for name, file in ARTIFACT_FILES.items()}
+def net_factory(cfg: TrainConfig) -> NetFactory:
+    """The factory that builds the network to train, ``(preprocessor, train params) -> network``.
 
-
-def write_model_json(model_dir: Path, meta: dict[str, Any]) -> None:
-    """Write ``model.json`` (architecture, threshold, lineage)."""
-    (model_dir / MODEL_JSON).write_text(json.dumps(meta, indent=2) + "\n")
-
-
-def read_model_json(model_dir: Path) -> dict[str, Any]:
-    """Read ``model.json`` of a model folder."""
-    return json.loads((model_dir / MODEL_JSON).read_text())
-
-
-@dataclass(frozen=True)
-class Predictor:
-    """A trained model with its preprocessing: raw rows in, probabilities out (CPU)."""
-
-    net: TabularNet
-    preprocessor: Preprocessor
-    threshold: float
-    meta: dict[str, Any]
-
-    @classmethod
-    def from_files(cls, state_dict: str | Path, preprocess: str | Path, model_json: str | Path) -> Predictor:
-        """Rebuild from the three model files (the MLflow artifacts or ``models/model/``)."""
-        meta = json.loads(Path(model_json).read_text())
-        net = TabularNet(**meta["architecture"])
-        net.load_state_dict(torch.load(state_dict, map_location="cpu", weights_only=True))
-        net.eval()
-        return cls(net, Preprocessor.load(preprocess), float(meta["threshold"]), meta)
-
-    @classmethod
-    def load(cls, model_dir: str | Path) -> Predictor:
-        """Rebuild from a model folder such as ``models/model/``."""
-        d = Path(model_dir)
-        return cls.from_files(d / STATE_DICT, d / PREPROCESS, d / MODEL_JSON)
-
-    def score(self, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
-        """Probabilities (float64 ``[n]``) for already-transformed model arrays."""
-        out = np.empty(len(numeric), dtype=np.float64)
-        with torch.inference_mode():
-            for start in range(0, len(numeric), SCORE_BATCH):
-                stop = start + SCORE_BATCH
-                logits = self.net(
-                    torch.from_numpy(numeric[start:stop]), torch.from_numpy(categorical[start:stop])
-                )
-                out[start:stop] = torch.sigmoid(logits).double().numpy()
-        return out
-
-    def predict_proba(self, raw: pd.DataFrame) -> np.ndarray:
-        """Probabilities (float64 ``[n]``) for raw rows, preprocessing included."""
-        numeric, categorical = self.preprocessor.transform(raw)
-        return self.score(numeric, categorical)
-
-    def predict(self, raw: pd.DataFrame) -> pd.DataFrame:
-        """``probability`` and ``label`` (at the model's threshold) for raw rows."""
-        proba = self.predict_proba(raw)
-        return pd.DataFrame({"probability": proba, "label": (proba >= self.threshold).astype(np.int64)})
-
-
-# -- MLflow pyfunc (created on first use, so importing this module does not import MLflow) ----------
-
-
-def _make_pyfunc_class() -> type[mlflow.pyfunc.PythonModel]:
-    import mlflow.pyfunc
-
-    class FlywheelPyfunc(mlflow.pyfunc.PythonModel):
-        """MLflow pyfunc serving raw rows: preprocessing, network and threshold inside."""
-
-        def load_context(self, context: Any) -> None:
-            """Build the :class:`Predictor` from the logged artifacts."""
-            a = context.artifacts
-            self.predictor = Predictor.from_files(a["state_dict"], a["preprocess"], a["model_json"])
-
-        def predict(
-            self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
-        ) -> pd.DataFrame:
-            """Raw rows → ``probability`` (float) and ``label`` (int) columns."""
-            return self.predictor.predict(pd.DataFrame(model_input))
-
-    FlywheelPyfunc.__qualname__ = "FlywheelPyfunc"
-    return FlywheelPyfunc
-
-
-def __getattr__(name: str) -> Any:
-    """Create ``FlywheelPyfunc`` lazily (PEP 562); it pickles by reference as ``pipelines.train.network.FlywheelPyfunc``."""
-    if name == "FlywheelPyfunc":
-        cls = globals()[name] = _make_pyfunc_class()
-        return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    The one place the stage chooses its network: a ``train.model`` option (``package.module:factory``)
+    would be resolved here. Today it is always :func:`default_net`.
+    """
+    return default_net

@@ -1,5 +1,11 @@
-"""MLflow tracking shared by train and evaluate: system metrics and the data splits as datasets.
+"""Everything a training run logs to MLflow (evaluate logs the splits the same way).
 
+- **The run**: :func:`open_run` starts the training run, or continues the run of a checkpoint,
+  in the experiment ``mlflow.experiment`` (the connection is :mod:`pipelines.common.tracking`'s),
+  tagged with its lineage (:func:`lineage_tags`: git commit, data window, ``dvc.lock`` hashes,
+  Airflow dag and run). :func:`log_inputs` logs the params, the window and the splits;
+  :func:`log_epoch` each epoch; :func:`log_pyfunc` the model; :func:`log_outcome` the summary
+  metrics and the learning curve.
 - **System metrics**: ``mlflow.system_metrics`` in params turns MLflow's own monitor on
   for the training run (CPU, memory, disk, network; GPU where ``nvidia-ml-py`` is
   installed), sampled every ``mlflow.system_metrics_interval_s`` seconds. MLflow's
@@ -14,22 +20,37 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import subprocess
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from pipelines.common.io import file_digest
-from pipelines.workspace.lock import lock_hashes
-from pipelines.workspace.paths import SPLIT_DIR, split_file
+from pipelines.common.tracking import MAX_TAG, ensure_experiment
+from pipelines.workspace import lock_hashes
+from pipelines.workspace.paths import SPLIT_DIR, WINDOW, split_file
 
 if TYPE_CHECKING:
+    import matplotlib.figure
+    from mlflow import ActiveRun
     from mlflow.data.pandas_dataset import PandasDataset
+    from mlflow.models.model import ModelInfo
+    from mlflow.models.signature import ModelSignature
     from mlflow.types import Schema as MlflowSchema
 
-    from pipelines.common.config import MlflowConfig, Schema
+    from pipelines.common.config import MlflowConfig, Params, Schema
+    from pipelines.common.settings import Settings
+    from pipelines.train.data import TrainingData
+    from pipelines.train.loop import EpochStats
+
+log = logging.getLogger(__name__)
 
 CONTEXTS = {"train": "training", "valid": "validation", "test": "test"}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
@@ -49,8 +70,8 @@ def configure_system_metrics(cfg: MlflowConfig) -> None:
     """Sample every ``system_metrics_interval_s`` seconds and log every sample (process-wide setting)."""
     import mlflow
 
-    mlflow.set_system_metrics_sampling_interval(cfg.system_metrics_interval_s)
-    mlflow.set_system_metrics_samples_before_logging(1)
+    mlflow.set_system_metrics_sampling_interval(cfg.system_metrics_interval_s)  # type: ignore[no-untyped-call]
+    mlflow.set_system_metrics_samples_before_logging(1)  # type: ignore[no-untyped-call]
 
 
 def dataset_schema(schema: Schema) -> MlflowSchema:
@@ -66,13 +87,13 @@ def dataset_schema(schema: Schema) -> MlflowSchema:
 
 def split_dataset(workspace: Path, schema: Schema, split: str) -> tuple[PandasDataset, dict[str, str]]:
     """The raw ``data/split/<split>.parquet`` as an MLflow dataset, and the tags of its input."""
-    import mlflow.data
+    from mlflow.data.pandas_dataset import from_pandas
 
     rel = split_file(split)
     md5 = file_digest(workspace / rel, "md5")
     with warnings.catch_warnings():  # "" and "file" both resolve a local path: same class, one warning
         warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways")
-        dataset = mlflow.data.from_pandas(
+        dataset = from_pandas(
             pd.read_parquet(workspace / rel),
             source=str(rel),
             name=f"{schema.name}-{split}",
@@ -93,3 +114,246 @@ def log_split_datasets(workspace: Path, schema: Schema, splits: tuple[str, ...])
     for split in splits:
         dataset, tags = split_dataset(workspace, schema, split)
         mlflow.log_input(dataset, context=CONTEXTS[split], tags=tags)
+
+
+# -- lineage ---------------------------------------------------------------------------------------
+
+
+def git_commit(project: Path) -> str:
+    """``git rev-parse HEAD`` of the project, or ``"unknown"``."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(project), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+def window_tag(window: dict[str, Any], limit: int = MAX_TAG) -> str:
+    """The snapshot window as compact JSON; list values become counts when it would not fit in a tag."""
+    text = json.dumps(window, sort_keys=True, separators=(",", ":"))
+    if len(text) <= limit:
+        return text
+    short = {
+        k: (f"{len(v)} items, see lineage/window.json" if isinstance(v, list) else v)
+        for k, v in window.items()
+    }
+    return json.dumps(short, sort_keys=True, separators=(",", ":"))[:limit]
+
+
+def lineage_tags(
+    params: Params, settings: Settings, workspace: Path, env: Mapping[str, str]
+) -> dict[str, str]:
+    """Tags tying the run to its code, data and orchestrator run."""
+    tags = {
+        "flywheel.stage": "train",
+        "flywheel.schema": params.schema.name,
+        "flywheel.git_commit": git_commit(settings.project),
+    }
+    for var, tag in (("AIRFLOW_CTX_DAG_ID", "airflow.dag_id"), ("AIRFLOW_CTX_DAG_RUN_ID", "airflow.run_id")):
+        if env.get(var):
+            tags[tag] = env[var]
+    if (workspace / WINDOW).exists():
+        tags["flywheel.data_window"] = window_tag(json.loads((workspace / WINDOW).read_text()))
+    for path, md5 in lock_hashes(workspace, "featurize").items():
+        tags[f"flywheel.dvc.{Path(path).name}_md5"] = md5
+    return tags
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+
+def _run_exists(run_id: str, experiment_id: str) -> bool:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = MlflowClient().get_run(run_id)
+    except MlflowException:
+        return False
+    return found.info.experiment_id == experiment_id and found.info.lifecycle_stage == "active"
+
+
+def open_run(params: Params, settings: Settings, workspace: Path, run_id: str | None) -> ActiveRun:
+    """Start the training run, or continue ``run_id`` (a retry after a kill), with lineage tags
+    and, when enabled, MLflow's system metrics."""
+    import mlflow
+
+    experiment_id = ensure_experiment(settings, params.mlflow.experiment)
+    tags = lineage_tags(params, settings, workspace, os.environ)
+    system = system_metrics_enabled(params.mlflow, os.environ)
+    if system:
+        configure_system_metrics(params.mlflow)
+    if run_id and _run_exists(run_id, experiment_id):
+        return mlflow.start_run(run_id=run_id, tags=tags, log_system_metrics=system)
+    if run_id:
+        log.warning("MLflow run %s of the checkpoint is gone; continuing in a new run", run_id)
+    run_name = f"train-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    return mlflow.start_run(
+        experiment_id=experiment_id, run_name=run_name, tags=tags, log_system_metrics=system
+    )
+
+
+def run_params(params: Params, data: TrainingData) -> dict[str, Any]:
+    """The MLflow params of a training run: every ``train`` key, the schema name, row counts."""
+    train = {
+        f"train.{k}": (list(v) if isinstance(v, tuple) else v) for k, v in params.train.model_dump().items()
+    }
+    return {
+        **train,
+        "schema": params.schema.name,
+        "n_train": data.n_train,
+        "n_valid": data.n_valid,
+        "train_positive_rate": round(float(data.train_target.float().mean()), 6),
+    }
+
+
+def log_inputs(params: Params, workspace: Path, data: TrainingData) -> None:
+    """The run's params (the same values again on a resumed run), its data window and its splits."""
+    import mlflow
+
+    mlflow.log_params(run_params(params, data))
+    if (workspace / WINDOW).exists():
+        mlflow.log_artifact(str(workspace / WINDOW), "lineage")
+    log_split_datasets(workspace, params.schema, ("train", "valid"))
+
+
+# -- epochs ----------------------------------------------------------------------------------------
+
+
+def log_epoch(stats: EpochStats) -> None:
+    """One epoch's losses and ranking metrics at step ``epoch`` of the active run (and in the log)."""
+    import mlflow
+
+    values = {
+        "train_loss": stats.train_loss,
+        "valid_loss": stats.valid_loss,
+        "valid_pr_auc": stats.valid_pr_auc,
+        "valid_roc_auc": stats.valid_roc_auc,
+    }
+    mlflow.log_metrics(values, step=stats.epoch)
+    log.info(
+        "epoch %d: train_loss %.4f valid_loss %.4f valid_pr_auc %.4f valid_roc_auc %.4f (%.1fs)",
+        stats.epoch,
+        *values.values(),
+        stats.train_seconds,
+    )
+
+
+def log_missing_epochs(run_id: str, history: Iterable[EpochStats]) -> None:
+    """Log the restored epochs the run lacks (a kill between a checkpoint and its logging)."""
+    from mlflow import MlflowClient
+
+    logged = {m.step for m in MlflowClient().get_metric_history(run_id, "valid_pr_auc")}
+    for stats in history:
+        if stats.epoch not in logged:
+            log_epoch(stats)
+
+
+def log_resumed(run_id: str, epoch: int, history: Iterable[EpochStats]) -> None:
+    """Mark the run as resumed after ``epoch`` and log the restored epochs it lacks."""
+    import mlflow
+
+    mlflow.set_tag("flywheel.resumed_from_epoch", str(epoch))
+    log_missing_epochs(run_id, history)
+
+
+# -- the model -------------------------------------------------------------------------------------
+
+
+def model_signature(schema: Schema) -> ModelSignature:
+    """The pyfunc signature: raw feature columns in, ``probability``/``label`` out.
+
+    Numeric columns are typed ``Any`` so raw rows in any of their real forms
+    (nullable ``Int64`` with NA, floats with NaN, plain integers from JSON) pass
+    MLflow's schema enforcement; the preprocessor coerces them. Optional schema
+    columns are optional inputs.
+    """
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, TensorSpec
+    from mlflow.types.schema import Schema as MlflowSchema
+
+    any_type = AnyType()  # type: ignore[no-untyped-call]
+    inputs: list[ColSpec | TensorSpec] = [
+        ColSpec(any_type if c.is_numeric else "string", c.name, required=c.required) for c in schema.columns
+    ]
+    outputs: list[ColSpec | TensorSpec] = [ColSpec("double", "probability"), ColSpec("long", "label")]
+    return ModelSignature(inputs=MlflowSchema(inputs), outputs=MlflowSchema(outputs))
+
+
+def input_example(workspace: Path, schema: Schema, rows: int = 5) -> pd.DataFrame:
+    """The first raw train rows, feature columns only, in JSON-friendly dtypes."""
+    raw = pd.read_parquet(workspace / split_file("train"), columns=list(schema.feature_names)).head(rows)
+    numeric = {c.name: pd.to_numeric(raw[c.name]).astype("float64") for c in schema.numeric}
+    return raw.assign(**numeric).astype({c.name: object for c in schema.categorical})
+
+
+def pip_requirements() -> list[str]:
+    """Exact versions of what the pyfunc imports when it is loaded."""
+    import cloudpickle
+    import mlflow
+    import numpy as np
+    import pyarrow
+    import torch
+
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"numpy=={np.__version__}",
+        f"pandas=={pd.__version__}",
+        f"pyarrow=={pyarrow.__version__}",
+        f"cloudpickle=={cloudpickle.__version__}",
+    ]
+
+
+def log_pyfunc(artifacts: dict[str, str], schema: Schema, example: pd.DataFrame) -> ModelInfo:
+    """Log the pyfunc model (raw rows in) with its artifacts, signature and pinned requirements.
+
+    The model ships this package's folder as its code path.
+    """
+    import mlflow
+
+    from pipelines.train.model import FlywheelPyfunc
+
+    info: ModelInfo = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=FlywheelPyfunc(),
+        artifacts=artifacts,
+        signature=model_signature(schema),
+        input_example=example,
+        pip_requirements=pip_requirements(),
+        # the whole package, importable as ``pipelines`` where the model is loaded (the pickle names it)
+        code_paths=[str(Path(__file__).resolve().parents[1])],
+    )
+    return info
+
+
+# -- the outcome -----------------------------------------------------------------------------------
+
+
+def learning_curve(history: list[EpochStats]) -> matplotlib.figure.Figure:
+    """Train/valid loss and valid PR-AUC per epoch."""
+    from matplotlib.figure import Figure  # no pyplot: rendered by Agg, no global figure state
+
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    epochs = [s.epoch for s in history]
+    ax.plot(epochs, [s.train_loss for s in history], marker="o", label="train loss")
+    ax.plot(epochs, [s.valid_loss for s in history], marker="o", label="valid loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax2 = ax.twinx()
+    ax2.plot(epochs, [s.valid_pr_auc for s in history], color="tab:green", marker="s", label="valid PR-AUC")
+    ax2.set_ylabel("PR-AUC")
+    fig.legend(loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def log_outcome(metrics: dict[str, float], history: list[EpochStats], model_id: str) -> None:
+    """The run's summary metrics (linked to the logged model) and its learning curve."""
+    import mlflow
+
+    mlflow.log_metrics(metrics, model_id=model_id)
+    mlflow.log_figure(learning_curve(history), "plots/learning_curve.png")

@@ -20,7 +20,10 @@ _KINDS = {"scheduled": "schedule", "manual": "manual", "backfill": "backfill", "
 
 @dataclass(frozen=True)
 class TriggerReason:
-    """What started a run (``drift``, ``schedule``, ``manual``, ``asset``, ``backfill``) and a line saying why."""
+    """What started a run and a line saying why.
+
+    ``kind`` is one of ``drift``, ``schedule``, ``manual``, ``asset``, ``backfill``.
+    """
 
     kind: str
     summary: str
@@ -31,9 +34,8 @@ def _drift_reason(events: list[dict[str, Any]]) -> TriggerReason:
     latest = max(events, key=lambda e: str(e.get("timestamp") or ""))
     extra = latest.get("extra") or {}
     share, columns = extra.get("drift_share"), extra.get("drifted_columns") or []
-    parts = [
-        f"drift detected by {latest.get('source_dag_id') or 'a drift check'} run {latest.get('source_run_id')}"
-    ]
+    source = latest.get("source_dag_id") or "a drift check"
+    parts = [f"drift detected by {source} run {latest.get('source_run_id')}"]
     reasons = [str(r) for r in extra.get("reasons") or []]
     if reasons:
         parts += reasons[:3]

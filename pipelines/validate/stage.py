@@ -1,392 +1,33 @@
-"""Validate: the gate between landed batches and training data.
+"""Validate: the gate between landed batches and training data, at the lake's edge.
 
-Every landed batch is checked by a Great Expectations (GX Core 1.x) suite that
-is generated from the schema in ``params.yaml``: no column is named here. A
-batch that passes is copied to ``validated/``; one that fails gets a
-``rejected/`` manifest that names the failed expectations with examples, and
-never reaches training. Either way the GX result is kept as JSON and as Data
-Docs HTML under ``reports/validation/``. Landing data is never modified.
+Every complete landing partition that has neither a validated nor a rejected
+partition yet is checked by the suite (:mod:`.suite`, run by :mod:`.gate`). A
+batch that passes is copied to ``validated/``, each event key once; one that
+fails gets a ``rejected/`` manifest that names the failed expectations with
+examples, and never reaches training. Either way the GX result is kept as JSON
+and as Data Docs HTML under ``reports/validation/``. Landing data is never modified.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 import tempfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
-import great_expectations as gx  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.compute as pc  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-from fsspec.implementations.local import LocalFileSystem  # noqa: E402
-from great_expectations.core.run_identifier import RunIdentifier  # noqa: E402
-from great_expectations.data_context.types.base import (  # noqa: E402
-    DataContextConfig,
-    InMemoryStoreBackendDefaults,
-    ProgressBarsConfig,
-)
-from great_expectations.exceptions import ExpectationNotFoundError  # noqa: E402
-from great_expectations.expectations.expectation import Expectation  # noqa: E402
-from great_expectations.expectations.registry import get_expectation_impl  # noqa: E402
-
-from pipelines.common.config import Column, Params, ParamsError, Schema, ValidateConfig  # noqa: E402
-from pipelines.common.errors import RejectedError  # noqa: E402
-from pipelines.common.lake import MANIFEST, Lake  # noqa: E402
-from pipelines.common.settings import Settings  # noqa: E402
+from pipelines.common.config import Params, Schema, ValidateConfig
+from pipelines.common.lake import MANIFEST, Lake
+from pipelines.common.settings import Settings
+from pipelines.validate.gate import ValidationOutcome, describe_failure, validate_frame
+from pipelines.validate.suite import build_suite, load_extra_expectations
 
 PART = "part-00000.parquet"
-DOCS_SITE = "flywheel"
-MAX_EXAMPLES = 10
-RESULT_FORMAT = "SUMMARY"
-_GX_BASE_FIELDS = {
-    "id",
-    "meta",
-    "notes",
-    "result_format",
-    "description",
-    "catch_exceptions",
-    "rendered_content",
-    "severity",
-    "windows",
-    "batch_id",
-}
-
-
-class ValidationFailed(RejectedError):
-    """At least one landed batch failed the validation suite."""
-
-    def __init__(self, message: str, summary: dict | None = None) -> None:
-        super().__init__(message)
-        self.summary = summary or {}
-
-    @classmethod
-    def from_summary(cls, summary: dict) -> ValidationFailed:
-        """The error for a ``run()`` summary: each failed partition with its failed expectations."""
-        return cls(describe_rejections(summary), summary)
-
-
-class ExpectationsFileError(ParamsError):
-    """The ``validate.extra_expectations`` file is missing or holds an invalid entry."""
-
-
-@dataclass(frozen=True)
-class ValidationOutcome:
-    """What one run of the suite on one batch found.
-
-    Attributes:
-        success: Whether every expectation passed.
-        statistics: GX counts: evaluated, successful and unsuccessful expectations.
-        failures: One dict per failed expectation (type, column, kwargs, what was
-            observed and up to ten unexpected example values).
-        result: The full GX validation result as JSON.
-        docs_index: The Data Docs ``index.html``, when docs were rendered.
-    """
-
-    success: bool
-    statistics: dict[str, Any]
-    failures: list[dict]
-    result: dict
-    docs_index: str | None = None
-
-    def to_json(self) -> dict:
-        """The outcome as a JSON-able dict."""
-        return asdict(self)
-
-
-# -- the suite: a pure function of the schema ------------------------------------------------
-
-
-def build_suite(schema: Schema, cfg: ValidateConfig, extra: list[dict] | None = None) -> gx.ExpectationSuite:
-    """The expectation suite for a landed batch of ``schema``, with ``cfg``'s thresholds.
-
-    Args:
-        schema: The dataset schema; every expectation is derived from it.
-        cfg: The ``validate`` section: row floor, ``mostly``, null and target-rate bounds.
-        extra: Extra expectations as ``{"type": ..., "kwargs": {...}}`` entries.
-
-    Raises:
-        ExpectationsFileError: An extra entry has an unknown type or bad kwargs.
-    """
-    expectations = [
-        gx.expectations.ExpectTableRowCountToBeBetween(min_value=cfg.min_rows, max_value=None),
-        *_existence_expectations(schema),
-        *_key_expectations(schema, cfg),
-        *_target_expectations(schema, cfg),
-    ]
-    for column in schema.columns:
-        expectations += _column_expectations(column, cfg)
-    expectations += [_extra_expectation(entry, i) for i, entry in enumerate(extra or [])]
-    return gx.ExpectationSuite(
-        name=schema.name,
-        expectations=expectations,
-        meta={"generated_from": f"schema {schema.name!r} in params"},
-    )
-
-
-def _existence_expectations(schema: Schema) -> list[Expectation]:
-    names = [schema.key, schema.event_time, schema.target, *schema.feature_names]
-    return [gx.expectations.ExpectColumnToExist(column=name) for name in names]
-
-
-def _key_expectations(schema: Schema, cfg: ValidateConfig) -> list[Expectation]:
-    # A few at-least-once duplicates are expected and dropped on the way to the validated tier.
-    return [
-        gx.expectations.ExpectColumnValuesToNotBeNull(column=schema.key),
-        gx.expectations.ExpectColumnValuesToBeUnique(column=schema.key, mostly=cfg.mostly),
-        gx.expectations.ExpectColumnValuesToNotBeNull(column=schema.event_time),
-    ]
-
-
-def _target_expectations(schema: Schema, cfg: ValidateConfig) -> list[Expectation]:
-    target = schema.target
-    return [
-        gx.expectations.ExpectColumnValuesToNotBeNull(column=target),
-        gx.expectations.ExpectColumnValuesToBeInSet(column=target, value_set=[0, 1]),
-        gx.expectations.ExpectColumnMeanToBeBetween(
-            column=target, min_value=cfg.min_target_rate, max_value=cfg.max_target_rate
-        ),
-    ]
-
-
-def _column_expectations(column: Column, cfg: ValidateConfig) -> list[Expectation]:
-    """Null, range and category expectations of one feature column."""
-    out: list[Expectation] = []
-    if column.required:
-        out.append(gx.expectations.ExpectColumnValuesToNotBeNull(column=column.name))
-    elif cfg.max_null_fraction < 1:
-        mostly = round(1 - cfg.max_null_fraction, 12)
-        out.append(gx.expectations.ExpectColumnValuesToNotBeNull(column=column.name, mostly=mostly))
-    if column.is_numeric and (column.min is not None or column.max is not None):
-        out.append(
-            gx.expectations.ExpectColumnValuesToBeBetween(
-                column=column.name, min_value=column.min, max_value=column.max, mostly=cfg.mostly
-            )
-        )
-    if column.categories:
-        out.append(
-            gx.expectations.ExpectColumnValuesToBeInSet(
-                column=column.name, value_set=list(column.categories), mostly=cfg.mostly
-            )
-        )
-    return out
-
-
-def _extra_expectation(entry: Any, index: int) -> Expectation:
-    """One GX expectation from an ``{"type", "kwargs"[, "meta"]}`` entry, or a clear error."""
-    where = f"extra expectation [{index}]"
-    if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
-        raise ExpectationsFileError(
-            f"{where} = {entry!r}: expected an object like "
-            '{"type": "expect_column_values_to_be_between", "kwargs": {"column": ..., ...}}'
-        )
-    unknown = sorted(set(entry) - {"type", "kwargs", "meta"})
-    kwargs = entry.get("kwargs", {})
-    if unknown or not isinstance(kwargs, dict):
-        raise ExpectationsFileError(
-            f"{where} ({entry['type']}): expected keys 'type', 'kwargs' (an object) and optional 'meta'; "
-            f"got {sorted(entry)} with kwargs {kwargs!r}"
-        )
-    try:
-        cls = get_expectation_impl(entry["type"])
-    except ExpectationNotFoundError:
-        raise ExpectationsFileError(
-            f"{where}: unknown expectation type {entry['type']!r}; expected a GX Core expectation "
-            "type in snake case, such as 'expect_column_values_to_be_between'"
-        ) from None
-    try:
-        return cls(**kwargs, meta=entry.get("meta"))
-    except ValueError as exc:
-        accepted = sorted(set(cls.__fields__) - _GX_BASE_FIELDS)
-        raise ExpectationsFileError(
-            f"{where} ({entry['type']}) has bad kwargs {kwargs!r}: {exc}; expected kwargs among {accepted}"
-        ) from None
-
-
-def load_extra_expectations(path: str | None, base_dir: Path) -> list[dict]:
-    """Read the ``validate.extra_expectations`` JSON list (relative to the params folder).
-
-    Raises:
-        ExpectationsFileError: The file is missing, not JSON or not a list.
-    """
-    if not path:
-        return []
-    file = Path(path) if Path(path).is_absolute() else base_dir / path
-    try:
-        entries = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise ExpectationsFileError(
-            f"validate.extra_expectations = {path!r}: {file} not found; expected a JSON file"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise ExpectationsFileError(f"validate.extra_expectations: {file} is not valid JSON: {exc}") from None
-    if not isinstance(entries, list):
-        raise ExpectationsFileError(
-            f"validate.extra_expectations: {file} holds a {type(entries).__name__}; "
-            'expected a JSON list of {"type": ..., "kwargs": {...}} objects'
-        )
-    return entries
-
-
-# -- running the suite -----------------------------------------------------------------------
-
-
-def validate_frame(
-    frame: pd.DataFrame,
-    schema: Schema,
-    cfg: ValidateConfig,
-    extra: list[dict] | None = None,
-    docs_dir: str | None = None,
-    run_name: str | None = None,
-) -> ValidationOutcome:
-    """Run the schema's suite on one batch; render Data Docs into ``docs_dir`` when given.
-
-    Args:
-        frame: A landed, typed batch.
-        schema: The dataset schema.
-        cfg: The ``validate`` section.
-        extra: Extra expectation entries (see :func:`build_suite`).
-        docs_dir: A local folder for the Data Docs site of this validation.
-        run_name: A label for this validation in the docs (e.g. the partition).
-    """
-    _quiet_gx()
-    context = gx.get_context(mode="ephemeral", project_config=_context_config(docs_dir))
-    batch = (
-        context.data_sources.add_pandas("landed")
-        .add_dataframe_asset("batch")
-        .add_batch_definition_whole_dataframe("whole batch")
-    )
-    suite = context.suites.add(build_suite(schema, cfg, extra))
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"{schema.name} gate", data=batch, suite=suite)
-    )
-    docs = gx.checkpoint.UpdateDataDocsAction(name="data docs", site_names=[DOCS_SITE])
-    actions = [docs] if docs_dir else []
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(
-            name=f"{schema.name} checkpoint",
-            validation_definitions=[definition],
-            actions=actions,
-            result_format=RESULT_FORMAT,
-        )
-    )
-    run_id = RunIdentifier(run_name=run_name.replace("/", "__") if run_name else None)  # GX keys forbid "/"
-    run = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
-    (result,) = run.run_results.values()
-    return _outcome(result.to_json_dict(), _docs_index(docs_dir))
-
-
-def _context_config(docs_dir: str | None) -> DataContextConfig:
-    """In-memory stores, no analytics, no progress bars, and at most one local docs site."""
-    sites: dict[str, dict] = {}
-    if docs_dir:
-        sites[DOCS_SITE] = {
-            "class_name": "SiteBuilder",
-            "show_how_to_buttons": False,
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs_dir},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        }
-    return DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(),
-        data_docs_sites=sites,
-        analytics_enabled=False,
-        progress_bars=ProgressBarsConfig(globally=False),
-    )
-
-
-def _quiet_gx() -> None:
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
-
-
-def _docs_index(docs_dir: str | None) -> str | None:
-    if not docs_dir:
-        return None
-    index = Path(docs_dir) / "index.html"
-    return str(index) if index.exists() else None
-
-
-def _plain(obj: Any) -> Any:
-    """Plain JSON types: GX leaves numpy scalars (``np.float64(0.1)``) in its "JSON" dicts."""
-    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
-
-
-def _outcome(result: dict, docs_index: str | None) -> ValidationOutcome:
-    result = _plain(result)
-    failures = [_failure(r) for r in result["results"] if not r["success"]]
-    failures.sort(key=lambda f: f["exception"] is not None)  # what was observed first, errors after
-    return ValidationOutcome(
-        success=bool(result["success"]),
-        statistics=result["statistics"],
-        failures=failures,
-        result=result,
-        docs_index=docs_index,
-    )
-
-
-def _failure(result: dict) -> dict:
-    """The parts of one failed expectation's result a person needs."""
-    config = result["expectation_config"]
-    kwargs = {k: v for k, v in config["kwargs"].items() if k != "batch_id"}
-    found = result.get("result") or {}
-    info = result.get("exception_info") or {}
-    return {
-        "expectation": config["type"],
-        "column": kwargs.get("column"),
-        "kwargs": kwargs,
-        "observed_value": found.get("observed_value"),
-        "element_count": found.get("element_count"),
-        "unexpected_count": found.get("unexpected_count"),
-        "unexpected_percent": found.get("unexpected_percent"),
-        "partial_unexpected_list": (found.get("partial_unexpected_list") or [])[:MAX_EXAMPLES],
-        "exception": _exception_message(info),
-    }
-
-
-def _exception_message(info: dict) -> str | None:
-    """GX reports errors either flat or keyed by metric; return the first message."""
-    if info.get("raised_exception"):
-        return info.get("exception_message")
-    for value in info.values():
-        if isinstance(value, dict) and value.get("raised_exception"):
-            return value.get("exception_message")
-    return None
-
-
-def describe_failure(failure: dict) -> str:
-    """One line for a failed expectation: ``type(column) unexpected 35.0%: examples [...]``."""
-    name = failure["expectation"] + (f"({failure['column']})" if failure.get("column") else "")
-    if failure["expectation"] == "expect_column_to_exist":
-        return f"{name}: the batch has no such column"
-    if failure.get("exception"):
-        return f"{name} could not run: {failure['exception']}"
-    if failure.get("unexpected_percent") is not None:
-        return (
-            f"{name} unexpected {failure['unexpected_percent']:.1f}%"
-            f" ({failure['unexpected_count']} rows): examples {failure['partial_unexpected_list']}"
-        )
-    expected = {k: v for k, v in failure["kwargs"].items() if k != "column"}
-    return f"{name} observed {failure.get('observed_value')!r}, expected {expected}"
-
-
-def describe_rejections(summary: dict) -> str:
-    """A readable message for the partitions of a ``run()`` summary that failed."""
-    lines = ["validation rejected a batch; it will not reach training:"]
-    for part in summary.get("partitions", []):
-        if part["verdict"] == "fail":
-            lines.append(f"  {part['partition']} ({part['rows']} rows), report {part.get('docs_index')}")
-            lines += [f"    - {failure}" for failure in part["failed_expectations"]]
-    return "\n".join(lines)
-
-
-# -- the I/O edge ----------------------------------------------------------------------------
 
 
 def run(params: Params, settings: Settings, source: str | None = None) -> dict:
@@ -442,6 +83,7 @@ class KeyIndex:
         return pc.is_in(pa.array(keys, type=pa.string()), value_set=known).to_numpy(zero_copy_only=False)
 
     def add(self, keys: pd.Series) -> None:
+        """Remember ``keys`` as validated (a batch that just entered the tier)."""
         self._arrays.append(pa.array(keys, type=pa.string()))
 
 
@@ -516,7 +158,7 @@ def _validate_with_docs(
 def _write_validated(
     lake: Lake, frame: pd.DataFrame, schema: Schema, partition: str, record: dict, known: KeyIndex
 ) -> dict:
-    """The batch, each key once (the first copy) and only keys not validated before, then its manifest, last."""
+    """The batch, each key once (its first copy) and only keys not validated before; its manifest last."""
     unique = frame.drop_duplicates(subset=schema.key, keep="first")
     again = known.seen(unique[schema.key])
     validated = unique[~again]

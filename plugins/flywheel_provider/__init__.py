@@ -1,1 +1,4 @@
-"""Flywheel's Airflow integration in the provider layout: hooks own clients and settings, operators own control flow."""
+"""Flywheel's Airflow integration in the provider layout.
+
+Hooks own clients and settings, operators own control flow, ``tasks/`` holds the task bodies per DAG.
+"""

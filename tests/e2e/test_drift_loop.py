@@ -1,137 +1,188 @@
-"""The closed loop through dag.test(): no drift → no retrain; drift → drift_detected → a retrain that
-promotes a better model, recording why; drift again inside the cooldown → no second retrain.
+"""The closed loop on the real scheduler, driven as ``make run`` drives it (pipelines.demo.airflow_runner).
 
-``dag.test()`` does not follow asset schedules: the test asserts the ``drift_detected`` event and its
-extra, then runs ``flywheel_training`` as the scheduler would for that event
-(:func:`flywheel_provider.asset_runs.run_asset_triggered` attaches the pending events to the run).
+Airflow's own scheduler, DAG processor and API server run on a private ``AIRFLOW_HOME``. The test triggers
+``flywheel_ingest`` (and the first training) through the REST API; the scheduler does the rest. The first
+ingest's asset-triggered drift check skips (no champion yet); the first trigger of ``flywheel_training``
+(paused until then) trains the first model; calm data → no ``drift_detected``; drifted data → an
+asset-triggered ``flywheel_drift`` run emits ``drift_detected`` with the evidence, and the scheduler
+starts the asset-triggered ``flywheel_training`` run that consumes it, records why, and promotes a better
+model; drift again inside the cooldown → no second retrain.
+
+The ingest and drift schedules are set to once a year in this installation's params, so no cron run
+lands between a test's steps (their slots of January 1st run once, when unpaused, on an empty lake).
 """
 
 from __future__ import annotations
 
+import io
+import os
+from contextlib import redirect_stdout
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.support.install import ROOT, make_installation, run_dag
+from pipelines.demo import airflow_runner as runner
+from tests.support.install import ROOT, demo_params, make_installation
+from tests.support.live_airflow import prepare_airflow
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-DAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+DRIFT_DETECTED = "flywheel://drift_detected"  # the asset's name (Airflow stores its URI with a trailing /)
+TIMEOUT_S = 900
 
 
-def noon(days_ago: int) -> datetime:
-    return DAY - timedelta(days=days_ago) + timedelta(hours=12)
-
-
-def drift_events() -> list[dict]:
-    """Every ``drift_detected`` event in the Airflow DB: its extra and the run that emitted it."""
-    from airflow import settings
-    from airflow.models.asset import AssetEvent, AssetModel
-    from flywheel_provider.assets import DRIFT_DETECTED
-    from sqlalchemy import select
-
-    with settings.Session() as session:
-        rows = session.scalars(select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-                               .where(AssetModel.uri == DRIFT_DETECTED.uri)).all()
-        return [{"extra": dict(e.extra or {}), "source_run_id": e.source_run_id} for e in rows]
-
-
-def produce(install, batch: str, rows: int, seed: int, start: int, end: int, drift: bool = False) -> None:
-    """Demo events between ``start`` and ``end`` days ago; drifted: all covariates moved, 30% of the rule."""
+def produce(install, batch: str, rows: int, seed: int, start: datetime, end: datetime, drift: bool = False):
+    """Demo events in [start, end); drifted: every covariate moved, 30% of the fraud rule changed."""
     from pipelines.demo import generator as demo
 
-    demo.produce(str(install.events), rows=rows, seed=seed, batch=batch, start=DAY - timedelta(days=start),
-                 end=DAY - timedelta(days=end), covariate_drift=1.0 if drift else 0.0,
-                 concept_drift=0.3 if drift else 0.0)
+    demo.produce(
+        str(install.events),
+        rows=rows,
+        seed=seed,
+        batch=batch,
+        start=start,
+        end=end,
+        covariate_drift=1.0 if drift else 0.0,
+        concept_drift=0.3 if drift else 0.0,
+    )
 
 
-def ingest(dagbag) -> None:
-    run, states = run_dag(dagbag, "flywheel_ingest")
-    assert run.state == "success", states
+def drift_events(api: runner.AirflowApi) -> list[dict]:
+    """Every ``drift_detected`` event Airflow recorded, oldest first."""
+    body = api.call("GET", "/assets/events", source_dag_id="flywheel_drift", order_by="timestamp", limit=100)
+    return [e for e in body["asset_events"] if e["name"] == DRIFT_DETECTED]
+
+
+def ingest_then(api: runner.AirflowApi, *downstream: str) -> list[runner.RunStatus]:
+    """Trigger ``flywheel_ingest``; follow it, then the asset-triggered runs of ``downstream``."""
+    return runner.trigger_and_follow(api, "flywheel_ingest", then=downstream, timeout_s=TIMEOUT_S)
+
+
+def summary() -> str:
+    """What ``flywheel summary`` prints."""
+    from pipelines import cli
+
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert cli.main(["summary"]) == 0
+    return out.getvalue()
 
 
 @pytest.fixture
 def loop_install(tmp_path, monkeypatch):
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["train"].update(epochs=8, patience=3, batch_size=256)
-    params["drift"].update(window_days=1, min_rows=500, cooldown_hours=24,
-                           min_roc_auc=0.6)  # a model from 2800 rows: judge this loop on data drift
+    params = demo_params(epochs=8, patience=3, batch_size=256)
+    params["drift"].update(
+        window_days=1, min_rows=500, cooldown_hours=24, min_roc_auc=0.6
+    )  # a model from 2800 rows: judge this loop on data drift
     params["promote"].update(min_roc_auc=0.65)
+    params["schedules"] = {**params.get("schedules", {}), "ingest": "0 0 1 1 *", "drift": "0 0 1 1 *"}
     return make_installation(tmp_path, monkeypatch, params)
 
 
-def test_drift_triggers_one_retrain_that_promotes_a_better_model(dagbag, loop_install):
-    from flywheel_provider.asset_runs import run_asset_triggered
+@pytest.fixture
+def scheduler(loop_install, tmp_path):
+    """The embedded Airflow of ``make run`` for this installation: migrated, started, stopped by PID."""
+    home = tmp_path / "airflow"
+    prepare_airflow({**os.environ, "AIRFLOW_HOME": str(home)}, home)
+    path = os.pathsep.join(str(p) for p in (ROOT / "plugins", ROOT / "dags", ROOT))
+    with runner.running(
+        home, ("flywheel_ingest", "flywheel_drift"), env={"PYTHONPATH": path}, timeout_s=TIMEOUT_S
+    ) as api:
+        yield api
+
+
+def test_drift_triggers_one_asset_triggered_retrain_that_promotes_a_better_model(loop_install, scheduler):
     from mlflow import MlflowClient
 
     from pipelines.report import summary as report
 
-    install, settings = loop_install, loop_install.settings()
+    api, install, settings = scheduler, loop_install, loop_install.settings()
     name = install.params().promote.model_name
     client = MlflowClient(settings.tracking_uri)
-    produce(install, "clean", rows=4000, seed=3, start=12, end=3)
-    ingest(dagbag)
-    run, states = run_dag(dagbag, "flywheel_training", logical_date=noon(3))
-    assert run.state == "success", states
-    first = report.latest(settings, "flywheel_training")["promotion"]
-    assert first["promoted"] is True
+    now = datetime.now(UTC)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
 
-    # the same distribution a day later: no drift, no event, no retrain
-    produce(install, "clean-later", rows=1500, seed=4, start=3, end=2)
-    ingest(dagbag)
-    before = len(drift_events())
-    run, states = run_dag(dagbag, "flywheel_drift", logical_date=noon(3))
-    assert run.state == "success" and states == {"check": "success", "trigger_retrain": "skipped"}, states
+    # the first data: the drift check the scheduler starts skips, as there is no champion yet
+    produce(install, "clean", rows=4000, seed=3, start=today - timedelta(days=12), end=today)
+    ingest, drift = ingest_then(api, "flywheel_drift")
+    assert drift.run_type == "asset_triggered" and drift.tasks == {
+        "check": "skipped",
+        "trigger_retrain": "skipped",
+    }
+    assert drift_events(api) == []
+
+    # flywheel_training was paused until now: its first trigger takes the due nightly slot, which unpausing
+    # would otherwise start at once, and trains the first model; the slot does not run a second time
+    (first_run,) = runner.trigger_and_follow(api, "flywheel_training", timeout_s=TIMEOUT_S)
+    first = report.latest(settings, "flywheel_training")
+    assert first_run.run_type == "manual" and first["trigger"] == "manual"
+    assert first["promotion"]["promoted"] is True
+    assert runner.find_runs(api, "flywheel_training", run_type="scheduled") == []
+    first_version = first["promotion"]["version"]
+
+    # the same distribution today: no drift, no event, no retrain
+    produce(install, "calm", rows=1500, seed=4, start=today, end=now)
+    _, calm_run = ingest_then(api, "flywheel_drift")
+    assert calm_run.tasks == {"check": "success", "trigger_retrain": "skipped"}
     calm = report.latest(settings, "flywheel_drift")
     assert calm["rows_current"] == 1500 and calm["verdict"]["retrain"] is False, calm["verdict"]
-    assert calm["drift_share"] < 0.5 and "amount" not in calm["drifted_columns"]
-    assert len(drift_events()) == before
+    assert drift_events(api) == []
 
-    # covariate and concept drift: drift_detected with the evidence in its extra
-    produce(install, "drifted", rows=10_000, seed=5, start=2, end=1, drift=True)
-    ingest(dagbag)
-    run, states = run_dag(dagbag, "flywheel_drift", logical_date=noon(2))
-    assert states == {"check": "success", "trigger_retrain": "success"}, states
+    # covariate and concept drift: drift_detected with the evidence, and the retrain the scheduler starts
+    produce(install, "drifted", rows=10_000, seed=5, start=today, end=datetime.now(UTC), drift=True)
+    ingest, drift_run, retrain_run = ingest_then(api, "flywheel_drift", "flywheel_training")
+    assert drift_run.tasks == {"check": "success", "trigger_retrain": "success"}
     detected = report.latest(settings, "flywheel_drift")
-    assert detected["verdict"]["retrain"] is True and detected["champion"] == f"models:/{name}/{first['version']}"
+    assert (
+        detected["verdict"]["retrain"] is True and detected["champion"] == f"models:/{name}/{first_version}"
+    )
     assert "amount" in detected["drifted_columns"] and detected["roc_auc"] is not None
     html = detected["report"]["html"]
-    assert html.endswith(f"reports/drift/run={run.run_id.replace(':', '_').replace('+', '_')}/report.html")
-    with open(html) as fh:
-        assert "Drifted Columns" in fh.read()  # Evidently's data drift panel
-    events = drift_events()
-    assert len(events) == before + 1 and events[-1]["source_run_id"] == run.run_id
-    extra = events[-1]["extra"]
-    assert extra["report"] == html and extra["drift_share"] == detected["drift_share"]
-    assert extra["drifted_columns"] == detected["drifted_columns"]
-    monitoring = client.get_experiment_by_name(install.params().drift.experiment)
+    assert html.endswith(
+        f"reports/drift/run={drift_run.run_id.replace(':', '_').replace('+', '_')}/report.html"
+    )
+    assert "Drifted Columns" in Path(html).read_text()  # Evidently's data drift panel
+    (event,) = drift_events(api)
+    assert event["source_run_id"] == drift_run.run_id
+    assert event["extra"]["report"] == html and event["extra"]["drift_share"] == detected["drift_share"]
+    assert event["extra"]["drifted_columns"] == detected["drifted_columns"]
     logged = client.get_run(detected["mlflow_run_id"])
-    assert logged.info.experiment_id == monitoring.experiment_id
+    assert (
+        logged.info.experiment_id
+        == client.get_experiment_by_name(install.params().drift.experiment).experiment_id
+    )
     assert logged.data.tags["flywheel.drift.verdict"] == "retrain"
 
-    # the retrain that drift_detected triggers: a new champion, better on the drifted rows, and why it ran
-    training, consumed = run_asset_triggered(dagbag.dags["flywheel_training"], logical_date=noon(2))
-    assert consumed == 1 and training.state == "success"
+    # the retrain: asset-triggered by that event, recorded as a drift retrain, a better champion
+    consumed = api.call(
+        "GET", runner.run_path("flywheel_training", retrain_run.run_id) + "/upstreamAssetEvents"
+    )
+    assert retrain_run.run_type == "asset_triggered"
+    assert [e["id"] for e in consumed["asset_events"]] == [event["id"]]
     retrain = report.latest(settings, "flywheel_training")
     promotion = retrain["promotion"]
     assert retrain["trigger"] == "drift" and retrain["trigger_reason"]["details"]["report"] == html
-    assert promotion["promoted"] is True and promotion["previous_champion"] == first["version"]
+    assert promotion["promoted"] is True and promotion["previous_champion"] == first_version
     assert promotion["candidate"]["pr_auc"] > promotion["champion_scores"]["pr_auc"]
     version = client.get_model_version(name, promotion["version"])
-    assert version.tags["flywheel.trigger"] == "drift"
-    assert version.tags["flywheel.trigger.report"] == html
+    assert version.tags["flywheel.trigger"] == "drift" and version.tags["flywheel.trigger.report"] == html
     assert "critical column amount" in version.tags["flywheel.trigger.reason"]
     assert client.get_run(promotion["mlflow_run_id"]).data.tags["flywheel.trigger.report"] == html
+    text = summary()
+    assert f"Training:   run {retrain_run.run_id} (trigger: drift)" in text
+    assert f"Drift:      run {drift_run.run_id}:" in text and "verdict: retrain" in text
+    assert f"Champion:   {name} v{promotion['version']}" in text
 
-    # drift again within the cooldown: detected, reported, but no second retrain
-    produce(install, "drifted-more", rows=1500, seed=6, start=1, end=0, drift=True)
-    ingest(dagbag)
-    run, states = run_dag(dagbag, "flywheel_drift", logical_date=noon(1))
-    assert states == {"check": "success", "trigger_retrain": "skipped"}, states
+    # drift again within the cooldown: detected and reported, but no event, so no second retrain
+    produce(install, "drifted-more", rows=1500, seed=6, start=today, end=datetime.now(UTC), drift=True)
+    _, cooled_run = ingest_then(api, "flywheel_drift")
+    assert cooled_run.tasks == {"check": "success", "trigger_retrain": "skipped"}
     cooled = report.latest(settings, "flywheel_drift")
     assert cooled["champion"] == f"models:/{name}/{promotion['version']}"
     assert cooled["verdict"]["drift_detected"] is True and cooled["verdict"]["retrain"] is False
     assert "cooldown" in cooled["verdict"]["reasons"][-1]
-    assert len(drift_events()) == before + 1
-    assert run_asset_triggered(dagbag.dags["flywheel_training"])[0] is None
+    assert len(drift_events(api)) == 1
+    assert [r.run_id for r in runner.find_runs(api, "flywheel_training", run_type="asset_triggered")] == [
+        retrain_run.run_id
+    ]

@@ -1,15 +1,20 @@
-"""Small datasets of other schemas, built in memory: a churn table and a sensor feed."""
+"""Small datasets of other schemas, built in memory: a churn table and a sensor feed; lake partitions."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pipelines.common.config import Params, parse_params
-from pipelines.featurize.preprocess import Preprocessor, build_features
-from pipelines.train.stage import TrainingData
+from pipelines.common.lake import MANIFEST, Lake
+from pipelines.featurize.preprocess import Preprocessor
+from pipelines.featurize.stage import build_features
+from pipelines.train.data import TrainingData
 from pipelines.workspace import paths
 
 CHURN_SCHEMA = {
@@ -106,6 +111,36 @@ def sensor_frame(rows: int = 200, seed: int = 0) -> pd.DataFrame:
             "_origin": [f"sensor.jsonl:{i + 1}" for i in range(rows)],
         }
     )
+
+
+def spoil(column: str, value: Any, share: float) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """A change to a batch: ``column`` set to ``value`` in its first ``share`` of rows."""
+
+    def mutate(frame: pd.DataFrame) -> pd.DataFrame:
+        rows = int(len(frame) * share)
+        frame.loc[: rows - 1, column] = value
+        return frame
+
+    return mutate
+
+
+def write_partition(
+    lake: Lake,
+    tier: str,
+    frames: pd.DataFrame | list[pd.DataFrame],
+    run_id: str,
+    source: str = "files",
+    **manifest: Any,
+) -> str:
+    """A complete partition of ``tier``: each frame as a numbered part, then the manifest (with ``rows``)."""
+    frames = [frames] if isinstance(frames, pd.DataFrame) else frames
+    partition = lake.partition(tier, run_id, source)
+    for i, frame in enumerate(frames):
+        lake.write_table(
+            f"{partition}/part-{i:05d}.parquet", pa.Table.from_pandas(frame, preserve_index=False)
+        )
+    lake.write_json(f"{partition}/{MANIFEST}", {"rows": sum(map(len, frames)), **manifest})
+    return partition
 
 
 def training_data(n: int = 1500, seed: int = 0) -> tuple[TrainingData, Preprocessor]:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 class MlflowRegistryHook(BaseHook):
-    """The registry operations of ``pipelines.promote.registry`` and ``pipelines.promote.stage``, on the tracking
+    """The registry operations of :mod:`pipelines.promote` (status, rollback, the gate) on the tracking
     server of the Connection ``mlflow_conn_id`` (its host, or ``extra.tracking_uri``).
 
     Without that Connection, ``MLFLOW_TRACKING_URI`` or the embedded SQLite store is used

@@ -1,4 +1,4 @@
-"""The Kafka source against real brokers: bounded drains in chunks, manifests, commits after writing, retries."""
+"""The Kafka source on real brokers: bounded drains in chunks, manifests, commits after writes, retries."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ def without(key: str, field: str) -> bytes:
 
 
 def raw(key: str, field: str, literal: str) -> bytes:
-    """A record whose ``field`` is the JSON text ``literal`` (NaN, Infinity, 1e400: not in json.dumps' reach)."""
+    """A record whose ``field`` is the JSON text ``literal`` (NaN, Infinity, 1e400: beyond json.dumps)."""
     text = good(key, **{field: "@@"}).decode()
     return text.replace('"@@"', literal).encode()
 

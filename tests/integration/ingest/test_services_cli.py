@@ -1,4 +1,4 @@
-"""`flywheel services up|status|down`: real brokers and S3 API started by the project's code, stopped by PID."""
+"""`flywheel services up|status|down`: real brokers and S3 API started by the project, stopped by PID."""
 
 from __future__ import annotations
 

@@ -1,6 +1,14 @@
-"""Promotion against a real MLflow registry and a real DVC workspace: the gate guards the champion."""
+"""Promotion against a real MLflow registry and a real DVC workspace: the gate guards the champion.
+
+The installation is shared by the module; each test asks for the state it needs (a first champion, a
+previous champion to roll back to), so the tests pass alone and in any order.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import io
+import json
 
 import pytest
 from mlflow import MlflowClient
@@ -21,28 +29,59 @@ def version_tags(install, version: str) -> dict[str, str]:
     return client.get_model_version(install.params().promote.model_name, version).tags
 
 
-def test_first_model_becomes_champion(trained, capsys):
-    code, out = run_cli(capsys, "repro")
+def cli_json(*args: str) -> tuple[int, dict]:
+    """Run a `flywheel` command in-process outside a test (no capsys); its exit code and JSON summary."""
+    from pipelines import cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main([*args, "--json"])
+    return code, json.loads(out.getvalue().strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def first_runs(trained) -> dict:
+    """The installation's first `flywheel repro`, then a rerun without changes; the aliases after each."""
+    first = cli_json("repro")
+    after_first = aliases(trained)
+    rerun = cli_json("repro")
+    return {"first": first, "after_first": after_first, "rerun": rerun, "after_rerun": aliases(trained)}
+
+
+@pytest.fixture
+def previous_champion(trained, first_runs) -> None:
+    """A ``previous_champion`` to roll back to: when there is none yet, a new model becomes champion."""
+    if "previous_champion" in aliases(trained):
+        return
+    code, out = cli_json("repro", "--set", "train.seed=9")
+    assert code == 0, out
+    if not out["promotion"]["promoted"]:
+        code, out = cli_json("promote", "--force", "--reason", "a champion to roll back from")
+        assert code == 0 and out["promoted"] is True, out
+
+
+def test_first_model_becomes_champion(trained, first_runs):
+    code, out = first_runs["first"]
     assert code == 0, out
     assert out["stages"] == {"snapshot": "ran", "featurize": "ran", "train": "ran", "evaluate": "ran"}
     promotion = out["promotion"]
     assert promotion["promoted"] is True, promotion
     assert promotion["infra_check"]["ok"] is True
-    assert aliases(trained) == {"champion": promotion["version"], "challenger": promotion["version"]}
+    assert first_runs["after_first"] == {"champion": promotion["version"], "challenger": promotion["version"]}
     tags = version_tags(trained, promotion["version"])
     assert tags["flywheel.gate.decision"] == "promoted"
     assert "no champion yet" in tags["flywheel.gate.reason"]
 
 
-def test_rerun_without_changes_skips_and_keeps_champion(trained, capsys):
-    before = aliases(trained)
-    code, out = run_cli(capsys, "repro")
+def test_rerun_without_changes_skips_and_keeps_champion(first_runs):
+    code, out = first_runs["rerun"]
     assert code == 0, out
     assert out["stages"]["featurize"] == "skipped" and out["stages"]["train"] == "skipped"
     assert out["promotion"]["promoted"] is False and "already the champion" in out["promotion"]["reason"]
-    assert aliases(trained) == before
+    assert first_runs["after_rerun"] == first_runs["after_first"]
 
 
+@pytest.mark.usefixtures("first_runs")
 def test_worse_candidate_is_not_promoted(trained, capsys):
     champion = aliases(trained)["champion"]
     code, out = run_cli(
@@ -66,6 +105,7 @@ def test_worse_candidate_is_not_promoted(trained, capsys):
     assert tags["flywheel.gate.reason"] == promotion["reason"]
 
 
+@pytest.mark.usefixtures("first_runs")
 def test_candidate_failing_the_infra_check_is_not_promoted(trained, capsys):
     champion = aliases(trained)["champion"]
     code, out = run_cli(
@@ -84,6 +124,7 @@ def test_candidate_failing_the_infra_check_is_not_promoted(trained, capsys):
     assert aliases(trained)["champion"] == champion
 
 
+@pytest.mark.usefixtures("first_runs")
 def test_forced_promotion_keeps_the_previous_champion(trained, capsys):
     champion = aliases(trained)["champion"]
     code, out = run_cli(capsys, "repro", "--set", "train.seed=8", "--set", "promote.min_pr_auc=0.99")
@@ -96,11 +137,13 @@ def test_forced_promotion_keeps_the_previous_champion(trained, capsys):
     assert version_tags(trained, out["version"])["flywheel.gate.reason"] == "forced: urgent relabel"
 
 
-def test_force_without_reason_is_refused(trained, capsys):
+@pytest.mark.usefixtures("first_runs")  # a workspace with a model
+def test_force_without_reason_is_refused(capsys):
     code, out = run_cli(capsys, "promote", "--force")
     assert code == 2 and "needs a non-empty reason" in out["error"]
 
 
+@pytest.mark.usefixtures("previous_champion")
 def test_rollback_restores_the_previous_champion(trained, capsys):
     import mlflow
 
@@ -128,6 +171,7 @@ def test_rollback_needs_a_reason_and_a_previous_champion(trained, capsys, tmp_pa
     assert code == 2 and "no 'previous_champion' alias" in out["error"]
 
 
+@pytest.mark.usefixtures("first_runs")
 def test_lineage_traces_the_champion_to_its_source_files(trained, capsys):
     code, chain = run_cli(capsys, "lineage", "champion")
     assert code == 0, chain
@@ -139,7 +183,8 @@ def test_lineage_traces_the_champion_to_its_source_files(trained, capsys):
     assert chain["partitions"][0]["gx_success"] is True
 
 
-def test_reproduce_rebuilds_a_version_with_the_same_metrics(trained, capsys):
+@pytest.mark.usefixtures("first_runs")
+def test_reproduce_rebuilds_a_version_with_the_same_metrics(capsys):
     code, out = run_cli(capsys, "reproduce", "1")
     assert code == 0, out
     assert out["reproduced_run"] != out["original_run"]
@@ -147,6 +192,7 @@ def test_reproduce_rebuilds_a_version_with_the_same_metrics(trained, capsys):
         assert abs(out["metrics"][metric]["difference"]) < 1e-6, out["metrics"]
 
 
+@pytest.mark.usefixtures("first_runs")
 def test_unreachable_tracking_server_fails_naming_it_and_leaves_aliases(trained, capsys, monkeypatch):
     before = aliases(trained)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")

@@ -17,8 +17,8 @@ import pytest
 import torch
 import yaml
 
+from pipelines import featurize
 from pipelines.common.settings import Settings
-from pipelines.featurize import preprocess as featurize
 from tests.support.data import churn_events, churn_params, write_snapshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

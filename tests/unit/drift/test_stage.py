@@ -12,7 +12,7 @@ import pytest
 from pipelines.common.lake import MANIFEST, Lake
 from pipelines.drift import stage as drift
 from pipelines.drift.check import DriftInputError
-from pipelines.featurize.snapshot import Window
+from pipelines.featurize import Window
 
 
 def validated(lake: Lake, run: str, frame: pd.DataFrame) -> None:

@@ -9,12 +9,15 @@ import numpy as np
 import pytest
 import torch
 
+from pipelines import featurize
 from pipelines.common.settings import Settings
+from pipelines.common.tracking import ensure_experiment
 from pipelines.evaluate import metrics, plots
 from pipelines.evaluate import stage as evaluate
-from pipelines.featurize import preprocess as featurize
-from pipelines.train import stage as train
-from pipelines.train.network import build_net, save_model_files
+from pipelines.train import loop as train
+from pipelines.train.data import load_training_data
+from pipelines.train.model import save_model_files
+from pipelines.train.network import build_net
 from pipelines.workspace.paths import MODEL_DIR
 from tests.support.data import churn_events, churn_params, write_snapshot
 
@@ -103,12 +106,12 @@ def evaluated(tmp_path_factory) -> tuple[Path, Settings, str, dict]:
     params = churn_params(train={"epochs": 4, "batch_size": 128, "hidden": [16, 8]})
     write_snapshot(workspace, churn_events(2000))
     featurize.run(params, None, workspace)
-    data, pre = train.load_training_data(workspace)
+    data, pre = load_training_data(workspace)
     train.seed_everything(0)
     net = build_net(pre, params.train.hidden, params.train.dropout, params.train.max_embedding_dim)
     result = train.fit(net, data, params.train, torch.device("cpu"))
     threshold, _ = metrics.best_f1_threshold(data.valid_target.numpy(), result.best_valid_proba)
-    experiment_id = train.configure_mlflow(settings, "flywheel")
+    experiment_id = ensure_experiment(settings, "flywheel")
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_metric("valid_pr_auc", result.best.valid_pr_auc)
     save_model_files(

@@ -1,72 +1,71 @@
-"""The snapshot window: the right days, each key once, a stable order, identical bytes for identical data."""
+"""The snapshot stage: the validated window into the workspace; the same bytes when nothing is new."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
 
-from pipelines.common.config import parse_params
-from pipelines.common.io import parquet_bytes
-from pipelines.featurize.snapshot import Window, select_window
+from pipelines.common.lake import Lake
+from pipelines.featurize import snapshot
+from pipelines.workspace.paths import EVENTS, WINDOW
+from tests.support.data import write_partition
 
-SCHEMA = parse_params(
-    {
-        "schema": {
-            "name": "sensors",
-            "key": "reading_id",
-            "event_time": "taken_at",
-            "target": "faulty",
-            "columns": [
-                {"name": "temperature", "type": "float"},
-                {"name": "site", "type": "category", "categories": ["a", "b"]},
-            ],
-        }
-    }
-).schema
+AS_OF = datetime(2025, 1, 30, 12, tzinfo=UTC)  # 30 days: the churn events, 2025-01-01 .. 2025-01-30
 
 
-def frame(rows):
-    out = pd.DataFrame(rows, columns=["reading_id", "taken_at", "temperature", "site", "faulty", "_origin"])
-    out["taken_at"] = pd.to_datetime(out["taken_at"], utc=True)
-    return out
+def validate(tmp_settings, churn, events: pd.DataFrame, run_id: str, hour: int = 0) -> str:
+    """A validated partition of ``events``, written at ``hour`` on 2025-02-01."""
+    lake = Lake(tmp_settings.lake_root(churn))
+    written_at = datetime(2025, 2, 1, hour, tzinfo=UTC).isoformat()
+    return write_partition(lake, "validated", events, run_id, written_at=written_at)
 
 
-def test_window_covers_whole_days_ending_on_as_of():
-    window = Window.ending_on(datetime(2026, 11, 21, 15, 30, tzinfo=UTC), days=2)
-    assert window.start == datetime(2026, 11, 20, tzinfo=UTC)
-    assert window.end == datetime(2026, 11, 22, tzinfo=UTC)
+def test_the_window_lands_in_the_workspace_with_its_description(
+    tmp_settings, churn, churn_snapshot, tmp_path
+):
+    first = validate(tmp_settings, churn, churn_snapshot.iloc[:300], "r1")
+    second = validate(tmp_settings, churn, churn_snapshot.iloc[250:], "r2", hour=1)  # 50 keys again
+    workspace = tmp_path / "workspace"
+
+    summary = snapshot.run(churn, tmp_settings, workspace, as_of=AS_OF)
+
+    written = pd.read_parquet(workspace / EVENTS)
+    assert len(written) == summary["rows"] == 400 and written["customer_id"].is_unique
+    assert summary["changed"] is True and summary["partitions"] == [first, second]
+    meta = json.loads((workspace / WINDOW).read_text())
+    assert meta["window_start"] == "2025-01-01T00:00:00+00:00"
+    assert meta["window_end"] == "2025-01-31T00:00:00+00:00"
+    assert meta["positives"] == int(written["churned"].sum())
 
 
-def test_select_window_filters_dedups_and_sorts():
-    first = frame(
-        [
-            ["r2", "2026-11-20T10:00:00Z", 1.0, "a", 0, "f:1"],
-            ["r1", "2026-11-20T10:00:00Z", 2.0, "b", 1, "f:2"],
-            ["old", "2026-11-01T00:00:00Z", 3.0, "a", 0, "f:3"],
-        ]
-    )
-    second = frame(
-        [
-            ["r1", "2026-11-20T10:00:00Z", 9.0, "b", 1, "g:1"],
-            ["r3", "2026-11-21T23:59:59Z", 4.0, "a", 0, "g:2"],
-            ["late", "2026-11-22T00:00:00Z", 5.0, "a", 0, "g:3"],
-        ]
-    )
-    window = Window.ending_on(datetime(2026, 11, 21, tzinfo=UTC), days=2)
-    events = select_window([first, second], SCHEMA, window)
-    assert list(events["reading_id"]) == ["r1", "r2", "r3"]
-    assert events.loc[events["reading_id"] == "r1", "temperature"].item() == 2.0  # the first copy wins
-    assert "_origin" not in events.columns
+def test_a_rerun_on_the_same_events_changes_nothing(tmp_settings, churn, churn_snapshot, tmp_path):
+    validate(tmp_settings, churn, churn_snapshot, "r1")
+    workspace = tmp_path / "workspace"
+    snapshot.run(churn, tmp_settings, workspace, as_of=AS_OF)
+    before = (workspace / EVENTS).read_bytes()
+
+    again = snapshot.run(churn, tmp_settings, workspace, as_of=AS_OF)
+
+    assert again["changed"] is False and (workspace / EVENTS).read_bytes() == before
 
 
-@pytest.mark.parametrize("days", [1, 30])
-def test_snapshot_bytes_are_deterministic(days):
-    events = frame([["r1", "2026-11-20T10:00:00Z", 2.0, "b", 1, "x"]])
-    selected = select_window([events], SCHEMA, Window.ending_on(datetime(2026, 11, 21, tzinfo=UTC), days))
-    assert parquet_bytes(selected) == parquet_bytes(selected.copy())
+def test_window_days_narrow_the_window(tmp_settings, churn, churn_snapshot, tmp_path):
+    validate(tmp_settings, churn, churn_snapshot, "r1")
+
+    summary = snapshot.run(churn, tmp_settings, tmp_path / "workspace", as_of=AS_OF, window_days=3)
+
+    days = pd.read_parquet(tmp_path / "workspace" / EVENTS)["observed_at"].dt.day.unique().tolist()
+    assert summary["window_start"] == "2025-01-28T00:00:00+00:00" and sorted(days) == [28, 29, 30]
 
 
-def test_no_frames_gives_empty_window():
-    assert select_window([], SCHEMA, Window.ending_on(datetime(2026, 11, 21, tzinfo=UTC), 3)).empty
+def test_an_empty_window_names_the_window_and_what_to_do(tmp_settings, churn, churn_snapshot, tmp_path):
+    validate(tmp_settings, churn, churn_snapshot, "r1")
+
+    with pytest.raises(
+        snapshot.SnapshotError, match=r"no validated events in the window \[2026-.*window_days"
+    ):
+        snapshot.run(churn, tmp_settings, tmp_path / "workspace", as_of=datetime(2026, 6, 1, tzinfo=UTC))
+    assert not (tmp_path / "workspace" / EVENTS).exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipelines.ingest.endpoints import DEFAULT_BOOTSTRAP, KafkaEndpoint, S3Endpoint
-from pipelines.ingest.files import IngestError
+from pipelines.ingest.landing import IngestError
 
 
 def test_kafka_defaults_to_the_local_broker_and_reads_security_settings():

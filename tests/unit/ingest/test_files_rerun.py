@@ -1,4 +1,4 @@
-"""A cleared ingest date re-runs to the same partition: exactly the files it read, nothing that arrived since."""
+"""A cleared ingest date re-runs to the same partition: the files it read, nothing that arrived since."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Landing chunks of messages as numbered parts, inline or in the worker process (no broker needed)."""
+"""Landing: every record landed or quarantined; message chunks as numbered parts, inline or in a worker."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from pipelines.common.lake import Lake
 from pipelines.ingest.kafka import ChunkTarget, Lander, land_chunk
+from pipelines.ingest.landing import IngestError, check_counts
 from pipelines.ingest.messages import Segment
 
 NOW = pd.Timestamp("2026-06-01T00:00:00Z")
@@ -90,3 +91,9 @@ def test_durable_write_replaces_a_file_whole(tmp_path):
     lake.write_bytes(f"{tmp_path}/a/b.json", b"two")
     assert (tmp_path / "a" / "b.json").read_bytes() == b"two"
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["b.json"]
+
+
+def test_counts_that_do_not_add_up_are_refused():
+    check_counts(3, 2, 1)
+    with pytest.raises(IngestError, match="consumed 3 records but landed 2 \\+ quarantined 0"):
+        check_counts(3, 2, 0)

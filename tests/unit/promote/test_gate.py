@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipelines.common.config import PromoteConfig
-from pipelines.promote.stage import Decision, Interval, PromoteError, Scores, bootstrap_difference, decide
+from pipelines.promote.gate import Decision, Interval, PromoteError, Scores, bootstrap_difference, decide
 
 POLICY = PromoteConfig(metric="pr_auc", min_roc_auc=0.7, min_pr_auc=0.2, min_improvement=0.0)
 

@@ -1,18 +1,23 @@
-"""DDP: how many processes, the torchrun command, the single-process group, sharding, a real gloo run."""
+"""DDP: how many processes, the torchrun command and its worker, the single-process group, a real gloo run."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from pipelines import featurize
 from pipelines.common.settings import Settings
-from pipelines.featurize import preprocess as featurize
-from pipelines.train import stage as train
-from pipelines.train.distributed import SINGLE, Group, processes_for, torchrun_argv
-from tests.support.data import churn_events, churn_params, training_data, write_snapshot
+from pipelines.train import run
+from pipelines.train.distributed import SINGLE, Group, processes_for, torchrun_argv, worker_args
+from pipelines.train.stage import WORKER_MODULE
+from tests.support.data import churn_events, churn_params, write_snapshot
+from tests.support.install import ROOT
 
 
 @pytest.mark.parametrize(
@@ -31,7 +36,9 @@ def test_processes_for(train_cfg, cuda_devices, expected):
 
 
 def test_torchrun_argv_relaunches_the_worker_module():
-    argv = torchrun_argv(2, Path("/ws"), Path("/tmp/p.yaml"), Path("/tmp/s.json"), python="/venv/python")
+    argv = torchrun_argv(
+        WORKER_MODULE, 2, Path("/ws"), Path("/tmp/p.yaml"), Path("/tmp/s.json"), python="/venv/python"
+    )
     assert argv == [
         "/venv/python",
         "-m",
@@ -39,7 +46,7 @@ def test_torchrun_argv_relaunches_the_worker_module():
         "--standalone",
         "--nproc-per-node=2",
         "-m",
-        "pipelines.train.distributed",
+        "pipelines.train.worker",
         "--workspace",
         "/ws",
         "--params",
@@ -47,24 +54,24 @@ def test_torchrun_argv_relaunches_the_worker_module():
         "--summary",
         "/tmp/s.json",
     ]
+    assert worker_args(argv[7:]) == argparse.Namespace(
+        workspace=Path("/ws"), params=Path("/tmp/p.yaml"), summary=Path("/tmp/s.json")
+    )
+
+
+def test_the_worker_module_exists_and_the_launcher_does_not_import_the_stage():
+    import importlib.util
+
+    assert importlib.util.find_spec(WORKER_MODULE) is not None
+    code = "import sys, pipelines.train.distributed; print('pipelines.train.stage' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_the_single_process_group_is_a_no_op():
     value = torch.tensor(3.0)
     assert SINGLE.is_main and not SINGLE.distributed and SINGLE.device == torch.device("cpu")
     assert SINGLE.agree(True) is True and SINGLE.mean(value) is value and SINGLE.gather("x") == ["x"]
-
-
-def test_shards_are_disjoint_equal_and_cover_the_time_range():
-    data, _ = training_data(1000)
-    shards = [data.shard(rank, 3) for rank in range(3)]
-    sizes = {s.n_train for s in shards}
-    assert sizes == {data.n_train // 3}
-    rows = [tuple(r.tolist()) for s in shards for r in s.train_numeric]
-    assert len(set(rows)) == len(rows) == 3 * (data.n_train // 3)
-    assert torch.equal(shards[1].train_numeric[0], data.train_numeric[1])  # strided, not blocks
-    assert all(s.valid_target is data.valid_target for s in shards)
-    assert data.shard(0, 1) is data
 
 
 def test_a_group_of_two_names_its_device_by_backend():
@@ -86,7 +93,7 @@ def test_devices_2_trains_with_ddp_under_torchrun_on_cpu(tmp_path, monkeypatch):
     write_snapshot(settings.workspace, churn_events(3000))
     featurize.run(params, None, settings.workspace)
 
-    summary = train.run(params, settings, settings.workspace)
+    summary = run(params, settings, settings.workspace)
 
     assert summary["world_size"] == 2 and summary["resumed_from_epoch"] is None
     assert summary["n_train"] == 2100 and summary["metrics"]["epochs_run"] == 3

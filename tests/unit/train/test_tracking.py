@@ -1,13 +1,15 @@
-"""MLflow tracking helpers: the system-metrics switch and the raw splits as MLflow datasets."""
+"""What a training run logs: system metrics, the raw splits as datasets, lineage tags, the signature."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 
+from pipelines import featurize
 from pipelines.common.config import MlflowConfig
-from pipelines.featurize import preprocess as featurize
+from pipelines.common.settings import Settings
 from pipelines.train import tracking
 from tests.support.data import churn_events, churn_params, write_snapshot
 
@@ -61,3 +63,51 @@ def test_split_dataset_names_the_dvc_path_and_hashes(workspace, with_lock):
     assert dataset.profile == {"num_rows": 90, "num_elements": 90 * 6}
     expected = {"dvc.path": "data/split/valid.parquet", "dvc.md5": md5}
     assert tags == ({**expected, "dvc.lock.data/split": "0123.dir"} if with_lock else expected)
+
+
+# -- lineage -------------------------------------------------------------------------------------
+
+
+def test_lineage_tags(tmp_path):
+    params = churn_params()
+    (tmp_path / "data/snapshot").mkdir(parents=True)
+    (tmp_path / "data/snapshot/window.json").write_text(json.dumps({"rows": 3, "partitions": ["p1"]}))
+    (tmp_path / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  featurize:\n    outs:\n"
+        "    - path: data/features\n      md5: abc.dir\n    - path: data/split\n      md5: def.dir\n"
+    )
+    settings = Settings.from_env({"FLYWHEEL_HOME": str(tmp_path), "FLYWHEEL_PROJECT": str(tmp_path)})
+    env = {"AIRFLOW_CTX_DAG_ID": "flywheel_training", "AIRFLOW_CTX_DAG_RUN_ID": "manual__1"}
+    tags = tracking.lineage_tags(params, settings, tmp_path, env)
+
+    assert tags == {
+        "flywheel.stage": "train",
+        "flywheel.schema": "churn",
+        "flywheel.git_commit": "unknown",
+        "airflow.dag_id": "flywheel_training",
+        "airflow.run_id": "manual__1",
+        "flywheel.data_window": '{"partitions":["p1"],"rows":3}',
+        "flywheel.dvc.features_md5": "abc.dir",
+        "flywheel.dvc.split_md5": "def.dir",
+    }
+
+
+def test_lineage_tags_without_optional_sources(tmp_path):
+    settings = Settings.from_env({"FLYWHEEL_HOME": str(tmp_path), "FLYWHEEL_PROJECT": str(tmp_path)})
+    tags = tracking.lineage_tags(churn_params(), settings, tmp_path, {})
+    assert set(tags) == {"flywheel.stage", "flywheel.schema", "flywheel.git_commit"}
+
+
+def test_a_long_window_is_shortened_to_fit_a_tag():
+    window = {"rows": 5, "partitions": [f"validated/source=files/run={i:06d}" for i in range(1000)]}
+    tag = tracking.window_tag(window, limit=200)
+    assert json.loads(tag) == {"rows": 5, "partitions": "1000 items, see lineage/window.json"}
+
+
+def test_signature_accepts_raw_numeric_forms_and_optional_columns():
+    from mlflow.types.schema import DataType
+
+    inputs = {c.name: c for c in tracking.model_signature(churn_params().schema).inputs.inputs}
+    assert str(inputs["tenure"].type) == "Any" and inputs["tenure"].required
+    assert inputs["plan"].type == DataType.string
+    assert not inputs["support_calls"].required

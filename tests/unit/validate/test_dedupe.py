@@ -3,47 +3,26 @@
 from __future__ import annotations
 
 import pandas as pd
-import pyarrow as pa
-import pytest
 
 from pipelines.common.lake import MANIFEST, Lake
-from pipelines.common.settings import Settings
 from pipelines.validate import stage as validate
-from tests.support.data import sensor_frame, sensor_params
-
-
-def land_parts(lake: Lake, frames: list[pd.DataFrame], run_id: str, source: str = "kafka") -> str:
-    partition = lake.partition("landing", run_id, source)
-    for i, frame in enumerate(frames):
-        lake.write_table(
-            f"{partition}/part-{i:05d}.parquet", pa.Table.from_pandas(frame, preserve_index=False)
-        )
-    lake.write_json(f"{partition}/{MANIFEST}", {"rows": sum(map(len, frames))})
-    return partition
-
-
-@pytest.fixture
-def settings(tmp_path) -> Settings:
-    return Settings.from_env(
-        {"FLYWHEEL_HOME": str(tmp_path), "FLYWHEEL_PARAMS": str(tmp_path / "params.yaml")}
-    )
+from tests.support.data import sensor_frame, sensor_params, write_partition
 
 
 def validated_keys(lake: Lake) -> pd.Series:
     return pd.concat([lake.read_partition(p) for p in lake.complete_partitions("validated")])["reading_id"]
 
 
-def test_a_partition_landed_again_after_a_crash_adds_only_its_new_events(settings):
+def test_a_partition_landed_again_after_a_crash_adds_only_its_new_events(tmp_settings):
     params = sensor_params()
-    lake = Lake(settings.lake_root(params))
+    lake = Lake(tmp_settings.lake_root(params))
     first = sensor_frame(300, seed=1)
-    land_parts(lake, [first.iloc[:150], first.iloc[150:]], "run-1")  # two parts: read as one batch
-    again = pd.concat(
-        [first, sensor_frame(100, seed=2)], ignore_index=True
-    )  # the crashed run's records, and more
-    land_parts(lake, [again], "run-2")
+    # two parts, read as one batch; then the crashed run's records again, and more
+    write_partition(lake, "landing", [first.iloc[:150], first.iloc[150:]], "run-1", "kafka")
+    again = pd.concat([first, sensor_frame(100, seed=2)], ignore_index=True)
+    write_partition(lake, "landing", again, "run-2", "kafka")
 
-    summary = validate.run(params, settings)
+    summary = validate.run(params, tmp_settings)
 
     assert summary["verdict"] == "pass" and summary["validated_rows"] == 400
     keys = validated_keys(lake)
@@ -54,14 +33,14 @@ def test_a_partition_landed_again_after_a_crash_adds_only_its_new_events(setting
     )
 
 
-def test_keys_validated_by_an_earlier_run_are_dropped_too(settings):
+def test_keys_validated_by_an_earlier_run_are_dropped_too(tmp_settings):
     params = sensor_params()
-    lake = Lake(settings.lake_root(params))
-    land_parts(lake, [sensor_frame(200, seed=3)], "run-1", source="files")
-    assert validate.run(params, settings)["validated_rows"] == 200
-    land_parts(lake, [sensor_frame(200, seed=3)], "run-2")
+    lake = Lake(tmp_settings.lake_root(params))
+    write_partition(lake, "landing", sensor_frame(200, seed=3), "run-1", "files")
+    assert validate.run(params, tmp_settings)["validated_rows"] == 200
+    write_partition(lake, "landing", sensor_frame(200, seed=3), "run-2", "kafka")
 
-    summary = validate.run(params, settings)
+    summary = validate.run(params, tmp_settings)
 
     assert summary["verdict"] == "pass" and summary["validated_rows"] == 0  # nothing new: every key seen
     assert len(validated_keys(lake)) == 200

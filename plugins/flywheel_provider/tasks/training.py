@@ -1,7 +1,6 @@
-"""Task bodies of Flywheel's DAGs: a few lines each, calling into ``pipelines``.
+"""Task bodies of ``flywheel_training``: the trigger form and why the run ran, promotion, the run record.
 
-Imported inside the task callables, so parsing a DAG file never loads torch,
-MLflow or Great Expectations.
+Imported inside the task callables, so parsing a DAG file never loads torch, MLflow or DVC.
 """
 
 from __future__ import annotations
@@ -10,53 +9,10 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from flywheel_provider.assets import DRIFT_DETECTED
 from flywheel_provider.hooks.flywheel import FlywheelHook
 
 log = logging.getLogger(__name__)
-
-
-def ingest_sources(run_id: str, sources: list[str] | None = None) -> dict:
-    """Land one run from each source: the run's ``sources`` param, else ``ingest.sources`` in params.
-
-    Endpoints come from the ``flywheel_kafka`` / ``flywheel_s3`` Connections, else the environment. An
-    unreachable broker or S3 API raises naming it; the task's retries (with backoff) try again.
-    """
-    from flywheel_provider.hooks.kafka_ingest import KafkaIngestHook
-    from flywheel_provider.hooks.s3_ingest import S3IngestHook
-    from pipelines.ingest import stage
-
-    hook = FlywheelHook()
-    params = hook.params()
-    names = list(sources or params.ingest.sources)
-    kafka = KafkaIngestHook().endpoint() if "kafka" in names else None
-    s3 = S3IngestHook().endpoint() if "s3" in names else None
-    return stage.run(params, hook.settings(), run_id=run_id, sources=names, kafka=kafka, s3=s3)
-
-
-def validate_and_publish(landed: dict, run_id: str, outlet: Any) -> dict:
-    """Run the gate; publish ``validated_events`` with the counts, or fail naming what was rejected."""
-    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-
-    from pipelines.report import summary as report
-    from pipelines.validate import stage as validate
-
-    hook = FlywheelHook()
-    settings = hook.settings()
-    summary = validate.run(hook.params(), settings)
-    report.write(settings, "flywheel_ingest", run_id, {"ingest": landed, "validate": summary})
-    if summary["verdict"] == "nothing_to_validate":  # no new data: no asset event, nothing downstream
-        raise AirflowSkipException("no new landed batches to validate")
-    if summary["verdict"] == "pass" and not summary["validated_rows"]:  # only copies of validated events
-        raise AirflowSkipException("no new events: every landed row was already in the validated tier")
-    outlet.extra = {
-        "landed": landed.get("landed", 0),
-        "quarantined": landed.get("quarantined", 0),
-        "validated_rows": summary["validated_rows"],
-        "verdict": summary["verdict"],
-    }
-    if summary["verdict"] == "fail":
-        raise AirflowFailException(validate.describe_rejections(summary))
-    return summary
 
 
 def prepare_training(
@@ -65,14 +21,13 @@ def prepare_training(
     """Check the trigger form, then sync the workspace with this run's parameters; say why the run ran."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from flywheel_provider.monitoring import training_trigger
+    from pipelines import workspace
     from pipelines.common.config import ParamsError
-    from pipelines.train import form as runs
-    from pipelines.workspace import repo as workspace
+    from pipelines.train.form import training_overrides
 
     settings = FlywheelHook().settings()
     try:
-        overrides = runs.training_overrides(form, logical_date)
+        overrides = training_overrides(form, logical_date)
         refuse_concurrent_runs()
         workspace.init(settings)
         workspace.sync(settings, overrides)
@@ -105,15 +60,15 @@ def refuse_concurrent_runs() -> None:
         raise AirflowFailException(
             f"{running} runs of {ti.dag_id} are running at once, and they would share one DVC workspace; "
             f"expected one at a time: backfill with `airflow backfill create --dag-id {ti.dag_id} "
-            "--from-date ... --to-date ... --max-active-runs 1` (or `make backfill`), then clear the failed runs"
+            "--from-date ... --to-date ... --max-active-runs 1` (or `make backfill`), "
+            "then clear the failed runs"
         )
 
 
 def promote_model(run: dict) -> dict:
     """Register the trained model and let the gate decide on the ``champion`` alias; record why it ran."""
-    from flywheel_provider.monitoring import record_trigger
+    from pipelines import promote
     from pipelines.common.config import load_params
-    from pipelines.promote import stage as promote
 
     settings = FlywheelHook().settings()
     params = load_params(settings.workspace / "params.yaml")
@@ -132,9 +87,8 @@ def record_training(run: dict, outcomes: dict, promotion: dict, run_id: str) -> 
     """Commit the workspace (dvc.lock), push to the DVC remote and write the run report."""
     import json
 
+    from pipelines import report, workspace
     from pipelines.promote import registry
-    from pipelines.report import summary as report
-    from pipelines.workspace import repo as workspace
 
     settings = FlywheelHook().settings()
     commit = workspace.commit(settings, f"flywheel_training {run_id}: model v{promotion.get('version')}")
@@ -153,3 +107,45 @@ def record_training(run: dict, outcomes: dict, promotion: dict, run_id: str) -> 
     }
     report.write(settings, "flywheel_training", run_id, data)
     return data
+
+
+def asset_events(triggering: Any) -> tuple[list[dict], list[dict]]:
+    """``(drift_detected events, other events)`` of a run's ``triggering_asset_events``, as plain dicts."""
+    drift, other = [], []
+    for asset, events in (triggering or {}).items():
+        for event in events:
+            plain = {
+                "uri": asset.uri,
+                "extra": dict(event.extra or {}),
+                "source_dag_id": event.source_dag_id,
+                "source_run_id": event.source_run_id,
+                "timestamp": str(event.timestamp),
+            }
+            (drift if asset.uri == DRIFT_DETECTED.uri else other).append(plain)
+    return drift, other
+
+
+def training_trigger(run_type: Any, triggering: Any) -> dict:
+    """Why this training run ran, as a JSON-able dict (kind, summary, details)."""
+    from dataclasses import asdict
+
+    from pipelines.train import trigger
+
+    drift, other = asset_events(triggering)
+    return asdict(trigger.reason(str(getattr(run_type, "value", run_type)), drift, other))
+
+
+def record_trigger(run: dict, promotion: dict) -> dict:
+    """Tag a newly registered version and its run with why the training ran (an old model keeps its tags)."""
+    from pipelines.train import trigger
+
+    why = run.get("trigger_reason")
+    if not why or not promotion.get("registered_now"):
+        return {}
+    return trigger.record(
+        FlywheelHook().settings(),
+        promotion["model_name"],
+        promotion["version"],
+        promotion["mlflow_run_id"],
+        trigger.TriggerReason(**why),
+    )

@@ -1,0 +1,274 @@
+"""Airflow's own processes for one ``AIRFLOW_HOME``: started in the background, recorded by PID, stopped.
+
+``dag-processor``, ``scheduler`` (LocalExecutor) and ``api-server`` (REST API, UI, and the execution API the
+tasks report to) on 127.0.0.1 and a free port, each recorded with its start time by
+:class:`~pipelines.demo.services.supervisor.Supervisor` in ``$AIRFLOW_HOME/processes`` (logs in
+``processes/logs``). No triggerer: no Flywheel task defers. DAGs are created paused; :func:`start`
+unpauses the ones it is given once parsed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+import psutil
+
+from pipelines.demo.airflow_runner.rest import AirflowApi, dag_or_none, follow_scheduled, unpause_only
+from pipelines.demo.airflow_runner.runs import AirflowRunError, Check, last_lines, say
+from pipelines.demo.services.supervisor import Spec, Supervisor, free_port, tail
+
+COMPONENTS = ("dag-processor", "scheduler", "api-server")  # start order; the API is waited for
+STOP_ORDER = ("scheduler", "dag-processor", "api-server")  # tasks report to the API until they end
+USER = "admin"
+SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+# The DAG files are parsed when the DAG processor starts; re-parsing them every 30 s (Airflow's default)
+# would only take CPU from the tasks on a small machine. Set in the environment to override.
+DEFAULTS = {"AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600"}
+
+
+def airflow_home(env: Mapping[str, str] | None = None) -> Path:
+    """``$AIRFLOW_HOME``, else Airflow's default ``~/airflow``."""
+    env = os.environ if env is None else env
+    return Path(env.get("AIRFLOW_HOME") or Path.home() / "airflow").resolve()
+
+
+def state_dir(home: Path) -> Path:
+    """Where the PIDs and logs of the processes started for ``home`` are kept."""
+    return home / "processes"
+
+
+def password_file(home: Path, env: Mapping[str, str] | None = None) -> Path:
+    """The simple auth manager's password file (``[core] simple_auth_manager_passwords_file``)."""
+    configured = {**os.environ, **(env or {})}.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE")
+    return Path(configured) if configured else home / "simple_auth_manager_passwords.json.generated"
+
+
+def ensure_password(path: Path, user: str = USER) -> str:
+    """The user's password in the simple auth manager's file; a random one is added when it has none."""
+    text = path.read_text() if path.exists() else ""
+    passwords = json.loads(text) if text.strip() else {}
+    if user not in passwords:
+        passwords[user] = secrets.token_urlsafe(12)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(passwords) + "\n")
+    return passwords[user]
+
+
+def process_env(
+    home: Path,
+    port: int,
+    log_port: int,
+    extra: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """What the three processes share: this home, the LocalExecutor, DAGs created paused, the API's address.
+
+    ``log_port`` serves the task logs (Airflow's default, 8793, may be held by another Airflow here).
+    :data:`DEFAULTS` apply unless ``environ`` (the environment) or ``extra`` sets them.
+    """
+    environ = os.environ if environ is None else environ
+    return {
+        **{key: value for key, value in DEFAULTS.items() if key not in environ},
+        **(extra or {}),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port),
+    }
+
+
+def specs(port: int, env: Mapping[str, str], start_timeout_s: float) -> list[Spec]:
+    """How to start each component; the API server is ready when its health endpoint answers."""
+    airflow = str(Path(sys.executable).parent / "airflow")
+    url = f"http://127.0.0.1:{port}"
+    api = AirflowApi(url, USER, "")
+
+    def ready(spec: Spec, log: Path) -> bool:
+        return spec.name != "api-server" or api.health() is not None
+
+    return [
+        Spec(
+            name,
+            [airflow, name],
+            port if name == "api-server" else 0,
+            url,
+            ready,
+            dict(env),
+            start_timeout_s=start_timeout_s,
+        )
+        for name in COMPONENTS
+    ]
+
+
+def process_check(home: Path) -> Check:
+    """A check that raises, with the log tail, when a component started for ``home`` no longer runs."""
+    supervisor = Supervisor(state_dir(home))
+
+    def check() -> None:
+        for name, record in supervisor.status().items():
+            if not record["alive"]:
+                raise AirflowRunError(
+                    f"Airflow's {name} (PID {record['pid']}) is no longer running; last lines "
+                    f"of {record['log']}:\n{tail(Path(record['log']))}"
+                )
+
+    return check
+
+
+def start(
+    home: Path,
+    dags: Sequence[str] = (),
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = 300.0,
+    out: TextIO | None = sys.stdout,
+) -> AirflowApi:
+    """Start the components for ``home``; once healthy and ``dags`` are parsed, unpause ``dags``.
+
+    The scheduled runs that unpausing starts at once (each DAG's due cron slot) are followed to their end.
+
+    Refuses while components started for ``home`` still run. On any failure (or Ctrl-C) what was
+    started here is stopped again.
+    """
+    supervisor = Supervisor(state_dir(home))
+    if running := [name for name, record in supervisor.status().items() if record["alive"]]:
+        raise AirflowRunError(
+            f"Airflow's {', '.join(running)} already run for {home}; stop them first "
+            "(python -m pipelines.demo.airflow_runner stop, or make stop)"
+        )
+    port = port or free_port()
+    api = AirflowApi(f"http://127.0.0.1:{port}", USER, ensure_password(password_file(home, env)))
+    check = process_check(home)
+    try:
+        for spec in specs(port, process_env(home, port, free_port(), env), timeout_s):
+            supervisor.start(spec)
+        say(
+            out,
+            f"Airflow: {api.base_url} (login {USER}, password in {password_file(home, env)}); "
+            f"logs in {supervisor.logs}",
+        )
+        wait_healthy(api, timeout_s, check)
+        for dag_id in dags:
+            wait_parsed(api, dag_id, timeout_s, check)
+        due = {dag_id: unpause_only(api, dag_id, out) for dag_id in dags}  # the due runs run side by side
+        for dag_id, slot in due.items():
+            if slot:
+                follow_scheduled(api, dag_id, slot, timeout_s, out, check)
+    except BaseException:
+        stop(home, out=None)
+        raise
+    return api
+
+
+def wait_healthy(api: AirflowApi, timeout_s: float, check: Check) -> None:
+    """Wait until the metadata database, the scheduler and the DAG processor report healthy."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        health = api.health() or {}
+        states = {
+            part: (health.get(part) or {}).get("status")
+            for part in ("metadatabase", "scheduler", "dag_processor")
+        }
+        if all(state == "healthy" for state in states.values()):
+            return
+        if time.monotonic() > deadline:
+            raise AirflowRunError(f"Airflow was not healthy within {timeout_s:g} s: {states}")
+        check()
+        time.sleep(1.0)
+
+
+def wait_parsed(api: AirflowApi, dag_id: str, timeout_s: float, check: Check) -> None:
+    """Wait until the DAG processor has parsed ``dag_id``; fail with the import errors when it does not."""
+    deadline = time.monotonic() + timeout_s
+    while dag_or_none(api, dag_id) is None:
+        if time.monotonic() > deadline:
+            errors = api.call("GET", "/importErrors").get("import_errors", [])
+            found = "\n".join(
+                f"{e.get('filename')}:\n{last_lines(e.get('stack_trace') or '', 15)}" for e in errors
+            )
+            raise AirflowRunError(
+                f"DAG {dag_id} was not parsed within {timeout_s:g} s; import errors: {found or 'none'}"
+            )
+        check()
+        time.sleep(1.0)
+
+
+def stop(home: Path, timeout_s: float = 30.0, out: TextIO | None = sys.stdout) -> dict[str, str]:
+    """Stop, by PID, every component started for ``home`` and the processes they still run (tasks).
+
+    All get SIGTERM at once and shut down side by side; the supervisor then forgets each one (with
+    SIGKILL for one still there after ``timeout_s``), and what they started is ended too.
+    """
+    supervisor = Supervisor(state_dir(home))
+    records = supervisor.status()
+    alive = {name: psutil.Process(record["pid"]) for name, record in records.items() if record["alive"]}
+    children = [child for name in alive for child in descendants(records[name])]
+    end_processes([alive[name] for name in STOP_ORDER if name in alive], timeout_s, kill=False)
+    stopped = {name: supervisor.stop(name, timeout_s) for name in records}
+    end_processes(children)
+    stopped.update((name, "stopped") for name in alive)
+    if stopped:
+        say(out, "Airflow: " + ", ".join(f"{name} {result}" for name, result in sorted(stopped.items())))
+    return stopped
+
+
+def descendants(record: Mapping[str, Any]) -> list[psutil.Process]:
+    """The processes the recorded one started (executor workers, task processes, API workers)."""
+    try:
+        return psutil.Process(record["pid"]).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def end_processes(processes: list[psutil.Process], timeout_s: float = 10.0, kill: bool = True) -> None:
+    """SIGTERM the processes still running and wait up to ``timeout_s``; SIGKILL those left if ``kill``."""
+    for proc in processes:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, left = psutil.wait_procs(processes, timeout=timeout_s)
+    for proc in left if kill else []:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+
+
+@contextmanager
+def running(
+    home: Path,
+    dags: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = 300.0,
+    out: TextIO | None = sys.stdout,
+) -> Iterator[AirflowApi]:
+    """The embedded Airflow for a block: started, then stopped by PID however the block ends."""
+    api = start(home, dags, env=env, timeout_s=timeout_s, out=out)
+    try:
+        yield api
+    finally:
+        stop(home, out=out)
+
+
+def connect(home: Path) -> AirflowApi:
+    """The API of the components :func:`start` started for ``home``; fails clearly when none runs."""
+    record = Supervisor(state_dir(home)).status().get("api-server")
+    if not record or not record["alive"]:
+        raise AirflowRunError(
+            f"no Airflow API started for {home}; run `python -m pipelines.demo.airflow_runner start` first"
+        )
+    return AirflowApi(record["endpoint"], USER, ensure_password(password_file(home)))
