@@ -32,7 +32,8 @@ import torch
 
 from benchmarks.bench_train_loop import bare_loop, make_data, new_model
 from pipelines.common.config import TrainConfig
-from pipelines.train.stage import fit, plan_placement, positive_weight, train_epoch
+from pipelines.train.loop import fit, positive_weight, train_epoch
+from pipelines.train.placement import plan_placement
 
 
 def label(rows: int) -> str:
@@ -139,7 +140,10 @@ def kernel_time_fraction(cfg: TrainConfig, rows: int, steps: int, device: torch.
 
 
 def bench_gpu(rows: int, epochs: int = 3, batch_size: int = 8192, profile_steps: int = 200) -> dict:
-    """samples/s, GPU utilisation and kernel-time fraction of ``fit`` on ``rows`` rows (skipped without CUDA)."""
+    """samples/s, GPU utilisation and kernel-time fraction of ``fit`` on ``rows`` rows.
+
+    Skipped without CUDA.
+    """
     name = f"train_gpu_{label(rows)}"
     if not torch.cuda.is_available():
         return {"name": name, "skipped": "skipped: no CUDA", "rows": rows}

@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from pipelines.common.config import TrainConfig
+from pipelines.train.data import TrainingData
+from pipelines.train.loop import fit, make_optimizer, positive_weight, seed_everything
 from pipelines.train.network import TabularNet
-from pipelines.train.stage import TrainingData, fit, make_optimizer, positive_weight, seed_everything
 
 N_NUMERIC = 5
 CARDINALITIES = (12, 7, 4)  # codes per categorical column, the unknown code 0 included
