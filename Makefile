@@ -26,10 +26,13 @@ DEMO_EVENTS := $(CURDIR)/demo/events
 DEMO_ROWS ?= 20000
 # The drifted batch of `make run`, timed after the first one: every covariate moved, 30% of the fraud rule changed.
 DRIFT_ROWS ?= 30000
+# The embedded Airflow of `make run` (pipelines/demo/airflow_runner/) and the conf of its ingest runs.
+RUNNER := $(BIN)/python -m pipelines.demo.airflow_runner
+KAFKA_CONF := '{"sources": ["kafka"]}'
 # Slots of the Airflow pool `gpu` (training tasks that may run at once), set when the Airflow DB is created.
 FLYWHEEL_GPU_SLOTS ?= 1
 
-.PHONY: help install run test test-fast lint bench up backfill browser constraints clean
+.PHONY: help install run stop test test-fast lint bench backtest up backfill browser constraints clean
 
 # make up: the embedded UIs, on this machine only (127.0.0.1). The login is deterministic: user
 # FLYWHEEL_UI_USER, password FLYWHEEL_UI_PASSWORD, written to the simple auth manager's password file.
@@ -41,11 +44,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 help:
 	@echo "make run    set up and run the whole loop on the embedded default, then print a summary"
+	@echo "make stop   stop the Airflow processes of an interrupted make run"
 	@echo "make test   set up and run the whole test suite"
 	@echo "make bench  run the benchmarks; results in benchmarks/results.json and benchmarks/RESULTS.md"
+	@echo "make backtest   replay the NOAA weather example, retraining policies side by side (report: benchmarks/.work/backtest/)"
 	@echo "make up     the Airflow UI (http://localhost:$(AIRFLOW_PORT), $(FLYWHEEL_UI_USER) / $(FLYWHEEL_UI_PASSWORD)) and the MLflow UI"
 	@echo "make backfill DAG=flywheel_training FROM=2026-11-01 TO=2026-11-07T03:00   one run per schedule time (needs make up)"
-	@echo "make lint   ruff"
+	@echo "make lint   ruff check, ruff format --check, mypy on pipelines/"
+	@echo "make test-fast   the unit and DAG tests (a few minutes)"
 	@echo "make clean  remove the embedded state (.flywheel) and the demo events"
 
 install: $(VENV)/.installed
@@ -63,26 +69,57 @@ $(AIRFLOW_HOME)/airflow.db: | $(VENV)/.installed
 	$(BIN)/airflow pools set gpu $(FLYWHEEL_GPU_SLOTS) "Training tasks; FLYWHEEL_GPU_SLOTS, e.g. GPUs / train.devices" > /dev/null
 	$(BIN)/airflow pools set dvc 1 "One writer per DVC workspace" > /dev/null
 
+# The loop on the real scheduler: the runner starts Airflow's scheduler, DAG processor and API server in the
+# background (PIDs and logs in $(AIRFLOW_HOME)/processes), triggers runs through the REST API and follows
+# them; flywheel_drift and the drift-triggered flywheel_training are started by the scheduler itself, on the
+# validated_events and drift_detected assets. Airflow is stopped at the end, on error or Ctrl-C too.
+# DAGs are created paused, and unpausing one starts its latest missed cron slot at once (catchup=False):
+# flywheel_ingest and flywheel_training stay paused until their first trigger, which takes that slot.
+# Later scheduled flywheel_ingest runs read ingest.files.path (demo/events), which is empty here.
 run: $(VENV)/.installed $(AIRFLOW_HOME)/airflow.db
 	$(BIN)/flywheel init
 	$(BIN)/flywheel services up kafka > $(FLYWHEEL_HOME)/services.log 2>&1 || (tail -40 $(FLYWHEEL_HOME)/services.log; exit 1)
+	mkdir -p $(DEMO_EVENTS)
 	$(BIN)/flywheel produce --to kafka --rows $(DEMO_ROWS) --batch demo --malformed-fraction 0.01 --seed 7 > /dev/null
-	$(BIN)/airflow dags test flywheel_ingest -c '{"sources": ["kafka"]}' > $(FLYWHEEL_HOME)/ingest.log 2>&1 || (tail -60 $(FLYWHEEL_HOME)/ingest.log; exit 1)
-	$(BIN)/airflow dags test flywheel_training > $(FLYWHEEL_HOME)/training.log 2>&1 || (tail -80 $(FLYWHEEL_HOME)/training.log; exit 1)
-	$(BIN)/flywheel produce --to kafka --rows $(DRIFT_ROWS) --batch drifted --seed 8 --covariate-drift 1.0 --concept-drift 0.3 --start $$(date -u +%Y-%m-%dT00:00:00Z) --end $$(date -u +%Y-%m-%dT%H:%M:%SZ) > /dev/null
-	$(BIN)/airflow dags test flywheel_ingest -c '{"sources": ["kafka"]}' > $(FLYWHEEL_HOME)/ingest-drifted.log 2>&1 || (tail -60 $(FLYWHEEL_HOME)/ingest-drifted.log; exit 1)
-	$(BIN)/airflow dags test flywheel_drift > $(FLYWHEEL_HOME)/drift.log 2>&1 || (tail -60 $(FLYWHEEL_HOME)/drift.log; exit 1)
-	$(BIN)/python -m flywheel_provider.asset_runs flywheel_training > $(FLYWHEEL_HOME)/retraining.log 2>&1 || (tail -80 $(FLYWHEEL_HOME)/retraining.log; exit 1)
+	@set -e; trap '$(RUNNER) stop' EXIT; \
+	$(RUNNER) start --dag flywheel_drift --dag flywheel_registry; \
+	$(RUNNER) trigger flywheel_ingest --conf $(KAFKA_CONF) --then flywheel_drift; \
+	$(RUNNER) trigger flywheel_training; \
+	echo "producing the drifted batch: $(DRIFT_ROWS) events to Kafka"; \
+	$(BIN)/flywheel produce --to kafka --rows $(DRIFT_ROWS) --batch drifted --seed 8 --covariate-drift 1.0 --concept-drift 0.3 --start $$(date -u +%Y-%m-%dT00:00:00Z) --end $$(date -u +%Y-%m-%dT%H:%M:%SZ) > /dev/null; \
+	$(RUNNER) trigger flywheel_ingest --conf $(KAFKA_CONF) --then flywheel_drift flywheel_training
 	$(BIN)/flywheel summary
 
+# Stops, by PID, the Airflow processes `make run` started (after a `make run` that was killed).
+stop:
+	$(RUNNER) stop
+
+# Tests run in random order (pytest-randomly; the seed is printed: -p randomly -p "randomly_seed=N" repeats
+# one). The scenario tiers (e2e, ui, docs) follow their files' order: each test is one long story.
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider
 test: $(VENV)/.installed browser
-	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout 1200
+	$(PYTEST) --timeout 1200 tests/unit tests/dags tests/integration
+	$(PYTEST) --timeout 1200 -p no:randomly tests/e2e tests/ui tests/docs
+
+# unit + dags: a few minutes, no service started
+test-fast: $(VENV)/.installed
+	$(PYTEST) --timeout 600 tests/unit tests/dags
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.run
+
+# make backtest: `flywheel backtest` on the NOAA weather example (examples/noaa-weather, 30-day steps over
+# 50 years, policies never, every:1/3/6, drift, always); the report (HTML, PNG, JSON) in
+# benchmarks/.work/backtest/noaa-<window>/ and the table in benchmarks/results.json under "backtest".
+# BACKTEST="noaa-sliding noaa-expanding stationary abrupt" measures the other scenarios of issue 10.
+BACKTEST ?= noaa
+backtest: $(VENV)/.installed
+	$(BIN)/python -m benchmarks.bench_backtest $(BACKTEST)
 
 # make up also starts the local services: Kafka on 127.0.0.1:9092 and moto's S3 API on 127.0.0.1:9000 (any keys).
 up: export AWS_ENDPOINT_URL ?= http://127.0.0.1:9000
@@ -121,5 +158,6 @@ constraints: $(VENV)/.installed
 	( head -2 constraints.txt; $(BIN)/pip freeze --exclude-editable | sed 's/+cpu$$//' ) > constraints.new && mv constraints.new constraints.txt
 
 clean:
+	-test -x $(BIN)/python && $(RUNNER) stop > /dev/null
 	-test -x $(BIN)/flywheel && $(BIN)/flywheel services down > /dev/null
 	rm -rf $(FLYWHEEL_HOME) $(CURDIR)/demo

@@ -9,7 +9,7 @@ below, so one report judges every case:
 |---|---|---|
 | ``num_none``, ``num_small``, ``num_near``, ``num_large`` | normal | mean +0, +0.05σ, +0.11σ, +0.5σ |
 | ``tail_none``, ``tail_large`` | log-normal (σ = 1, like amounts) | ×1, ×1.6 |
-| ``cat_none``, ``cat_small``, ``cat_near``, ``cat_large`` | 10 categories | 0%, 5%, 31%, 50% of the mass moved |
+| ``cat_none``, ``cat_small``, ``cat_near``, ``cat_large`` | 10 categories | 0%, 5%, 31%, 50% of mass moved |
 
 ``*_near`` sit just above the threshold, where a sampled score is least sure.
 

@@ -75,7 +75,7 @@ def produce(bootstrap: str, messages: int) -> float:
 
 
 def watch(argv: list[str], env: dict[str, str]) -> tuple[str, dict]:
-    """Run a process to the end; its stdout, the peak RSS (MB) of it and its children, and their CPU seconds."""
+    """Run a process to the end; its stdout, and the peak RSS (MB) and CPU seconds of it and its children."""
     proc = subprocess.Popen(
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT
     )
@@ -181,9 +181,10 @@ def bench(messages: int = 200_000, repeats: int = 2) -> dict:
         "flywheel_parts": best_f["parts"],
         "all_runs": {"flywheel": flywheel, "baseline": baseline},
         "produce_seconds": produced,
-        "notes": f"{messages:,} demo events (~230 bytes of JSON each) on a {PARTITIONS}-partition topic of a local "
-        "Apache Kafka 2.3 broker; Flywheel = consume → decode and type (row rules) → land Parquet parts → "
-        "manifests → commit, in a fresh process; baseline = bare kafka-python poll loop with the same "
+        "notes": f"{messages:,} demo events (~230 bytes of JSON each) on a {PARTITIONS}-partition topic "
+        "of a local Apache Kafka 2.3 broker; Flywheel = consume → decode and type (row rules) → "
+        "land Parquet parts → manifests → commit, in a fresh process; "
+        "baseline = bare kafka-python poll loop with the same "
         f"consumer settings, in a fresh process; best of {repeats}. Ratio = Flywheel / baseline msgs/s "
         "(higher is better); peak RSS of the process tree (Flywheel's includes its worker). "
         "cpu_us_per_msg: CPU time of the process tree per message; consumer_process_cpu_us_per_msg: "

@@ -104,6 +104,7 @@ def bench(rows: int, epochs: int | None = None) -> dict:
         "flywheel": {"wall_s": wall, **{f"{k}_s": v for k, v in stages.items()}},
         "baseline": {"wall_s": bare_total, **{f"{k}_s": v for k, v in baseline.items()}},
         "ratio": wall / bare_total,
-        "notes": f"{rows:,} events, train.epochs {epochs or 'from params.yaml'}; `airflow dags test flywheel_training` vs the same stage commands run bare "
+        "notes": f"{rows:,} events, train.epochs {epochs or 'from params.yaml'}; "
+        "`airflow dags test flywheel_training` vs the same stage commands run bare "
         "(no Airflow, no DVC). Ratio = time overhead of orchestration (lower is better).",
     }

@@ -84,7 +84,8 @@ def write(results: dict) -> None:
         lines.append(
             f"| {name} | {_fmt(entry['flywheel'])} | {_fmt(entry['baseline'])} | "
             f"{entry['ratio']:.3f} | {entry['machine'].get('cpu', '?')} ×{entry['machine']['cpu_count']}"
-            f"{' + ' + entry['machine']['gpu'] if entry['machine'].get('gpu') else ''} | {entry['when'][:10]} |"
+            f"{' + ' + entry['machine']['gpu'] if entry['machine'].get('gpu') else ''} | "
+            f"{entry['when'][:10]} |"
         )
     for name, entry in sorted(results["benchmarks"].items()):
         if entry.get("notes"):

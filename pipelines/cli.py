@@ -8,6 +8,7 @@ summarising what it did as its last line of output (``{"ok": false, "error":
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -18,9 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipelines.common.config import load_params
+from pipelines.common.config import Params, load_params
 from pipelines.common.errors import EXIT_FAILED, EXIT_REJECTED, FlywheelError, ParamsError
 from pipelines.common.settings import Settings
+
+Command = Callable[[argparse.Namespace, Settings], dict[str, Any]]  # a sub-command: its JSON summary
 
 
 def _date(value: str) -> datetime:
@@ -53,7 +56,7 @@ def _assignment(value: str) -> tuple[str, Any]:
 # -- commands ------------------------------------------------------------------------------
 
 
-def cmd_produce(args: argparse.Namespace, settings: Settings) -> dict:
+def cmd_produce(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from pipelines.demo import generator as produce
 
     demo = dict(
@@ -78,10 +81,39 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> dict:
         return publish.to_s3(url, files=args.files, fmt=args.format, **demo)
     if not args.out:
         raise ParamsError("flywheel produce --to folder needs --out FOLDER (or --to kafka / --to s3)")
+    if args.concept_change_at is not None:
+        return _produce_stream(args)
     return produce.produce(args.out, files=args.files, fmt=args.format, **demo)
 
 
-def cmd_ingest(args: argparse.Namespace, settings: Settings) -> dict:
+def _produce_stream(args: argparse.Namespace) -> dict[str, Any]:
+    """``--concept-change-at``: the original fraud rule before the date, the drifted one from it on."""
+    from pipelines.demo import streams
+
+    mixed = {"covariate_drift": args.covariate_drift, "concept_drift": args.concept_drift}
+    mixed["malformed_fraction"] = args.malformed_fraction
+    if args.to != "folder" or any(mixed.values()):
+        raise ParamsError(
+            f"--concept-change-at writes a folder (--to folder) of clean events; got --to {args.to} and "
+            f"{ {k: v for k, v in mixed.items() if v} }"
+        )
+    try:
+        return streams.produce_stream(
+            args.out,
+            args.rows,
+            args.seed,
+            args.start,
+            args.end,
+            args.files,
+            args.format,
+            args.batch,
+            change_at=args.concept_change_at,
+        )
+    except ValueError as exc:
+        raise ParamsError(f"--concept-change-at: {exc}") from None
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from pipelines import ingest
 
     run_id = args.run_id or "manual__" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
@@ -90,13 +122,13 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> dict:
     )
 
 
-def cmd_services(args: argparse.Namespace, settings: Settings) -> dict:
+def cmd_services(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from pipelines.demo import services
 
-    names = args.names or (list(services.DEFAULT_UP) if args.action == "up" else None)
+    names: list[str] | None = args.names or None
     ports = dict(args.port or [])
     if args.action == "up":
-        records = services.up(names, ports=ports)
+        records = services.up(names or list(services.DEFAULT_UP), ports=ports)
         return {"services": records, "environment": services.environment(records)}
     if args.action == "down":
         return {"stopped": services.down(names)}
@@ -112,7 +144,7 @@ def _service_port(value: str) -> tuple[str, int]:
     return name, int(port)
 
 
-def cmd_validate(args: argparse.Namespace, settings: Settings) -> dict:
+def cmd_validate(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from pipelines import validate
 
     summary = validate.run(load_params(settings.params_path), settings)
@@ -129,11 +161,11 @@ def _workspace(args: argparse.Namespace, settings: Settings) -> Path:
     return cwd if (cwd / "dvc.yaml").exists() and (cwd / ".dvc").is_dir() else settings.workspace
 
 
-def _workspace_params(args: argparse.Namespace, settings: Settings):
+def _workspace_params(args: argparse.Namespace, settings: Settings) -> Params:
     return load_params(_workspace(args, settings) / "params.yaml")
 
 
-def cmd_snapshot(args: argparse.Namespace, settings: Settings) -> dict:
+def cmd_snapshot(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from pipelines.featurize import snapshot
 
     workspace = _workspace(args, settings)
@@ -141,18 +173,19 @@ def cmd_snapshot(args: argparse.Namespace, settings: Settings) -> dict:
     return snapshot.run(params, settings, workspace, as_of=args.as_of or params.snapshot.as_of)
 
 
-def _stage(module_name: str) -> Callable[[argparse.Namespace, Settings], dict]:
-    def command(args: argparse.Namespace, settings: Settings) -> dict:
+def _stage(module_name: str) -> Command:
+    def command(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         import importlib
 
         module = importlib.import_module(f"pipelines.{module_name}")
         workspace = _workspace(args, settings)
-        return module.run(_workspace_params(args, settings), settings, workspace)
+        summary: dict[str, Any] = module.run(_workspace_params(args, settings), settings, workspace)
+        return summary
 
     return command
 
 
-def cmd_promote(args: argparse.Namespace, settings: Settings) -> dict:
+def cmd_promote(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from pipelines import promote
 
     workspace = _workspace(args, settings)
@@ -166,13 +199,13 @@ def cmd_promote(args: argparse.Namespace, settings: Settings) -> dict:
     )
 
 
-def cmd_rollback(args: argparse.Namespace, settings: Settings) -> dict:
+def cmd_rollback(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from pipelines.promote import registry
 
     return registry.rollback(load_params(settings.params_path), settings, args.reason)
 
 
-def cmd_status(args: argparse.Namespace, settings: Settings) -> dict:
+def cmd_status(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from pipelines.promote import registry
 
     report = registry.status(load_params(settings.params_path), settings)
@@ -181,7 +214,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> dict:
     return report
 
 
-def cmd_lineage(args: argparse.Namespace, settings: Settings) -> dict:
+def cmd_lineage(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from pipelines.promote import lineage
 
     chain = lineage.trace(load_params(settings.params_path), settings, args.model)
@@ -190,13 +223,13 @@ def cmd_lineage(args: argparse.Namespace, settings: Settings) -> dict:
     return chain
 
 
-def cmd_reproduce(args: argparse.Namespace, settings: Settings) -> dict:
+def cmd_reproduce(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from pipelines.promote import lineage
 
     return lineage.reproduce(load_params(settings.params_path), settings, args.model)
 
 
-def cmd_init(args: argparse.Namespace, settings: Settings) -> dict:
+def cmd_init(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from pipelines import workspace
 
     load_params(settings.params_path)
@@ -204,7 +237,7 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> dict:
     return {"home": str(settings.home), "workspace": str(path), "tracking_uri": settings.tracking_uri}
 
 
-def cmd_repro(args: argparse.Namespace, settings: Settings) -> dict:
+def cmd_repro(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from pipelines import promote, workspace
     from pipelines.promote import registry
 
@@ -218,7 +251,7 @@ def cmd_repro(args: argparse.Namespace, settings: Settings) -> dict:
     return {"stages": stages, "promotion": promotion, "workspace_commit": commit}
 
 
-def cmd_drift(args: argparse.Namespace, settings: Settings) -> dict:
+def cmd_drift(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from pipelines import drift
 
     run_id = args.run_id or "manual__" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
@@ -228,7 +261,29 @@ def cmd_drift(args: argparse.Namespace, settings: Settings) -> dict:
     return summary
 
 
-def cmd_summary(args: argparse.Namespace, settings: Settings) -> dict:
+def cmd_backtest(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from pipelines import backtest
+
+    if args.params:  # the data's own params: relative paths in it (extra expectations) are read from there
+        settings = dataclasses.replace(settings, params_path=Path(args.params).resolve())
+    params = load_params(settings.params_path)
+    summary: dict[str, Any] = backtest.run(
+        params,
+        settings,
+        args.data,
+        step=args.step,
+        start=args.start,
+        end=args.end,
+        policies=args.policies,
+        out=Path(args.out) if args.out else None,
+        change_at=args.change_at,
+    )
+    if not args.json:
+        print("\n".join([*summary["table"], "", f"report: {summary['files']['html']}"]))
+    return summary
+
+
+def cmd_summary(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from pipelines import report
 
     summary = report.collect(load_params(settings.params_path), settings)
@@ -243,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flywheel", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, func: Callable, help_text: str, workspace: bool = False) -> argparse.ArgumentParser:
+    def add(name: str, func: Command, help_text: str, workspace: bool = False) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--json", action="store_true", help="print one JSON summary as the last line")
         if workspace:
@@ -272,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--covariate-drift", type=_fraction, default=0.0, metavar="0..1")
     p.add_argument("--concept-drift", type=_fraction, default=0.0, metavar="0..1")
     p.add_argument("--malformed-fraction", type=_fraction, default=0.0, metavar="0..1")
+    p.add_argument(
+        "--concept-change-at",
+        type=_date,
+        help="an abrupt concept change: the fraud rule before this time, the drifted rule from it on "
+        "(a labelled stream for flywheel backtest)",
+    )
 
     p = add("ingest", cmd_ingest, "land new records of the sources; quarantine malformed ones with a reason")
     p.add_argument(
@@ -325,6 +386,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--as-of", type=_date, help="last day of the window (default: today)")
     p.add_argument("--run-id", help="the check's id; names its report folder (default: manual__<time>)")
+    p = add(
+        "backtest",
+        cmd_backtest,
+        "replay a labelled history on a logical clock and compare retraining policies side by side",
+    )
+    p.add_argument("--data", required=True, help="a file, folder or fsspec URL of labelled events")
+    p.add_argument("--params", help="the params file of the data's schema (default: FLYWHEEL_PARAMS)")
+    p.add_argument("--step", default="30d", help="the clock's step in whole days or weeks (default 30d)")
+    p.add_argument(
+        "--start",
+        type=_date,
+        help="the first model's date (default: snapshot.window_days after the first event)",
+    )
+    p.add_argument("--end", type=_date, help="the clock's end (default: the day after the last event)")
+    p.add_argument(
+        "--policies",
+        default="never,every:3,drift,always",
+        help="comma-separated: never, every:N, drift, always (default never,every:3,drift,always)",
+    )
+    p.add_argument(
+        "--out", help="folder for backtest.json/.png/.html (default $FLYWHEEL_HOME/backtest/<time>)"
+    )
+    p.add_argument(
+        "--change-at", type=_date, help="a known change in the data: the report says how each policy met it"
+    )
     p = add("rollback", cmd_rollback, "put the previous champion back in one step")
     p.add_argument("--reason", required=True, help="why (recorded on both versions and in the alias log)")
     add("status", cmd_status, "aliases, versions with their metrics, and when and why aliases moved")
@@ -377,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.json:
         print(json.dumps(summary, default=str))
-    elif args.command not in ("summary", "status", "lineage", "drift"):
+    elif args.command not in ("summary", "status", "lineage", "drift", "backtest"):
         print(json.dumps(summary, indent=2, default=str))
     return 0
 

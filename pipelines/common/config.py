@@ -8,12 +8,13 @@ what was expected.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+import re
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipelines.common.errors import ParamsError
 
@@ -196,8 +197,20 @@ class ValidateConfig(_Frozen):
         return self
 
 
+WindowKind = Literal["sliding", "expanding"]
+
+
 class SnapshotConfig(_Frozen):
+    """The training window: which validated events, up to the logical date, a model learns from.
+
+    ``sliding``: the ``window_days`` whole days ending on ``as_of``. ``expanding``: all validated history
+    up to ``as_of``, at most ``max_days`` days back. Either way at most ``max_rows`` rows, newest kept.
+    """
+
+    window: WindowKind = "sliding"
     window_days: int = Field(default=30, ge=1, le=3650)
+    max_days: int | None = Field(default=None, ge=1, le=36500)
+    max_rows: int | None = Field(default=None, ge=1)
     as_of: datetime | None = None
 
 
@@ -227,6 +240,7 @@ class TrainConfig(_Frozen):
     patience: int = Field(default=3, ge=1)
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_threads: int | None = Field(default=None, ge=1, le=1024)  # CPU training threads; None: all cores
     devices: int = Field(default=1, ge=1, le=64)  # > 1: DDP under torchrun, one process per GPU
     gpu_batch_size: int = Field(default=8192, ge=1)  # per process, on CUDA only
     compile: bool = False  # torch.compile the network for training
@@ -236,7 +250,32 @@ class EvaluateConfig(_Frozen):
     calibration_bins: int = Field(default=10, ge=2, le=100)
 
 
+_DURATION = re.compile(r"^([1-9][0-9]*)(s|min|h|d|w)$")
+_UNIT_SECONDS = {"s": 1, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+DURATION_EXPECTED = "a duration such as 1d, 12h, 30min, 90s or 1w (a whole number and s, min, h, d or w)"
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"1d"`` → one day; ``"12h"``, ``"30min"``, ``"90s"``, ``"1w"`` alike. ValueError naming the text."""
+    match = _DURATION.match(str(text).strip())
+    if not match:
+        raise ValueError(f"duration {text!r}: expected {DURATION_EXPECTED}")
+    return timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
+
+
+def _checked_duration(value: str) -> str:
+    if not _DURATION.match(str(value).strip()):
+        raise ValueError(DURATION_EXPECTED)  # shown as "<key> = <value>: expected <this>"
+    return str(value).strip()
+
+
 class PromoteConfig(_Frozen):
+    """The evaluation gate: floors, and the block bootstrap of candidate − champion on the same test rows.
+
+    Test rows close in time are correlated, so the bootstrap resamples whole ``block`` s of event time
+    (rows inside a block stay together); with fewer than ``min_blocks`` blocks the gate refuses to decide.
+    """
+
     model_name: str = Field(default="flywheel", min_length=1)
     metric: Literal["roc_auc", "pr_auc"] = "pr_auc"
     min_roc_auc: float = Field(default=0.7, ge=0, le=1)
@@ -244,7 +283,14 @@ class PromoteConfig(_Frozen):
     min_improvement: float = Field(default=0.0, ge=-1, le=1)
     confidence: float = Field(default=0.9, gt=0.5, lt=1)
     bootstrap_rounds: int = Field(default=500, ge=50, le=20000)
+    block: str = "1d"
+    min_blocks: int = Field(default=8, ge=2)
     max_latency_ms: float = Field(default=2000, gt=0)
+
+    @field_validator("block")
+    @classmethod
+    def _check_block(cls, value: str) -> str:
+        return _checked_duration(value)
 
 
 class MlflowConfig(_Frozen):
@@ -259,19 +305,30 @@ DistanceMethod = Literal["wasserstein", "jensenshannon", "psi", "hellinger", "kl
 class DriftConfig(_Frozen):
     """Drift monitoring: the current window, the per-column tests and the retrain policy.
 
-    Column tests are Evidently's distance methods (a column drifts when its score
-    reaches ``column_threshold``); p-value tests are not offered because on large
+    Column tests are Evidently's distance methods; p-value tests are not offered because on large
     windows they flag any shift, however small, and change verdict with the sample size.
+    ``alarm: calibrated`` judges each column against its own natural variation: the same distance
+    between windows of the reference and the rest of it (a null per column); a column drifts when its
+    distance exceeds the ``null_quantile`` of that null (and ``min_distance``). ``alarm: fixed``: when
+    it reaches ``column_threshold``. With labels, the champion's ``performance_metric`` on the window
+    is compared with its evaluated one (a block-bootstrap interval, blocks of ``promote.block``).
     """
 
     window_days: int = Field(default=1, ge=1, le=3650)
     experiment: str = Field(default="flywheel-monitoring", min_length=1)
     num_method: DistanceMethod = "wasserstein"
     cat_method: Literal["jensenshannon", "psi", "hellinger", "kl_div"] = "jensenshannon"
+    alarm: Literal["calibrated", "fixed"] = "calibrated"
+    null_quantile: float = Field(default=0.99, gt=0.5, lt=1)
+    null_windows: int = Field(default=100, ge=10, le=1000)
+    min_null_windows: int = Field(default=8, ge=2, le=1000)
+    min_distance: float = Field(default=0.0, ge=0)
     column_threshold: float = Field(default=0.1, gt=0)
     max_drift_share: float = Field(default=0.5, gt=0, le=1)
     min_rows: int = Field(default=500, ge=1)
     min_roc_auc: float = Field(default=0.7, ge=0, le=1)
+    performance_metric: Literal["roc_auc", "pr_auc"] = "roc_auc"
+    max_performance_drop: float = Field(default=0.03, ge=0, le=1)
     cooldown_hours: float = Field(default=24, ge=0)
     sample_rows: int | None = Field(default=50_000, ge=1000)
     seed: int = 0

@@ -54,7 +54,8 @@ class Lake:
 
     @property
     def base(self) -> str:
-        return fsspec.core.url_to_fs(self.root)[1].rstrip("/")
+        path: str = fsspec.core.url_to_fs(self.root)[1]
+        return path.rstrip("/")
 
     def path(self, *parts: str) -> str:
         return "/".join([self.base, *parts])

@@ -159,7 +159,8 @@ def _event_times(rng: np.random.Generator, rows: int, start: datetime, end: date
 
 def _mix(base: np.ndarray, drifted: np.ndarray, amount: float) -> np.ndarray:
     p = (1.0 - amount) * base + amount * drifted
-    return p / p.sum()
+    mixed: np.ndarray = p / p.sum()
+    return mixed
 
 
 def _features(rng: np.random.Generator, rows: int, drift: float) -> dict[str, np.ndarray]:
@@ -198,7 +199,8 @@ def _fraud_probability(
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    probability: np.ndarray = 1.0 / (1.0 + np.exp(-x))
+    return probability
 
 
 def _original_logit(f: dict[str, np.ndarray], hour: np.ndarray) -> np.ndarray:
@@ -209,7 +211,7 @@ def _original_logit(f: dict[str, np.ndarray], hour: np.ndarray) -> np.ndarray:
     new = (f["tenure"] < 30).astype(float)
     web = (f["device"] == DEVICES.index("web")).astype(float)
     young = ((f["age"] < 25) & ~f["age_missing"]).astype(float)
-    return (
+    logit: np.ndarray = (
         -5.55
         + 3.4 * risky * large
         + 1.8 * night
@@ -219,6 +221,7 @@ def _original_logit(f: dict[str, np.ndarray], hour: np.ndarray) -> np.ndarray:
         + 1.6 * _COUNTRY_RISK[f["country"]]
         + 0.8 * young
     )
+    return logit
 
 
 def _drifted_logit(f: dict[str, np.ndarray], hour: np.ndarray) -> np.ndarray:
@@ -229,7 +232,10 @@ def _drifted_logit(f: dict[str, np.ndarray], hour: np.ndarray) -> np.ndarray:
     small = (f["amount"] < 40).astype(float)
     mobile = (f["device"] == DEVICES.index("mobile")).astype(float)
     day = ((hour >= 9) & (hour <= 17)).astype(float)
-    return -5.9 + 3.2 * everyday * small + 1.2 * mobile + 1.2 * day + 1.6 * everyday * mobile * day
+    logit: np.ndarray = (
+        -5.9 + 3.2 * everyday * small + 1.2 * mobile + 1.2 * day + 1.6 * everyday * mobile * day
+    )
+    return logit
 
 
 # -- messages (for a Kafka topic) ---------------------------------------------------------
@@ -258,14 +264,22 @@ def messages(
     frame = generate(rows, seed, start, end, batch, covariate_drift, concept_drift)
     kinds = _malformed_plan(np.random.default_rng([seed, 1]), rows, malformed_fraction, MALFORMED_JSONL)
     values = _jsonl(frame, kinds).split(b"\n")[:-1] if rows else []
-    keys = [None if kinds.get(i) == "null_key" else key.encode() for i, key in enumerate(frame["transaction_id"])]
+    keys = [
+        None if kinds.get(i) == "null_key" else key.encode() for i, key in enumerate(frame["transaction_id"])
+    ]
     clean = frame.drop(index=list(kinds))
     summary = {
-        "rows": rows, "format": "jsonl", "batch": batch, "seed": seed, "start": start.isoformat(),
+        "rows": rows,
+        "format": "jsonl",
+        "batch": batch,
+        "seed": seed,
+        "start": start.isoformat(),
         "end": end.isoformat(),
         "fraud_rate": round(float(clean["is_fraud"].mean()), 6) if len(clean) else None,
-        "malformed": len(kinds), "malformed_kinds": dict(sorted(Counter(kinds.values()).items())),
-        "covariate_drift": covariate_drift, "concept_drift": concept_drift,
+        "malformed": len(kinds),
+        "malformed_kinds": dict(sorted(Counter(kinds.values()).items())),
+        "covariate_drift": covariate_drift,
+        "concept_drift": concept_drift,
     }
     return keys, values, summary
 

@@ -17,6 +17,15 @@ the same Evidently test. A verdict kept from the sample differs from the
 full-data verdict only if the sampled score is more than ``Z`` estimated standard
 errors off: for a Student t with ``SE_PARTS - 1`` = 15 degrees of freedom,
 P(T > 4) < 0.1% per column. ``benchmarks/bench_drift.py`` measures the agreement.
+
+**Each column is judged against its own natural variation** (``drift.alarm: calibrated``,
+the default): :func:`calibrations` measures, per column, the same distance between windows
+of the reference (``drift.window_days`` long, the current window's length) and the rest of
+it (:mod:`pipelines.drift.calibrate`), and the column's threshold is the
+``drift.null_quantile`` of those distances. Evidently's report gets these thresholds, so its
+HTML shows the verdicts the alarm uses. ``drift.alarm: fixed`` keeps one threshold,
+``drift.column_threshold``, for every column. Prediction drift is always judged against
+``drift.column_threshold``; it informs, it triggers nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -31,6 +41,7 @@ import pandas as pd
 
 from pipelines.common.config import DriftConfig, Schema
 from pipelines.common.errors import FlywheelError
+from pipelines.drift.calibrate import Calibration, calibrate, null_pairs, reference_windows
 from pipelines.drift.decision import ColumnDrift, DriftResult
 from pipelines.evaluate.metrics import ranking_metrics
 
@@ -117,27 +128,23 @@ def empty_columns(
         )
         if not (ref_empty or cur_empty):
             continue
-        common = {
-            "name": name,
-            "method": "presence",
-            "score": None,
-            "threshold": cfg.column_threshold,
-            "critical": schema.column(name).critical,
-        }
         if ref_empty and cur_empty:
-            judged[name] = ColumnDrift(
-                **common, drifted=False, skipped=True, note="no values in either window: not tested"
-            )
+            drifted, skipped, note = False, True, "no values in either window: not tested"
         elif cur_empty:
-            judged[name] = ColumnDrift(
-                **common,
-                drifted=True,
-                note="all values are null in the current window; the reference has values",
-            )
+            drifted, skipped = True, False
+            note = "all values are null in the current window; the reference has values"
         else:
-            judged[name] = ColumnDrift(
-                **common, drifted=True, note="the reference has no values; the current window has"
-            )
+            drifted, skipped, note = True, False, "the reference has no values; the current window has"
+        judged[name] = ColumnDrift(
+            name=name,
+            method="presence",
+            score=None,
+            threshold=cfg.column_threshold,
+            drifted=drifted,
+            critical=schema.column(name).critical,
+            skipped=skipped,
+            note=note,
+        )
     return judged
 
 
@@ -167,8 +174,12 @@ def run_evidently(
     columns: list[str],
     cfg: DriftConfig,
     target: str | None = None,
+    thresholds: dict[str, float] | None = None,
 ) -> Any:
-    """Evidently's ``DataDriftPreset`` over ``columns``, prediction drift, and ROC-AUC when ``target`` is set."""
+    """Evidently's ``DataDriftPreset`` on ``columns``, prediction drift, and ROC-AUC if ``target`` is set.
+
+    ``thresholds``: a column's own (calibrated) threshold; others use ``drift.column_threshold``.
+    """
     from evidently import BinaryClassification, DataDefinition, Dataset, Report
     from evidently.metrics import RocAuc, ValueDrift
     from evidently.presets import DataDriftPreset
@@ -194,6 +205,7 @@ def run_evidently(
                 num_method=cfg.num_method,
                 cat_method=cfg.cat_method,
                 threshold=cfg.column_threshold,
+                per_column_threshold={c: t for c, t in (thresholds or {}).items() if c in columns} or None,
                 drift_share=cfg.max_drift_share,
             )
         )
@@ -232,6 +244,16 @@ def _scorer(kind: str, method: str, threshold: float) -> Callable[[pd.Series, pd
     return lambda ref, cur: float(test(ref, cur, column_type, threshold).drift_score)
 
 
+def _distance(kind: str, method: str, threshold: float) -> Callable[[pd.Series, pd.Series], float]:
+    """Evidently's test ``method`` as ``(reference, current) -> score``, cleaning as Evidently does."""
+    score = _scorer(kind, method, threshold)
+
+    def distance(reference: pd.Series, current: pd.Series) -> float:
+        return score(_clean(reference), _clean(current))
+
+    return distance
+
+
 def stattest_score(
     reference: pd.Series, current: pd.Series, kind: str, method: str, threshold: float
 ) -> float:
@@ -263,19 +285,62 @@ def standard_error(
 # -- the check ---------------------------------------------------------------------------------
 
 
-def judge(name: str, score: float, schema: Schema, cfg: DriftConfig, note: str | None = None) -> ColumnDrift:
-    """A distance score against the threshold: drifted when it reaches it (Evidently's rule)."""
+def judge(
+    name: str,
+    score: float,
+    schema: Schema,
+    cfg: DriftConfig,
+    note: str | None = None,
+    calibration: Calibration | None = None,
+) -> ColumnDrift:
+    """A distance score against the column's threshold: drifted when it reaches it (Evidently's rule).
+
+    The threshold is the column's calibrated one when ``calibration`` has it, else
+    ``drift.column_threshold`` (and, when the calibration failed, the note says why).
+    """
     kind = column_kind(schema, name)
     critical = name != PREDICTION and schema.column(name).critical
+    threshold, described = cfg.column_threshold, None
+    if calibration is not None and calibration.threshold is not None:
+        threshold, described = calibration.threshold, calibration.describe()
+    elif calibration is not None:
+        fallback = f"{calibration.describe()}; judged against drift.column_threshold {cfg.column_threshold:g}"
+        note = f"{note}; {fallback}" if note else fallback
     return ColumnDrift(
         name,
         method_of(kind, cfg),
         score,
-        cfg.column_threshold,
-        bool(np.isfinite(score) and score >= cfg.column_threshold),
+        threshold,
+        bool(np.isfinite(score) and score >= threshold),
         critical,
         note=note,
+        calibration=described,
     )
+
+
+def calibrations(
+    reference: pd.DataFrame, current_rows: int, schema: Schema, columns: list[str], cfg: DriftConfig
+) -> dict[str, Calibration]:
+    """Each column's threshold from its natural variation in the reference (``drift.alarm: calibrated``).
+
+    Windows of ``drift.window_days`` of event time (the current window's length) are cut
+    from the reference; each column's distance between a window and the rest of the
+    reference, with Evidently's own test, makes its null. Empty with ``drift.alarm: fixed``.
+    """
+    if cfg.alarm != "calibrated" or not columns:
+        return {}
+    times = reference[schema.event_time] if schema.event_time in reference.columns else None
+    windows = reference_windows(
+        times, timedelta(days=cfg.window_days), cfg.null_windows, cfg.min_null_windows
+    )
+    pairs = null_pairs(windows, len(reference), current_rows, cfg.seed)
+    prepared = model_frame(reference, schema, columns)
+    out = {}
+    for name in columns:
+        kind = column_kind(schema, name)
+        distance = _distance(kind, method_of(kind, cfg), cfg.column_threshold)
+        out[name] = calibrate(prepared[name], windows, pairs, distance, cfg.null_quantile, cfg.min_distance)
+    return out
 
 
 def confirm(
@@ -284,15 +349,17 @@ def confirm(
     sampled: tuple[pd.DataFrame, pd.DataFrame],
     schema: Schema,
     cfg: DriftConfig,
+    calibration: Calibration | None = None,
 ) -> tuple[ColumnDrift, dict[str, float]]:
     """Keep a sampled verdict that is clearly on one side of the threshold; re-test the others in full.
 
-    ``full`` are the raw frames, ``sampled`` the prepared samples (:func:`model_frame`).
+    ``full`` are the raw frames, ``sampled`` the prepared samples (:func:`model_frame`);
+    the threshold is the column's own (``column.threshold``).
     """
     kind = column_kind(schema, column.name)
     (ref_raw, cur_raw), (ref_s, cur_s) = full, sampled
     se = standard_error(ref_s[column.name], cur_s[column.name], kind, column.method, cfg.column_threshold)
-    margin = abs((column.score or 0.0) - cfg.column_threshold)
+    margin = abs((column.score or 0.0) - column.threshold)
     stats = {"score": column.score or 0.0, "se": se, "margin_se": margin / se if se > 0 else float("inf")}
     if margin > Z * se:
         return column, stats
@@ -306,7 +373,7 @@ def confirm(
         f"re-tested on all rows: the sampled score {column.score:.4f} was within {Z:g} standard errors "
         f"({se:.4f}) of the threshold"
     )
-    return replace(judge(column.name, score, schema, cfg, note), critical=column.critical), {
+    return replace(judge(column.name, score, schema, cfg, note, calibration), critical=column.critical), {
         **stats,
         "full_score": score,
     }
@@ -330,7 +397,9 @@ def add_predictions(
     predict: Predict,
     notes: list[str],
 ) -> tuple[float | None, float | None, str | None]:
-    """Score both samples with the champion (prediction drift); ``(roc_auc, pr_auc, target)`` of the current one.
+    """Score both samples with the champion (prediction drift).
+
+    Returns ``(roc_auc, pr_auc, target)`` of the current sample.
 
     ``target`` is set (and the labels added to both samples) when Evidently can draw
     its ROC-AUC panel. A champion that cannot score the rows leaves a note, not a crash.
@@ -365,16 +434,18 @@ def sparse_columns(
     schema: Schema,
     columns: list[str],
     cfg: DriftConfig,
+    calibrated: dict[str, Calibration] | None = None,
 ) -> dict[str, ColumnDrift]:
     """Columns whose few values the sample missed on one side: tested on all rows instead."""
     judged = {}
     for name in columns:
         if all(has_values(frame[name], schema.column(name).is_numeric) for frame in samples):
             continue
-        full = [model_frame(window[[name]], schema, [name])[name] for window in windows]
+        ref_full, cur_full = (model_frame(window[[name]], schema, [name])[name] for window in windows)
         kind = column_kind(schema, name)
-        score = stattest_score(*full, kind, method_of(kind, cfg), cfg.column_threshold)
-        judged[name] = judge(name, score, schema, cfg, "too few values to sample: tested on all rows")
+        score = stattest_score(ref_full, cur_full, kind, method_of(kind, cfg), cfg.column_threshold)
+        note = "too few values to sample: tested on all rows"
+        judged[name] = judge(name, score, schema, cfg, note, (calibrated or {}).get(name))
     return judged
 
 
@@ -402,10 +473,11 @@ def compare(
         return DriftCheck(DriftResult(len(current), len(reference), notes=tuple(notes)))
     set_aside = empty_columns(reference, current, schema, columns, cfg)
     tested = [c for c in columns if c not in set_aside]
+    calibrated = calibrations(reference, len(current), schema, tested, cfg)
     ref_s = model_frame(sample(reference, cfg.sample_rows, cfg.seed), schema, tested)
     cur_s = model_frame(sample(current, cfg.sample_rows, cfg.seed + 1), schema, tested)
     sampled = len(ref_s) < len(reference) or len(cur_s) < len(current)
-    set_aside |= sparse_columns((ref_s, cur_s), (reference, current), schema, tested, cfg)
+    set_aside |= sparse_columns((ref_s, cur_s), (reference, current), schema, tested, cfg, calibrated)
     tested = [c for c in tested if c not in set_aside]
     ref_s, cur_s = ref_s[tested].copy(), cur_s[tested].copy()
     roc_auc = pr_auc = target = None
@@ -414,25 +486,27 @@ def compare(
             (reference, current), (ref_s, cur_s), schema, predict, notes
         )
     has_items = bool(tested) or PREDICTION in cur_s.columns
-    snapshot = run_evidently(ref_s, cur_s, schema, tested, cfg, target) if has_items else None
+    thresholds = {c: cal.threshold for c, cal in calibrated.items() if cal.threshold is not None}
+    snapshot = run_evidently(ref_s, cur_s, schema, tested, cfg, target, thresholds) if has_items else None
     scores = drift_scores(snapshot) if snapshot is not None else {}
-    judged, sampling = (
-        [],
-        {
-            "sampled": sampled,
-            "reference_rows_used": len(ref_s),
-            "current_rows_used": len(cur_s),
-            "columns": {},
-        },
-    )
+    judged: list[ColumnDrift] = []
+    column_stats: dict[str, dict[str, float]] = {}
+    sampling: dict[str, Any] = {
+        "sampled": sampled,
+        "reference_rows_used": len(ref_s),
+        "current_rows_used": len(cur_s),
+        "columns": column_stats,
+    }
     for name in columns:
         if name in set_aside:
             judged.append(set_aside[name])
             continue
-        column = judge(name, scores[name], schema, cfg)
+        column = judge(name, scores[name], schema, cfg, calibration=calibrated.get(name))
         if sampled:
-            column, stats = confirm(column, (reference, current), (ref_s, cur_s), schema, cfg)
-            sampling["columns"][name] = stats
+            column, stats = confirm(
+                column, (reference, current), (ref_s, cur_s), schema, cfg, calibrated.get(name)
+            )
+            column_stats[name] = stats
         judged.append(column)
     prediction = judge(PREDICTION, scores[PREDICTION], schema, cfg) if PREDICTION in scores else None
     result = DriftResult(

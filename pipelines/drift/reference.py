@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +38,14 @@ class NoChampion(ReferenceNotFound):
 
 @dataclass(frozen=True)
 class Champion:
-    """The champion model version and the lineage tags of the run that trained it."""
+    """The champion model version, the lineage tags and metrics of the run that trained it, its own tags."""
 
     name: str
     version: str
     run_id: str
     tags: dict[str, str]
+    metrics: dict[str, float] = field(default_factory=dict)
+    version_tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def model_uri(self) -> str:
@@ -86,6 +88,10 @@ def champion(params: Params, settings: Settings) -> Champion:
             f"model {name!r} has no {CHAMPION!r} alias in {settings.tracking_uri}: "
             f"expected a trained and promoted model to compare the current window with"
         ) from None
+    if version.run_id is None:
+        raise ReferenceNotFound(
+            f"champion {name} v{version.version} has no MLflow run id; expected the run that trained it"
+        )
     try:
         run = client.get_run(version.run_id)
     except MlflowException as exc:
@@ -93,7 +99,14 @@ def champion(params: Params, settings: Settings) -> Champion:
             f"champion {name} v{version.version}: its MLflow run {version.run_id} cannot be "
             f"read ({exc.message}); expected the run that trained it"
         ) from None
-    return Champion(name, str(version.version), version.run_id, dict(run.data.tags))
+    return Champion(
+        name,
+        str(version.version),
+        version.run_id,
+        dict(run.data.tags),
+        dict(run.data.metrics),
+        dict(version.tags or {}),
+    )
 
 
 def object_path(root: str, md5: str) -> str:
@@ -121,7 +134,7 @@ def find_in_manifest(manifest: bytes, relpath: str, where: str) -> str:
     """The md5 of ``relpath`` in a DVC directory manifest (``.dir``)."""
     try:
         entries = json.loads(manifest)
-        found = {e["relpath"]: e["md5"] for e in entries}
+        found: dict[str, str] = {e["relpath"]: e["md5"] for e in entries}
     except (ValueError, TypeError, KeyError):
         raise ReferenceNotFound(
             f"{where} is not a DVC directory manifest; expected a JSON list of {{md5, relpath}}"

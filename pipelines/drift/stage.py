@@ -3,9 +3,12 @@
 :func:`run` is the stage (``flywheel drift``, the ``flywheel_drift`` DAG): it finds
 the champion's reference rows through their lineage (:mod:`pipelines.drift.reference`),
 reads the current window from the validated tier, lets Evidently compare them
-(:mod:`pipelines.drift.check`: data drift per column and overall, prediction drift
-of the champion, its ROC-AUC/PR-AUC when the window is labelled), decides with
-:func:`~pipelines.drift.decision.decide_retrain`, and keeps the report as HTML and
+(:mod:`pipelines.drift.check`: data drift per column against each column's calibrated
+threshold, prediction drift of the champion, its ROC-AUC/PR-AUC when the window is
+labelled), checks the champion's performance on the labelled rows against its evaluated
+metric (:mod:`pipelines.drift.performance`), decides with
+:func:`~pipelines.drift.decision.decide_retrain` (which names the triggers that fired),
+and keeps the report as HTML and
 JSON under ``reports/drift/run=<run>/`` of the lake and in an MLflow run of the
 monitoring experiment (``drift.experiment``).
 
@@ -34,6 +37,7 @@ from pipelines.drift import check as drift_check
 from pipelines.drift import reference
 from pipelines.drift.check import DriftCheck, DriftInputError
 from pipelines.drift.decision import DriftResult, Verdict, decide_retrain
+from pipelines.drift.performance import Performance, check_performance, evaluated_from
 from pipelines.drift.reference import NoChampion, ReferenceNotFound
 from pipelines.featurize import Window, read_validated, select_window
 
@@ -97,8 +101,33 @@ def record_retrain(lake: Lake, run_id: str, at: datetime, summary: dict[str, Any
 # -- outputs -----------------------------------------------------------------------------------
 
 
+def window_performance(
+    params: Params, ref: reference.Reference, current: pd.DataFrame, predict: drift_check.Predict | None
+) -> Performance | None:
+    """The performance trigger's check on the window's labelled rows; None without labels or a champion."""
+    schema, cfg = params.schema, params.drift
+    if predict is None or schema.target not in current.columns or not current[schema.target].notna().any():
+        return None
+    champ = ref.champion
+    evaluated = evaluated_from(champ.version_tags, champ.metrics, cfg.performance_metric)
+    try:
+        proba = predict(current[list(schema.feature_names)])
+    except Exception as exc:  # the check's notes say so too; the trigger is not judged
+        rows = int(current[schema.target].notna().sum())
+        note = f"the champion could not score the window: {str(exc)[:300]}"
+        return Performance(cfg.performance_metric, rows, cfg.max_performance_drop, evaluated, note=note)
+    return check_performance(
+        current[schema.target], proba, current[schema.event_time], evaluated, cfg, params.promote, cfg.seed
+    )
+
+
 def summarize(
-    result: DriftResult, verdict: Verdict, ref: reference.Reference, window: Window, run_id: str
+    result: DriftResult,
+    verdict: Verdict,
+    ref: reference.Reference,
+    window: Window,
+    run_id: str,
+    performance: Performance | None = None,
 ) -> dict[str, Any]:
     """The JSON-able summary of one check: the numbers, the verdict and where it came from."""
     return {
@@ -116,6 +145,11 @@ def summarize(
         "pr_auc": result.pr_auc,
         "notes": list(result.notes),
         "sampling": result.sampling,
+        "performance": (
+            {**asdict(performance), "dropped": performance.dropped, "description": performance.describe()}
+            if performance is not None
+            else None
+        ),
         "verdict": asdict(verdict),
     }
 
@@ -162,7 +196,7 @@ def log_to_mlflow(
     summary: dict[str, Any],
     env: dict[str, str],
 ) -> str:
-    """One run in the monitoring experiment: scores as metrics, the verdict as tags, the report as artifacts."""
+    """One run in the monitoring experiment: scores as metrics, verdict as tags, the report as artifacts."""
     import mlflow
 
     result, cfg = check.result, params.drift
@@ -176,6 +210,7 @@ def log_to_mlflow(
     if result.prediction is not None and result.prediction.score is not None:
         metrics["prediction_drift"] = result.prediction.score
     metrics |= {k: v for k, v in (("roc_auc", result.roc_auc), ("pr_auc", result.pr_auc)) if v is not None}
+    metrics |= performance_metrics(summary.get("performance"))
     tags = {
         "flywheel.stage": "drift",
         "flywheel.schema": params.schema.name,
@@ -183,6 +218,8 @@ def log_to_mlflow(
         "flywheel.drift.reference_md5": summary["reference"]["split_md5"],
         "flywheel.drift.verdict": "retrain" if summary["verdict"]["retrain"] else "no_retrain",
         "flywheel.drift.detected": str(summary["verdict"]["drift_detected"]).lower(),
+        "flywheel.drift.triggers": ",".join(summary["verdict"].get("triggers") or []) or "none",
+        "flywheel.drift.alarm": cfg.alarm,
         "flywheel.drift.reasons": json.dumps(summary["verdict"]["reasons"])[:MAX_TAG],
         "flywheel.drift.report": summary["report"].get("html") or summary["report"]["summary"],
     }
@@ -200,6 +237,11 @@ def log_to_mlflow(
                 "num_method": cfg.num_method,
                 "cat_method": cfg.cat_method,
                 "column_threshold": cfg.column_threshold,
+                "alarm": cfg.alarm,
+                "null_quantile": cfg.null_quantile,
+                "null_windows": cfg.null_windows,
+                "min_distance": cfg.min_distance,
+                "max_performance_drop": cfg.max_performance_drop,
                 "max_drift_share": cfg.max_drift_share,
                 "sample_rows": cfg.sample_rows,
                 "sampled": result.sampling.get("sampled", False),
@@ -209,7 +251,23 @@ def log_to_mlflow(
         for name, text in files.items():
             mlflow.log_text(text, f"drift/{name}")
         mlflow.log_text(json.dumps(_clean(summary), indent=2, default=str), f"drift/{SUMMARY_JSON}")
-    return active.info.run_id
+    run_id: str = active.info.run_id
+    return run_id
+
+
+def performance_metrics(performance: dict[str, Any] | None) -> dict[str, float]:
+    """The performance check as MLflow metrics: the window's metric, the evaluated one, the interval."""
+    if not performance or performance.get("window") is None:
+        return {}
+    difference, evaluated = performance.get("difference") or {}, performance.get("evaluated") or {}
+    out = {
+        "performance.window": performance["window"],
+        "performance.evaluated": evaluated.get("value"),
+        "performance.difference_low": difference.get("low"),
+        "performance.difference_high": difference.get("high"),
+        "performance.blocks": difference.get("blocks"),
+    }
+    return {k: float(v) for k, v in out.items() if v is not None}
 
 
 def describe(summary: dict[str, Any]) -> list[str]:
@@ -237,8 +295,14 @@ def describe(summary: dict[str, Any]) -> list[str]:
         )
     if quality:
         lines.append("; ".join(quality))
+    if (summary.get("performance") or {}).get("description"):
+        lines.append(summary["performance"]["description"])
+    fired = ", ".join(verdict.get("triggers") or [])
     lines.append(
-        f"verdict: {'retrain' if verdict['retrain'] else 'no retrain'}: " + "; ".join(verdict["reasons"])
+        f"verdict: {'retrain' if verdict['retrain'] else 'no retrain'}"
+        + (f" (triggers: {fired})" if fired else "")
+        + ": "
+        + "; ".join(verdict["reasons"])
     )
     report = summary.get("report") or {}
     lines.append(f"report: {report.get('html') or report.get('summary')}")
@@ -279,9 +343,10 @@ def run(
     )
     predict = champion_predictor(ref.champion.model_uri) if len(current) >= cfg.min_rows else None
     check = drift_check.compare(ref.frame, current, params.schema, cfg, predict)
+    performance = window_performance(params, ref, current, predict)
     last = last_retrain(lake, run_id)
-    verdict = decide_retrain(check.result, cfg, last, now)
-    summary = summarize(check.result, verdict, ref, window, run_id)
+    verdict = decide_retrain(check.result, cfg, last, now, performance)
+    summary = summarize(check.result, verdict, ref, window, run_id, performance)
     summary["last_retrain_at"] = last.isoformat() if last else None
     files = rendered(check)
     write_reports(lake, run_id, files, summary)
@@ -289,4 +354,5 @@ def run(
     lake.write_json(summary["report"]["summary"], _clean(summary))
     for line in describe(summary):
         log.info("%s", line)
-    return _clean(summary)
+    cleaned: dict[str, Any] = _clean(summary)
+    return cleaned

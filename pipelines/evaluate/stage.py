@@ -51,7 +51,9 @@ def evaluate_scores(y: np.ndarray, proba: np.ndarray, threshold: float, bins: in
     """Everything evaluate reports, from labels and probabilities."""
     y = y.astype(np.int64)
     label = (proba >= threshold).astype(np.int64)
-    rows = np.linspace(0, len(y) - 1, min(len(y), MAX_CONFUSION_ROWS)).astype(np.int64) if len(y) else []
+    rows: np.ndarray | list[int] = (
+        np.linspace(0, len(y) - 1, min(len(y), MAX_CONFUSION_ROWS)).astype(np.int64) if len(y) else []
+    )
     confusion = [{"actual": int(y[i]), "predicted": int(label[i])} for i in rows]
     return Evaluation(
         classification_metrics(y, proba, threshold, bins),

@@ -66,13 +66,15 @@ class CategoricalSpec:
 
 
 def _as_float(values: pd.Series) -> np.ndarray:
-    return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    floats: np.ndarray = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    return floats
 
 
 def _clip(values: np.ndarray, low: float | None, high: float | None) -> np.ndarray:
     if low is None and high is None:
         return values
-    return np.clip(values, -np.inf if low is None else low, np.inf if high is None else high)
+    clipped: np.ndarray = np.clip(values, -np.inf if low is None else low, np.inf if high is None else high)
+    return clipped
 
 
 def fit_numeric(

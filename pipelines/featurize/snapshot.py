@@ -17,7 +17,7 @@ from pipelines.common.errors import FlywheelError
 from pipelines.common.io import parquet_bytes, write_if_changed
 from pipelines.common.lake import Lake
 from pipelines.common.settings import Settings
-from pipelines.featurize.window import Window, read_validated, select_window
+from pipelines.featurize.window import read_validated, select_training_rows
 from pipelines.workspace.paths import EVENTS, WINDOW
 
 
@@ -32,23 +32,30 @@ def run(
     as_of: datetime | None = None,
     window_days: int | None = None,
 ) -> dict[str, Any]:
-    """Write the window of validated events ending on ``as_of`` (default: now) into the workspace.
+    """Write the training window of validated events ending on ``as_of`` (default: now) into the workspace.
+
+    The window follows ``snapshot.window`` (sliding ``window_days``, or expanding up to ``max_days``),
+    capped at ``snapshot.max_rows`` rows, newest kept; ``window_days`` overrides the sliding length.
 
     Raises:
         SnapshotError: the window holds no validated event.
     """
-    days = window_days or params.snapshot.window_days
-    window = Window.ending_on(as_of or datetime.now(UTC), days)
+    cfg = params.snapshot
+    if window_days is not None:
+        cfg = cfg.model_copy(update={"window_days": window_days})
     frames, partitions = read_validated(Lake(settings.lake_root(params)))
-    events = select_window(frames, params.schema, window)
+    events, window = select_training_rows(frames, params.schema, as_of or datetime.now(UTC), cfg)
     if events.empty:
+        sliding = cfg.window == "sliding"
+        widen = f"widen snapshot.window_days (now {cfg.window_days})" if sliding else "move the as_of date"
         raise SnapshotError(
             f"no validated events in the window [{window.start.isoformat()}, {window.end.isoformat()}) "
-            f"({len(partitions)} validated partitions); expected at least one: ingest and validate first, "
-            f"or widen snapshot.window_days (now {days})"
+            f"({cfg.window}; {len(partitions)} validated partitions); expected at least one: ingest and "
+            f"validate first, or {widen}"
         )
     changed = write_if_changed(workspace / EVENTS, parquet_bytes(events))
     meta = {
+        "window": cfg.window,
         "window_start": window.start.isoformat(),
         "window_end": window.end.isoformat(),
         "rows": len(events),

@@ -16,9 +16,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.ingest.landing import IngestError
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 KAFKA_OPTION_ENV = {
@@ -133,7 +136,7 @@ class S3Endpoint:
             options["config_kwargs"]["region_name"] = self.region
         return options
 
-    def filesystem(self):
+    def filesystem(self) -> AbstractFileSystem:
         """An ``s3fs`` filesystem on this endpoint (s3fs's own retries bounded like botocore's)."""
         import fsspec
 

@@ -22,6 +22,7 @@ import logging
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import fsspec
 import pandas as pd
@@ -44,7 +45,7 @@ QUARANTINE_FILE = "quarantine.jsonl"
 # -- the edge -----------------------------------------------------------------------------
 
 
-def run(params: Params, settings: Settings, run_id: str, path: str | None = None) -> dict:
+def run(params: Params, settings: Settings, run_id: str, path: str | None = None) -> dict[str, Any]:
     """Land the new and changed files of the files source as one run.
 
     Args:
@@ -76,8 +77,8 @@ def run(params: Params, settings: Settings, run_id: str, path: str | None = None
 def read_new_files(
     fs: fsspec.AbstractFileSystem,
     root: str,
-    listed: list[tuple[str, dict]],
-    state: dict,
+    listed: list[tuple[str, dict[str, Any]]],
+    state: dict[str, Any],
     run_id: str,
     params: Params,
 ) -> tuple[list[FileResult], int]:
@@ -123,7 +124,7 @@ def resolve_source(path: str | None, cfg: IngestConfig, settings: Settings) -> s
 
 def list_files(
     fs: fsspec.AbstractFileSystem, root: str, formats: tuple[str, ...], source: str
-) -> list[tuple[str, dict]]:
+) -> list[tuple[str, dict[str, Any]]]:
     """Files under ``root`` with a configured format, in sorted order, with their fsspec info.
 
     Names starting with ``.`` or ``_`` (temporary files, markers) are left alone.
@@ -154,7 +155,9 @@ def _display(fs: fsspec.AbstractFileSystem, path: str) -> str:
 # -- writing a run ------------------------------------------------------------------------
 
 
-def write_run(lake: Lake, run_id: str, source: str, results: list[FileResult], schema: Schema) -> dict:
+def write_run(
+    lake: Lake, run_id: str, source: str, results: list[FileResult], schema: Schema
+) -> dict[str, Any]:
     """Write the landing and quarantine partitions of a run (manifests last) and summarise it."""
     landed = pd.concat([r.landed for r in results], ignore_index=True)
     quarantined = [e for r in results for e in r.quarantined]
@@ -209,7 +212,7 @@ def write_run(lake: Lake, run_id: str, source: str, results: list[FileResult], s
     }
 
 
-def _nothing_new(run_id: str, source: str) -> dict:
+def _nothing_new(run_id: str, source: str) -> dict[str, Any]:
     log.info("ingest %s: no new or changed files under %s", run_id, source)
     return {
         "run_id": run_id,
@@ -233,14 +236,14 @@ def state_path(lake: Lake) -> str:
     return lake.path("state", f"source={SOURCE}", "ingested.json")
 
 
-def read_state(lake: Lake) -> dict:
+def read_state(lake: Lake) -> dict[str, Any]:
     """The state manifest: ``{"files": {path: {sha256, size, modified, run_id, ingested_at}}}``."""
     state = lake.read_json(state_path(lake), default=None) or {}
     return {"source": SOURCE, "files": dict(state.get("files", {}))}
 
 
 def write_state(
-    lake: Lake, state: dict, results: list[FileResult], info: dict[str, dict], run_id: str
+    lake: Lake, state: dict[str, Any], results: list[FileResult], info: dict[str, dict[str, Any]], run_id: str
 ) -> None:
     """Record the files of a completed run (after its partitions are written)."""
     now = datetime.now(UTC).isoformat()
@@ -255,7 +258,7 @@ def write_state(
     lake.write_json(state_path(lake), {**state, "updated_at": now})
 
 
-def _modified(info: dict) -> str | None:
+def _modified(info: dict[str, Any]) -> str | None:
     """A cheap change marker from a listing: mtime (local), ETag or LastModified (object stores)."""
     for key in ("mtime", "ETag", "etag", "LastModified", "last_modified", "updated"):
         if info.get(key) is not None:
@@ -263,7 +266,7 @@ def _modified(info: dict) -> str | None:
     return None
 
 
-def _unchanged_by_info(seen: dict, info: dict) -> bool:
+def _unchanged_by_info(seen: dict[str, Any], info: dict[str, Any]) -> bool:
     """True when size and change marker both match the remembered ones (no need to read the file)."""
     modified = _modified(info)
     return modified is not None and seen.get("modified") == modified and seen.get("size") == info.get("size")

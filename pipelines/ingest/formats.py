@@ -38,7 +38,7 @@ class FileResult:
     sha256: str
     size: int
     landed: pd.DataFrame
-    quarantined: list[dict] = field(default_factory=list)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def consumed(self) -> int:
@@ -105,7 +105,7 @@ class UnreadableFile(FlywheelError, ValueError):
 
 def decode_file(
     data: bytes, name: str, schema: Schema, max_record_bytes: int
-) -> tuple[pd.DataFrame, list[dict]]:
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """A raw frame (with ``_origin``, maybe ``_raw``) and the records refused before typing."""
     lowered = name.lower()
     if lowered.endswith(".gz"):
@@ -142,7 +142,7 @@ def _decode_parquet(data: bytes, name: str, names: list[str]) -> pd.DataFrame:
 
 def _decode_json_document(
     data: bytes, name: str, names: list[str], max_record_bytes: int
-) -> tuple[pd.DataFrame, list[dict]]:
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """A ``.json`` file holding one array of objects; anything else is read as JSON Lines."""
     try:
         items = json.loads(data)
@@ -165,7 +165,7 @@ def _decode_json_document(
 
 def decode_csv(
     data: bytes, name: str, names: list[str], max_record_bytes: int
-) -> tuple[pd.DataFrame, list[dict]]:
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Rows of a CSV file with a header, as strings ('' is missing).
 
     A row whose field count differs from the header's (a truncated or broken
@@ -250,7 +250,7 @@ def _raw_text(raw: pd.DataFrame, index: Any) -> str:
     return json.dumps(row, default=str)
 
 
-def _origin_order(entry: dict) -> tuple[int, str]:
+def _origin_order(entry: dict[str, Any]) -> tuple[int, str]:
     tail = entry["origin"].rsplit(":", 1)[-1]
     return (int(tail) if tail.isdigit() else 0, entry["origin"])
 

@@ -119,7 +119,7 @@ def land_chunk(target: ChunkTarget, index: int, segments: list[Segment]) -> Chun
     )
 
 
-def _by_partition(segments: list[Segment], quarantined: list[dict]) -> dict[str, list[int]]:
+def _by_partition(segments: list[Segment], quarantined: list[dict[str, Any]]) -> dict[str, list[int]]:
     counts: dict[str, list[int]] = {}
     for s in segments:
         counts.setdefault(f"{s.topic}:{s.partition}", [0, 0])[0] += len(s)
@@ -166,7 +166,7 @@ class Lander:
         self.target = target
         self.workers = workers
         self.summaries: list[ChunkSummary] = []
-        self._pending: deque[Future] = deque()
+        self._pending: deque[Future[ChunkSummary]] = deque()
         self._pool: ProcessPoolExecutor | None = None
         self._next = 0
 
@@ -224,7 +224,7 @@ def consumer_config(endpoint: KafkaEndpoint, cfg: KafkaSourceConfig) -> dict[str
     }
 
 
-def open_consumer(endpoint: KafkaEndpoint, cfg: KafkaSourceConfig):
+def open_consumer(endpoint: KafkaEndpoint, cfg: KafkaSourceConfig) -> Any:
     """A connected consumer, or :class:`SourceUnavailable` naming the broker."""
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
@@ -267,7 +267,7 @@ def _rebalance_listener(consumer: Any, drained: Drained) -> Any:
     """
     from kafka import ConsumerRebalanceListener
 
-    class Listener(ConsumerRebalanceListener):
+    class Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped
         changed = False
 
         def on_partitions_revoked(self, revoked: Any) -> None:
@@ -310,7 +310,7 @@ class _Drain:
             )
             self.take(self.consumer.poll(timeout_ms=200, max_records=max(1, budget)))
 
-    def take(self, batch: dict) -> None:
+    def take(self, batch: dict[Any, list[Any]]) -> None:
         for tp, recs in batch.items():
             if not recs:
                 continue
@@ -362,7 +362,7 @@ class _Drain:
         self._flush()
         return drained
 
-    def _stop_reason(self, behind: set, started: float) -> str | None:
+    def _stop_reason(self, behind: set[Any], started: float) -> str | None:
         if not behind:
             return "end_offsets"
         if self.cfg.max_records is not None and self.drained.consumed >= self.cfg.max_records:
@@ -371,7 +371,7 @@ class _Drain:
             return "max_seconds"
         return None
 
-    def _behind(self) -> set:
+    def _behind(self) -> set[Any]:
         """Assigned partitions not yet at their bound; the others are paused.
 
         A partition's bound is its end offset seen at the start, raised to the high watermark of the
@@ -408,7 +408,7 @@ class _Drain:
         self.chunk, self.rows = [], 0
 
 
-def commit(consumer: Any, offsets: dict, run_id: str, endpoint: KafkaEndpoint) -> dict[str, int]:
+def commit(consumer: Any, offsets: dict[Any, int], run_id: str, endpoint: KafkaEndpoint) -> dict[str, int]:
     """Commit ``{TopicPartition: next offset}`` (never backwards); what was committed, by ``topic:partition``.
 
     Only partitions this consumer still owns are committed: one taken away by a rebalance belongs to
@@ -441,7 +441,9 @@ def commit(consumer: Any, offsets: dict, run_id: str, endpoint: KafkaEndpoint) -
 # -- one run ------------------------------------------------------------------------------------
 
 
-def run(params: Params, settings: Settings, run_id: str, endpoint: KafkaEndpoint | None = None) -> dict:
+def run(
+    params: Params, settings: Settings, run_id: str, endpoint: KafkaEndpoint | None = None
+) -> dict[str, Any]:
     """Drain the consumer group's backlog into ``landing/source=kafka/run=<run_id>``; commit after.
 
     Args:
@@ -482,7 +484,7 @@ def run(params: Params, settings: Settings, run_id: str, endpoint: KafkaEndpoint
 
 def _ingest(
     target: ChunkTarget, lake: Lake, cfg: KafkaSourceConfig, endpoint: KafkaEndpoint, run_id: str
-) -> dict:
+) -> dict[str, Any]:
     clock = _Phases()
     with Lander(target, cfg.workers) as lander, _closing(open_consumer(endpoint, cfg)) as consumer:
         clock.lap("connect")
@@ -525,7 +527,7 @@ class _Phases:
         self._last = now
 
 
-def _write_manifests(lake: Lake, target: ChunkTarget, manifest: dict) -> None:
+def _write_manifests(lake: Lake, target: ChunkTarget, manifest: dict[str, Any]) -> None:
     """The quarantine manifest, then the landing manifest, last: from then on the partition is complete."""
     if manifest["counts"]["quarantined"]:
         write_manifest(lake, target.quarantine, {**manifest, "data": manifest["quarantine_parts"]})
@@ -545,7 +547,7 @@ def _closing(consumer: Any) -> Iterator[Any]:
             consumer.close(autocommit=False, timeout_ms=5000)
 
 
-def _next_offsets(drained: Drained) -> dict:
+def _next_offsets(drained: Drained) -> dict[Any, int]:
     """The offsets to commit: each partition read from, at the next offset after what was landed."""
     return {tp: last + 1 for tp, last in drained.last.items()}
 
@@ -557,8 +559,8 @@ def _manifest(
     cfg: KafkaSourceConfig,
     drained: Drained,
     chunks: list[ChunkSummary],
-    next_offsets: dict,
-) -> dict:
+    next_offsets: dict[Any, int],
+) -> dict[str, Any]:
     consumed = sum(c.consumed for c in chunks)
     landed = sum(c.landed for c in chunks)
     quarantined = sum(c.quarantined for c in chunks)
@@ -612,7 +614,9 @@ def _manifest(
     }
 
 
-def _summary(manifest: dict, landing: str, quarantine: str, committed: dict[str, int], resumed: bool) -> dict:
+def _summary(
+    manifest: dict[str, Any], landing: str, quarantine: str, committed: dict[str, int], resumed: bool
+) -> dict[str, Any]:
     counts = manifest["counts"]
     return {
         "run_id": manifest["run_id"],
@@ -631,7 +635,9 @@ def _summary(manifest: dict, landing: str, quarantine: str, committed: dict[str,
     }
 
 
-def _nothing_new(run_id: str, endpoint: KafkaEndpoint, cfg: KafkaSourceConfig, drained: Drained) -> dict:
+def _nothing_new(
+    run_id: str, endpoint: KafkaEndpoint, cfg: KafkaSourceConfig, drained: Drained
+) -> dict[str, Any]:
     log.info("kafka ingest %s: no new records on %s", run_id, list(cfg.topics))
     return {
         "run_id": run_id,
@@ -654,13 +660,13 @@ def _nothing_new(run_id: str, endpoint: KafkaEndpoint, cfg: KafkaSourceConfig, d
 
 
 def _finish_commit(
-    manifest: dict,
+    manifest: dict[str, Any],
     cfg: KafkaSourceConfig,
     endpoint: KafkaEndpoint,
     run_id: str,
     landing: str,
     quarantine: str,
-) -> dict:
+) -> dict[str, Any]:
     """A retry of a run whose partition is complete: commit its offsets (forward only), rewrite nothing.
 
     The partition may already be validated, so it is never reset: its records stay exactly where they are.

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable
+from typing import Any
 
 from pipelines.common.errors import FlywheelError
 from pipelines.common.lake import MANIFEST, Lake
@@ -39,12 +40,12 @@ def part_name(index: int, suffix: str) -> str:
     return f"part-{index:05d}{suffix}"
 
 
-def jsonl_bytes(entries: Iterable[dict]) -> bytes:
+def jsonl_bytes(entries: Iterable[dict[str, Any]]) -> bytes:
     """Quarantine entries, one JSON object per line."""
     return "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries).encode()
 
 
-def write_manifest(lake: Lake, partition: str, manifest: dict) -> None:
+def write_manifest(lake: Lake, partition: str, manifest: dict[str, Any]) -> None:
     """The partition's manifest, durably, last: from now on readers see the partition."""
     lake.write_json(f"{partition}/{MANIFEST}", manifest)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,9 +41,9 @@ class DecodedChunk:
     """The typed rows (with ``_origin``) and the quarantine entries of one chunk of segments."""
 
     frame: pd.DataFrame
-    quarantined: list[dict] = field(default_factory=list)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
 
-    def reasons(self) -> Counter:
+    def reasons(self) -> Counter[str]:
         """How many records were quarantined for each kind of reason."""
         return Counter(records.reason_kind(e["reason"]) for e in self.quarantined)
 
@@ -73,7 +74,7 @@ def _origins(segments: list[Segment]) -> np.ndarray:
 
 def _entry(
     segments: list[Segment], values: list[bytes | None], origins: np.ndarray, position: int, reason: str
-) -> dict:
+) -> dict[str, Any]:
     topic, partition, offset, key = _locate(segments, position)
     value = values[position]
     return {

@@ -106,10 +106,10 @@ def quarantine_entry(origin: str, raw: str | bytes, reason: str) -> dict[str, st
 class JsonLines:
     """The decoded records of a JSON Lines file, with their origins and raw lines (bytes)."""
 
-    objects: list[dict]
+    objects: list[dict[str, Any]]
     origins: list[str]
     raws: list[bytes]
-    quarantined: list[dict]
+    quarantined: list[dict[str, Any]]
 
     def frame(self, names: Iterable[str]) -> pd.DataFrame:
         """The raw frame of the named fields plus ``_origin`` and ``_raw`` (bytes)."""
@@ -148,7 +148,7 @@ def read_json_lines(data: bytes, origin: str, max_record_bytes: int) -> JsonLine
     return out
 
 
-def _decode_clean_chunk(chunk: list[bytes], max_record_bytes: int) -> list[dict] | None:
+def _decode_clean_chunk(chunk: list[bytes], max_record_bytes: int) -> list[dict[str, Any]] | None:
     """All the chunk's objects when every line is a small JSON object, else None."""
     if _fast_loads is None or not chunk or max(map(len, chunk)) > max_record_bytes:
         return None
@@ -186,7 +186,9 @@ def _never(data: bytes) -> Any:
     raise ValueError("no fast JSON decoder")
 
 
-def decode_json_lines(data: bytes, origin: str, max_record_bytes: int) -> tuple[list[dict], list[dict]]:
+def decode_json_lines(
+    data: bytes, origin: str, max_record_bytes: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Split JSON Lines into objects and quarantine entries (see :func:`read_json_lines`).
 
     Each object gets ``_origin`` (``file.jsonl:12``) and ``_raw`` (its line, as text).
@@ -213,7 +215,7 @@ def raw_text(raw: str | bytes) -> str:
     return raw.rstrip("\r\n")
 
 
-def decode_json_record(data: bytes, max_record_bytes: int) -> tuple[dict, None] | tuple[None, str]:
+def decode_json_record(data: bytes, max_record_bytes: int) -> tuple[dict[str, Any], None] | tuple[None, str]:
     """Decode one JSON record (a line or a message) into ``(object, None)`` or ``(None, reason)``.
 
     The object carries its text as ``_raw``.
@@ -235,7 +237,7 @@ def decode_json_record(data: bytes, max_record_bytes: int) -> tuple[dict, None] 
     return obj, None
 
 
-def _has_lone_surrogate(obj: dict) -> bool:
+def _has_lone_surrogate(obj: dict[str, Any]) -> bool:
     """Whether a decoded object holds text that UTF-8 (and so Parquet) cannot store."""
     try:
         json.dumps(obj, ensure_ascii=False).encode("utf-8")
@@ -249,7 +251,7 @@ NO_VALUE = "empty message: no value (a tombstone)"
 
 def decode_json_values(
     values: list[bytes | None], max_record_bytes: int
-) -> tuple[list[dict], list[int], list[tuple[int, str]]]:
+) -> tuple[list[dict[str, Any]], list[int], list[tuple[int, str]]]:
     """Decode one JSON object per value (a message), or say why not.
 
     The values of a message source, unlike lines, may hold newlines, and an
@@ -261,7 +263,7 @@ def decode_json_values(
         ``(objects, positions, refused)``: the objects and the positions they had
         in ``values``, and ``(position, reason)`` for every other value.
     """
-    objects: list[dict] = []
+    objects: list[dict[str, Any]] = []
     positions: list[int] = []
     refused: list[tuple[int, str]] = []
     for lo in range(0, len(values), _JSON_CHUNK):
@@ -297,7 +299,7 @@ def _json_type(obj: Any) -> str:
     return "null" if obj is None else names.get(type(obj), type(obj).__name__)
 
 
-def frame_from_objects(objects: list[dict], names: Iterable[str]) -> pd.DataFrame:
+def frame_from_objects(objects: list[dict[str, Any]], names: Iterable[str]) -> pd.DataFrame:
     """A raw frame (object dtype) of the named fields; an absent field is ``None``.
 
     Building it this way (rather than ``pd.DataFrame(objects)``) keeps a JSON ``NaN``
@@ -358,7 +360,8 @@ def reason_kind(reason: str) -> str:
 def _column(raw: pd.DataFrame, name: str) -> np.ndarray:
     if name not in raw.columns:
         return np.full(len(raw), None, dtype=object)
-    return raw[name].to_numpy()
+    column: np.ndarray = raw[name].to_numpy()
+    return column
 
 
 def _utc(ts: pd.Timestamp | dt.datetime | str) -> pd.Timestamp:
@@ -405,7 +408,8 @@ def _missing(values: np.ndarray) -> np.ndarray:
     if missing.any():
         idx = np.flatnonzero(missing)
         missing[idx] = [not isinstance(values[i], float) for i in idx]
-    return missing | (values == "")
+    missing_or_blank: np.ndarray = missing | (values == "")
+    return missing_or_blank
 
 
 def _missing_problems(values: np.ndarray, field: Field) -> tuple[np.ndarray, Problems]:

@@ -36,7 +36,9 @@ log = logging.getLogger(__name__)
 SOURCE = "s3"
 
 
-def run(params: Params, settings: Settings, run_id: str, endpoint: S3Endpoint | None = None) -> dict:
+def run(
+    params: Params, settings: Settings, run_id: str, endpoint: S3Endpoint | None = None
+) -> dict[str, Any]:
     """Land the objects under ``ingest.s3.url`` that are new or changed since the last run.
 
     Returns:
@@ -84,7 +86,7 @@ def run(params: Params, settings: Settings, run_id: str, endpoint: S3Endpoint | 
     }
 
 
-def list_objects(fs: Any, cfg: S3SourceConfig, endpoint: S3Endpoint) -> list[tuple[str, dict]]:
+def list_objects(fs: Any, cfg: S3SourceConfig, endpoint: S3Endpoint) -> list[tuple[str, dict[str, Any]]]:
     """``(s3://bucket/key, info)`` of the objects under the prefix with a configured format, sorted."""
     root = cfg.url.removeprefix("s3://").rstrip("/")
     bucket = root.split("/", 1)[0]
@@ -114,21 +116,21 @@ def _unavailable(endpoint: S3Endpoint, doing: str, exc: BaseException) -> Source
     )
 
 
-def _etag(info: dict) -> str | None:
+def _etag(info: dict[str, Any]) -> str | None:
     tag = info.get("ETag") or info.get("etag")
     return str(tag).strip('"') if tag else None
 
 
 def _land(
     fs: Any,
-    new: list[tuple[str, dict]],
+    new: list[tuple[str, dict[str, Any]]],
     lake: Lake,
     landing: str,
     quarantine: str,
     params: Params,
     run_id: str,
     endpoint: S3Endpoint,
-) -> dict:
+) -> dict[str, Any]:
     """Read each object, write its parts, then the manifests (quarantine, then landing, last)."""
     now = pd.Timestamp.now(tz="UTC")
     objects: list[dict[str, Any]] = []
@@ -195,7 +197,7 @@ def _land(
     return manifest
 
 
-def _summary(manifest: dict, landing: str, quarantine: str) -> dict:
+def _summary(manifest: dict[str, Any], landing: str, quarantine: str) -> dict[str, Any]:
     counts = manifest["counts"]
     return {
         "run_id": manifest["run_id"],
@@ -210,7 +212,7 @@ def _summary(manifest: dict, landing: str, quarantine: str) -> dict:
     }
 
 
-def _nothing_new(run_id: str, cfg: S3SourceConfig, listed: int) -> dict:
+def _nothing_new(run_id: str, cfg: S3SourceConfig, listed: int) -> dict[str, Any]:
     log.info("s3 ingest %s: no new or changed objects under %s", run_id, cfg.url)
     return {
         "run_id": run_id,
@@ -237,13 +239,13 @@ def state_path(lake: Lake) -> str:
     return lake.path("state", f"source={SOURCE}", "objects.json")
 
 
-def read_state(lake: Lake) -> dict:
+def read_state(lake: Lake) -> dict[str, Any]:
     """``{"objects": {s3://bucket/key: {etag, size, sha256, run_id, ingested_at}}}``."""
     state = lake.read_json(state_path(lake), default=None) or {}
     return {"source": SOURCE, "objects": dict(state.get("objects", {}))}
 
 
-def write_state(lake: Lake, state: dict, objects: list[dict], run_id: str) -> None:
+def write_state(lake: Lake, state: dict[str, Any], objects: list[dict[str, Any]], run_id: str) -> None:
     """Remember the objects of a complete run (after its manifest is written)."""
     now = datetime.now(UTC).isoformat()
     for o in objects:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from pipelines.common.config import Params, SourceName
 from pipelines.common.settings import Settings
@@ -24,7 +25,7 @@ def run(
     path: str | None = None,
     kafka: KafkaEndpoint | None = None,
     s3: S3Endpoint | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """One ingest run over the sources (default ``ingest.sources``), one after the other.
 
     Args:
@@ -44,7 +45,7 @@ def run(
     unknown = sorted(set(names) - {"files", "kafka", "s3"})
     if unknown:
         raise IngestError(f"unknown source(s) {unknown}; expected some of ['files', 'kafka', 's3']")
-    by_source: dict[str, dict] = {
+    by_source: dict[str, dict[str, Any]] = {
         name: _run_one(name, params, settings, run_id, path, kafka, s3) for name in names
     }
     return combine(run_id, by_source)
@@ -58,7 +59,7 @@ def _run_one(
     path: str | None,
     kafka: KafkaEndpoint | None,
     s3: S3Endpoint | None,
-) -> dict:
+) -> dict[str, Any]:
     """One source's run; a source's module (and its client library) is imported only when it runs."""
     if name == "kafka":
         from pipelines.ingest import kafka as kafka_source
@@ -73,9 +74,9 @@ def _run_one(
     return files_source.run(params, settings, run_id=run_id, path=path)
 
 
-def combine(run_id: str, by_source: dict[str, dict]) -> dict:
+def combine(run_id: str, by_source: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The run's summary: counts summed over the sources, and each source's summary."""
-    reasons: Counter = Counter()
+    reasons: Counter[str] = Counter()
     for summary in by_source.values():
         reasons.update(summary.get("reasons", {}))
     single = next(iter(by_source.values())) if len(by_source) == 1 else {}

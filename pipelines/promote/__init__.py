@@ -1,6 +1,9 @@
 """Promote: register the model and move the ``champion`` alias when the gate passes; lineage.
 
 Modules: :mod:`.gate` (the pure verdict), :mod:`.registry`, :mod:`.lineage` and :mod:`.stage` (:func:`run`).
+The gate is public for other stages (the backtest, the drift check's performance trigger): :func:`judge`
+(the whole pure gate on test rows), :func:`block_ids`, :func:`bootstrap_difference` and
+:func:`bootstrap_metric` (block bootstraps over blocks of event time) and their result types.
 The registry is used through aliases only (``champion``, ``challenger``, ``previous_champion``);
 :func:`champion_version` is the one "who is the champion" lookup.
 """
@@ -13,6 +16,16 @@ from pipelines.common.exports import lazy_exports
 
 if TYPE_CHECKING:
     from pipelines.promote import lineage, registry
+    from pipelines.promote.gate import (
+        Decision,
+        Interval,
+        PromoteError,
+        Scores,
+        block_ids,
+        bootstrap_difference,
+        bootstrap_metric,
+        judge,
+    )
     from pipelines.promote.registry import (
         CHALLENGER,
         CHAMPION,
@@ -33,13 +46,29 @@ _API = {
     "version_behind": "registry",
     "registry": "registry",
     "lineage": "lineage",
+    "Decision": "gate",
+    "Interval": "gate",
+    "PromoteError": "gate",
+    "Scores": "gate",
+    "block_ids": "gate",
+    "bootstrap_difference": "gate",
+    "bootstrap_metric": "gate",
+    "judge": "gate",
 }
 __all__ = [
     "CHALLENGER",
     "CHAMPION",
     "PREVIOUS",
+    "Decision",
+    "Interval",
+    "PromoteError",
     "RegistryError",
+    "Scores",
+    "block_ids",
+    "bootstrap_difference",
+    "bootstrap_metric",
     "champion_version",
+    "judge",
     "lineage",
     "registry",
     "run",

@@ -14,7 +14,7 @@ import re
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.common import tracking
 from pipelines.common.config import Params
@@ -22,6 +22,10 @@ from pipelines.common.errors import FlywheelError
 from pipelines.common.lake import MANIFEST, Lake
 from pipelines.common.settings import Settings
 from pipelines.workspace import command_env, dvc_executable, lock_at_commit
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 
@@ -45,7 +49,7 @@ def parse_ref(ref: str, default_name: str) -> tuple[str, str | None, str | None]
     )
 
 
-def resolve(client, ref: str, default_name: str):
+def resolve(client: MlflowClient, ref: str, default_name: str) -> ModelVersion:
     """The ModelVersion a reference points at."""
     from mlflow.exceptions import MlflowException
 
@@ -53,16 +57,28 @@ def resolve(client, ref: str, default_name: str):
     try:
         if alias:
             return client.get_model_version_by_alias(name, alias)
+        if version is None:
+            raise LineageError(f"model reference {ref!r} names neither a version nor an alias")
         return client.get_model_version(name, version)
     except MlflowException as exc:
         raise LineageError(f"model reference {ref!r} not found in the registry: {exc.message}") from None
 
 
-def window_of(client, run_id: str) -> dict[str, Any]:
+def _run_id(version: ModelVersion) -> str:
+    """The MLflow run that trained ``version``; :class:`LineageError` when the registry records none."""
+    if version.run_id is None:
+        raise LineageError(
+            f"{version.name} v{version.version} has no MLflow run id; expected the run that trained it"
+        )
+    return version.run_id
+
+
+def window_of(client: MlflowClient, run_id: str) -> dict[str, Any]:
     """The snapshot window the run trained on (its ``lineage/window.json`` artifact, else its tag)."""
     try:
         local = client.download_artifacts(run_id, "lineage/window.json", tempfile.mkdtemp(prefix="flywheel-"))
-        return json.loads(Path(local).read_text())
+        window: dict[str, Any] = json.loads(Path(local).read_text())
+        return window
     except Exception:  # older runs carry only the (possibly truncated) tag
         tag = client.get_run(run_id).data.tags.get("flywheel.data_window")
         try:
@@ -93,9 +109,10 @@ def trace(params: Params, settings: Settings, ref: str) -> dict[str, Any]:
     """The whole chain for a model reference, as data."""
     client = tracking.client(settings)
     version = resolve(client, ref, params.promote.model_name)
-    run = client.get_run(version.run_id)
+    run_id = _run_id(version)
+    run = client.get_run(run_id)
     tags, lake = run.data.tags, Lake(settings.lake_root(params))
-    window = window_of(client, version.run_id)
+    window = window_of(client, run_id)
     commit = version.tags.get("flywheel.workspace_commit")
     return {
         "model": {
@@ -187,7 +204,7 @@ def reproduce(params: Params, settings: Settings, ref: str) -> dict[str, Any]:
             f"{version.name} v{version.version} has no recorded workspace commit "
             "(flywheel.workspace_commit); expected a version trained by flywheel_training or repro"
         )
-    original = client.get_run(version.run_id).data.metrics
+    original = client.get_run(_run_id(version)).data.metrics
     with tempfile.TemporaryDirectory(prefix="flywheel-reproduce-") as tmp:
         clone = _checkout(settings, commit, Path(tmp) / "workspace")
         for stage in ("featurize", "train", "evaluate"):

@@ -60,13 +60,14 @@ def champion_version(params: Params, settings: Settings) -> ModelVersion | None:
     return version_behind(client(settings), params.promote.model_name, CHAMPION)
 
 
-def history(mlflow_client, name: str) -> list[dict[str, Any]]:
+def history(mlflow_client: MlflowClient, name: str) -> list[dict[str, Any]]:
     """The recorded alias moves of a registered model, oldest first."""
     tags = mlflow_client.get_registered_model(name).tags
-    return json.loads(tags.get(LOG_TAG, "[]"))
+    moves: list[dict[str, Any]] = json.loads(tags.get(LOG_TAG, "[]"))
+    return moves
 
 
-def move_alias(mlflow_client, name: str, alias: str, version: str, reason: str) -> None:
+def move_alias(mlflow_client: MlflowClient, name: str, alias: str, version: str, reason: str) -> None:
     """Point ``alias`` at ``version`` and record the move with its reason."""
     before = alias_version(mlflow_client, name, alias)
     mlflow_client.set_registered_model_alias(name, alias, version)
@@ -130,7 +131,7 @@ def status(params: Params, settings: Settings) -> dict[str, Any]:
     }
 
 
-def _version_row(version) -> dict[str, Any]:
+def _version_row(version: ModelVersion) -> dict[str, Any]:
     tags = version.tags
     candidate = json.loads(tags.get("flywheel.gate.candidate") or "null") or {}
     return {

@@ -15,10 +15,10 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -27,18 +27,15 @@ from pipelines.common import tracking
 from pipelines.common.config import Params, Schema
 from pipelines.common.settings import Settings
 from pipelines.promote import registry
-from pipelines.promote.gate import (
-    Decision,
-    Interval,
-    PromoteError,
-    Scores,
-    bootstrap_difference,
-    decide,
-    forced_reason,
-    score,
-)
+from pipelines.promote.gate import Decision, PromoteError, forced_reason, judge
 from pipelines.promote.registry import CHALLENGER, CHAMPION, PREVIOUS
 from pipelines.workspace.paths import MODEL_JSON, split_file
+
+INFRA_CHECK_FAILED = "infra_check_failed"  # a gate condition: the candidate passed, then failed to load back
+GATE_TAGS = ("block", "blocks", "min_blocks", "rounds", "confidence", "metric")  # flywheel.gate.<key>
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 
 def run(
@@ -48,7 +45,7 @@ def run(
     force: bool = False,
     force_reason: str | None = None,
     trigger: str = "manual",
-) -> dict:
+) -> dict[str, Any]:
     """Register the workspace's model, run the gate, move aliases, record the decision.
 
     The ``champion`` alias moves last, after the decision is recorded, so a
@@ -95,7 +92,7 @@ def run(
     }
 
 
-def register(client, name: str, meta: dict, trigger: str) -> tuple[str, bool]:
+def register(client: MlflowClient, name: str, meta: dict[str, Any], trigger: str) -> tuple[str, bool]:
     """The registered version of this run's model, registering it if new; returns (version, created).
 
     A new version carries the run's lineage tags and a description of where it came from.
@@ -135,40 +132,62 @@ def _gate(
     champion: str | None,
     force: bool,
     force_reason: str | None,
-) -> tuple[Decision, dict]:
-    """Score candidate and champion on the test split, let the gate decide, then check the candidate loads."""
+) -> tuple[Decision, dict[str, Any]]:
+    """Score candidate and champion on the test split, let the pure gate judge, check the candidate loads.
+
+    A champion that cannot score the rows is the gate's named condition ``champion_unscorable``
+    (not promoted unless forced), never "no champion yet".
+    """
     rows = pd.read_parquet(workspace / split_file("test"))
-    labels = rows[params.schema.target].to_numpy()
-    cand_proba = predict_model(f"models:/{name}/{version}", rows, params.schema)
-    candidate = score(cand_proba, labels)
-    champ_scores: Scores | None = None
-    interval: Interval | None = None
-    details: dict[str, Any] = {}
+    schema, policy = params.schema, params.promote
+    labels = rows[schema.target].to_numpy()
+    cand_proba = predict_model(f"models:/{name}/{version}", rows, schema)
+    champ_proba, note = None, None
     if champion is not None:
         try:
-            champ_proba = predict_model(f"models:/{name}/{champion}", rows, params.schema)
-        except Exception as exc:  # a champion that cannot score today's rows must not block the gate
-            details["champion_note"] = f"champion v{champion} could not score the test rows: {exc}"
-        else:
-            champ_scores = score(champ_proba, labels)
-            policy = params.promote
-            interval = bootstrap_difference(
-                labels, cand_proba, champ_proba, policy.metric, policy.bootstrap_rounds, policy.confidence
-            )
-    decision = decide(candidate, champ_scores, params.promote, force, force_reason, interval)
-    details.update(
-        candidate=asdict(candidate),
-        champion_scores=asdict(champ_scores) if champ_scores else None,
-        difference=asdict(interval) if interval else None,
-        test_rows=len(rows),
+            champ_proba = predict_model(f"models:/{name}/{champion}", rows, schema)
+        except Exception as exc:  # recorded as the gate's condition, not taken for "no champion"
+            note = f"champion v{champion} could not score the test rows: {str(exc)[:500]}"
+    decision = judge(
+        labels, cand_proba, champ_proba, rows[schema.event_time], policy, force, force_reason, note
     )
+    details = gate_details(decision, params, len(rows), note)
     if decision.promote:
         details["infra_check"] = _infra_check(params, settings, f"models:/{name}/{version}", rows)
         if not details["infra_check"]["ok"]:
-            decision = Decision(
-                False, f"infra check failed: {details['infra_check']['reason']}", forced=decision.forced
+            decision = replace(
+                decision,
+                promote=False,
+                reason=f"infra check failed: {details['infra_check']['reason']}",
+                condition=INFRA_CHECK_FAILED,
             )
+            details["gate"]["condition"] = INFRA_CHECK_FAILED
     return decision, details
+
+
+def gate_details(decision: Decision, params: Params, test_rows: int, note: str | None) -> dict[str, Any]:
+    """What the stage's summary records of a decision: the scores, the interval and how it was drawn."""
+    policy = params.promote
+    difference = asdict(decision.difference) if decision.difference else None
+    return {
+        "candidate": asdict(decision.candidate) if decision.candidate else None,
+        "champion_scores": asdict(decision.champion) if decision.champion else None,
+        "difference": difference,
+        "test_rows": test_rows,
+        **({"champion_note": note} if note else {}),
+        "gate": {
+            "condition": decision.condition,
+            "metric": policy.metric,
+            "block": decision.block,
+            "blocks": decision.blocks,
+            "min_blocks": policy.min_blocks,
+            "rounds": policy.bootstrap_rounds,
+            "confidence": policy.confidence,
+            "min_improvement": policy.min_improvement,
+            "interval": difference,
+            "evaluated": {m: asdict(i) for m, i in decision.evaluated.items()},
+        },
+    }
 
 
 def predict_model(model_uri: str, rows: pd.DataFrame, schema: Schema) -> np.ndarray:
@@ -180,7 +199,7 @@ def predict_model(model_uri: str, rows: pd.DataFrame, schema: Schema) -> np.ndar
     return np.asarray(predicted["probability"], dtype=float)
 
 
-def _infra_check(params: Params, settings: Settings, model_uri: str, rows: pd.DataFrame) -> dict:
+def _infra_check(params: Params, settings: Settings, model_uri: str, rows: pd.DataFrame) -> dict[str, Any]:
     start = time.perf_counter()
     sample = rows[list(params.schema.feature_names)].head(100)
     check = check_in_fresh_process(model_uri, sample, settings, params.promote.max_latency_ms)
@@ -224,7 +243,10 @@ def check_in_fresh_process(
     return {"ok": ok, "reason": reason, **result}
 
 
-def _record(client, name: str, version: str, decision: Decision, details: dict, trigger: str) -> None:
+def _record(
+    client: MlflowClient, name: str, version: str, decision: Decision, details: dict[str, Any], trigger: str
+) -> None:
+    gate = details.get("gate") or {}
     tags = {
         "flywheel.gate.decision": "promoted" if decision.promote else "rejected",
         "flywheel.gate.reason": decision.reason,
@@ -233,8 +255,13 @@ def _record(client, name: str, version: str, decision: Decision, details: dict, 
         "flywheel.gate.candidate": json.dumps(details.get("candidate")),
         "flywheel.gate.champion": json.dumps(details.get("champion_scores")),
         "flywheel.gate.difference": json.dumps(details.get("difference")),
+        "flywheel.gate.condition": decision.condition,
+        **{f"flywheel.gate.{key}": str(gate[key]) for key in GATE_TAGS if gate.get(key) is not None},
+        "flywheel.gate.evaluated": json.dumps(gate.get("evaluated") or {}),
         "flywheel.trigger": trigger,
     }
+    if details.get("champion_note"):
+        tags["flywheel.gate.champion_note"] = details["champion_note"]
     for key, env in (("airflow.dag_id", "AIRFLOW_CTX_DAG_ID"), ("airflow.run_id", "AIRFLOW_CTX_DAG_RUN_ID")):
         if os.environ.get(env):
             tags[key] = os.environ[env]

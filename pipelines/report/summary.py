@@ -114,12 +114,28 @@ def _training_lines(training: dict[str, Any] | None) -> list[str]:
         f"Training:   run {training['run_id']} (trigger: {training.get('trigger')})",
         f"DVC stages: ran {ran}; skipped as unchanged: {skipped}",
         f"MLflow run: {promotion.get('mlflow_run_id')}  {shown}",
-        f"Gate:       {'promoted' if promotion.get('promoted') else 'not promoted'}: {promotion.get('reason')}",
+        f"Gate:       {'promoted' if promotion.get('promoted') else 'not promoted'}: "
+        f"{promotion.get('reason')}",
+        *_gate_lines(promotion.get("gate")),
+    ]
+
+
+def _gate_lines(gate: dict[str, Any] | None) -> list[str]:
+    """The gate's block bootstrap: its interval and how many blocks of event time it rested on."""
+    if not gate or gate.get("blocks") is None:
+        return []
+    interval, metric = gate.get("interval"), gate.get("metric")
+    span = f"{gate['blocks']} blocks of {gate.get('block')} (promote.min_blocks {gate.get('min_blocks')})"
+    if not interval:
+        return [f"            block bootstrap: no interval ({gate.get('condition')}); test rows span {span}"]
+    return [
+        f"            block bootstrap: {interval['confidence']:.0%} CI of candidate − champion {metric} "
+        f"[{interval['low']:+.4f}, {interval['high']:+.4f}] over {span}, {interval['rounds']} rounds"
     ]
 
 
 def _drift_lines(drift: dict[str, Any] | None) -> list[str]:
-    """The last drift check: window, share, quality, verdict and where its report is."""
+    """The last drift check: window, share, quality, performance, verdict, its triggers, the report."""
     if not drift:
         return ["Drift:      no check yet"]
     window, verdict = drift.get("window") or {}, drift.get("verdict") or {}
@@ -132,12 +148,18 @@ def _drift_lines(drift: dict[str, Any] | None) -> list[str]:
     ]
     if drift.get("roc_auc") is not None:
         lines.append(
-            f"            champion on the window: ROC-AUC {drift['roc_auc']:.4f}, PR-AUC {drift['pr_auc']:.4f}"
+            f"            champion on the window: ROC-AUC {drift['roc_auc']:.4f}, "
+            f"PR-AUC {drift['pr_auc']:.4f}"
         )
+    performance = drift.get("performance") or {}
+    if performance.get("description"):
+        lines.append(f"            performance: {performance['description']}")
     lines.append(
         f"            verdict: {'retrain' if verdict.get('retrain') else 'no retrain'}: "
         + "; ".join(verdict.get("reasons") or [])
     )
+    if verdict.get("triggers"):
+        lines.append(f"            triggers fired: {', '.join(verdict['triggers'])}")
     report = drift.get("report") or {}
     lines.append(f"            report: {report.get('html') or report.get('summary')}")
     return lines

@@ -6,8 +6,9 @@ Modules, top-down: ``stage`` (the edge: :func:`run`) uses ``data`` (the features
 ``checkpoint``, ``model`` (the saved model and its pyfunc) and ``tracking`` (what a run logs);
 ``worker`` is the process torchrun starts; ``errors``, ``trigger`` and ``form`` stand alone.
 
-Public: :func:`run`, the saved model's :class:`Predictor`, and :func:`log_split_datasets`
-(the DVC splits as MLflow datasets, which evaluate logs too).
+Public: :func:`run`, the saved model's :class:`Predictor`, :func:`log_split_datasets`
+(the DVC splits as MLflow datasets, which evaluate logs too), and the in-process training core the
+backtest calls per step (:class:`TrainingData`, :func:`net_factory`, :func:`train_model`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,30 @@ from typing import TYPE_CHECKING
 from pipelines.common.exports import lazy_exports
 
 if TYPE_CHECKING:
+    from pipelines.train.data import TrainingData
     from pipelines.train.errors import TrainError
+    from pipelines.train.loop import train_model
     from pipelines.train.model import Predictor
+    from pipelines.train.network import net_factory
     from pipelines.train.stage import run
     from pipelines.train.tracking import log_split_datasets
 
-_API = {"run": "stage", "TrainError": "errors", "Predictor": "model", "log_split_datasets": "tracking"}
-__all__ = ["Predictor", "TrainError", "log_split_datasets", "run"]
+_API = {
+    "run": "stage",
+    "TrainError": "errors",
+    "Predictor": "model",
+    "log_split_datasets": "tracking",
+    "TrainingData": "data",
+    "train_model": "loop",
+    "net_factory": "network",
+}
+__all__ = [
+    "Predictor",
+    "TrainError",
+    "TrainingData",
+    "log_split_datasets",
+    "net_factory",
+    "run",
+    "train_model",
+]
 __getattr__ = lazy_exports(__name__, _API)

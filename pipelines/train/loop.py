@@ -348,7 +348,7 @@ def train_model(
     net = build()
     if group.distributed:  # the same initial weights everywhere, then each rank its own shuffles
         torch.manual_seed(cfg.seed + group.rank)
-    device = group.device if group.distributed else select_device(cfg.device)
+    device = group.device if group.distributed else select_device(cfg.device, cfg.cpu_threads)
     result = fit(net, data, cfg, device, on_epoch, resume=resume, on_state=on_state, group=group)
     threshold, f1 = (
         best_f1_threshold(data.valid_target.cpu().numpy(), result.best_valid_proba)

@@ -1,7 +1,8 @@
 """Validate: the Great Expectations gate between landed and validated events.
 
 Modules: :mod:`.suite` (schema → GX expectations), :mod:`.gate` (the verdict on one batch) and
-:mod:`.stage` (:func:`run` over the lake's landed partitions).
+:mod:`.stage` (:func:`run` over the lake's landed partitions). The backtest runs the gate on each step's
+frame: :func:`validate_frame`, :func:`describe_failure`, :func:`load_extra_expectations`.
 """
 
 from __future__ import annotations
@@ -15,15 +16,31 @@ from pipelines.common.exports import lazy_exports
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 if TYPE_CHECKING:
-    from pipelines.validate.gate import ValidationFailed, describe_rejections
+    from pipelines.validate.gate import (
+        ValidationFailed,
+        describe_failure,
+        describe_rejections,
+        validate_frame,
+    )
     from pipelines.validate.stage import run
-    from pipelines.validate.suite import ExpectationsFileError
+    from pipelines.validate.suite import ExpectationsFileError, load_extra_expectations
 
 _API = {
     "run": "stage",
     "describe_rejections": "gate",
     "ValidationFailed": "gate",
     "ExpectationsFileError": "suite",
+    "validate_frame": "gate",
+    "describe_failure": "gate",
+    "load_extra_expectations": "suite",
 }
-__all__ = ["ExpectationsFileError", "ValidationFailed", "describe_rejections", "run"]
+__all__ = [
+    "ExpectationsFileError",
+    "ValidationFailed",
+    "describe_failure",
+    "describe_rejections",
+    "load_extra_expectations",
+    "run",
+    "validate_frame",
+]
 __getattr__ = lazy_exports(__name__, _API)

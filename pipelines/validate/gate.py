@@ -49,11 +49,11 @@ class ValidationOutcome:
 
     success: bool
     statistics: dict[str, Any]
-    failures: list[dict]
-    result: dict
+    failures: list[dict[str, Any]]
+    result: dict[str, Any]
     docs_index: str | None = None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """The outcome as a JSON-able dict."""
         return asdict(self)
 
@@ -62,7 +62,7 @@ def validate_frame(
     frame: pd.DataFrame,
     schema: Schema,
     cfg: ValidateConfig,
-    extra: list[dict] | None = None,
+    extra: list[dict[str, Any]] | None = None,
     docs_dir: str | None = None,
     run_name: str | None = None,
 ) -> ValidationOutcome:
@@ -100,12 +100,12 @@ def validate_frame(
     run_id = RunIdentifier(run_name=run_name.replace("/", "__") if run_name else None)  # GX keys forbid "/"
     run = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
     (result,) = run.run_results.values()
-    return _outcome(result.to_json_dict(), _docs_index(docs_dir))
+    return _outcome(result.to_json_dict(), _docs_index(docs_dir))  # type: ignore[no-untyped-call]
 
 
 def _context_config(docs_dir: str | None) -> DataContextConfig:
     """In-memory stores, no analytics, no progress bars, and at most one local docs site."""
-    sites: dict[str, dict] = {}
+    sites: dict[str, dict[str, Any]] = {}
     if docs_dir:
         sites[DOCS_SITE] = {
             "class_name": "SiteBuilder",
@@ -137,7 +137,7 @@ def _plain(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
-def _outcome(result: dict, docs_index: str | None) -> ValidationOutcome:
+def _outcome(result: dict[str, Any], docs_index: str | None) -> ValidationOutcome:
     result = _plain(result)
     failures = [_failure(r) for r in result["results"] if not r["success"]]
     failures.sort(key=lambda f: f["exception"] is not None)  # what was observed first, errors after
@@ -150,7 +150,7 @@ def _outcome(result: dict, docs_index: str | None) -> ValidationOutcome:
     )
 
 
-def _failure(result: dict) -> dict:
+def _failure(result: dict[str, Any]) -> dict[str, Any]:
     """The parts of one failed expectation's result a person needs."""
     config = result["expectation_config"]
     kwargs = {k: v for k, v in config["kwargs"].items() if k != "batch_id"}
@@ -169,7 +169,7 @@ def _failure(result: dict) -> dict:
     }
 
 
-def _exception_message(info: dict) -> str | None:
+def _exception_message(info: dict[str, Any]) -> str | None:
     """GX reports errors either flat or keyed by metric; return the first message."""
     if info.get("raised_exception"):
         return info.get("exception_message")
@@ -179,7 +179,7 @@ def _exception_message(info: dict) -> str | None:
     return None
 
 
-def describe_failure(failure: dict) -> str:
+def describe_failure(failure: dict[str, Any]) -> str:
     """One line for a failed expectation: ``type(column) unexpected 35.0%: examples [...]``."""
     name = failure["expectation"] + (f"({failure['column']})" if failure.get("column") else "")
     if failure["expectation"] == "expect_column_to_exist":
@@ -195,7 +195,7 @@ def describe_failure(failure: dict) -> str:
     return f"{name} observed {failure.get('observed_value')!r}, expected {expected}"
 
 
-def describe_rejections(summary: dict) -> str:
+def describe_rejections(summary: dict[str, Any]) -> str:
     """A readable message for the partitions of a ``run()`` summary that failed."""
     lines = ["validation rejected a batch; it will not reach training:"]
     for part in summary.get("partitions", []):
@@ -208,11 +208,11 @@ def describe_rejections(summary: dict) -> str:
 class ValidationFailed(RejectedError):
     """At least one landed batch failed the validation suite."""
 
-    def __init__(self, message: str, summary: dict | None = None) -> None:
+    def __init__(self, message: str, summary: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.summary = summary or {}
 
     @classmethod
-    def from_summary(cls, summary: dict) -> ValidationFailed:
+    def from_summary(cls, summary: dict[str, Any]) -> ValidationFailed:
         """The error for a ``run()`` summary: each failed partition with its failed expectations."""
         return cls(describe_rejections(summary), summary)

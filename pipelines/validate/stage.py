@@ -13,6 +13,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,7 @@ from pipelines.validate.suite import build_suite, load_extra_expectations
 PART = "part-00000.parquet"
 
 
-def run(params: Params, settings: Settings, source: str | None = None) -> dict:
+def run(params: Params, settings: Settings, source: str | None = None) -> dict[str, Any]:
     """Validate every landed partition that has no validated or rejected partition yet.
 
     Args:
@@ -80,7 +81,10 @@ class KeyIndex:
         if not self._arrays or keys.empty:
             return np.zeros(len(keys), dtype=bool)
         known = pa.concat_arrays(self._arrays)
-        return pc.is_in(pa.array(keys, type=pa.string()), value_set=known).to_numpy(zero_copy_only=False)
+        mask: np.ndarray = pc.is_in(pa.array(keys, type=pa.string()), value_set=known).to_numpy(
+            zero_copy_only=False
+        )
+        return mask
 
     def add(self, keys: pd.Series) -> None:
         """Remember ``keys`` as validated (a batch that just entered the tier)."""
@@ -107,9 +111,9 @@ def validate_partition(
     landing: str,
     schema: Schema,
     cfg: ValidateConfig,
-    extra: list[dict] | None = None,
+    extra: list[dict[str, Any]] | None = None,
     known: KeyIndex | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Validate one landed partition and write its report and its validated or rejected partition.
 
     ``known`` holds the keys already validated (default: read from the lake); a
@@ -142,7 +146,7 @@ def _validate_with_docs(
     frame: pd.DataFrame,
     schema: Schema,
     cfg: ValidateConfig,
-    extra: list[dict] | None,
+    extra: list[dict[str, Any]] | None,
     docs_dir: str,
     run_name: str,
 ) -> ValidationOutcome:
@@ -156,8 +160,8 @@ def _validate_with_docs(
 
 
 def _write_validated(
-    lake: Lake, frame: pd.DataFrame, schema: Schema, partition: str, record: dict, known: KeyIndex
-) -> dict:
+    lake: Lake, frame: pd.DataFrame, schema: Schema, partition: str, record: dict[str, Any], known: KeyIndex
+) -> dict[str, Any]:
     """The batch, each key once (its first copy) and only keys not validated before; its manifest last."""
     unique = frame.drop_duplicates(subset=schema.key, keep="first")
     again = known.seen(unique[schema.key])
@@ -176,8 +180,8 @@ def _write_validated(
 
 
 def _write_rejected(
-    lake: Lake, frame: pd.DataFrame, outcome: ValidationOutcome, partition: str, record: dict
-) -> dict:
+    lake: Lake, frame: pd.DataFrame, outcome: ValidationOutcome, partition: str, record: dict[str, Any]
+) -> dict[str, Any]:
     """Only a manifest: the failed expectations with examples; the data stays in landing."""
     described = [describe_failure(f) for f in outcome.failures]
     manifest = {
@@ -191,7 +195,9 @@ def _write_rejected(
     return _partition_summary("fail", partition, manifest, described)
 
 
-def _partition_summary(verdict: str, output: str, manifest: dict, described: list[str]) -> dict:
+def _partition_summary(
+    verdict: str, output: str, manifest: dict[str, Any], described: list[str]
+) -> dict[str, Any]:
     return {
         "partition": manifest["landing"],
         "verdict": verdict,
@@ -203,7 +209,7 @@ def _partition_summary(verdict: str, output: str, manifest: dict, described: lis
     }
 
 
-def summarize(reports: list[dict]) -> dict:
+def summarize(reports: list[dict[str, Any]]) -> dict[str, Any]:
     """The run's verdict: ``fail`` if any partition failed, ``nothing_to_validate`` if none was pending."""
     if not reports:
         verdict = "nothing_to_validate"

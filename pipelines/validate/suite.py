@@ -39,7 +39,9 @@ class ExpectationsFileError(ParamsError):
     """The ``validate.extra_expectations`` file is missing or holds an invalid entry."""
 
 
-def build_suite(schema: Schema, cfg: ValidateConfig, extra: list[dict] | None = None) -> gx.ExpectationSuite:
+def build_suite(
+    schema: Schema, cfg: ValidateConfig, extra: list[dict[str, Any]] | None = None
+) -> gx.ExpectationSuite:
     """The expectation suite for a landed batch of ``schema``, with ``cfg``'s thresholds.
 
     Args:
@@ -145,7 +147,7 @@ def _extra_expectation(entry: Any, index: int) -> Expectation:
         ) from None
 
 
-def load_extra_expectations(path: str | None, base_dir: Path) -> list[dict]:
+def load_extra_expectations(path: str | None, base_dir: Path) -> list[dict[str, Any]]:
     """Read the ``validate.extra_expectations`` JSON list (relative to the params folder).
 
     Raises:

@@ -1,4 +1,4 @@
-"""flywheel_drift listens to validated_events (with a time fallback) and is the one producer of drift_detected."""
+"""flywheel_drift listens to validated_events (with a time fallback); it alone produces drift_detected."""
 
 from __future__ import annotations
 

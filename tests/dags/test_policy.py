@@ -1,4 +1,6 @@
-"""Flywheel's DAG policy, applied to every file in dags/: a DAG someone adds is checked without editing this test.
+"""Flywheel's DAG policy, applied to every file in dags/.
+
+A DAG someone adds is checked without editing this test.
 
 Each check fails with what to change. The rules (see docs/adding-a-task.md):
 

@@ -58,7 +58,10 @@ def steps(text: str) -> list[Step]:
 
 
 def copy_project(dest: Path) -> None:
-    """The parts of the project the guide changes and runs, with every conftest and package marker of tests/."""
+    """The parts of the project the guide changes and runs.
+
+    With them, every conftest and package marker of tests/.
+    """
     markers = [
         p.relative_to(ROOT)
         for p in (ROOT / "tests").rglob("*.py")

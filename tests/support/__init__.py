@@ -1,1 +1,4 @@
-"""Helpers shared by the test tiers: paths, installations, datasets, services. Fixtures live in tests/conftest.py."""
+"""Helpers shared by the test tiers: paths, installations, datasets, services.
+
+Fixtures live in tests/conftest.py.
+"""

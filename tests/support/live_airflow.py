@@ -1,4 +1,6 @@
-"""A live Airflow for the UI and backfill tests (the fixture is ``live_airflow`` in tests/conftest.py): ``airflow standalone`` on a private home and free ports.
+"""A live Airflow for the UI and backfill tests: ``airflow standalone`` on a private home and free ports.
+
+The fixture is ``live_airflow`` in tests/conftest.py.
 
 The fixture starts the same thing ``make up`` starts (api-server, scheduler, dag-processor,
 triggerer; LocalExecutor on SQLite) with the project's DAGs, plugins and pools, and a private

@@ -1,10 +1,10 @@
-"""``airflow backfill create`` over three dates: one independent run per date, and a cleared date re-runs identically.
+"""``airflow backfill create`` over three dates: one independent run per date.
 
-Runs against the live Airflow of ``conftest.py`` (the scheduler executes backfill runs). Each
-training run snapshots the window ending on its logical date, so the three runs train on three
-different windows; clearing the middle one and running it again gives the same ``dvc.lock`` (same
-snapshot bytes, same features and model, restored by DVC from its run cache) and the same model
-version, with nothing registered twice.
+A cleared date re-runs identically. Runs against the live Airflow of ``conftest.py`` (the
+scheduler executes backfill runs). Each training run snapshots the window ending on its logical
+date, so the three runs train on three different windows; clearing the middle one and running it
+again gives the same ``dvc.lock`` (same snapshot bytes, same features and model, restored by DVC
+from its run cache) and the same model version, with nothing registered twice.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Airflow UI in a real browser: log in, open flywheel_training, fill the trigger form, and the run succeeds.
+"""The Airflow UI in a real browser: log in, open flywheel_training, fill the trigger form; the run succeeds.
 
 Debian's Chromium, driven headless through /usr/bin/chromedriver (``make browser`` installs both;
 ``make test`` does it first). Screenshots land in ``test-artifacts/``.

@@ -21,6 +21,7 @@ STAGES = [
     "init",
     "repro",
     "summary",
+    "backtest",
 ]
 
 

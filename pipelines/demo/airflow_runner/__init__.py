@@ -11,12 +11,13 @@ Airflow runs as three background processes on the LocalExecutor, each recorded b
 ``processes/logs``: ``dag-processor``, ``scheduler`` and ``api-server`` (REST API, UI, and the execution API
 the tasks report to) on 127.0.0.1 and a free port. No triggerer: no Flywheel task defers.
 
-DAGs are created paused: on a fresh database the scheduler starts a DAG's latest missed cron slot as soon as
-it is unpaused (``catchup=False`` runs the latest one). :func:`start` unpauses the DAGs it is given and
-follows those runs; a DAG left paused (``flywheel_training`` until there is data to train on) is unpaused
-by its first trigger, whose manual run takes the due slot's logical date, so the slot does not run again.
+DAGs are created paused: on a fresh database the scheduler starts a DAG's latest missed cron slot as soon
+as it is unpaused (``catchup=False`` runs the latest one). :func:`start` unpauses the DAGs it is given; a
+DAG left paused (in ``make run``, ``flywheel_ingest`` and ``flywheel_training``, whose slot would run on an
+empty lake) is unpaused by its first trigger, whose manual run takes the due slot's logical date, so the
+scheduler does not run that slot as well.
 
-    python -m pipelines.demo.airflow_runner start --dag flywheel_ingest --dag flywheel_drift
+    python -m pipelines.demo.airflow_runner start --dag flywheel_drift
     python -m pipelines.demo.airflow_runner trigger flywheel_ingest --conf '{"sources": ["kafka"]}' \\
         --then flywheel_drift
     python -m pipelines.demo.airflow_runner stop
@@ -28,12 +29,11 @@ from pipelines.demo.airflow_runner.processes import connect, running, start, sto
 from pipelines.demo.airflow_runner.rest import (
     AirflowApi,
     find_runs,
-    follow_scheduled,
     run_path,
     run_status,
     trigger,
     trigger_and_follow,
-    unpause_only,
+    unpause,
     wait_asset_triggered,
     wait_run,
 )
@@ -44,7 +44,6 @@ __all__ = [
     "AirflowRunError",
     "RunStatus",
     "connect",
-    "follow_scheduled",
     "find_runs",
     "run_path",
     "run_status",
@@ -53,7 +52,7 @@ __all__ = [
     "stop",
     "trigger",
     "trigger_and_follow",
-    "unpause_only",
+    "unpause",
     "wait_asset_triggered",
     "wait_run",
 ]

@@ -21,8 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dag",
         action="append",
         default=[],
-        help="wait until this DAG is parsed, then unpause it "
-        "(following the scheduled run that starts); repeatable",
+        help="wait until this DAG is parsed, then unpause it (its due cron slot runs at once); repeatable",
     )
     p.add_argument(
         "--timeout", type=float, default=600.0, help="seconds for each of these waits (default 600)"
@@ -47,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--after", required=True, help="ISO time, e.g. 2026-11-21T10:00:00Z")
     p.add_argument("--timeout", type=float, default=1200.0, help="seconds to wait (default 1200)")
     p = sub.add_parser("stop", help="stop, by PID, what `start` started")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds before SIGKILL (default 30)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds before SIGKILL (default 10)")
     return parser
 
 

@@ -21,12 +21,12 @@ from typing import Any, TextIO
 
 import psutil
 
-from pipelines.demo.airflow_runner.rest import AirflowApi, dag_or_none, follow_scheduled, unpause_only
+from pipelines.demo.airflow_runner.rest import AirflowApi, dag_or_none, unpause
 from pipelines.demo.airflow_runner.runs import AirflowRunError, Check, last_lines, say
 from pipelines.demo.services.supervisor import Spec, Supervisor, free_port, tail
 
 COMPONENTS = ("dag-processor", "scheduler", "api-server")  # start order; the API is waited for
-STOP_ORDER = ("scheduler", "dag-processor", "api-server")  # tasks report to the API until they end
+STOP_ORDER = (("scheduler", "dag-processor"), ("api-server",))  # the tasks report their end to the API
 USER = "admin"
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 # The DAG files are parsed when the DAG processor starts; re-parsing them every 30 s (Airflow's default)
@@ -59,7 +59,7 @@ def ensure_password(path: Path, user: str = USER) -> str:
         passwords[user] = secrets.token_urlsafe(12)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(passwords) + "\n")
-    return passwords[user]
+    return str(passwords[user])
 
 
 def process_env(
@@ -138,7 +138,8 @@ def start(
 ) -> AirflowApi:
     """Start the components for ``home``; once healthy and ``dags`` are parsed, unpause ``dags``.
 
-    The scheduled runs that unpausing starts at once (each DAG's due cron slot) are followed to their end.
+    Unpausing starts a DAG's due cron slot at once; a DAG whose first run should be a trigger is left
+    out of ``dags`` (:func:`~pipelines.demo.airflow_runner.rest.trigger_and_follow` unpauses it).
 
     Refuses while components started for ``home`` still run. On any failure (or Ctrl-C) what was
     started here is stopped again.
@@ -163,10 +164,7 @@ def start(
         wait_healthy(api, timeout_s, check)
         for dag_id in dags:
             wait_parsed(api, dag_id, timeout_s, check)
-        due = {dag_id: unpause_only(api, dag_id, out) for dag_id in dags}  # the due runs run side by side
-        for dag_id, slot in due.items():
-            if slot:
-                follow_scheduled(api, dag_id, slot, timeout_s, out, check)
+            unpause(api, dag_id, out)
     except BaseException:
         stop(home, out=None)
         raise
@@ -206,20 +204,22 @@ def wait_parsed(api: AirflowApi, dag_id: str, timeout_s: float, check: Check) ->
         time.sleep(1.0)
 
 
-def stop(home: Path, timeout_s: float = 30.0, out: TextIO | None = sys.stdout) -> dict[str, str]:
+def stop(home: Path, timeout_s: float = 10.0, out: TextIO | None = sys.stdout) -> dict[str, str]:
     """Stop, by PID, every component started for ``home`` and the processes they still run (tasks).
 
-    All get SIGTERM at once and shut down side by side; the supervisor then forgets each one (with
-    SIGKILL for one still there after ``timeout_s``), and what they started is ended too.
+    In :data:`STOP_ORDER`, each group with its task processes gets SIGTERM at once (a scheduler need not
+    wait for a running task, and a task can still report its end to the API), then SIGKILL for what is
+    left after ``timeout_s``; the supervisor forgets each component.
     """
     supervisor = Supervisor(state_dir(home))
     records = supervisor.status()
     alive = {name: psutil.Process(record["pid"]) for name, record in records.items() if record["alive"]}
-    children = [child for name in alive for child in descendants(records[name])]
-    end_processes([alive[name] for name in STOP_ORDER if name in alive], timeout_s, kill=False)
-    stopped = {name: supervisor.stop(name, timeout_s) for name in records}
-    end_processes(children)
-    stopped.update((name, "stopped") for name in alive)
+    for group in STOP_ORDER:
+        names = [name for name in group if name in alive]
+        end_processes([proc for n in names for proc in [alive[n], *descendants(records[n])]], timeout_s)
+    stopped = {name: "stopped" if name in alive else supervisor.stop(name) for name in records}
+    for name in alive:
+        supervisor.stop(name)  # forgets it (it is not running any more)
     if stopped:
         say(out, "Airflow: " + ", ".join(f"{name} {result}" for name, result in sorted(stopped.items())))
     return stopped
@@ -228,24 +228,25 @@ def stop(home: Path, timeout_s: float = 30.0, out: TextIO | None = sys.stdout) -
 def descendants(record: Mapping[str, Any]) -> list[psutil.Process]:
     """The processes the recorded one started (executor workers, task processes, API workers)."""
     try:
-        return psutil.Process(record["pid"]).children(recursive=True)
+        return list(psutil.Process(record["pid"]).children(recursive=True))
     except psutil.Error:
         return []
 
 
-def end_processes(processes: list[psutil.Process], timeout_s: float = 10.0, kill: bool = True) -> None:
-    """SIGTERM the processes still running and wait up to ``timeout_s``; SIGKILL those left if ``kill``."""
+def end_processes(processes: list[psutil.Process], timeout_s: float = 10.0) -> None:
+    """SIGTERM the processes still running, SIGKILL those left after ``timeout_s``."""
     for proc in processes:
         try:
             proc.terminate()
         except psutil.Error:
             pass
     _, left = psutil.wait_procs(processes, timeout=timeout_s)
-    for proc in left if kill else []:
+    for proc in left:
         try:
             proc.kill()
         except psutil.Error:
             pass
+    psutil.wait_procs(left, timeout=5)
 
 
 @contextmanager

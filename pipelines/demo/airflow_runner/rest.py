@@ -1,8 +1,8 @@
 """Airflow's public REST API (``/api/v2``) as the runner uses it: login, queries, and following runs.
 
-A trigger is a ``POST`` of a manual run; everything else the scheduler does by itself, and this module
-only watches: a run to its end, the asset-triggered run the scheduler creates after an asset event, the
-due scheduled run that starts when a paused DAG is unpaused.
+A trigger is a ``POST`` of a manual run and an unpause a ``PATCH``; everything else the scheduler does by
+itself, and this module only watches: a run to its end, and the asset-triggered run the scheduler creates
+after an asset event.
 """
 
 from __future__ import annotations
@@ -96,8 +96,8 @@ class AirflowApi:
     def health(self) -> dict[str, Any] | None:
         """``GET /api/v2/monitor/health`` (no login needed); None while the API does not answer."""
         try:
-            return self._send("GET", f"{self.base_url}/api/v2/monitor/health")
-        except (OSError, ValueError):
+            return dict(self._send("GET", f"{self.base_url}/api/v2/monitor/health"))
+        except (OSError, ValueError, TypeError):
             return None
 
 
@@ -152,7 +152,7 @@ def find_runs(api: AirflowApi, dag_id: str, **query: Any) -> list[RunStatus]:
 def dag_or_none(api: AirflowApi, dag_id: str) -> dict[str, Any] | None:
     """The DAG as the API knows it; None until the DAG processor has parsed it."""
     try:
-        return api.call("GET", f"/dags/{quote(dag_id)}")
+        return dict(api.call("GET", f"/dags/{quote(dag_id)}"))
     except AirflowRunError as exc:
         if "HTTP 404" in str(exc):
             return None
@@ -175,7 +175,8 @@ def wait_run(
     A task waiting for a retry is reported once per try with the end of its log: retries are real, and
     the retry delay can be long.
     """
-    progress, total, started, retried = Progress(out), task_count(api, dag_id), time.monotonic(), set()
+    progress, total, started = Progress(out), task_count(api, dag_id), time.monotonic()
+    retried: set[str] = set()
     while not (status := run_status(api, dag_id, run_id)).finished:
         elapsed = time.monotonic() - started
         line = format_progress(status, elapsed, total)
@@ -282,30 +283,16 @@ def known_dag(api: AirflowApi, dag_id: str) -> dict[str, Any]:
     return dag
 
 
-def unpause_only(api: AirflowApi, dag_id: str, out: TextIO | None = sys.stdout) -> str | None:
+def unpause(api: AirflowApi, dag_id: str, out: TextIO | None = sys.stdout) -> str | None:
     """Unpause a paused DAG; the logical date of the scheduled run that this starts at once, if any."""
     dag = known_dag(api, dag_id)
     if not dag.get("is_paused"):
         return None
     slot = due_slot(dag, datetime.now(UTC))
     api.call("PATCH", f"/dags/{quote(dag_id)}", {"is_paused": False})
-    due = f": the scheduler starts its due run of {slot} (catchup=False runs the latest missed slot)"
+    due = f": the scheduler starts its due run of {slot} now (catchup=False runs the latest missed slot)"
     say(out, f"unpaused {dag_id}" + (due if slot else ""))
     return slot
-
-
-def follow_scheduled(
-    api: AirflowApi,
-    dag_id: str,
-    slot: str,
-    timeout_s: float,
-    out: TextIO | None = sys.stdout,
-    check: Check | None = None,
-) -> RunStatus:
-    """Wait for the scheduler's run of ``dag_id`` for the cron slot ``slot`` (ISO), to its end."""
-    query = {"run_type": "scheduled", "logical_date_gte": slot, "logical_date_lte": slot}
-    run = wait_created(api, dag_id, f"the scheduled run of {slot}", query, timeout_s, out, check)
-    return wait_run(api, dag_id, run.run_id, timeout_s, out, check)
 
 
 def trigger(

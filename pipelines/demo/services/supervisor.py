@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -59,7 +60,7 @@ def free_port() -> int:
     """A TCP port nobody listens on now (for tests)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 class Supervisor:
@@ -72,7 +73,7 @@ class Supervisor:
     # -- state ------------------------------------------------------------------------------
 
     @contextmanager
-    def _locked(self) -> Iterator[dict]:
+    def _locked(self) -> Iterator[dict[str, Any]]:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with open(self.state_dir / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -82,21 +83,23 @@ class Supervisor:
             tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
             tmp.replace(self.state_dir / STATE_FILE)
 
-    def _read(self) -> dict:
+    def _read(self) -> dict[str, Any]:
         path = self.state_dir / STATE_FILE
         return json.loads(path.read_text()) if path.exists() else {}
 
     @staticmethod
-    def alive(record: dict) -> bool:
+    def alive(record: dict[str, Any]) -> bool:
         """Whether the recorded process still runs (same PID *and* same start time)."""
         try:
             proc = psutil.Process(record["pid"])
-            return (abs(proc.create_time() - record["create_time"]) < 0.01
-                    and proc.status() != psutil.STATUS_ZOMBIE)
+            return bool(
+                abs(proc.create_time() - record["create_time"]) < 0.01
+                and proc.status() != psutil.STATUS_ZOMBIE
+            )
         except (psutil.NoSuchProcess, psutil.AccessDenied, KeyError):
             return False
 
-    def status(self) -> dict[str, dict]:
+    def status(self) -> dict[str, dict[str, Any]]:
         """Every recorded service with ``alive`` (and ``ready``: its port answers)."""
         out = {}
         for name, record in self._read().items():
@@ -106,47 +109,69 @@ class Supervisor:
 
     # -- start / stop -----------------------------------------------------------------------
 
-    def start(self, spec: Spec) -> dict:
+    def start(self, spec: Spec) -> dict[str, Any]:
         """Start ``spec`` unless it already runs; wait until ready or fail with the log's tail."""
         with self._locked() as state:
             record = state.get(spec.name)
             if record and self.alive(record):
                 return {**record, "already_running": True}
             if port_open(spec.port):
-                raise ServiceError(f"{spec.name}: port {spec.port} on 127.0.0.1 is already in use by another "
-                                   "process; stop it or choose another port")
+                raise ServiceError(
+                    f"{spec.name}: port {spec.port} on 127.0.0.1 is already in use by another "
+                    "process; stop it or choose another port"
+                )
             self.logs.mkdir(parents=True, exist_ok=True)
             log_path = self.logs / f"{spec.name}.log"
             with open(log_path, "wb") as log:  # a fresh log: readiness is read from it
-                proc = subprocess.Popen(spec.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        cwd=spec.cwd, env={**os.environ, **spec.env}, start_new_session=True)
-            record = {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time(), "port": spec.port,
-                      "endpoint": spec.endpoint, "log": str(log_path), "argv": spec.argv,
-                      "started_at": datetime.now(UTC).isoformat()}
+                proc = subprocess.Popen(
+                    spec.argv,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    cwd=spec.cwd,
+                    env={**os.environ, **spec.env},
+                    start_new_session=True,
+                )
+            record = {
+                "pid": proc.pid,
+                "create_time": psutil.Process(proc.pid).create_time(),
+                "port": spec.port,
+                "endpoint": spec.endpoint,
+                "log": str(log_path),
+                "argv": spec.argv,
+                "started_at": datetime.now(UTC).isoformat(),
+            }
             state[spec.name] = record
         self._wait_ready(spec, proc, log_path)
         return {**record, "already_running": False}
 
-    def _wait_ready(self, spec: Spec, proc: subprocess.Popen, log_path: Path) -> None:
+    def _wait_ready(self, spec: Spec, proc: subprocess.Popen[bytes], log_path: Path) -> None:
         deadline = time.monotonic() + spec.start_timeout_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 self._forget(spec.name)
-                raise ServiceError(f"{spec.name} exited with status {proc.returncode} while starting; "
-                                   f"last lines of {log_path}:\n{tail(log_path)}")
+                raise ServiceError(
+                    f"{spec.name} exited with status {proc.returncode} while starting; "
+                    f"last lines of {log_path}:\n{tail(log_path)}"
+                )
             if spec.ready(spec, log_path):
                 return
             time.sleep(0.1)
         self.stop(spec.name)
-        raise ServiceError(f"{spec.name} was not ready on port {spec.port} within {spec.start_timeout_s:g} s; "
-                           f"last lines of {log_path}:\n{tail(log_path)}")
+        raise ServiceError(
+            f"{spec.name} was not ready on port {spec.port} within {spec.start_timeout_s:g} s; "
+            f"last lines of {log_path}:\n{tail(log_path)}"
+        )
 
     def _forget(self, name: str) -> None:
         with self._locked() as state:
             state.pop(name, None)
 
     def stop(self, name: str, timeout_s: float = 30.0) -> str:
-        """SIGTERM the recorded PID, SIGKILL after ``timeout_s``; ``stopped``, ``not running`` or ``unknown``."""
+        """SIGTERM the recorded PID, SIGKILL after ``timeout_s``.
+
+        Returns ``stopped``, ``not running`` or ``unknown``.
+        """
         with self._locked() as state:
             record = state.pop(name, None)
         if record is None:

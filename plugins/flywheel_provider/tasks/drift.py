@@ -41,6 +41,7 @@ def check_drift(run_id: str, as_of: datetime | None) -> dict:
             "drifted_columns",
             "roc_auc",
             "pr_auc",
+            "performance",
             "verdict",
             "report",
         )
@@ -48,7 +49,11 @@ def check_drift(run_id: str, as_of: datetime | None) -> dict:
 
 
 def trigger_retrain(summary: dict, run_id: str, outlet: Any) -> dict:
-    """On a retrain verdict, start the cooldown and emit ``drift_detected`` with the evidence; else skip."""
+    """On a retrain verdict, start the cooldown and emit ``drift_detected`` with the evidence; else skip.
+
+    The event's extra names the triggers that fired (``data_drift``, ``critical_column``, ``performance``,
+    ``quality_floor``) next to the reasons, the drifted columns and the report.
+    """
     from airflow.sdk.exceptions import AirflowSkipException
 
     from pipelines import drift
@@ -63,6 +68,7 @@ def trigger_retrain(summary: dict, run_id: str, outlet: Any) -> dict:
         "drift_share": summary["drift_share"],
         "drifted_columns": summary["drifted_columns"],
         "report": (summary.get("report") or {}).get("html") or (summary.get("report") or {}).get("summary"),
+        "triggers": verdict.get("triggers") or [],
         "reasons": verdict["reasons"],
         "champion": summary["champion"],
         "run_id": run_id,

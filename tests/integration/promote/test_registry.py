@@ -71,6 +71,13 @@ def test_first_model_becomes_champion(trained, first_runs):
     tags = version_tags(trained, promotion["version"])
     assert tags["flywheel.gate.decision"] == "promoted"
     assert "no champion yet" in tags["flywheel.gate.reason"]
+    policy = trained.params().promote
+    assert tags["flywheel.gate.condition"] == "first_champion" and tags["flywheel.gate.block"] == policy.block
+    assert int(tags["flywheel.gate.blocks"]) == promotion["gate"]["blocks"] >= policy.min_blocks
+    evaluated = json.loads(
+        tags["flywheel.gate.evaluated"]
+    )  # what the drift check's performance trigger reads
+    assert evaluated["roc_auc"]["blocks"] == promotion["gate"]["blocks"] and evaluated["roc_auc"]["se"] > 0
 
 
 def test_rerun_without_changes_skips_and_keeps_champion(first_runs):
@@ -103,6 +110,14 @@ def test_worse_candidate_is_not_promoted(trained, capsys):
     tags = version_tags(trained, promotion["version"])
     assert tags["flywheel.gate.decision"] == "rejected"
     assert tags["flywheel.gate.reason"] == promotion["reason"]
+    gate, policy = promotion["gate"], trained.params().promote
+    assert tags["flywheel.gate.condition"] == gate["condition"] == "below_margin"
+    assert gate["interval"]["blocks"] == gate["blocks"] >= policy.min_blocks
+    assert (
+        f"over {gate['blocks']} blocks of {policy.block} ({gate['interval']['rounds']} rounds)"
+        in promotion["reason"]
+    )
+    assert json.loads(tags["flywheel.gate.difference"])["block"] == policy.block
 
 
 @pytest.mark.usefixtures("first_runs")
@@ -201,3 +216,33 @@ def test_unreachable_tracking_server_fails_naming_it_and_leaves_aliases(trained,
     assert "MLflow tracking server http://127.0.0.1:9 is unreachable" in out["error"]
     monkeypatch.undo()
     assert aliases(trained) == before
+
+
+@pytest.mark.usefixtures("first_runs")  # a workspace with a model
+def test_a_champion_that_cannot_score_the_test_rows_is_named_not_taken_for_none(trained):
+    """A champion whose model does not load or predict: the gate refuses and says why; aliases stay."""
+    import mlflow
+
+    from pipelines import promote
+
+    client = MlflowClient(trained.settings().tracking_uri)
+    name, before = trained.params().promote.model_name, aliases(trained)
+    mlflow.set_tracking_uri(trained.settings().tracking_uri)
+    with mlflow.start_run() as run:
+        mlflow.log_text("not a model", "model/placeholder.txt")
+    broken = client.create_model_version(name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    client.set_registered_model_alias(name, "champion", broken.version)
+    params, settings = trained.params(), trained.settings()
+    floorless = params.promote.model_copy(update={"min_roc_auc": 0.0, "min_pr_auc": 0.0})  # any model
+    try:
+        out = promote.run(params.model_copy(update={"promote": floorless}), settings, settings.workspace)
+        assert out["promoted"] is False and out["gate"]["condition"] == "champion_unscorable"
+        assert f"champion v{broken.version} could not score the test rows" in out["reason"]
+        assert (
+            "cannot be compared with the champion" in out["reason"] and "no champion yet" not in out["reason"]
+        )
+        assert aliases(trained)["champion"] == str(broken.version)
+        assert version_tags(trained, out["version"])["flywheel.gate.condition"] == "champion_unscorable"
+    finally:
+        for alias in ("champion", "challenger"):
+            client.set_registered_model_alias(name, alias, before[alias])

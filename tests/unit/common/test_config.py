@@ -1,4 +1,7 @@
-"""params.yaml loads into frozen typed objects; an invalid file names the key, the value and what was expected."""
+"""params.yaml loads into frozen typed objects.
+
+An invalid file names the key, the value and what was expected.
+"""
 
 from __future__ import annotations
 

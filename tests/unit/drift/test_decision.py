@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pipelines.common.config import DriftConfig, ParamsError, parse_params
-from pipelines.drift.decision import ColumnDrift, DriftResult, decide_retrain
+from pipelines.drift.decision import TRIGGERS, ColumnDrift, DriftResult, decide_retrain
+from pipelines.drift.performance import Evaluated, Performance
+from pipelines.promote import Interval
 
 NOW = datetime(2026, 11, 21, 12, tzinfo=UTC)
 POLICY = DriftConfig(
@@ -193,3 +195,109 @@ def test_bad_drift_params_fail_at_load_time(demo_params, key, value, expected):
     with pytest.raises(ParamsError, match=f"drift.{key}") as err:
         parse_params(data)
     assert expected in str(err.value)
+
+
+def performance(dropped: bool, judged: bool = True) -> Performance:
+    """A performance check whose interval of window − evaluated lies below -0.03 (dropped) or not."""
+    if not judged:
+        return Performance(
+            "roc_auc", 800, 0.03, Evaluated(0.86), note="the labelled rows span 3 blocks of 1d"
+        )
+    low, high = (-0.12, -0.05) if dropped else (-0.04, 0.02)
+    interval = Interval((low + high) / 2, low, high, 0.9, blocks=30, block="1d", rounds=500)
+    return Performance("roc_auc", 800, 0.03, Evaluated(0.86, 0.01), 0.86 + (low + high) / 2, interval)
+
+
+TRIGGER_CASES = [
+    # id, result, performance, last retrain, retrain?, triggers named, words in the reasons
+    ("nothing fired", result(FOUR_CALM), performance(False), None, False, [], ["is not below"]),
+    (
+        "data drift",
+        result({"a": 0.3, "b": 0.2, "c": 0.03, "d": 0.04}),
+        None,
+        None,
+        True,
+        ["data_drift"],
+        ["drift share 0.50"],
+    ),
+    (
+        "a critical column",
+        result({**FOUR_CALM, "a": 0.15}, critical=("a",)),
+        None,
+        None,
+        True,
+        ["critical_column"],
+        [],
+    ),
+    (
+        "performance alone",
+        result(FOUR_CALM),
+        performance(True),
+        None,
+        True,
+        ["performance"],
+        [
+            "champion roc_auc 0.7750 on 800 labelled rows vs 0.8600 evaluated",
+            "over 30 blocks of 1d",
+            "is below",
+        ],
+    ),
+    ("quality floor", result(FOUR_CALM, roc_auc=0.6), None, None, True, ["quality_floor"], []),
+    (
+        "performance not judged",
+        result(FOUR_CALM),
+        performance(True, judged=False),
+        None,
+        False,
+        [],
+        ["performance not judged: the labelled rows span 3 blocks of 1d"],
+    ),
+    (
+        "all of them",
+        result({"a": 0.9, "b": 0.9}, roc_auc=0.5, critical=("a",)),
+        performance(True),
+        None,
+        True,
+        ["data_drift", "critical_column", "performance", "quality_floor"],
+        [],
+    ),
+    (
+        "performance inside the cooldown",
+        result(FOUR_CALM),
+        performance(True),
+        NOW - timedelta(hours=2),
+        False,
+        ["performance"],
+        ["inside the cooldown"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "res", "perf", "last", "retrain", "triggers", "words"),
+    TRIGGER_CASES,
+    ids=[c[0] for c in TRIGGER_CASES],
+)
+def test_the_verdict_names_the_triggers(case, res, perf, last, retrain, triggers, words):
+    verdict = decide_retrain(res, POLICY, last, NOW, perf)
+    assert verdict.retrain is retrain, verdict.reasons
+    assert verdict.triggers == triggers and set(triggers) <= set(TRIGGERS)
+    assert verdict.drift_detected is bool(triggers)
+    text = " | ".join(verdict.reasons)
+    for word in words:
+        assert word in text, text
+
+
+def test_a_calibrated_column_says_where_its_threshold_came_from():
+    column = ColumnDrift(
+        "price",
+        "wasserstein",
+        0.21,
+        0.083,
+        True,
+        calibration="the 0.99 quantile of its distances over 30 windows",
+    )
+    assert (
+        column.describe()
+        == "price (wasserstein 0.210 >= 0.083, the 0.99 quantile of its distances over 30 windows)"
+    )

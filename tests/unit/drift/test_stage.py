@@ -99,3 +99,71 @@ def test_a_check_without_evidently_writes_the_summary_only_as_valid_json(tmp_pat
     assert set(paths) == {"summary"} and paths["summary"].endswith("reports/drift/run=r_1/summary.json")
     written = json.loads(open(paths["summary"]).read())
     assert written["roc_auc"] is None and written["report"] == paths
+
+
+def labelled(schema, days: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    start = datetime(2026, 11, 1, tzinfo=UTC).timestamp()
+    stamps = pd.to_datetime(np.sort(start + rng.random(days * 100) * days * 86400), unit="s", utc=True)
+    frame = events(schema, [t.isoformat() for t in stamps])
+    frame[schema.target] = (rng.random(len(frame)) < 0.3).astype("int8")
+    proba = 1 / (1 + np.exp(-(frame[schema.target].to_numpy() * 1.5 + rng.normal(0, 1, len(frame)))))
+    return frame, proba
+
+
+def reference_of(tags: dict[str, str]):
+    from pipelines.drift.reference import Champion, Reference
+
+    champion = Champion("card-fraud", "3", "run-3", {}, {"test_roc_auc": 0.8}, tags)
+    return Reference(champion, pd.DataFrame(), "md5", "cache")
+
+
+def test_window_performance_judges_the_labelled_rows_against_the_gate_record(demo_params):
+    import json
+
+    current, proba = labelled(demo_params.schema, days=10)
+    tags = {
+        "flywheel.gate.candidate": json.dumps({"roc_auc": 0.86, "pr_auc": 0.6}),
+        "flywheel.gate.evaluated": json.dumps({"roc_auc": {"se": 0.01}}),
+    }
+    performance = drift.window_performance(demo_params, reference_of(tags), current, lambda rows: proba)
+    assert performance is not None and performance.difference is not None
+    assert performance.evaluated.value == 0.86 and performance.evaluated.se == 0.01
+    assert performance.rows == 1000 and performance.difference.block == demo_params.promote.block
+    assert not performance.dropped  # the same skill as evaluated
+
+
+def test_window_performance_without_labels_or_a_champion_that_scores(demo_params):
+    current, proba = labelled(demo_params.schema, days=10)
+    ref = reference_of({})
+    assert drift.window_performance(demo_params, ref, current, None) is None
+    unlabelled = current.assign(**{demo_params.schema.target: np.nan})
+    assert drift.window_performance(demo_params, ref, unlabelled, lambda rows: proba) is None
+
+    def broken(rows: pd.DataFrame) -> np.ndarray:
+        raise ValueError("unknown category")
+
+    performance = drift.window_performance(demo_params, ref, current, broken)
+    assert performance is not None and "could not score the window: unknown category" in performance.note
+    assert (
+        performance.evaluated is not None
+        and performance.evaluated.source == "test_roc_auc of its training run"
+    )
+
+
+def test_describe_names_the_triggers_and_the_performance_check():
+    summary = {
+        "run_id": "r",
+        "window": {"start": "2026-11-20", "end": "2026-11-21"},
+        "rows_current": 900,
+        "rows_reference": 2000,
+        "champion": "models:/m/1",
+        "drift_share": 0.0,
+        "columns": [],
+        "performance": {"description": "champion roc_auc 0.7000 on 900 labelled rows vs 0.8600 evaluated"},
+        "report": {"html": "/lake/report.html"},
+        "verdict": {"retrain": True, "reasons": ["champion roc_auc 0.7000"], "triggers": ["performance"]},
+    }
+    lines = drift.describe(summary)
+    assert "champion roc_auc 0.7000 on 900 labelled rows vs 0.8600 evaluated" in lines
+    assert lines[-2] == "verdict: retrain (triggers: performance): champion roc_auc 0.7000"
