@@ -6,12 +6,14 @@ Scenarios (name them on the command line; default ``noaa``):
   whole series, policies never, every:1, every:3, every:6, drift, always); recorded as
   ``noaa-<snapshot.window>``. ``noaa-sliding`` and ``noaa-expanding`` force the training window, which
   is how the example's default window was chosen.
+- ``noaa-year``: twelve 30-day steps of 1960 with the default policies (never, every:3, drift, always):
+  the wall time of a one-year backtest of daily data.
 - ``stationary``: the demo generator's card transactions without any drift, as many 30-day steps as
   the NOAA run; policies never and drift: how often the alarm fires, how often the gate promotes.
 - ``abrupt``: the same stream with an abrupt concept change at the start of step 16 of 30 (the fraud
   rule of ``concept_drift=1`` from then on, as learnable as the first); policies never, every:3, drift,
   always: steps to the alarm, steps until the serving model's next-step ROC-AUC is back within 0.03 of
-  its pre-change level.
+  its pre-change level. ``abrupt-expanding``: the same with an expanding window (the default).
 
 The synthetic streams use the project's ``params.yaml`` (the card-transaction schema, the default
 drift alarm and gate) with a 90-day sliding window (so the alarm has 9 reference windows of a step
@@ -34,6 +36,7 @@ import yaml
 
 from benchmarks.run import RESULTS, machine
 from pipelines.backtest import run as backtest
+from pipelines.backtest.policies import DEFAULT_POLICIES
 from pipelines.common.config import apply_overrides, parse_params, read_params_dict
 from pipelines.common.settings import Settings
 
@@ -97,13 +100,17 @@ def entry(name: str, summary: dict[str, Any], seconds: float, extra: dict[str, A
     }
 
 
-def run_noaa(window: str | None) -> tuple[str, dict[str, Any]]:
-    """The NOAA example, with its own window or ``window``."""
+def run_noaa(window: str | None, year: int | None = None) -> tuple[str, dict[str, Any]]:
+    """The NOAA example, with its own window or ``window``; the whole series, or twelve steps of ``year``."""
     raw = read_params_dict(NOAA / "params.yaml")
     if window is not None:
         raw = apply_overrides(raw, {"snapshot.window": window})
     params = parse_params(raw)
-    name = f"noaa-{params.snapshot.window}"
+    name = f"noaa-{params.snapshot.window}" if year is None else "noaa-year"
+    span: dict[str, Any] = {"policies": NOAA_POLICIES}
+    if year is not None:
+        start = datetime(year, 1, 1, tzinfo=UTC)
+        span = {"start": start, "end": start + timedelta(days=12 * STEP_DAYS), "policies": DEFAULT_POLICIES}
     path = WORK / name / "params.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -113,20 +120,22 @@ def run_noaa(window: str | None) -> tuple[str, dict[str, Any]]:
         settings(name, path),
         str(NOAA / "noaa_weather.csv"),
         step=f"{STEP_DAYS}d",
-        policies=NOAA_POLICIES,
         out=WORK / name,
+        **span,
     )
     extra = {"data": "examples/noaa-weather/noaa_weather.csv", "params": "examples/noaa-weather/params.yaml"}
     return name, entry(name, summary, time.perf_counter() - started, extra)
 
 
-def synthetic(name: str, steps: int, policies: str, change_step: int | None) -> tuple[str, dict[str, Any]]:
+def synthetic(
+    name: str, steps: int, policies: str, change_step: int | None, window: str = "sliding"
+) -> tuple[str, dict[str, Any]]:
     """A demo stream of ``steps`` steps after a 90-day first window, stationary or with a change."""
     from pipelines.demo.streams import produce_stream
 
-    raw = apply_overrides(read_params_dict(ROOT / "params.yaml"), SYNTHETIC)
+    raw = apply_overrides(read_params_dict(ROOT / "params.yaml"), {**SYNTHETIC, "snapshot.window": window})
     params = parse_params(raw)
-    folder, path = WORK / name / "events", WORK / name / "params.yaml"
+    folder, path = WORK / name.removesuffix("-expanding") / "events", WORK / name / "params.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     start = datetime(1976, 1, 1, tzinfo=UTC)
@@ -143,7 +152,7 @@ def synthetic(name: str, steps: int, policies: str, change_step: int | None) -> 
             end=end,
             files=max(1, steps // 6),
             fmt="parquet",
-            batch=name,
+            batch=folder.parent.name,
             change_at=change,
         )
     started = time.perf_counter()
@@ -158,7 +167,8 @@ def synthetic(name: str, steps: int, policies: str, change_step: int | None) -> 
     )
     extra = {
         "data": f"demo stream, seed 7, {rows} rows ({ROWS_PER_DAY}/day)",
-        "params": "params.yaml with " + ", ".join(f"{k}={v}" for k, v in SYNTHETIC.items()),
+        "params": "params.yaml with "
+        + ", ".join(f"{k}={v}" for k, v in {**SYNTHETIC, "snapshot.window": window}.items()),
     }
     if change is not None:
         extra["change_at"] = change.isoformat()
@@ -169,8 +179,12 @@ SCENARIOS = {
     "noaa": lambda: run_noaa(None),
     "noaa-sliding": lambda: run_noaa("sliding"),
     "noaa-expanding": lambda: run_noaa("expanding"),
+    "noaa-year": lambda: run_noaa(None, year=1960),
     "stationary": lambda: synthetic("stationary", NOAA_STEPS, "never,drift", None),
     "abrupt": lambda: synthetic("abrupt", 30, "never,every:3,drift,always", 16),
+    "abrupt-expanding": lambda: synthetic(
+        "abrupt-expanding", 30, "never,every:3,drift,always", 16, "expanding"
+    ),
 }
 
 

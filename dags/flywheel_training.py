@@ -8,7 +8,7 @@ from the trigger form:
 
 | field | meaning |
 |---|---|
-| `window_days` | days of validated events to train on (empty: `snapshot.window_days`) |
+| `window_days` | train on a sliding window of this many days of validated events (empty: `snapshot.window`) |
 | `epochs` | training epochs (empty: `train.epochs`) |
 | `learning_rate` | Adam learning rate, in (0, 1] (empty: `train.learning_rate`) |
 | `force_promote` | promote even if the gate says no |
@@ -18,7 +18,7 @@ A value of the wrong type or out of range is refused by the form (and the REST A
 created. `force_promote` without `force_reason` is refused by **prepare**, the first task, before any work:
 Airflow validates each field on its own, so a rule across two fields cannot live in the form.
 
-**Backfill**: a run trains on the `window_days` ending on its logical date, so
+**Backfill**: a run trains on the window ending on its logical date, so
 `airflow backfill create --dag-id flywheel_training --from-date ... --to-date ... --max-active-runs 1`
 (or `make backfill`) gives one run per date, and a cleared date re-runs to the same outputs (DVC restores
 featurize, train and evaluate from its run cache; the model version is the same). Runs share one DVC
@@ -67,7 +67,7 @@ DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "on_failure_callback": notify
             type=["null", "integer"],
             minimum=1,
             maximum=3650,
-            description="Days of validated events to train on; empty keeps params.yaml's.",
+            description="Train on a sliding window of this many days; empty keeps params.yaml's window.",
         ),
         "epochs": Param(
             None,

@@ -212,19 +212,41 @@ def table_lines(rows: list[PolicySummary]) -> list[str]:
     return lines
 
 
+def rolling_mean(values: np.ndarray, size: int) -> np.ndarray:
+    """The mean of the last ``size`` finite values at each step (NaN until there is one)."""
+    out = np.full(len(values), np.nan)
+    for i in range(len(values)):
+        window = values[max(0, i - size + 1) : i + 1]
+        if np.isfinite(window).any():
+            out[i] = np.nanmean(window)
+    return out
+
+
+def _auc(records: list[dict[str, Any]]) -> np.ndarray:
+    return np.array([r["roc_auc"] if _finite(r["roc_auc"]) else np.nan for r in records])
+
+
 def plot_png(records: dict[str, list[dict[str, Any]]], title: str, change_step: int | None = None) -> bytes:
-    """The metric over time, one panel per policy, with alarm, retrain and promotion markers."""
+    """The metric over time, one panel per policy beside ``never``, with alarm, retrain and promotion marks.
+
+    Each panel shows the step scores (thin) and their rolling mean over about a fiftieth of the steps
+    (bold), so that a trend shows through the noise of small steps.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = list(records)
-    fig, axes = plt.subplots(len(names), 1, figsize=(12, 2.2 * len(names) + 0.8), sharex=True, squeeze=False)
+    every = np.concatenate([_auc(r) for r in records.values()]) if records else np.array([])
+    low = float(np.nanpercentile(every, 1)) - 0.1 if np.isfinite(every).any() else 0.4
+    fig, axes = plt.subplots(
+        len(names), 1, figsize=(13.5, 2.2 * len(names) + 0.8), sharex=True, squeeze=False
+    )
     baseline = records.get("never")
     for ax, name in zip(axes[:, 0], names, strict=True):
-        _panel(ax, name, records[name], baseline if name != "never" else None, change_step)
-    axes[-1, 0].set_xlabel("step (each point: the serving model scored on that step's events)")
+        _panel(ax, name, records[name], baseline if name != "never" else None, change_step, max(low, 0.0))
+    axes[-1, 0].set_xlabel("step (each point: the model serving during the step, scored on its events)")
     axes[0, 0].set_title(title)
     fig.tight_layout()
     buffer = io.BytesIO()
@@ -233,27 +255,37 @@ def plot_png(records: dict[str, list[dict[str, Any]]], title: str, change_step: 
     return buffer.getvalue()
 
 
-def _panel(ax: Any, name: str, records: list[dict[str, Any]], baseline: Any, change_step: int | None) -> None:
-    steps = np.array([r["step"] for r in records])
-    auc = np.array([r["roc_auc"] if _finite(r["roc_auc"]) else np.nan for r in records])
+def _panel(
+    ax: Any,
+    name: str,
+    records: list[dict[str, Any]],
+    baseline: list[dict[str, Any]] | None,
+    change_step: int | None,
+    low: float,
+) -> None:
+    steps, auc = np.array([r["step"] for r in records]), _auc(records)
+    size = max(1, len(records) // 50)
     if baseline is not None:
-        base = np.array([r["roc_auc"] if _finite(r["roc_auc"]) else np.nan for r in baseline])
-        ax.plot([r["step"] for r in baseline], base, color="0.75", lw=1, label="never")
-    ax.plot(steps, auc, color="tab:blue", lw=1.2, label=name)
-    low = np.nanmin(auc) if np.isfinite(auc).any() else 0.5
+        base = _auc(baseline)
+        ax.plot([r["step"] for r in baseline], rolling_mean(base, size), color="0.55", lw=1.4, label="never")
+    if size > 1:
+        ax.plot(steps, auc, color="tab:blue", lw=0.7, alpha=0.35)
+    label = f"{name} (mean of {size} steps)" if size > 1 else name
+    ax.plot(steps, rolling_mean(auc, size), color="tab:blue", lw=1.6, label=label)
     marks = (
-        ("alarm", "x", "tab:red", lambda r: bool(r["alarm"])),
-        ("retrain", "|", "tab:orange", lambda r: r["retrained"] and not r["promoted"]),
-        ("promotion", "^", "tab:green", lambda r: r["promoted"]),
+        ("alarm", "x", "tab:red", 0.06, lambda r: bool(r["alarm"])),
+        ("retrain", "|", "tab:orange", 0.035, lambda r: r["retrained"] and not r["promoted"]),
+        ("promotion", "^", "tab:green", 0.01, lambda r: r["promoted"]),
     )
-    for label, marker, color, pick in marks:
+    for label, marker, color, lift, pick in marks:
         chosen = [r["step"] for r in records if pick(r)]
         if chosen:
-            ax.scatter(chosen, [low - 0.02] * len(chosen), marker=marker, color=color, s=22, label=label)
+            ax.scatter(chosen, [low + lift] * len(chosen), marker=marker, color=color, s=18, label=label)
     if change_step is not None:
         ax.axvline(change_step - 0.5, color="tab:purple", ls="--", lw=1, label="change")
+    ax.set_ylim(low, 1.01)
     ax.set_ylabel("ROC-AUC")
-    ax.legend(loc="lower right", fontsize=7, ncol=6)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7, frameon=False)
     ax.grid(alpha=0.3)
 
 

@@ -104,10 +104,15 @@ def record_retrain(lake: Lake, run_id: str, at: datetime, summary: dict[str, Any
 def window_performance(
     params: Params, ref: reference.Reference, current: pd.DataFrame, predict: drift_check.Predict | None
 ) -> Performance | None:
-    """The performance trigger's check on the window's labelled rows; None without labels or a champion."""
+    """The performance trigger's check on the window's labelled rows; None without labels or a champion.
+
+    A window above ``drift.sample_rows`` labelled rows is scored on a seeded sample of them (every
+    block of event time keeps its share of rows).
+    """
     schema, cfg = params.schema, params.drift
     if predict is None or schema.target not in current.columns or not current[schema.target].notna().any():
         return None
+    current = drift_check.sample(current[current[schema.target].notna()], cfg.sample_rows, cfg.seed + 2)
     champ = ref.champion
     evaluated = evaluated_from(champ.version_tags, champ.metrics, cfg.performance_metric)
     try:

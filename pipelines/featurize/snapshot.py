@@ -35,14 +35,14 @@ def run(
     """Write the training window of validated events ending on ``as_of`` (default: now) into the workspace.
 
     The window follows ``snapshot.window`` (sliding ``window_days``, or expanding up to ``max_days``),
-    capped at ``snapshot.max_rows`` rows, newest kept; ``window_days`` overrides the sliding length.
+    capped at ``snapshot.max_rows`` rows, newest kept; ``window_days`` asks for a sliding window that long.
 
     Raises:
         SnapshotError: the window holds no validated event.
     """
     cfg = params.snapshot
     if window_days is not None:
-        cfg = cfg.model_copy(update={"window_days": window_days})
+        cfg = cfg.model_copy(update={"window": "sliding", "window_days": window_days})
     frames, partitions = read_validated(Lake(settings.lake_root(params)))
     events, window = select_training_rows(frames, params.schema, as_of or datetime.now(UTC), cfg)
     if events.empty:

@@ -18,7 +18,8 @@ def training_overrides(form: dict[str, Any], as_of: datetime | None) -> dict[str
     """Dotted ``params.yaml`` overrides for one training run.
 
     ``form`` is the trigger form (``window_days``, ``epochs``, ``learning_rate``,
-    ``force_promote``, ``force_reason``); empty values keep ``params.yaml``'s. The run's logical
+    ``force_promote``, ``force_reason``); empty values keep ``params.yaml``'s. A ``window_days`` asks
+    for a sliding window of that many days, whatever ``snapshot.window`` says. The run's logical
     date becomes the last day of the snapshot window, so a backfilled or
     re-run date always sees the same window.
     """
@@ -29,6 +30,8 @@ def training_overrides(form: dict[str, Any], as_of: datetime | None) -> dict[str
     for field, key in FORM_FIELDS:
         if form.get(field) not in (None, ""):
             overrides[key] = form[field]
+    if "snapshot.window_days" in overrides:
+        overrides["snapshot.window"] = "sliding"
     return overrides
 
 

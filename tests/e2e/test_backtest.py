@@ -98,7 +98,7 @@ def test_the_run_is_logged_to_the_backtest_experiment(backtested):
     run = client.get_run(summary["mlflow_run_id"])
     assert client.get_experiment(run.info.experiment_id).name == "flywheel-backtest"
     assert run.data.metrics["always.promotions"] == 5 and "every_2.mean_roc_auc" in run.data.metrics
-    assert run.data.params["clock.steps"] == "6" and run.data.params["snapshot.window"] == "sliding"
+    assert run.data.params["clock.steps"] == "6" and run.data.params["snapshot.window"] == "expanding"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "backtest")}
     assert artifacts == {"backtest/backtest.json", "backtest/backtest.png", "backtest/backtest.html"}
 

@@ -37,21 +37,21 @@ def champion(trained) -> dict:
     return promotion
 
 
-def yesterday() -> datetime:
+def days_ago(days: int) -> datetime:
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return today - timedelta(days=1)
+    return today - timedelta(days=days)
 
 
-def check(trained, run_id: str, window_days: int) -> dict:
+def check(trained, run_id: str, window_days: int, as_of: datetime) -> dict:
     from pipelines import drift
 
     params = trained.params()
     cfg = params.drift.model_copy(update={"window_days": window_days, "min_rows": 200})
-    return drift.run(params.model_copy(update={"drift": cfg}), trained.settings(), run_id, as_of=yesterday())
+    return drift.run(params.model_copy(update={"drift": cfg}), trained.settings(), run_id, as_of=as_of)
 
 
 def test_an_ordinary_week_raises_no_alarm_and_judges_the_champions_performance(trained, champion):
-    summary = check(trained, "calm-week", window_days=7)
+    summary = check(trained, "calm-week", window_days=7, as_of=days_ago(2))  # the drifted day comes after
     verdict, performance = summary["verdict"], summary["performance"]
     assert verdict["retrain"] is False and verdict["triggers"] == [], verdict
     tested = [c for c in summary["columns"] if not c["skipped"]]
@@ -71,7 +71,7 @@ def test_an_ordinary_week_raises_no_alarm_and_judges_the_champions_performance(t
 def test_a_drifted_day_fires_and_names_its_triggers(trained, champion):
     from pipelines.demo import generator as produce
 
-    start = yesterday()
+    start = days_ago(1)
     produce.produce(
         str(trained.events),
         rows=3000,
@@ -84,7 +84,7 @@ def test_a_drifted_day_fires_and_names_its_triggers(trained, champion):
     )
     for command in ("ingest", "validate"):
         cli(command)
-    summary = check(trained, "drifted-day", window_days=1)
+    summary = check(trained, "drifted-day", window_days=1, as_of=start)
     verdict = summary["verdict"]
     assert verdict["retrain"] is True and "critical_column" in verdict["triggers"], verdict
     assert set(verdict["triggers"]) <= {"data_drift", "critical_column", "performance", "quality_floor"}

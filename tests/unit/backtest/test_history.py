@@ -84,7 +84,7 @@ def test_an_unusable_source_is_refused_naming_it(tmp_path, name, content, fragme
 
 def test_the_training_window_keeps_only_rows_a_later_window_can_use():
     events = churn_events(400)
-    window = TrainingWindow(PARAMS.schema, SnapshotConfig(window_days=10))
+    window = TrainingWindow(PARAMS.schema, SnapshotConfig(window="sliding", window_days=10))
     for start in range(0, 400, 100):
         part = events.iloc[start : start + 100]
         window.add(part, part["observed_at"].max().to_pydatetime())

@@ -17,7 +17,7 @@ from tests.support.data import churn_events, churn_params
 
 PARAMS = churn_params(
     ingest={"min_event_time": "2024-01-01T00:00:00Z"},
-    snapshot={"window_days": 30},
+    snapshot={"window": "sliding", "window_days": 30},
     train={"epochs": 2, "patience": 1, "batch_size": 64, "hidden": [8], "device": "cpu", "cpu_threads": 1},
     promote={"min_roc_auc": 0.0, "min_pr_auc": 0.0, "min_blocks": 2},
 )

@@ -124,3 +124,18 @@ def test_the_markdown_table_has_a_row_per_policy():
     rows = [report.summarize(name, [record(1, 0.8), record(2, 0.9)], 0.5) for name in ("never", "always")]
     lines = report.table_lines(rows)
     assert len(lines) == 4 and lines[2].startswith("| never | 0.850") and lines[3].startswith("| always |")
+
+
+def test_the_rolling_mean_skips_unscored_steps():
+    values = np.array([np.nan, 0.8, 0.6, np.nan, 1.0])
+    assert report.rolling_mean(values, 2) == pytest.approx([np.nan, 0.8, 0.7, 0.6, 1.0], nan_ok=True)
+    assert report.rolling_mean(values, 1) == pytest.approx(values, nan_ok=True)
+
+
+def test_the_plot_is_a_png():
+    records = {
+        name: [record(i, 0.8, alarm=i == 2, retrained=i == 2) for i in range(1, 5)]
+        for name in ("never", "drift")
+    }
+    png = report.plot_png(records, "title", change_step=3)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")

@@ -61,11 +61,18 @@ def test_window_days_narrow_the_window(tmp_settings, churn, churn_snapshot, tmp_
     assert summary["window_start"] == "2025-01-28T00:00:00+00:00" and sorted(days) == [28, 29, 30]
 
 
-def test_an_empty_window_names_the_window_and_what_to_do(tmp_settings, churn, churn_snapshot, tmp_path):
+@pytest.mark.parametrize(
+    ("as_of", "window_days", "expected"),
+    [
+        (datetime(2026, 6, 1, tzinfo=UTC), 30, r"window \[2026-.*sliding.*window_days"),  # after the events
+        (datetime(2024, 6, 1, tzinfo=UTC), None, r"window \[2024-.*expanding.*as_of"),  # before them
+    ],
+)
+def test_an_empty_window_names_the_window_and_what_to_do(
+    tmp_settings, churn, churn_snapshot, tmp_path, as_of, window_days, expected
+):
     validate(tmp_settings, churn, churn_snapshot, "r1")
 
-    with pytest.raises(
-        snapshot.SnapshotError, match=r"no validated events in the window \[2026-.*window_days"
-    ):
-        snapshot.run(churn, tmp_settings, tmp_path / "workspace", as_of=datetime(2026, 6, 1, tzinfo=UTC))
+    with pytest.raises(snapshot.SnapshotError, match=rf"no validated events in the {expected}"):
+        snapshot.run(churn, tmp_settings, tmp_path / "workspace", as_of=as_of, window_days=window_days)
     assert not (tmp_path / "workspace" / EVENTS).exists()

@@ -90,7 +90,8 @@ def test_expanding_reaches_back_to_the_first_validated_event_and_caps_rows():
 
 def test_a_sliding_window_leaves_older_rows_out():
     events = churn_events(400)
-    rows, window = select_training_rows([events], SCHEMA, day("2025-01-30"), SnapshotConfig(window_days=5))
+    cfg = SnapshotConfig(window="sliding", window_days=5)
+    rows, window = select_training_rows([events], SCHEMA, day("2025-01-30"), cfg)
     assert window == Window(day("2025-01-26"), day("2025-01-31"))
     assert rows["observed_at"].min() >= pd.Timestamp(window.start)
     assert len(rows) < len(events)
@@ -124,3 +125,15 @@ def test_the_snapshot_stage_follows_the_window_policy(tmp_settings, tmp_path):
     assert summary["rows"] == len(written) == 120 and meta["window"] == "expanding"
     assert meta["window_start"] == "2025-01-01T00:00:00+00:00"
     assert written["customer_id"].tolist() == events["customer_id"].tolist()[-120:]
+
+
+def test_window_days_asked_for_a_run_means_a_sliding_window(tmp_settings, tmp_path):
+    """The training form's ``window_days`` wins over an expanding ``snapshot.window``."""
+    params = churn_params(snapshot={"window": "expanding"})
+    write_partition(Lake(tmp_settings.lake_root(params)), "validated", churn_events(400), "r1")
+
+    summary = snapshot.run(
+        params, tmp_settings, tmp_path / "workspace", as_of=day("2025-01-30"), window_days=3
+    )
+
+    assert summary["window"] == "sliding" and summary["window_start"] == "2025-01-28T00:00:00+00:00"

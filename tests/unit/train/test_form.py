@@ -17,7 +17,10 @@ AS_OF = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
     [
         ({}, {"snapshot.as_of": AS_OF.isoformat()}),
         ({"epochs": 5, "window_days": None}, {"snapshot.as_of": AS_OF.isoformat(), "train.epochs": 5}),
-        ({"window_days": 7, "epochs": ""}, {"snapshot.as_of": AS_OF.isoformat(), "snapshot.window_days": 7}),
+        (
+            {"window_days": 7, "epochs": ""},
+            {"snapshot.as_of": AS_OF.isoformat(), "snapshot.window_days": 7, "snapshot.window": "sliding"},
+        ),
         ({"learning_rate": 0.01}, {"snapshot.as_of": AS_OF.isoformat(), "train.learning_rate": 0.01}),
         ({"force_promote": True, "force_reason": "labels fixed"}, {"snapshot.as_of": AS_OF.isoformat()}),
     ],
