@@ -116,7 +116,7 @@ bench: $(VENV)/.installed
 # make backtest: `flywheel backtest` on the NOAA weather example (examples/noaa-weather, 30-day steps over
 # 50 years, policies never, every:1/3/6, drift, always); the report (HTML, PNG, JSON) in
 # benchmarks/.work/backtest/noaa-<window>/ and the table in benchmarks/results.json under "backtest".
-# BACKTEST="noaa-sliding noaa-expanding stationary abrupt" measures the other scenarios of issue 10.
+# BACKTEST="noaa-sliding noaa-expanding noaa-windows stationary abrupt abrupt-expanding noaa-year" runs them all.
 BACKTEST ?= noaa
 backtest: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.bench_backtest $(BACKTEST)

@@ -1,4 +1,4 @@
-"""``make backtest``: the backtests of issue 10, measured; results in benchmarks/results.json, key "backtest".
+"""``make backtest``: the retraining backtests, measured; results in benchmarks/results.json, key "backtest".
 
 Scenarios (name them on the command line; default ``noaa``):
 
@@ -6,6 +6,7 @@ Scenarios (name them on the command line; default ``noaa``):
   whole series, policies never, every:1, every:3, every:6, drift, always); recorded as
   ``noaa-<snapshot.window>``. ``noaa-sliding`` and ``noaa-expanding`` force the training window, which
   is how the example's default window was chosen.
+- ``noaa-windows``: expanding minus sliding, per policy, paired by step (from the two reports).
 - ``noaa-year``: twelve 30-day steps of 1960 with the default policies (never, every:3, drift, always):
   the wall time of a one-year backtest of daily data.
 - ``stationary``: the demo generator's card transactions without any drift, as many 30-day steps as
@@ -175,11 +176,32 @@ def synthetic(
     return name, entry(name, summary, time.perf_counter() - started, extra)
 
 
+def window_comparison() -> tuple[str, dict[str, Any]]:
+    """Expanding minus sliding on NOAA, per policy, step by step (the reports of both runs must exist)."""
+    from pipelines.backtest import report
+
+    runs = {w: WORK / f"noaa-{w}" / "backtest.json" for w in ("sliding", "expanding")}
+    missing = [str(path) for path in runs.values() if not path.exists()]
+    if missing:
+        raise SystemExit(f"window comparison: run noaa-sliding and noaa-expanding first; missing {missing}")
+    steps = {w: json.loads(path.read_text())["steps"] for w, path in runs.items()}
+    differences = {
+        policy: report.paired_difference(records, steps["sliding"][policy])
+        for policy, records in steps["expanding"].items()
+    }
+    return "noaa-windows", {
+        "what": "mean next-step ROC-AUC, expanding minus sliding (1095 days), by step, 90% block bootstrap",
+        "policies": differences,
+        "when": datetime.now(UTC).isoformat(),
+    }
+
+
 SCENARIOS = {
     "noaa": lambda: run_noaa(None),
     "noaa-sliding": lambda: run_noaa("sliding"),
     "noaa-expanding": lambda: run_noaa("expanding"),
     "noaa-year": lambda: run_noaa(None, year=1960),
+    "noaa-windows": window_comparison,
     "stationary": lambda: synthetic("stationary", NOAA_STEPS, "never,drift", None),
     "abrupt": lambda: synthetic("abrupt", 30, "never,every:3,drift,always", 16),
     "abrupt-expanding": lambda: synthetic(
@@ -204,6 +226,9 @@ def main(argv: list[str]) -> int:
     for scenario in chosen:
         name, result = SCENARIOS[scenario]()
         record(name, result)
+        if "wall_s" not in result:
+            print(f"{name}: {json.dumps(result['policies'])}")
+            continue
         print(f"{name}: {result['wall_s']} s, report {result['report']}")
         for policy, row in result["policies"].items():
             print(

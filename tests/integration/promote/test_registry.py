@@ -44,8 +44,16 @@ def first_runs(trained) -> dict:
     """The installation's first `flywheel repro`, then a rerun without changes; the aliases after each."""
     first = cli_json("repro")
     after_first = aliases(trained)
+    # The decision as recorded right then: a later test may gate the same version again and re-record it.
+    first_tags = version_tags(trained, first[1]["promotion"]["version"]) if first[0] == 0 else {}
     rerun = cli_json("repro")
-    return {"first": first, "after_first": after_first, "rerun": rerun, "after_rerun": aliases(trained)}
+    return {
+        "first": first,
+        "after_first": after_first,
+        "first_tags": first_tags,
+        "rerun": rerun,
+        "after_rerun": aliases(trained),
+    }
 
 
 @pytest.fixture
@@ -68,7 +76,7 @@ def test_first_model_becomes_champion(trained, first_runs):
     assert promotion["promoted"] is True, promotion
     assert promotion["infra_check"]["ok"] is True
     assert first_runs["after_first"] == {"champion": promotion["version"], "challenger": promotion["version"]}
-    tags = version_tags(trained, promotion["version"])
+    tags = first_runs["first_tags"]
     assert tags["flywheel.gate.decision"] == "promoted"
     assert "no champion yet" in tags["flywheel.gate.reason"]
     policy = trained.params().promote
