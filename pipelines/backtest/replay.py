@@ -96,7 +96,7 @@ class Replay:
         return {s.policy.name: [asdict(r) for r in s.records] for s in self.states}
 
 
-def gx_validator(params: Params, extra: list[dict] | None) -> Validator:
+def gx_validator(params: Params, extra: list[dict[str, Any]] | None) -> Validator:
     """The validation gate on one frame: ``(passed, the failed expectations in words)``."""
 
     def validate(events: pd.DataFrame) -> tuple[bool, list[str]]:

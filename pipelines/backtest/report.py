@@ -12,6 +12,7 @@ import base64
 import html
 import io
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ ROUNDS = 2000
 
 def block_length(n: int) -> int:
     """The block of consecutive steps resampled together: ``round(n ** (1/3))``, at least 1."""
-    return max(1, round(n ** (1 / 3)))
+    return max(1, int(round(n ** (1 / 3))))
 
 
 def block_bootstrap_mean(
@@ -272,7 +273,7 @@ def _panel(
         ax.plot(steps, auc, color="tab:blue", lw=0.7, alpha=0.35)
     label = f"{name} (mean of {size} steps)" if size > 1 else name
     ax.plot(steps, rolling_mean(auc, size), color="tab:blue", lw=1.6, label=label)
-    marks = (
+    marks: tuple[tuple[str, str, str, float, Callable[[dict[str, Any]], bool]], ...] = (
         ("alarm", "x", "tab:red", 0.06, lambda r: bool(r["alarm"])),
         ("retrain", "|", "tab:orange", 0.035, lambda r: r["retrained"] and not r["promoted"]),
         ("promotion", "^", "tab:green", 0.01, lambda r: r["promoted"]),
