@@ -47,6 +47,7 @@ help:
 	@echo "make stop   stop the Airflow processes of an interrupted make run"
 	@echo "make test   set up and run the whole test suite"
 	@echo "make bench  run the benchmarks; results in benchmarks/results.json and benchmarks/RESULTS.md"
+	@echo "make gpu-check  on a CUDA machine: the CUDA tests and GPU benchmarks in under 8 minutes (results.json: gpu_check)"
 	@echo "make backtest   replay the NOAA weather example, retraining policies side by side (report: benchmarks/.work/backtest/)"
 	@echo "make up     the Airflow UI (http://localhost:$(AIRFLOW_PORT), $(FLYWHEEL_UI_USER) / $(FLYWHEEL_UI_PASSWORD)) and the MLflow UI"
 	@echo "make backfill DAG=flywheel_training FROM=2026-11-01 TO=2026-11-07T03:00   one run per schedule time (needs make up)"
@@ -112,6 +113,15 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.run
+
+# make gpu-check: every GPU check in one run of at most 8 minutes (benchmarks/gpu_check.py: the CUDA tests,
+# train_gpu_1m/10m, bf16 and torch.compile on/off, DDP over all visible GPUs); figures in
+# benchmarks/results.json under "gpu_check". Without CUDA it says so and exits 0. It uses the .venv as it is
+# (no install step: the GPU machine has no network), so a carried .venv works on a fresh copy.
+.PHONY: gpu-check
+gpu-check:
+	@test -x $(BIN)/python || { echo "gpu-check needs the project's .venv (make install, or carry it)"; exit 2; }
+	$(BIN)/python -m benchmarks.gpu_check
 
 # make backtest: `flywheel backtest` on the NOAA weather example (examples/noaa-weather, 30-day steps over
 # 50 years, policies never, every:1/3/6, drift, always); the report (HTML, PNG, JSON) in

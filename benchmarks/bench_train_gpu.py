@@ -10,7 +10,8 @@ reports:
   installed, else ``nvidia-smi``), None when neither is there;
 - the fraction of the GPU's time spent in kernels: the union of CUDA kernel intervals
   recorded by ``torch.profiler`` over ``profile_steps`` training steps, divided by the
-  wall time of those steps (the profiler's own overhead included, so a lower bound).
+  wall time of those steps (the profiler's own overhead included, so a lower bound);
+- the peak GPU memory allocated by each side (``torch.cuda.max_memory_allocated``, MiB).
 
 Without CUDA it returns ``{"name", "skipped": "skipped: no CUDA"}``; ``benchmarks/run.py``
 registers it only where CUDA exists.
@@ -91,6 +92,11 @@ class UtilisationSampler:
         return sum(self.samples) / len(self.samples) if self.samples else None
 
 
+def peak_memory_mib(device: torch.device) -> float:
+    """The most GPU memory PyTorch allocated on ``device`` since the last reset, in MiB."""
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
 def busy_time_us(intervals: list[tuple[float, float]]) -> float:
     """Total length of the union of ``(start, end)`` intervals."""
     total, end = 0.0, float("-inf")
@@ -152,9 +158,14 @@ def bench_gpu(rows: int, epochs: int = 3, batch_size: int = 8192, profile_steps:
     data = make_data(rows)
     warm = cfg.model_copy(update={"epochs": 1, "patience": 1})
     fit(new_model(warm, 0), data, warm, device)
+    torch.cuda.reset_peak_memory_stats(device)
     with UtilisationSampler(device.index or 0) as util:
         result = fit(new_model(cfg, 0), data, cfg, device)
+    fit_peak = peak_memory_mib(device)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
     baseline = bare_loop(new_model(cfg, 0), data.to(device), cfg, device)
+    bare_peak = peak_memory_mib(device)
     fraction = kernel_time_fraction(cfg, rows, profile_steps, device)
     placement = result.placement.describe() if result.placement else {}
     return {
@@ -163,8 +174,9 @@ def bench_gpu(rows: int, epochs: int = 3, batch_size: int = 8192, profile_steps:
             "samples_per_s": result.samples_per_s,
             "gpu_util_pct": util.mean,
             "kernel_time_fraction": fraction,
+            "peak_memory_mib": fit_peak,
         },
-        "baseline": {"samples_per_s": baseline},
+        "baseline": {"samples_per_s": baseline, "peak_memory_mib": bare_peak},
         "ratio": result.samples_per_s / baseline,
         "rows": rows,
         "epochs": epochs,

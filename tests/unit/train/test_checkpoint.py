@@ -72,6 +72,7 @@ def test_rng_states_round_trip():
     assert (random.random(), np.random.standard_normal(3).tolist(), torch.rand(3).tolist()) == draws
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_the_cuda_rng_state_round_trips():
     torch.cuda.manual_seed(5)

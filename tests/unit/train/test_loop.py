@@ -168,7 +168,10 @@ def test_fit_state_survives_a_weights_only_checkpoint(tmp_path):
 
 # -- CUDA (skipped without a GPU) ------------------------------------------------------------------
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+def needs_cuda(test):
+    """Marked ``cuda`` (``make gpu-check`` runs them: ``pytest -m cuda``) and skipped without CUDA."""
+    return pytest.mark.cuda(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")(test))
 
 
 def _cuda_fit(cfg):
