@@ -4,7 +4,7 @@ A machine with a GPU is at hand for a few minutes at a time, so everything that 
 here at once, each part in its own process with its own time budget (a part that fails or runs
 past its budget is recorded as such, and the next one starts):
 
-- ``cuda_tests`` (100 s): ``pytest -m cuda tests/unit``, the tests skipped without CUDA;
+- ``cuda_tests`` (100 s): ``pytest -m cuda`` on the modules that hold them, the tests skipped without CUDA;
 - ``train_gpu_1m`` (90 s): ``bench_train_gpu`` on 1M rows: ``fit``'s samples/s vs the bare loop, GPU
   utilisation, the fraction of time in kernels, peak memory;
 - ``variants_1m`` (110 s): training epochs with bf16 off/on × ``torch.compile`` off/on: samples/s,
@@ -93,10 +93,18 @@ def no_cuda_message() -> str | None:
 # -- the parts, each run in its own process -----------------------------------------------------
 
 
+def cuda_test_files() -> list[str]:
+    """The test modules that hold ``cuda``-marked tests: only these are collected, so a GPU machine's
+    Python needs torch and the training code's few dependencies, not Airflow or MLflow."""
+    files = (path for path in sorted((ROOT / "tests").rglob("test_*.py")) if "mark.cuda" in path.read_text())
+    return [str(path.relative_to(ROOT)) for path in files]
+
+
 def part_cuda_tests(record: Callable[[str, Any], None], workdir: Path) -> None:
-    """``pytest -m cuda tests/unit``: counts, failures and the pytest status."""
+    """``pytest -m cuda`` on the modules with CUDA tests: counts, failures and the pytest status."""
     report = workdir / "cuda-tests.xml"
-    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cuda", "tests/unit"]
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-m", "cuda"]
+    argv += cuda_test_files()
     status = subprocess.run([*argv, f"--junitxml={report}"], cwd=ROOT).returncode
     record("command", " ".join(argv[2:]))
     record("exit_status", status)
