@@ -17,10 +17,11 @@ if TYPE_CHECKING:
     from pipelines.score import manifest
     from pipelines.score.live import LabelError, daily_performance, join_labels, live_scores, measure
     from pipelines.score.manifest import Plan, plan
-    from pipelines.score.stage import Model, NoChampion, ScoreError, describe, run, score_frame
+    from pipelines.score.stage import SCORE, Model, NoChampion, ScoreError, describe, run, score_frame
 
 _API = {
     "run": "stage",
+    "SCORE": "stage",
     "describe": "stage",
     "score_frame": "stage",
     "Model": "stage",
@@ -36,6 +37,7 @@ _API = {
     "Plan": "manifest",
 }
 __all__ = [
+    "SCORE",
     "LabelError",
     "Model",
     "NoChampion",
