@@ -185,3 +185,59 @@ def test_labels_joined_later_give_the_champions_metric_per_day(trained, lake, tm
     others = [d for d in after if d != day]
     assert all(after[d]["value"] == before[d]["value"] for d in others)
     assert (lake / "reports" / "performance" / "live.json").exists()
+
+
+def test_predictions_are_published_to_the_topic_keyed_by_event(
+    trained, lake, tansu_broker, monkeypatch, request
+):
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    from tests.support.sources import unique_topic
+
+    topic = unique_topic(request, "predictions")
+    admin = KafkaAdminClient(bootstrap_servers=tansu_broker.bootstrap)
+    admin.create_topics([NewTopic(topic, 1, 1)])
+    admin.close()
+    params_path = os.environ["FLYWHEEL_PARAMS"]
+    params = yaml.safe_load(open(params_path).read())
+    params["score"] = {"publish_topic": topic}
+    with open(params_path, "w") as fh:
+        fh.write(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.setenv("FLYWHEEL_KAFKA_BOOTSTRAP", tansu_broker.bootstrap)
+
+    summary = cli("score")
+    assert summary["published"] == summary["rows_scored"] == len(validated_keys(lake))
+    consumer = KafkaConsumer(bootstrap_servers=tansu_broker.bootstrap, enable_auto_commit=False)
+    consumer.assign([TopicPartition(topic, 0)])
+    consumer.seek_to_beginning()
+    received = []
+    while len(received) < summary["published"]:
+        batch = consumer.poll(timeout_ms=5000)
+        assert batch, f"the topic stopped after {len(received)} of {summary['published']} predictions"
+        received += [m for messages in batch.values() for m in messages]
+    consumer.close()
+    values = [json.loads(m.value) for m in received]
+    assert [m.key.decode() for m in received] == [v["transaction_id"] for v in values]
+    assert sorted(v["transaction_id"] for v in values) == sorted(validated_keys(lake))
+    manifests = [json.loads(p.read_text()) for p in lake.glob("predictions/*/*/_manifest.json")]
+    assert all(m["topic"] == topic and m["published"] == m["rows"] for m in manifests)
+
+
+def test_the_scoring_dag_scores_new_events_once_and_reports_them(trained, lake, dagbag):
+    from pipelines.report import summary as report
+    from tests.support.install import run_dag
+
+    run, states = run_dag(dagbag, "flywheel_scoring")
+    assert run.state == "success" and states == {"score": "success", "measure": "success"}, states
+    first = report.latest(trained.settings(), "flywheel_scoring")
+    assert first["score"]["rows_scored"] == len(validated_keys(lake))
+    assert first["performance"]["days"] and first["performance"]["report"].startswith(str(lake))
+    version = str(champion_now(trained).version)
+    assert first["score"]["scored_by_version"] == {f"card-fraud v{version}": len(validated_keys(lake))}
+
+    run, states = run_dag(dagbag, "flywheel_scoring")
+    assert run.state == "success", states
+    again = report.latest(trained.settings(), "flywheel_scoring")["score"]
+    assert again["rows_scored"] == 0 and again["partitions_skipped"] == BATCHES + 1
+    assert predictions(lake)["transaction_id"].is_unique
