@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 Predict = Callable[[pd.DataFrame], pd.DataFrame]  # raw feature rows -> ``probability`` and ``label``
 SCORE, PREDICTION = "score", "prediction"
-MODEL_COLUMNS = ("model_name", "model_version", "model_run_id", "scoring_run_id")
 
 
 class ScoreError(FlywheelError):
@@ -135,10 +134,10 @@ def score_partition(
         "validated": f"{manifest.VALIDATED}/{name}",
         "rows": len(predictions),
         "labelled": int(predictions[params.schema.target].notna().sum()),
-        **{
-            column: value
-            for column, value in zip(MODEL_COLUMNS, (*asdict(model).values(), run_id), strict=True)
-        },
+        "model_name": model.name,
+        "model_version": model.version,
+        "model_run_id": model.run_id,
+        "scoring_run_id": run_id,
         "published": published,
         "topic": params.score.publish_topic if publish is not None else None,
         "written_at": datetime.now(UTC).isoformat(),
@@ -155,13 +154,11 @@ def run(
     *,
     rescore: bool = False,
     kafka: KafkaEndpoint | None = None,
-    predict: Predict | None = None,
 ) -> dict[str, Any]:
     """Score every validated partition not scored yet with the champion; return what was done.
 
     ``rescore``: also score again the partitions an earlier champion scored. ``kafka``: the brokers
-    for ``score.publish_topic`` (default: the environment's). ``predict``: score with this instead of
-    loading the champion's pyfunc (the benchmark's bare baseline shares the rest).
+    for ``score.publish_topic`` (default: the environment's).
 
     Raises:
         NoChampion: nothing is promoted yet.
@@ -174,7 +171,7 @@ def run(
     publish = _publisher(params, kafka)
     scored = []
     if todo.score:
-        predict = predict or load_predict(model)
+        predict = load_predict(model)
         scored = [score_partition(lake, name, params, predict, model, run_id, publish) for name in todo.score]
     everything = manifest.scored_manifests(lake)
     return {
