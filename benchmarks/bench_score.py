@@ -1,6 +1,6 @@
 """Batch scoring throughput: ``flywheel score`` against a bare MLflow pyfunc ``predict`` of the same rows.
 
-Setup (not timed): an installation whose champion comes from ``flywheel repro`` (one epoch on a few
+Setup (not timed): an installation whose champion comes from ``flywheel repro`` (three epochs on a few
 thousand events), then ``rows`` more events ingested and validated in ``partitions`` batches.
 
 - **Baseline**: ``mlflow.pyfunc.load_model(models:/<name>/<version>)`` and ``predict`` on the validated
@@ -16,6 +16,7 @@ runs); the median of each. Ratio = Flywheel rows/s ÷ baseline rows/s (the goal 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -34,10 +35,13 @@ def setup(work: Path, rows: int, partitions: int) -> dict[str, str]:
     first = work / "events-train"
     shutil.rmtree(work, ignore_errors=True)
     produce.produce(str(first), rows=4000, seed=1)
-    home, params = _installation(work, "home", first, epochs=1)
+    home, params = _installation(work, "home", first, epochs=3)
     env = _env(home, params)
-    for command in (["ingest"], ["validate"], ["repro"]):
+    for command in (["ingest"], ["validate"]):
         _run([str(BIN / "flywheel"), *command, "--json"], env)
+    promotion = json.loads(_run([str(BIN / "flywheel"), "repro", "--json"], env)[1].splitlines()[-1])
+    if not promotion["promotion"]["promoted"]:
+        raise RuntimeError(f"the setup's model was not promoted: {promotion['promotion']['reason']}")
     for i in range(partitions):
         batch = work / f"events-{i}"
         produce.produce(str(batch), rows=rows // partitions, seed=10 + i, batch=f"b{i}", fmt="parquet")
