@@ -83,12 +83,14 @@ run: $(VENV)/.installed $(AIRFLOW_HOME)/airflow.db
 	mkdir -p $(DEMO_EVENTS)
 	$(BIN)/flywheel produce --to kafka --rows $(DEMO_ROWS) --batch demo --malformed-fraction 0.01 --seed 7 > /dev/null
 	@set -e; trap '$(RUNNER) stop' EXIT; \
-	$(RUNNER) start --dag flywheel_drift --dag flywheel_registry; \
+	$(RUNNER) start --dag flywheel_drift --dag flywheel_registry --dag flywheel_scoring; \
 	$(RUNNER) trigger flywheel_ingest --conf $(KAFKA_CONF) --then flywheel_drift; \
 	$(RUNNER) trigger flywheel_training; \
 	echo "producing the drifted batch: $(DRIFT_ROWS) events to Kafka"; \
 	$(BIN)/flywheel produce --to kafka --rows $(DRIFT_ROWS) --batch drifted --seed 8 --covariate-drift 1.0 --concept-drift 0.3 --start $$(date -u +%Y-%m-%dT00:00:00Z) --end $$(date -u +%Y-%m-%dT%H:%M:%SZ) > /dev/null; \
-	$(RUNNER) trigger flywheel_ingest --conf $(KAFKA_CONF) --then flywheel_drift flywheel_training
+	drifted_at=$$(date -u +%Y-%m-%dT%H:%M:%SZ); \
+	$(RUNNER) trigger flywheel_ingest --conf $(KAFKA_CONF) --then flywheel_drift flywheel_training; \
+	$(RUNNER) wait flywheel_scoring --after $$drifted_at
 	$(BIN)/flywheel summary
 
 # Stops, by PID, the Airflow processes `make run` started (after a `make run` that was killed).

@@ -261,6 +261,23 @@ def cmd_drift(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     return summary
 
 
+def cmd_score(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from pipelines import score
+
+    run_id = args.run_id or "manual__" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    summary = score.run(load_params(settings.params_path), settings, run_id, rescore=args.rescore)
+    if not args.json:
+        print("\n".join(score.describe(summary)))
+    return summary
+
+
+def cmd_performance(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from pipelines import score
+
+    run_id = args.run_id or "manual__" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    return score.measure(load_params(settings.params_path), settings, run_id, labels=args.labels)
+
+
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from pipelines import backtest
 
@@ -386,6 +403,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--as-of", type=_date, help="last day of the window (default: today)")
     p.add_argument("--run-id", help="the check's id; names its report folder (default: manual__<time>)")
+    p = add("score", cmd_score, "score every newly validated event once with the champion; predictions/")
+    p.add_argument("--rescore", action="store_true", help="also rescore what an earlier champion scored")
+    p.add_argument(
+        "--run-id", help="the scoring run's id, recorded on each prediction (default manual__<time>)"
+    )
+    p = add(
+        "performance",
+        cmd_performance,
+        "the champion's live metric per day: predictions joined with late labels, block-bootstrap intervals",
+    )
+    p.add_argument("--labels", help="a label file (key and label; Parquet, CSV or JSON lines) to land first")
+    p.add_argument("--run-id", help="names the landed labels' partition (default manual__<time>)")
     p = add(
         "backtest",
         cmd_backtest,
@@ -463,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.json:
         print(json.dumps(summary, default=str))
-    elif args.command not in ("summary", "status", "lineage", "drift", "backtest"):
+    elif args.command not in ("summary", "status", "lineage", "drift", "backtest", "score"):
         print(json.dumps(summary, indent=2, default=str))
     return 0
 

@@ -336,6 +336,18 @@ class DriftConfig(_Frozen):
     seed: int = 0
 
 
+class ScoreConfig(_Frozen):
+    """Batch scoring with the champion (``flywheel score``) and its live performance from late labels.
+
+    ``publish_topic``: a Kafka topic each prediction is also sent to (JSON, keyed by the event key; brokers
+    as for ingestion); None: predictions stay in the lake. ``min_day_rows``: a day with fewer labelled
+    predictions gets no live metric.
+    """
+
+    publish_topic: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    min_day_rows: int = Field(default=100, ge=1)
+
+
 class SchedulesConfig(_Frozen):
     """When the DAGs run (cron, UTC). Kept out of the stage sections: a new schedule reruns no stage."""
 
@@ -363,6 +375,7 @@ class Params(_Frozen):
     mlflow: MlflowConfig = MlflowConfig()
     drift: DriftConfig = DriftConfig()
     schedules: SchedulesConfig = SchedulesConfig()
+    score: ScoreConfig = ScoreConfig()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 

@@ -23,7 +23,7 @@ from fsspec.implementations.local import LocalFileSystem
 from pipelines.common.io import table_bytes
 
 MANIFEST = "_manifest.json"
-TIERS = ("landing", "quarantine", "validated", "rejected", "reports", "state")
+TIERS = ("landing", "quarantine", "validated", "rejected", "reports", "state", "predictions", "labels")
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.:+-]+$")
 
 

@@ -45,6 +45,7 @@ class Performance:
     window: float | None = None
     difference: Interval | None = None
     note: str | None = None
+    source: str = "the window rescored by the champion"
 
     @property
     def dropped(self) -> bool:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +40,7 @@ from pipelines.drift.decision import DriftResult, Verdict, decide_retrain
 from pipelines.drift.performance import Performance, check_performance, evaluated_from
 from pipelines.drift.reference import NoChampion, ReferenceNotFound
 from pipelines.featurize import Window, read_validated, select_window
+from pipelines.score import SCORE, live_scores
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +103,33 @@ def record_retrain(lake: Lake, run_id: str, at: datetime, summary: dict[str, Any
 
 
 def window_performance(
-    params: Params, ref: reference.Reference, current: pd.DataFrame, predict: drift_check.Predict | None
+    params: Params,
+    ref: reference.Reference,
+    current: pd.DataFrame,
+    predict: drift_check.Predict | None,
+    live: pd.DataFrame | None = None,
 ) -> Performance | None:
     """The performance trigger's check on the window's labelled rows; None without labels or a champion.
 
+    With ``live`` (the champion's own predictions of the window with their labels, late ones joined:
+    :func:`pipelines.score.live_scores`), those scores are judged instead of scoring the window again.
     A window above ``drift.sample_rows`` labelled rows is scored on a seeded sample of them (every
     block of event time keeps its share of rows).
     """
     schema, cfg = params.schema, params.drift
+    if live is not None and len(live):
+        live = drift_check.sample(live, cfg.sample_rows, cfg.seed + 2)
+        evaluated = evaluated_from(ref.champion.version_tags, ref.champion.metrics, cfg.performance_metric)
+        judged = check_performance(
+            live[schema.target],
+            live[SCORE],
+            live[schema.event_time],
+            evaluated,
+            cfg,
+            params.promote,
+            cfg.seed,
+        )
+        return replace(judged, source=f"live predictions of {ref.champion.model_uri} with their labels")
     if predict is None or schema.target not in current.columns or not current[schema.target].notna().any():
         return None
     current = drift_check.sample(current[current[schema.target].notna()], cfg.sample_rows, cfg.seed + 2)
@@ -348,7 +368,8 @@ def run(
     )
     predict = champion_predictor(ref.champion.model_uri) if len(current) >= cfg.min_rows else None
     check = drift_check.compare(ref.frame, current, params.schema, cfg, predict)
-    performance = window_performance(params, ref, current, predict)
+    live = live_scores(lake, params.schema, ref.champion.version, window.start, window.end)
+    performance = window_performance(params, ref, current, predict, live)
     last = last_retrain(lake, run_id)
     verdict = decide_retrain(check.result, cfg, last, now, performance)
     summary = summarize(check.result, verdict, ref, window, run_id, performance)

@@ -54,6 +54,7 @@ def collect(params: Params, settings: Settings) -> dict[str, Any]:
         "ingest": latest(settings, "flywheel_ingest"),
         "training": latest(settings, "flywheel_training"),
         "drift": latest(settings, "flywheel_drift"),
+        "scoring": latest(settings, "flywheel_scoring"),
         "champion": champion(params, settings),
     }
 
@@ -65,6 +66,7 @@ def render(summary: dict[str, Any], settings: Settings) -> str:
     lines += _drift_lines(summary.get("drift"))
     lines += _training_lines(summary.get("training"))
     lines += _why_and_models_lines(summary.get("training"))
+    lines += _scoring_lines(summary.get("scoring"))
     champ = summary.get("champion")
     lines.append(
         f"Champion:   {champ['name']} v{champ['version']} (run {champ['run_id']})"
@@ -185,4 +187,32 @@ def _why_and_models_lines(training: dict[str, Any] | None) -> list[str]:
             f"            v{promotion.get('version')} (candidate, "
             f"{'promoted' if promotion.get('promoted') else 'not promoted'}) {fmt.format(**new)}"
         )
+    return lines
+
+
+def _scoring_lines(scoring: dict[str, Any] | None) -> list[str]:
+    """The last scoring run: what it scored with which version, the totals per version, the live metric."""
+    if not scoring:
+        return ["Scoring:    no run yet"]
+    scored = scoring.get("score") or {}
+    model = scored.get("model") or {}
+    totals = scored.get("scored_by_version") or {}
+    lines = [
+        f"Scoring:    run {scoring['run_id']}: {scored.get('rows_scored', 0)} events scored by "
+        f"{model.get('name')} v{model.get('version')} ({scored.get('partitions_scored', 0)} partitions; "
+        f"{scored.get('partitions_skipped', 0)} already scored)",
+        "            predictions by version: "
+        + (", ".join(f"{v}: {n}" for v, n in totals.items()) or "none"),
+    ]
+    days = [d for d in (scoring.get("performance") or {}).get("days", []) if d.get("value") is not None]
+    if days:
+        last = days[-1]
+        interval = last.get("interval") or {}
+        shown = f" [{interval['low']:.4f}, {interval['high']:.4f}]" if interval else ""
+        lines.append(
+            f"            live {last['metric']} on {last['day']} (v{last['model_version']}, {last['rows']} "
+            f"labelled): {last['value']:.4f}{shown}; {len(days)} days measured"
+        )
+    if scored.get("predictions"):
+        lines.append(f"            predictions: {scored['predictions']}")
     return lines

@@ -8,6 +8,7 @@ EXPECTED = {
     "flywheel_ingest": {"ingest": [], "validate": ["ingest"]},
     "flywheel_drift": {"check": [], "trigger_retrain": ["check"]},
     "flywheel_registry": {"operate": []},
+    "flywheel_scoring": {"score": [], "measure": ["score"]},
     "flywheel_training": {
         "prepare": [],
         "snapshot": ["prepare"],

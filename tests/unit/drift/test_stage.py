@@ -167,3 +167,17 @@ def test_describe_names_the_triggers_and_the_performance_check():
     lines = drift.describe(summary)
     assert "champion roc_auc 0.7000 on 900 labelled rows vs 0.8600 evaluated" in lines
     assert lines[-2] == "verdict: retrain (triggers: performance): champion roc_auc 0.7000"
+
+
+def test_window_performance_judges_the_live_predictions_when_there_are_some(demo_params):
+    current, proba = labelled(demo_params.schema, days=10)
+    worse = 1 / (1 + np.exp(-np.random.default_rng(5).normal(0, 1, len(current))))  # no skill at all
+    live = current.assign(score=worse)
+    ref = reference_of({})
+    rescored = drift.window_performance(demo_params, ref, current, lambda rows: proba)
+    judged = drift.window_performance(demo_params, ref, current, lambda rows: proba, live=live)
+    assert rescored is not None and judged is not None
+    assert judged.source == "live predictions of models:/card-fraud/3 with their labels"
+    assert rescored.source == "the window rescored by the champion"
+    assert judged.window is not None and judged.window < 0.6 < rescored.window  # the served scores are judged
+    assert judged.dropped

@@ -1,0 +1,56 @@
+"""Score: the champion scores every newly validated event exactly once; its live performance from late labels.
+
+Public: :func:`run` (the stage, ``flywheel score``) and :func:`describe`; :func:`measure` (``flywheel
+performance``: late labels joined to the predictions, the metric per day with its block-bootstrap
+interval) and :func:`live_scores` (what the drift check's performance trigger reads); :func:`plan` (the
+pure manifest decision) and :mod:`~pipelines.score.manifest` (the predictions tier's contract); the
+errors :class:`ScoreError`, :class:`NoChampion` and :class:`LabelError`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pipelines.common.exports import lazy_exports
+
+if TYPE_CHECKING:
+    from pipelines.score import manifest
+    from pipelines.score.live import LabelError, daily_performance, join_labels, live_scores, measure
+    from pipelines.score.manifest import Plan, plan
+    from pipelines.score.stage import SCORE, Model, NoChampion, ScoreError, describe, run, score_frame
+
+_API = {
+    "run": "stage",
+    "SCORE": "stage",
+    "describe": "stage",
+    "score_frame": "stage",
+    "Model": "stage",
+    "ScoreError": "stage",
+    "NoChampion": "stage",
+    "measure": "live",
+    "live_scores": "live",
+    "join_labels": "live",
+    "daily_performance": "live",
+    "LabelError": "live",
+    "manifest": "manifest",
+    "plan": "manifest",
+    "Plan": "manifest",
+}
+__all__ = [
+    "SCORE",
+    "LabelError",
+    "Model",
+    "NoChampion",
+    "Plan",
+    "ScoreError",
+    "daily_performance",
+    "describe",
+    "join_labels",
+    "live_scores",
+    "manifest",
+    "measure",
+    "plan",
+    "run",
+    "score_frame",
+]
+__getattr__ = lazy_exports(__name__, _API)

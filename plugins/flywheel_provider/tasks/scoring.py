@@ -1,0 +1,48 @@
+"""Task bodies of ``flywheel_scoring``: score new validated events with the champion, then measure it live.
+
+Imported inside the task callables, so parsing a DAG file never loads MLflow or torch.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flywheel_provider.hooks.flywheel import FlywheelHook
+
+log = logging.getLogger(__name__)
+
+
+def score_events(run_id: str) -> dict:
+    """Score what is new; skip while there is no champion, fail without retries on bad parameters."""
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from pipelines import score
+    from pipelines.common.config import ParamsError
+
+    hook = FlywheelHook()
+    try:
+        params, settings = hook.params(), hook.settings()
+        kafka = None
+        if params.score.publish_topic:
+            from flywheel_provider.hooks.kafka_ingest import KafkaIngestHook
+
+            kafka = KafkaIngestHook().endpoint()
+        summary = score.run(params, settings, run_id, kafka=kafka)
+    except score.NoChampion as exc:
+        raise AirflowSkipException(f"nothing scored: {exc}") from None
+    except ParamsError as exc:  # a retry cannot help
+        raise AirflowFailException(str(exc)) from None
+    for line in score.describe(summary):
+        log.info("%s", line)
+    return summary
+
+
+def measure_live(scored: dict, run_id: str) -> dict:
+    """The champion's live metric per day; the run report holds both steps."""
+    from pipelines import report, score
+
+    hook = FlywheelHook()
+    params, settings = hook.params(), hook.settings()
+    performance = score.measure(params, settings, run_id)
+    report.write(settings, "flywheel_scoring", run_id, {"score": scored, "performance": performance})
+    return {"days": len(performance["days"]), "report": performance["report"]}
