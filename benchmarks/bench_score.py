@@ -5,7 +5,7 @@ thousand events), then ``rows`` more events ingested and validated in ``partitio
 
 - **Baseline**: ``mlflow.pyfunc.load_model(models:/<name>/<version>)`` and ``predict`` on the validated
   rows already in memory (the least any MLflow user does to score them).
-- **Flywheel**: :func:`pipelines.score.run`: the champion lookup, the same model load, reading the
+- **Flywheel**: :func:`pipelines.scoring.run`: the champion lookup, the same model load, reading the
   validated partitions from the lake, the same ``predict``, the predictions and manifests written durably.
 
 Both in one process, alternated, ``repeats`` times each (the predictions tier is emptied between Flywheel
@@ -55,12 +55,12 @@ def bench(rows: int = 100_000, partitions: int = 4, repeats: int = 3) -> dict:
     """Time both paths on ``rows`` validated events; see the module docstring."""
     import mlflow
 
-    from pipelines import score
+    from pipelines import scoring
     from pipelines.common.config import load_params
     from pipelines.common.lake import Lake
     from pipelines.common.settings import Settings
-    from pipelines.score import manifest
-    from pipelines.score.stage import champion_model
+    from pipelines.scoring import manifest
+    from pipelines.scoring.stage import champion_model
 
     env = setup(ROOT / "benchmarks" / ".work" / f"score_{rows}", rows, partitions)
     os.environ.update({k: env[k] for k in ("FLYWHEEL_HOME", "FLYWHEEL_PARAMS", "MLFLOW_TRACKING_URI")})
@@ -81,7 +81,7 @@ def bench(rows: int = 100_000, partitions: int = 4, repeats: int = 3) -> dict:
     def flywheel() -> float:
         shutil.rmtree(lake.path(manifest.PREDICTIONS), ignore_errors=True)
         start = time.perf_counter()
-        summary = score.run(params, settings, "bench")
+        summary = scoring.run(params, settings, "bench")
         assert summary["rows_scored"] == len(frame), summary
         return time.perf_counter() - start
 

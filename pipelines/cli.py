@@ -262,20 +262,20 @@ def cmd_drift(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 
 def cmd_score(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from pipelines import score
+    from pipelines import scoring
 
     run_id = args.run_id or "manual__" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    summary = score.run(load_params(settings.params_path), settings, run_id, rescore=args.rescore)
+    summary = scoring.run(load_params(settings.params_path), settings, run_id, rescore=args.rescore)
     if not args.json:
-        print("\n".join(score.describe(summary)))
+        print("\n".join(scoring.describe(summary)))
     return summary
 
 
 def cmd_performance(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from pipelines import score
+    from pipelines import scoring
 
     run_id = args.run_id or "manual__" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    return score.measure(load_params(settings.params_path), settings, run_id, labels=args.labels)
+    return scoring.measure(load_params(settings.params_path), settings, run_id, labels=args.labels)
 
 
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:

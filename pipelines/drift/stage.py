@@ -40,7 +40,7 @@ from pipelines.drift.decision import DriftResult, Verdict, decide_retrain
 from pipelines.drift.performance import Performance, check_performance, evaluated_from
 from pipelines.drift.reference import NoChampion, ReferenceNotFound
 from pipelines.featurize import Window, read_validated, select_window
-from pipelines.score import SCORE, live_scores
+from pipelines.scoring import SCORE, live_scores
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def window_performance(
     """The performance trigger's check on the window's labelled rows; None without labels or a champion.
 
     With ``live`` (the champion's own predictions of the window with their labels, late ones joined:
-    :func:`pipelines.score.live_scores`), those scores are judged instead of scoring the window again.
+    :func:`pipelines.scoring.live_scores`), those scores are judged instead of scoring the window again.
     A window above ``drift.sample_rows`` labelled rows is scored on a seeded sample of them (every
     block of event time keeps its share of rows).
     """

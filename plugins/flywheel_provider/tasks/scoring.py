@@ -16,7 +16,7 @@ def score_events(run_id: str) -> dict:
     """Score what is new; skip while there is no champion, fail without retries on bad parameters."""
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-    from pipelines import score
+    from pipelines import scoring
     from pipelines.common.config import ParamsError
 
     hook = FlywheelHook()
@@ -27,12 +27,12 @@ def score_events(run_id: str) -> dict:
             from flywheel_provider.hooks.kafka_ingest import KafkaIngestHook
 
             kafka = KafkaIngestHook().endpoint()
-        summary = score.run(params, settings, run_id, kafka=kafka)
+        summary = scoring.run(params, settings, run_id, kafka=kafka)
     except score.NoChampion as exc:
         raise AirflowSkipException(f"nothing scored: {exc}") from None
     except ParamsError as exc:  # a retry cannot help
         raise AirflowFailException(str(exc)) from None
-    for line in score.describe(summary):
+    for line in scoring.describe(summary):
         log.info("%s", line)
     return summary
 
@@ -43,6 +43,6 @@ def measure_live(scored: dict, run_id: str) -> dict:
 
     hook = FlywheelHook()
     params, settings = hook.params(), hook.settings()
-    performance = score.measure(params, settings, run_id)
+    performance = scoring.measure(params, settings, run_id)
     report.write(settings, "flywheel_scoring", run_id, {"score": scored, "performance": performance})
     return {"days": len(performance["days"]), "report": performance["report"]}

@@ -25,8 +25,8 @@ from pipelines.common.lake import MANIFEST, Lake, safe_run_id
 from pipelines.common.settings import Settings
 from pipelines.evaluate.metrics import metric as metric_value
 from pipelines.promote import block_ids, bootstrap_metric
-from pipelines.score.manifest import PART, PREDICTIONS
-from pipelines.score.stage import SCORE, ScoreError
+from pipelines.scoring.manifest import PART, PREDICTIONS
+from pipelines.scoring.stage import SCORE, ScoreError
 
 LABELS = "labels"
 REPORT = ("reports", "performance", "live.json")

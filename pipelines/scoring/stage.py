@@ -3,9 +3,9 @@
 :func:`run` is the stage (``flywheel score``, the ``flywheel_scoring`` DAG). It asks the registry who
 the champion is (:func:`pipelines.promote.champion_version`, once per run: a new champion takes effect
 at the next run), plans which validated partitions to score from the predictions manifests
-(:func:`pipelines.score.manifest.plan`), loads the champion's MLflow pyfunc (preprocessing inside) by
+(:func:`pipelines.scoring.manifest.plan`), loads the champion's MLflow pyfunc (preprocessing inside) by
 its version, and for each partition writes the predictions, publishes them when ``score.publish_topic``
-is set, and writes the manifest last. The contract is in :mod:`pipelines.score.manifest`.
+is set, and writes the manifest last. The contract is in :mod:`pipelines.scoring.manifest`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from pipelines.common.errors import FlywheelError
 from pipelines.common.lake import MANIFEST, Lake
 from pipelines.common.settings import Settings
 from pipelines.promote import champion_version
-from pipelines.score import manifest
-from pipelines.score.manifest import PART
+from pipelines.scoring import manifest
+from pipelines.scoring.manifest import PART
 
 if TYPE_CHECKING:
     from pipelines.ingest import KafkaEndpoint
@@ -193,7 +193,7 @@ def _publisher(params: Params, kafka: KafkaEndpoint | None) -> Callable[[pd.Data
     if topic is None:
         return None
     from pipelines.ingest import KafkaEndpoint
-    from pipelines.score.publish import send
+    from pipelines.scoring.publish import send
 
     endpoint = kafka or KafkaEndpoint.from_env()
     key = params.schema.key

@@ -3,7 +3,7 @@
 Public: :func:`run` (the stage, ``flywheel score``) and :func:`describe`; :func:`measure` (``flywheel
 performance``: late labels joined to the predictions, the metric per day with its block-bootstrap
 interval) and :func:`live_scores` (what the drift check's performance trigger reads); :func:`plan` (the
-pure manifest decision) and :mod:`~pipelines.score.manifest` (the predictions tier's contract); the
+pure manifest decision) and :mod:`~pipelines.scoring.manifest` (the predictions tier's contract); the
 errors :class:`ScoreError`, :class:`NoChampion` and :class:`LabelError`.
 """
 
@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 from pipelines.common.exports import lazy_exports
 
 if TYPE_CHECKING:
-    from pipelines.score import manifest
-    from pipelines.score.live import LabelError, daily_performance, join_labels, live_scores, measure
-    from pipelines.score.manifest import Plan, plan
-    from pipelines.score.stage import SCORE, Model, NoChampion, ScoreError, describe, run, score_frame
+    from pipelines.scoring import manifest
+    from pipelines.scoring.live import LabelError, daily_performance, join_labels, live_scores, measure
+    from pipelines.scoring.manifest import Plan, plan
+    from pipelines.scoring.stage import SCORE, Model, NoChampion, ScoreError, describe, run, score_frame
 
 _API = {
     "run": "stage",

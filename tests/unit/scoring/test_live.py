@@ -8,8 +8,8 @@ import pytest
 
 from pipelines.common.config import PromoteConfig
 from pipelines.evaluate.metrics import metric
-from pipelines.score import LabelError, daily_performance, join_labels
-from pipelines.score.live import read_label_file
+from pipelines.scoring import LabelError, daily_performance, join_labels
+from pipelines.scoring.live import read_label_file
 from tests.support.data import churn_params
 
 SCHEMA = churn_params().schema

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from pipelines.common.lake import MANIFEST, Lake
-from pipelines.score import Model, ScoreError, manifest, plan, score_frame
-from pipelines.score.stage import score_partition
+from pipelines.scoring import Model, ScoreError, manifest, plan, score_frame
+from pipelines.scoring.stage import score_partition
 from tests.support.data import churn_events, churn_params, write_partition
 
 PARAMS = churn_params()
