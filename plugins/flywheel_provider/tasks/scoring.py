@@ -28,7 +28,7 @@ def score_events(run_id: str) -> dict:
 
             kafka = KafkaIngestHook().endpoint()
         summary = scoring.run(params, settings, run_id, kafka=kafka)
-    except score.NoChampion as exc:
+    except scoring.NoChampion as exc:
         raise AirflowSkipException(f"nothing scored: {exc}") from None
     except ParamsError as exc:  # a retry cannot help
         raise AirflowFailException(str(exc)) from None
@@ -39,7 +39,7 @@ def score_events(run_id: str) -> dict:
 
 def measure_live(scored: dict, run_id: str) -> dict:
     """The champion's live metric per day; the run report holds both steps."""
-    from pipelines import report, score
+    from pipelines import report, scoring
 
     hook = FlywheelHook()
     params, settings = hook.params(), hook.settings()
