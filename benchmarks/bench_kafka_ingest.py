@@ -11,9 +11,10 @@ the end. ``messages`` demo events go to a 3-partition topic; then, alternately, 
   counting records and doing nothing else.
 
 Both report messages/s from consumer creation to the end (Flywheel: to the committed offsets), the
-peak RSS of the process tree (Flywheel's includes its decode-and-land worker), sampled every 10 ms, and
-the CPU time per message of the whole tree and of the consuming process alone. The best run of each
-counts. Peak RSS at 100k and 1M messages shows that memory stays flat. The ratio depends on free cores:
+peak RSS and PSS of the process tree (Flywheel's includes its decode-and-land worker, a fork of the
+consumer: RSS counts the pages they share twice, PSS once), sampled every 10 ms, and the CPU time per
+message of the whole tree and of the consuming process alone. The best run of each counts. Peak memory
+at 100k and 1M messages shows that it stays flat. The ratio depends on free cores:
 Flywheel's decoding runs in a second process, so on a busy machine it competes with the consumer.
 
     python -m benchmarks.bench_kafka_ingest --messages 1000000
@@ -75,15 +76,19 @@ def produce(bootstrap: str, messages: int) -> float:
 
 
 def watch(argv: list[str], env: dict[str, str]) -> tuple[str, dict]:
-    """Run a process to the end; its stdout, and the peak RSS (MB) and CPU seconds of it and its children."""
+    """Run a process to the end; its stdout, and the peak RSS and PSS (MB) and CPU seconds of it and its
+    children. RSS counts a page shared by two processes in each (a forked worker shares its parent's
+    libraries), PSS counts it once, divided between them: the memory the tree really takes."""
     proc = subprocess.Popen(
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT
     )
-    root, peak, cpu = psutil.Process(proc.pid), 0, {}
+    root, peak, peak_pss, cpu = psutil.Process(proc.pid), 0, 0, {}
     while proc.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree))
+            memory = [p.memory_full_info() for p in tree]
+            peak = max(peak, sum(m.rss for m in memory))
+            peak_pss = max(peak_pss, sum(m.pss for m in memory))
             for p in tree:
                 times = p.cpu_times()
                 cpu[p.pid] = times.user + times.system
@@ -94,7 +99,12 @@ def watch(argv: list[str], env: dict[str, str]) -> tuple[str, dict]:
     if proc.returncode != 0:
         raise RuntimeError(f"{argv[2:5]} failed with exit status {proc.returncode}: {out[-2000:]}")
     main = cpu.pop(proc.pid, 0.0)
-    return out, {"peak_rss_mb": peak / 2**20, "cpu_s": main + sum(cpu.values()), "main_cpu_s": main}
+    return out, {
+        "peak_rss_mb": peak / 2**20,
+        "peak_pss_mb": peak_pss / 2**20,
+        "cpu_s": main + sum(cpu.values()),
+        "main_cpu_s": main,
+    }
 
 
 def params_file(folder: Path, group: str, messages: int) -> Path:
@@ -166,16 +176,20 @@ def bench(messages: int = 200_000, repeats: int = 2) -> dict:
             "msgs_per_s": best_f["msgs_per_s"],
             "seconds": best_f["seconds"],
             "peak_rss_mb": max(r["peak_rss_mb"] for r in flywheel),
+            "peak_pss_mb": max(r["peak_pss_mb"] for r in flywheel),
             **per_msg["flywheel"],
         },
         "baseline": {
             "msgs_per_s": best_b["msgs_per_s"],
             "seconds": best_b["seconds"],
             "peak_rss_mb": max(r["peak_rss_mb"] for r in baseline),
+            "peak_pss_mb": max(r["peak_pss_mb"] for r in baseline),
             **per_msg["baseline"],
         },
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "ratio": best_f["msgs_per_s"] / best_b["msgs_per_s"],
+        "rss_ratio": max(r["peak_rss_mb"] for r in flywheel) / max(r["peak_rss_mb"] for r in baseline),
+        "pss_ratio": max(r["peak_pss_mb"] for r in flywheel) / max(r["peak_pss_mb"] for r in baseline),
         "messages": messages,
         "flywheel_phases": best_f["phases"],
         "flywheel_parts": best_f["parts"],
@@ -186,7 +200,9 @@ def bench(messages: int = 200_000, repeats: int = 2) -> dict:
         "land Parquet parts → manifests → commit, in a fresh process; "
         "baseline = bare kafka-python poll loop with the same "
         f"consumer settings, in a fresh process; best of {repeats}. Ratio = Flywheel / baseline msgs/s "
-        "(higher is better); peak RSS of the process tree (Flywheel's includes its worker). "
+        "(higher is better); peak RSS and PSS of the process tree (Flywheel's includes its forked worker, "
+        "whose pages shared with the consumer RSS counts twice and PSS once); rss_ratio and pss_ratio: "
+        "Flywheel / baseline. "
         "cpu_us_per_msg: CPU time of the process tree per message; consumer_process_cpu_us_per_msg: "
         "the consuming process alone (Flywheel decodes and lands in its worker process), which bounds "
         "the ratio when a core is free for the worker. load_average: the machine's, at the end.",

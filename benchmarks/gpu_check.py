@@ -341,6 +341,9 @@ def spawn(argv: list[str], timeout_s: float) -> tuple[str, float]:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         return "timed out", time.perf_counter() - start
+    except BaseException:  # Ctrl-C: the part and everything it started go too
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
     outcome = "ok" if status == 0 else f"failed (exit status {status})"
     return outcome, time.perf_counter() - start
 
@@ -407,6 +410,7 @@ def check_all(results_path: Path, budget_s: float) -> int:
                 note = f"skipped: {left:.0f} s left of the budget, the part needs at least {part.min_s:.0f} s"
                 check["parts"][part.name] = {"outcome": note}
                 print(f"== {part.name}: {note}", flush=True)
+                save(results_path, check)
                 continue
             print(f"== {part.name} (up to {timeout:.0f} s)", flush=True)
             out = Path(tmp) / f"{part.name}.json"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,8 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from pipelines.common.io import table_bytes
+
+_COPY_BLOCK = 8 << 20  # bytes copied at a time by Lake.write_file
 
 MANIFEST = "_manifest.json"
 TIERS = ("landing", "quarantine", "validated", "rejected", "reports", "state", "predictions", "labels")
@@ -83,6 +86,26 @@ class Lake:
         tmp = f"{path}.tmp"
         with open(tmp, "wb") as fh:
             fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_folder(folder)
+
+    def write_file(self, path: str, local: str) -> None:
+        """Copy the local file ``local`` to ``path`` with :meth:`write_bytes`' guarantees, a block at a time.
+
+        The memory it takes does not grow with the file. On an object store the upload (multipart for a
+        large file) becomes visible only once complete.
+        """
+        fs = self.fs
+        if not isinstance(fs, LocalFileSystem):
+            fs.put_file(local, path)
+            return
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        tmp = f"{path}.tmp"
+        with open(local, "rb") as source, open(tmp, "wb") as fh:
+            shutil.copyfileobj(source, fh, _COPY_BLOCK)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -7,8 +7,10 @@ One run, in this order, so that a crash anywhere loses nothing:
    brokers report lagging end offsets): the run drains up to them, or stops at ``max_records`` /
    ``max_seconds``;
 2. poll in batches; every ``chunk_rows`` records become one chunk, decoded and typed by the files
-   source's row rules and written as ``part-NNNNN.parquet`` (and ``part-NNNNN.jsonl`` in quarantine).
-   With ``workers: 1`` a child process does this while the consumer keeps fetching;
+   source's row rules ``DECODE_ROWS`` records at a time as they arrive (the working memory is a
+   batch's, and only the last batch is left to decode when the drain ends), and written whole as
+   ``part-NNNNN.parquet`` (and ``part-NNNNN.jsonl`` in quarantine). With ``workers: 1`` a child
+   process does this while the consumer keeps fetching;
 3. write the quarantine manifest, then the landing manifest (offset ranges and counts per topic
    partition), durably, last;
 4. commit the offsets, and only now.
@@ -30,7 +32,7 @@ import signal
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,7 +55,8 @@ from pipelines.ingest.messages import Segment, decode_segments
 log = logging.getLogger(__name__)
 
 SOURCE = "kafka"
-MAX_IN_FLIGHT = 2  # chunks handed to the worker and not yet landed: bounds the consumer's memory
+MAX_IN_FLIGHT = 3  # batches handed to the worker and not yet decoded: bounds the consumer's memory
+DECODE_ROWS = 10_000  # records handed to the decoder at a time (a chunk is landed whole, in one part)
 _POLL_MS = 500
 _OFFSET, _KEY, _VALUE = attrgetter("offset"), attrgetter("key"), attrgetter("value")
 
@@ -89,34 +92,79 @@ class ChunkSummary:
     max_event_time: str | None = None
 
 
+@dataclass
+class _Piece:
+    """One batch of a chunk, decoded: its typed rows as Arrow, its quarantine entries and counts."""
+
+    table: pa.Table
+    quarantined: list[dict[str, Any]]
+    consumed: int
+    by_partition: dict[str, list[int]]
+    times: list[pd.Timestamp]
+
+
+class ChunkBuilder:
+    """Decodes a chunk batch by batch as the records come, and lands it whole when told.
+
+    Decoding a batch at a time bounds the working memory by the batch, not the chunk, and leaves
+    only the last batch to decode when the drain ends; the parts are still one per chunk.
+    """
+
+    def __init__(self, target: ChunkTarget) -> None:
+        self.target = target
+        self.arrow_schema = records.arrow_schema(target.schema)
+        self.pieces: list[_Piece] = []
+
+    def add(self, segments: list[Segment]) -> None:
+        """Decode and type one batch of records; keep the rows as Arrow until the chunk lands."""
+        decoded = decode_segments(segments, self.target.schema, self.target.cfg, self.target.now)
+        frame = decoded.frame
+        times = frame[self.target.schema.event_time]
+        self.pieces.append(
+            _Piece(
+                table=pa.Table.from_pandas(frame, schema=self.arrow_schema, preserve_index=False),
+                quarantined=decoded.quarantined,
+                consumed=sum(len(s) for s in segments),
+                by_partition=_by_partition(segments, decoded.quarantined),
+                times=[times.min(), times.max()] if len(frame) else [],
+            )
+        )
+
+    def land(self, index: int) -> ChunkSummary:
+        """Write the batches added since the last chunk as part ``index`` and its quarantine part."""
+        pieces, self.pieces = self.pieces, []
+        lake = Lake(self.target.lake_root)
+        table = pa.concat_tables([p.table for p in pieces]) if pieces else self.arrow_schema.empty_table()
+        quarantined = [entry for p in pieces for entry in p.quarantined]
+        part = quarantine_part = None
+        if table.num_rows:
+            part = part_name(index, ".parquet")
+            lake.write_bytes(f"{self.target.landing}/{part}", table_bytes(table))
+        if quarantined:
+            quarantine_part = part_name(index, ".jsonl")
+            lake.write_bytes(f"{self.target.quarantine}/{quarantine_part}", jsonl_bytes(quarantined))
+        consumed = sum(p.consumed for p in pieces)
+        check_counts(consumed, table.num_rows, len(quarantined))
+        times = [t for p in pieces for t in p.times]
+        return ChunkSummary(
+            index=index,
+            consumed=consumed,
+            landed=table.num_rows,
+            quarantined=len(quarantined),
+            reasons=dict(Counter(records.reason_kind(e["reason"]) for e in quarantined)),
+            part=part,
+            quarantine_part=quarantine_part,
+            by_partition=_sum_counts(p.by_partition for p in pieces),
+            min_event_time=min(times).isoformat() if times else None,
+            max_event_time=max(times).isoformat() if times else None,
+        )
+
+
 def land_chunk(target: ChunkTarget, index: int, segments: list[Segment]) -> ChunkSummary:
     """Decode a chunk and write its landed part and quarantine part (each whole, durably)."""
-    decoded = decode_segments(segments, target.schema, target.cfg, target.now)
-    lake = Lake(target.lake_root)
-    part = quarantine_part = None
-    frame = decoded.frame
-    if len(frame):
-        part = part_name(index, ".parquet")
-        table = pa.Table.from_pandas(frame, schema=records.arrow_schema(target.schema), preserve_index=False)
-        lake.write_bytes(f"{target.landing}/{part}", table_bytes(table))
-    if decoded.quarantined:
-        quarantine_part = part_name(index, ".jsonl")
-        lake.write_bytes(f"{target.quarantine}/{quarantine_part}", jsonl_bytes(decoded.quarantined))
-    consumed = sum(len(s) for s in segments)
-    check_counts(consumed, len(frame), len(decoded.quarantined))
-    times = frame[target.schema.event_time] if len(frame) else None
-    return ChunkSummary(
-        index=index,
-        consumed=consumed,
-        landed=len(frame),
-        quarantined=len(decoded.quarantined),
-        reasons=dict(decoded.reasons()),
-        part=part,
-        quarantine_part=quarantine_part,
-        by_partition=_by_partition(segments, decoded.quarantined),
-        min_event_time=times.min().isoformat() if times is not None else None,
-        max_event_time=times.max().isoformat() if times is not None else None,
-    )
+    builder = ChunkBuilder(target)
+    builder.add(segments)
+    return builder.land(index)
 
 
 def _by_partition(segments: list[Segment], quarantined: list[dict[str, Any]]) -> dict[str, list[int]]:
@@ -128,13 +176,23 @@ def _by_partition(segments: list[Segment], quarantined: list[dict[str, Any]]) ->
     return counts
 
 
-_TARGET: ChunkTarget | None = None
+def _sum_counts(counts: Iterable[dict[str, list[int]]]) -> dict[str, list[int]]:
+    total: dict[str, list[int]] = {}
+    for by_partition in counts:
+        for name, (n, q) in by_partition.items():
+            sums = total.setdefault(name, [0, 0])
+            sums[0] += n
+            sums[1] += q
+    return total
+
+
+_BUILDER: ChunkBuilder | None = None
 
 
 def _worker_init(target: ChunkTarget, parent: int) -> None:
     """In the worker: remember the run, and die with the consumer process (even on ``kill -9``)."""
-    global _TARGET
-    _TARGET = target
+    global _BUILDER
+    _BUILDER = ChunkBuilder(target)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError, AttributeError):  # Linux: the kernel kills us when the parent dies
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -147,9 +205,14 @@ def _exit_when_orphaned(parent: int) -> None:
     os._exit(1)
 
 
-def _land_in_worker(index: int, segments: list[Segment]) -> ChunkSummary:
-    assert _TARGET is not None, "worker not initialised"
-    return land_chunk(_TARGET, index, segments)
+def _add_in_worker(segments: list[Segment]) -> None:
+    assert _BUILDER is not None, "worker not initialised"
+    _BUILDER.add(segments)
+
+
+def _land_in_worker(index: int) -> ChunkSummary:
+    assert _BUILDER is not None, "worker not initialised"
+    return _BUILDER.land(index)
 
 
 def _ready() -> int:
@@ -157,7 +220,7 @@ def _ready() -> int:
 
 
 class Lander:
-    """Lands chunks in order, inline or in one child process, with at most two chunks in flight.
+    """Decodes batches and lands chunks in order, inline or in one child process, a few batches in flight.
 
     Create it *before* the Kafka consumer: the child is forked while the process has no client threads.
     """
@@ -166,8 +229,9 @@ class Lander:
         self.target = target
         self.workers = workers
         self.summaries: list[ChunkSummary] = []
-        self._pending: deque[Future[ChunkSummary]] = deque()
+        self._pending: deque[Future[ChunkSummary | None]] = deque()
         self._pool: ProcessPoolExecutor | None = None
+        self._builder = ChunkBuilder(target)
         self._next = 0
 
     def __enter__(self) -> Lander:
@@ -185,21 +249,38 @@ class Lander:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def submit(self, segments: list[Segment]) -> None:
-        """Land one chunk (returns at once while fewer than two are in flight)."""
+    def add(self, segments: list[Segment]) -> None:
+        """Decode one batch of the current chunk (returns at once while few batches are in flight)."""
+        if self._pool is None:
+            self._builder.add(segments)
+            return
+        self._pending.append(self._pool.submit(_add_in_worker, segments))
+        self._wait(MAX_IN_FLIGHT)
+
+    def land(self) -> None:
+        """The batches added since the last chunk become the next chunk's parts."""
         index, self._next = self._next, self._next + 1
         if self._pool is None:
-            self.summaries.append(land_chunk(self.target, index, segments))
+            self.summaries.append(self._builder.land(index))
             return
-        self._pending.append(self._pool.submit(_land_in_worker, index, segments))
-        while len(self._pending) >= MAX_IN_FLIGHT:
-            self.summaries.append(self._pending.popleft().result())
+        self._pending.append(self._pool.submit(_land_in_worker, index))
+        self._wait(MAX_IN_FLIGHT)
+
+    def submit(self, segments: list[Segment]) -> None:
+        """Land ``segments`` as one chunk."""
+        self.add(segments)
+        self.land()
 
     def finish(self) -> list[ChunkSummary]:
         """Wait for every chunk; the summaries in chunk order."""
-        while self._pending:
-            self.summaries.append(self._pending.popleft().result())
+        self._wait(1)
         return self.summaries
+
+    def _wait(self, below: int) -> None:
+        while len(self._pending) >= below:
+            summary = self._pending.popleft().result()
+            if summary is not None:
+                self.summaries.append(summary)
 
 
 # -- the consumer -------------------------------------------------------------------------------
@@ -289,8 +370,9 @@ class _Drain:
         self.consumer, self.cfg, self.endpoint, self.lander = consumer, cfg, endpoint, lander
         self.drained = Drained()
         self.listener = _rebalance_listener(consumer, self.drained)
-        self.chunk: list[Segment] = []
-        self.rows = 0
+        self.batch: list[Segment] = []  # polled, not yet handed to the decoder
+        self.batch_rows = 0
+        self.rows = 0  # in the current chunk
 
     def join(self) -> None:
         """Subscribe and poll until partitions are assigned (records those polls return are kept)."""
@@ -314,7 +396,7 @@ class _Drain:
         for tp, recs in batch.items():
             if not recs:
                 continue
-            self.chunk.append(
+            self.batch.append(
                 Segment(
                     tp.topic,
                     tp.partition,
@@ -326,7 +408,10 @@ class _Drain:
             self.drained.first.setdefault(tp, recs[0].offset)
             self.drained.last[tp] = recs[-1].offset
             self.rows += len(recs)
+            self.batch_rows += len(recs)
             self.drained.consumed += len(recs)
+        if self.batch_rows >= DECODE_ROWS:
+            self._hand_over()
 
     def run(self) -> Drained:
         """Poll until each assigned partition reaches the end offset seen at the start, or a budget ends."""
@@ -402,10 +487,18 @@ class _Drain:
         if new:
             self.drained.end.update(self.consumer.end_offsets(new))
 
+    def _hand_over(self) -> None:
+        """The polled batch to the decoder (kept back when this run lands nothing)."""
+        if self.batch and self.lander is not None:
+            self.lander.add(self.batch)
+            self.batch, self.batch_rows = [], 0
+
     def _flush(self) -> None:
-        if self.chunk and self.lander is not None:
-            self.lander.submit(self.chunk)
-        self.chunk, self.rows = [], 0
+        """The current chunk becomes a part."""
+        self._hand_over()
+        if self.rows and self.lander is not None:
+            self.lander.land()
+        self.rows = 0
 
 
 def commit(consumer: Any, offsets: dict[Any, int], run_id: str, endpoint: KafkaEndpoint) -> dict[str, int]:

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.common.config import IngestConfig, Schema
 from pipelines.ingest import rows as records
@@ -53,8 +55,14 @@ def decode_segments(
 ) -> DecodedChunk:
     """Decode and type the messages of a chunk; ``consumed == len(frame) + len(quarantined)``."""
     values = [v for s in segments for v in s.values]
-    objects, positions, refused = records.decode_json_values(values, cfg.max_record_bytes)
-    raw = records.frame_from_objects(objects, [f.name for f in records.fields(schema)])
+    names = [f.name for f in records.fields(schema)]
+    raw = records.frame_from_json_values(values, schema, cfg.max_record_bytes)
+    if raw is not None:  # every value a plain JSON object: decoded in one call
+        positions: list[int] | range = range(len(values))
+        refused: list[tuple[int, str]] = []
+    else:
+        objects, positions, refused = records.decode_json_values(values, cfg.max_record_bytes)
+        raw = records.frame_from_objects(objects, names)
     typed, reasons = records.coerce(raw, schema, cfg, now)
     where = np.asarray(positions, dtype=np.int64)
     origins = _origins(segments)
@@ -67,9 +75,17 @@ def decode_segments(
 
 
 def _origins(segments: list[Segment]) -> np.ndarray:
-    """``topic:partition:offset`` of every message, in order."""
-    out = [f"{s.topic}:{s.partition}:{o}" for s in segments for o in s.offsets]
-    return np.array(out, dtype=object)
+    """``topic:partition:offset`` of every message, in order (joined by Arrow, a segment at a time)."""
+    parts = [
+        pc.binary_join_element_wise(
+            f"{s.topic}:{s.partition}", pa.array(s.offsets, pa.int64()).cast(pa.string()), ":"
+        )
+        for s in segments
+        if len(s)
+    ]
+    if not parts:
+        return np.array([], dtype=object)
+    return np.asarray(pa.chunked_array(parts, pa.string()).to_numpy(zero_copy_only=False), dtype=object)
 
 
 def _entry(

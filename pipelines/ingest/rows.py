@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pandas.api.types import infer_dtype
 
 from pipelines.common.config import IngestConfig, Schema
@@ -122,15 +123,18 @@ class JsonLines:
 _JSON_CHUNK = 4096
 
 
-def read_json_lines(data: bytes, origin: str, max_record_bytes: int) -> JsonLines:
+def read_json_lines(data: bytes, origin: str, max_record_bytes: int, first_line: int = 1) -> JsonLines:
     """Decode JSON Lines: one object per line, or a quarantine entry saying why not.
 
     A line is quarantined when it is larger than ``max_record_bytes``, not UTF-8,
     not JSON, or JSON but not an object. Blank lines are skipped, not counted.
-    Origins are ``<origin>:<line>`` with 1-based line numbers. Chunks of clean
+    Origins are ``<origin>:<line>`` with 1-based line numbers; ``data`` starts at line
+    ``first_line`` of its file (a batch of a streamed file). Chunks of clean
     lines are decoded in one call; a chunk with any problem is redone line by line.
     """
-    lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")  # a UTF-8 byte order mark is not a record
+    if first_line == 1:
+        data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark is not a record
+    lines = data.split(b"\n")
     if lines and not lines[-1]:
         lines.pop()  # the newline that ends the file
     out = JsonLines([], [], [], [])
@@ -141,9 +145,9 @@ def read_json_lines(data: bytes, origin: str, max_record_bytes: int) -> JsonLine
         if objects is not None:
             out.objects += objects
             out.raws += chunk
-            numbers += range(lo + 1, lo + len(chunk) + 1)
+            numbers += range(first_line + lo, first_line + lo + len(chunk))
         else:
-            _decode_lines(chunk, lo, origin, max_record_bytes, out, numbers)
+            _decode_lines(chunk, first_line - 1 + lo, origin, max_record_bytes, out, numbers)
     out.origins = [f"{origin}:{n}" for n in numbers]
     return out
 
@@ -283,6 +287,65 @@ def decode_json_values(
             objects.append(obj)
             positions.append(position)
     return objects, positions, refused
+
+
+_ARROW_JSON_TYPES: dict[str, tuple[Callable[[pa.DataType], bool], ...]] = {  # what each kind takes as is
+    "key": (pa.types.is_string, pa.types.is_int64),
+    "time": (pa.types.is_string,),
+    "float": (pa.types.is_float64, pa.types.is_int64),
+    "int": (pa.types.is_int64,),  # a float there (1.5, or 2 beside 2.5) is for the per-record rules
+    "target": (pa.types.is_int64, pa.types.is_boolean),
+    "category": (pa.types.is_string,),
+}
+
+
+def frame_from_json_values(
+    values: list[bytes | None], schema: Schema, max_record_bytes: int
+) -> pd.DataFrame | None:
+    """The raw frame of the schema's fields in ``values`` (a JSON object each), decoded by Arrow in one call.
+
+    The fast path of a message source: columns of plain numbers come out as numbers (``coerce`` types
+    them as it does a Parquet file's), strings as objects. None when any value needs
+    :func:`decode_json_values`' per-record rules, which decide and explain: a missing, empty,
+    oversized or multi-line value, one not starting with ``{``, ``NaN``/``Infinity``, JSON Arrow
+    refuses (not an object, a field of two types or given twice, text that is not UTF-8 or a lone
+    surrogate escape, a time or category that is not a string), a column of another type than
+    its field takes as is (a float in an integer field, a key beyond 64 bits, a nested value), or a
+    row count that does not match.
+    """
+    import pyarrow.json as pa_json
+
+    if not values or None in values:
+        return None
+    blob = b"\n".join(values)  # type: ignore[arg-type]  # None was ruled out above
+    if (
+        blob[:1] != b"{"  # each value starts an object: the first, and one after every newline
+        or blob.count(b"\n") != len(values) - 1
+        or blob.count(b"\n{") != len(values) - 1
+        or max(map(len, values)) > max_record_bytes  # type: ignore[arg-type]
+    ):
+        return None
+    options = pa_json.ReadOptions(use_threads=False, block_size=max(1 << 20, len(blob) + 1))
+    text = [pa.field(f.name, pa.string()) for f in fields(schema) if f.kind in ("time", "category")]
+    parsing = pa_json.ParseOptions(explicit_schema=pa.schema(text), unexpected_field_behavior="infer")
+    try:  # times and categories stay text (Arrow would infer timestamps), numbers there refuse the chunk
+        table = pa_json.read_json(pa.BufferReader(blob), read_options=options, parse_options=parsing)
+        present = [f for f in fields(schema) if f.name in table.column_names]
+        table = table.select([f.name for f in present])
+        if table.num_rows != len(values) or not all(
+            pa.types.is_null(t) or any(ok(t) for ok in _ARROW_JSON_TYPES[f.kind])
+            for f, t in zip(present, table.schema.types, strict=True)
+        ):
+            return None
+        floats = [c for c in table.columns if pa.types.is_float64(c.type)]
+        if any(c.null_count < len(c) and not pc.all(pc.is_finite(c)).as_py() for c in floats):
+            return None  # NaN or Infinity, which Arrow reads and the JSON standard has not
+        table.validate(full=True)  # UTF-8 of every string
+        frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return None
+    frame.index = pd.RangeIndex(len(values))
+    return frame
 
 
 def _loads(text: str) -> tuple[Any, str | None]:
@@ -664,6 +727,7 @@ __all__ = [
     "decode_json_lines",
     "decode_json_record",
     "fields",
+    "frame_from_json_values",
     "frame_from_objects",
     "quarantine_entry",
     "raw_text",

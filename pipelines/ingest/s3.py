@@ -1,13 +1,16 @@
 """The S3 source: land the new objects under a prefix, remembered by key and ETag.
 
 Objects are JSON Lines, CSV or Parquet (``.gz`` for JSON Lines and CSV), read with the files
-source's readers and row rules (:func:`pipelines.ingest.formats.read_file`), one object at a time: each
-object becomes one ``part-NNNNN.parquet`` of the run's landing partition (and ``part-NNNNN.jsonl`` in
-quarantine). The landing manifest (written last) lists every object with its ETag, size, sha256
-and counts; only then does ``state/source=s3/objects.json`` remember the objects, so a crash before
-it makes the next run read them again (validation drops the event keys already validated). A
-changed object (same key, new ETag) is read again. The endpoint and credentials come from the
-environment or the ``flywheel_s3`` Connection, never from params.
+source's row rules as a stream (:func:`pipelines.ingest.formats.read_stream`): each object is
+downloaded to a local temporary file a block at a time (hashing it), read back in batches of records
+(lines of JSON Lines and CSV, gzip decompressed as it goes, rows of Parquet) and written batch by
+batch into its ``part-NNNNN.parquet`` of the run's landing partition (and ``part-NNNNN.jsonl`` in
+quarantine), so the memory a run takes does not grow with the objects' sizes; ``PARALLEL_OBJECTS``
+objects (up to four, one a core) are read at once. The landing manifest (written last) lists every
+object with its ETag, size, sha256 and counts; only then does ``state/source=s3/objects.json``
+remember the objects, so a crash before it makes the next run read them again (validation drops the
+event keys already validated). A changed object (same key, new ETag) is read again. The endpoint and
+credentials come from the environment or the ``flywheel_s3`` Connection, never from params.
 """
 
 from __future__ import annotations
@@ -15,12 +18,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import tempfile
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipelines.common.config import Params, S3SourceConfig
 from pipelines.common.io import table_bytes
@@ -28,12 +36,15 @@ from pipelines.common.lake import MANIFEST, Lake
 from pipelines.common.settings import Settings
 from pipelines.ingest import rows as records
 from pipelines.ingest.endpoints import S3Endpoint, SourceUnavailable
-from pipelines.ingest.formats import hidden, read_file, relative_path, suffixes
+from pipelines.ingest.formats import UnreadableFile, hidden, read_stream, relative_path, suffixes
 from pipelines.ingest.landing import IngestError, check_counts, jsonl_bytes, part_name, write_manifest
 
 log = logging.getLogger(__name__)
 
 SOURCE = "s3"
+PARALLEL_OBJECTS = min(4, os.cpu_count() or 1)  # objects read at once (each holds one batch in memory)
+DOWNLOAD_BLOCK = 8 << 20  # bytes read from S3 at a time
+BATCH_ROWS = 20_000  # records of an object decoded at a time
 
 
 def run(
@@ -131,45 +142,17 @@ def _land(
     run_id: str,
     endpoint: S3Endpoint,
 ) -> dict[str, Any]:
-    """Read each object, write its parts, then the manifests (quarantine, then landing, last)."""
+    """Stream the objects, several at once, into their parts; then the manifests (quarantine, landing)."""
     now = pd.Timestamp.now(tz="UTC")
-    objects: list[dict[str, Any]] = []
-    parts: list[str] = []
-    quarantine_parts: list[str] = []
+    target = _Target(fs, lake, landing, quarantine, params, now, endpoint)
+    with ThreadPoolExecutor(PARALLEL_OBJECTS, thread_name_prefix="flywheel-s3") as pool:
+        landed = list(pool.map(lambda item: _land_object(target, *item), enumerate(new)))
+    objects = [entry for entry, _ in landed]
+    parts = [o["part"] for o in objects if o["part"]]
+    quarantine_parts = [part_name(i, ".jsonl") for i, o in enumerate(objects) if o["quarantined"]]
     reasons: Counter[str] = Counter()
-    for index, (url, info) in enumerate(new):
-        try:
-            data = fs.cat_file(url)
-        except Exception as exc:
-            raise _unavailable(endpoint, f"reading {url}", exc) from None
-        sha = hashlib.sha256(data).hexdigest()
-        result = read_file(data, url, url, params.schema, params.ingest, now, sha)
-        entry: dict[str, Any] = {
-            "key": url,
-            "etag": _etag(info),
-            "size": len(data),
-            "sha256": sha,
-            "consumed": result.consumed,
-            "landed": len(result.landed),
-            "quarantined": len(result.quarantined),
-            "part": None,
-        }
-        if len(result.landed):
-            entry["part"] = part_name(index, ".parquet")
-            table = pa.Table.from_pandas(
-                result.landed, schema=records.arrow_schema(params.schema), preserve_index=False
-            )
-            lake.write_bytes(f"{landing}/{entry['part']}", table_bytes(table))
-            parts.append(entry["part"])
-        if result.quarantined:
-            name = part_name(index, ".jsonl")
-            lake.write_bytes(
-                f"{quarantine}/{name}",
-                jsonl_bytes({**e, "object": url, "etag": entry["etag"]} for e in result.quarantined),
-            )
-            quarantine_parts.append(name)
-        reasons.update(records.reason_kind(e["reason"]) for e in result.quarantined)
-        objects.append(entry)
+    for _, counted in landed:
+        reasons.update(counted)
     counts = {k: sum(o[k] for o in objects) for k in ("consumed", "landed", "quarantined")}
     check_counts(counts["consumed"], counts["landed"], counts["quarantined"])
     if not parts:  # everything was quarantined: an empty part keeps the partition readable
@@ -195,6 +178,95 @@ def _land(
         write_manifest(lake, quarantine, {**manifest, "data": quarantine_parts})
     write_manifest(lake, landing, {**manifest, "data": parts})
     return manifest
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where and how the objects of one run land."""
+
+    fs: Any
+    lake: Lake
+    landing: str
+    quarantine: str
+    params: Params
+    now: pd.Timestamp
+    endpoint: S3Endpoint
+
+
+def _land_object(
+    target: _Target, index: int, item: tuple[str, dict[str, Any]]
+) -> tuple[dict[str, Any], Counter[str]]:
+    """Download one object to a local file (hashing it), read it in batches into a local Parquet part and
+    quarantine file, then copy those into the lake: the memory it takes is a batch's, whatever its size."""
+    url, info = item
+    etag = _etag(info)
+    entry: dict[str, Any] = {"key": url, "etag": etag, "landed": 0, "quarantined": 0, "part": None}
+    reasons: Counter[str] = Counter()
+    with tempfile.TemporaryDirectory(prefix="flywheel-s3-") as tmp:
+        local, part, bad = (os.path.join(tmp, n) for n in ("object", "part.parquet", "quarantine.jsonl"))
+        entry["sha256"], entry["size"] = _download(target, url, local)
+        try:
+            _read_object(target, url, etag, local, part, bad, entry, reasons)
+        except UnreadableFile as exc:  # the whole object is one quarantined record, as read_file has it
+            with open(local, "rb") as fh:
+                head = fh.read(target.params.ingest.max_record_bytes)
+            whole = records.quarantine_entry(url, head, str(exc))
+            with open(bad, "wb") as out:
+                out.write(jsonl_bytes([{**whole, "object": url, "etag": etag}]))
+            entry.update(landed=0, quarantined=1)
+            reasons = Counter([records.reason_kind(whole["reason"])])
+        entry["consumed"] = entry["landed"] + entry["quarantined"]
+        if entry["landed"]:
+            entry["part"] = part_name(index, ".parquet")
+            target.lake.write_file(f"{target.landing}/{entry['part']}", part)
+        if entry["quarantined"]:
+            target.lake.write_file(f"{target.quarantine}/{part_name(index, '.jsonl')}", bad)
+    keys = ("key", "etag", "size", "sha256", "consumed", "landed", "quarantined", "part")
+    return {k: entry[k] for k in keys}, reasons
+
+
+def _download(target: _Target, url: str, local: str) -> tuple[str, int]:
+    """Copy an object to a local file a block at a time; its sha256 and size."""
+    digest, size = hashlib.sha256(), 0
+    try:
+        with target.fs.open(url, "rb", block_size=DOWNLOAD_BLOCK) as remote, open(local, "wb") as out:
+            while block := remote.read(DOWNLOAD_BLOCK):
+                digest.update(block)
+                size += len(block)
+                out.write(block)
+    except Exception as exc:
+        raise _unavailable(target.endpoint, f"reading {url}", exc) from None
+    return digest.hexdigest(), size
+
+
+def _read_object(
+    target: _Target,
+    url: str,
+    etag: str | None,
+    local: str,
+    part: str,
+    bad: str,
+    entry: dict[str, Any],
+    reasons: Counter[str],
+) -> None:
+    """Typed rows a batch at a time into the Parquet part, refused records into the quarantine file."""
+    schema = records.arrow_schema(target.params.schema)
+    writer: pq.ParquetWriter | None = None
+    try:
+        with open(local, "rb") as stream, open(bad, "wb") as out:
+            cfg = target.params.ingest
+            for typed, refused in read_stream(stream, url, target.params.schema, cfg, target.now, BATCH_ROWS):
+                if len(typed):
+                    writer = writer or pq.ParquetWriter(part, schema, compression="zstd")
+                    writer.write_table(pa.Table.from_pandas(typed, schema=schema, preserve_index=False))
+                    entry["landed"] += len(typed)
+                if refused:
+                    out.write(jsonl_bytes({**e, "object": url, "etag": etag} for e in refused))
+                    entry["quarantined"] += len(refused)
+                    reasons.update(records.reason_kind(e["reason"]) for e in refused)
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 def _summary(manifest: dict[str, Any], landing: str, quarantine: str) -> dict[str, Any]:

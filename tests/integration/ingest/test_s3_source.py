@@ -124,3 +124,36 @@ def test_produce_to_s3_and_ingest_from_the_command_line(s3_server, tmp_path, req
         summary["sources"] == ["s3"]
         and summary["consumed"] == 800 == summary["landed"] + summary["quarantined"]
     )
+
+
+def test_objects_read_in_small_batches_land_what_whole_reads_land(s3_server, tmp_path, request, monkeypatch):
+    from pipelines.demo import generator as produce
+    from pipelines.ingest import s3
+
+    url = f"s3://{bucket_for(request)}/events"
+    options = s3_server.storage_options()
+    for fmt, seed in (("jsonl", 1), ("csv", 2), ("parquet", 3)):
+        produce.produce(url, rows=500, seed=seed, fmt=fmt, malformed_fraction=0.03, storage_options=options)
+    _, lines, _ = produce.messages(300, seed=4, batch="zipped")
+    s3_server.filesystem().pipe_file(f"{url}/zipped.jsonl.gz", gzip.compress(b"\n".join(lines) + b"\n"))
+
+    def land(batch_rows: int, folder: str):
+        monkeypatch.setattr(s3, "BATCH_ROWS", batch_rows)
+        (tmp_path / folder).mkdir()
+        install = s3_install(tmp_path / folder, url)
+        summary = s3.run(install.params(), install.settings(), "run-1", s3_server)
+        lake = install.lake()
+        quarantined = [
+            lake.fs.cat_file(path) for path in lake.part_files(summary["quarantine_partition"], ".jsonl")
+        ]
+        return summary, lake.read_partition(summary["landing_partition"]), quarantined
+
+    whole, whole_rows, whole_bad = land(1_000_000, "whole")
+    small, small_rows, small_bad = land(7, "small")
+
+    assert whole["consumed"] == 3 * 500 + 300 and whole["quarantined"] > 0
+    assert {k: small[k] for k in ("consumed", "landed", "quarantined", "reasons")} == {
+        k: whole[k] for k in ("consumed", "landed", "quarantined", "reasons")
+    }
+    pd.testing.assert_frame_equal(small_rows, whole_rows)
+    assert small_bad == whole_bad

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 
+from benchmarks import gpu_check
 from benchmarks.gpu_check import (
     PARTS,
     ROOT,
@@ -85,3 +87,35 @@ def test_the_pytest_report_gives_counts_and_the_failures():
         },
         {"test": "tests.unit.train.test_checkpoint::test_rng", "outcome": "error", "message": "CUDA error"},
     ]
+
+
+def test_a_part_past_its_budget_is_killed_with_what_it_started():
+    outcome, seconds = gpu_check.spawn(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', "
+            "'import time; time.sleep(60)']); time.sleep(60)",
+        ],
+        timeout_s=2,
+    )
+    assert outcome == "timed out" and seconds < 30
+
+
+@pytest.mark.slow
+def test_the_driver_runs_each_part_in_its_own_process_and_saves_after_each(tmp_path, monkeypatch):
+    """The whole driver on a CPU: the CUDA tests part runs (its tests skip), the others are out of time."""
+    monkeypatch.setattr(gpu_check, "gpu_description", lambda: {"gpu": "test GPU", "gpus": 1})
+    monkeypatch.setattr(gpu_check, "PARTS", (Part("cuda_tests", 200, 1), Part("train_gpu_10m", 100, 10_000)))
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"benchmarks": {"kept": {"ratio": 1.0}}}))
+
+    status = gpu_check.check_all(results, budget_s=300)
+
+    saved = json.loads(results.read_text())
+    assert status == 0 and saved["benchmarks"] == {"kept": {"ratio": 1.0}}
+    check = saved["gpu_check"]
+    assert check["gpu"] == "test GPU" and check["machine"]["cpu_count"] >= 1
+    tests = check["parts"]["cuda_tests"]
+    assert tests["outcome"] == "ok" and tests["counts"]["tests"] >= 5 and tests["failed"] == []
+    assert check["parts"]["train_gpu_10m"]["outcome"].startswith("skipped: ")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 
 import pandas as pd
 import pytest
 
 from pipelines.common.config import load_params
-from pipelines.ingest.formats import hidden, read_file, relative_path, suffixes
+from pipelines.ingest.formats import UnreadableFile, hidden, read_file, read_stream, relative_path, suffixes
 from tests.support.install import ROOT
 
 PARAMS = load_params(ROOT / "params.yaml")
@@ -77,3 +78,66 @@ def test_a_json_document_lands_its_objects_and_quarantines_the_rest():
     (entry,) = result.quarantined
     assert entry["origin"] == "batch.json.gz:2" and entry["reason"] == "not a JSON object: got array"
     assert result.entry()["consumed"] == 3 and result.entry()["path"] == "/in/batch.json.gz"
+
+
+# -- streamed in batches: the same rows and reasons as the whole file ----------------------------
+
+
+def _jsonl() -> bytes:
+    lines = [json.dumps({**GOOD, "transaction_id": f"t-{i}"}) for i in range(10)]
+    lines[3] = "{not json"
+    lines[6] = json.dumps({**GOOD, "amount": "x"})
+    return ("\ufeff" + "\n".join(lines[:5]) + "\n\n" + "\n".join(lines[5:]) + "\n").encode()
+
+
+def _csv() -> bytes:
+    header = ",".join(GOOD)
+    rows = [",".join(str(v) for v in {**GOOD, "transaction_id": f"t-{i}"}.values()) for i in range(8)]
+    rows[2] = rows[2].replace("grocery", '"gro\ncery"')  # a quoted field over two lines
+    rows[5] = "t-5,only,three"
+    return ("\n".join([header, *rows]) + "\n").encode()
+
+
+def _parquet(rows: int) -> bytes:
+    frame = pd.DataFrame([{**GOOD, "transaction_id": f"t-{i}"} for i in range(rows)])
+    frame.loc[1, "amount"] = float("inf")
+    out = io.BytesIO()
+    frame.to_parquet(out, row_group_size=4)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("a.jsonl", _jsonl()),
+        ("a.jsonl.gz", gzip.compress(_jsonl())),
+        (
+            "crlf.jsonl",
+            b"".join(json.dumps({**GOOD, "transaction_id": f"t-{i}"}).encode() + b"\r\n" for i in range(7)),
+        ),
+        ("typed.jsonl", b"\n".join(json.dumps({**GOOD, "is_fraud": i % 3}).encode() for i in range(7))),
+        ("a.csv", _csv()),
+        ("a.csv.gz", gzip.compress(_csv())),
+        ("a.parquet", _parquet(10)),
+        ("empty.parquet", _parquet(0)),
+        ("a.json", json.dumps([GOOD, [1], {**GOOD, "is_fraud": 3}]).encode()),
+        ("empty.jsonl", b""),
+        ("empty.csv", b""),
+    ],
+)
+@pytest.mark.parametrize("batch_rows", [1, 3, 1000])
+def test_a_streamed_file_gives_the_rows_and_reasons_of_the_whole_file(name, data, batch_rows):
+    whole = read(data, name)
+    batches = list(read_stream(io.BytesIO(data), name, PARAMS.schema, PARAMS.ingest, NOW, batch_rows))
+    landed = pd.concat([b[0] for b in batches], ignore_index=True)
+    pd.testing.assert_frame_equal(landed, whole.landed.reset_index(drop=True), check_index_type=False)
+    assert [q for b in batches for q in b[1]] == whole.quarantined
+    if batch_rows == 1 and whole.consumed > 2 and not name.endswith(".json"):  # a JSON array: whole
+        assert len(batches) > 2
+
+
+@pytest.mark.parametrize("name", ["a.jsonl.gz", "a.csv.gz", "a.parquet"])
+def test_a_corrupt_streamed_file_is_unreadable(name):
+    data = gzip.compress(_jsonl() * 50)[:-40] if name.endswith(".gz") else _parquet(10)[:-30]
+    with pytest.raises(UnreadableFile):
+        list(read_stream(io.BytesIO(data), name, PARAMS.schema, PARAMS.ingest, NOW, 3))

@@ -97,3 +97,23 @@ def test_counts_that_do_not_add_up_are_refused():
     check_counts(3, 2, 1)
     with pytest.raises(IngestError, match="consumed 3 records but landed 2 \\+ quarantined 0"):
         check_counts(3, 2, 0)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_batches_decoded_as_they_come_land_as_one_part_per_chunk(target, workers):
+    with Lander(target, workers) as lander:
+        for i in range(3):
+            lander.add(chunk(100, 100 * i, bad_every=50))
+        lander.land()
+        lander.add(chunk(100, 300))
+        lander.land()
+        summaries = lander.finish()
+
+    assert [(s.index, s.consumed, s.landed, s.quarantined) for s in summaries] == [
+        (0, 300, 294, 6),
+        (1, 100, 100, 0),
+    ]
+    assert summaries[0].by_partition == {"t:0": [300, 6]}
+    assert summaries[0].part == "part-00000.parquet" and summaries[0].quarantine_part == "part-00000.jsonl"
+    frame = Lake(target.lake_root).read_partition(target.landing)
+    assert len(frame) == 394 and frame["transaction_id"].is_unique

@@ -326,3 +326,81 @@ def test_frame_from_objects_keeps_missing_apart_from_nan_and_never_infers():
     frame = records.frame_from_objects([{"a": 1.5}, {"a": float("nan")}, {}], ["a", "b"])
     assert frame["a"].dtype == object and frame["b"].isna().all()
     assert frame["a"].iloc[2] is None and np.isnan(frame["a"].iloc[1])
+
+
+# -- Arrow's one-call decoding of message values agrees with the per-record rules ----------------
+
+
+def _both_ways(values):
+    """(typed, reasons) through Arrow's one-call decoding and through the per-record rules."""
+    fast = records.frame_from_json_values(values, SCHEMA, CFG.max_record_bytes)
+    assert fast is not None, "expected the one-call path to take these values"
+    objects, positions, refused = records.decode_json_values(values, CFG.max_record_bytes)
+    assert positions == list(range(len(values))) and not refused
+    slow = records.frame_from_objects(objects, NAMES)
+    return records.coerce(fast, SCHEMA, CFG, NOW), records.coerce(slow, SCHEMA, CFG, NOW)
+
+
+def _json(**changes) -> bytes:
+    record = {k: v for k, v in {**GOOD, **changes}.items() if v is not ...}
+    return json.dumps(record, ensure_ascii=False).encode()
+
+
+@pytest.mark.parametrize(
+    "variants",
+    [
+        [{}],
+        [{}, {"transaction_id": "t-2", "amount": 3}],  # an integer in a float column
+        [{"customer_age": None}, {"customer_age": 12}, {"account_tenure_days": ...}],  # null, absent
+        [{"transaction_id": 7}, {"transaction_id": 8}],  # integer keys
+        [{"event_time": "1999-01-01T00:00:00Z"}, {"event_time": "soon"}, {"event_time": "2024-05-01"}],
+        [{"is_fraud": True}, {"is_fraud": False}],  # labels as booleans
+        [{"is_fraud": 2}, {"is_fraud": 1}],  # a label that is not one
+        [{"device": ...}, {"amount": ..., "extra": [1]}],  # absent fields; an extra field is ignored
+        [{"transaction_id": None}, {"transaction_id": ""}, {"country": ""}],  # null and empty values
+        [{"merchant_category": "caf\u00e9 \u2615"}],  # UTF-8 text written as is
+        [{"amount": 1e300}, {"amount": -0.0}, {"hour_of_day": -5}],  # numbers the gate judges
+    ],
+)
+def test_arrow_decoding_types_and_refuses_like_the_per_record_rules(variants):
+    (fast, fast_reasons), (slow, slow_reasons) = _both_ways([_json(**v) for v in variants])
+    pd.testing.assert_frame_equal(fast, slow)
+    pd.testing.assert_series_equal(fast_reasons, slow_reasons)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [b'{"a": 1}', None],  # a missing value
+        [b'{"a": 1}', b""],  # an empty one
+        [b'{"a": 1}', b'{"a":\n 2}'],  # a newline inside a value
+        [b'{"a": 1}', b"[1, 2]"],  # not an object
+        [b'{"a": 1} {"a": 2}', b'{"a": 3}'],  # two objects in one value
+        [b'{"transaction_id": "t", "amount": NaN}'],  # not standard JSON
+        [b'{"amount": 1}', b'{"amount": -Infinity}'],
+        [b'{"merchant_category": "\\udc00"}'],  # a lone surrogate
+        [b'{"merchant_category": "\xff"}'],  # not UTF-8
+        [b'{"amount": 1, "amount": 2}'],  # a field given twice
+        [b'{"amount": 1}', b'{"amount": "x"}'],  # a field of two types
+        [b'{"amount": {"value": 1}}'],  # a nested field
+        [b'{"amount": "12"}'],  # a number written as text
+        [b'{"amount": true}'],  # a boolean where a number belongs
+        [b'{"customer_age": 12}', b'{"customer_age": 12.5}'],  # a float in an integer field
+        [b'{"hour_of_day": 99999999999999999999}'],  # beyond 64 bits
+        [b'{"country": true}'],  # a category that is not text
+        [b'{"event_time": 1714557600}'],  # an epoch time (the per-record rules read it)
+        [b'{"transaction_id": 99999999999999999999}'],  # a key Arrow would read as a float
+        [b'{"note": "' + b"x" * 70_000 + b'"}'],  # oversized
+        [],
+    ],
+)
+def test_arrow_decoding_leaves_to_the_per_record_rules_what_they_must_decide(values):
+    assert records.frame_from_json_values(values, SCHEMA, CFG.max_record_bytes) is None
+
+
+def test_arrow_decoding_reads_unicode_escapes_like_the_per_record_rules():
+    values = [json.dumps({**GOOD, "merchant_category": "caf\u00e9 \U0001f600"}).encode()]  # \\u escapes
+    assert b"\\u" in values[0]
+    (fast, _), (slow, _) = _both_ways(values)
+    pd.testing.assert_frame_equal(fast, slow)
+    assert fast["merchant_category"].tolist() == ["caf\u00e9 \U0001f600"]
