@@ -336,6 +336,18 @@ class DriftConfig(_Frozen):
     seed: int = 0
 
 
+class ServeConfig(_Frozen):
+    """The online endpoint (``flywheel serve``): how it follows the champion and what it accepts.
+
+    The address it listens on is a command-line option (``--host``, ``--port``), and its bearer token
+    the environment's ``FLYWHEEL_SERVE_TOKEN``: endpoints and secrets never live in params.
+    """
+
+    poll_seconds: float = Field(default=30.0, gt=0, le=3600)
+    unknown_category: Literal["reject", "score"] = "reject"
+    max_rows: int = Field(default=10_000, ge=1, le=1_000_000)
+
+
 class SchedulesConfig(_Frozen):
     """When the DAGs run (cron, UTC). Kept out of the stage sections: a new schedule reruns no stage."""
 
@@ -363,6 +375,7 @@ class Params(_Frozen):
     mlflow: MlflowConfig = MlflowConfig()
     drift: DriftConfig = DriftConfig()
     schedules: SchedulesConfig = SchedulesConfig()
+    serve: ServeConfig = ServeConfig()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
