@@ -48,6 +48,7 @@ def benchmarks() -> dict:
     from benchmarks import (
         bench_drift,
         bench_kafka_ingest,
+        bench_serve,
         bench_train_gpu,
         bench_train_loop,
         bench_training_dag,
@@ -60,6 +61,7 @@ def benchmarks() -> dict:
         "drift_check_1m": lambda: bench_drift.bench(rows=1_000_000),
         "kafka_ingest_100k": lambda: bench_kafka_ingest.bench(messages=100_000),
         "kafka_ingest_1m": lambda: bench_kafka_ingest.bench(messages=1_000_000, repeats=1),
+        "serve_latency": lambda: bench_serve.bench(),
     }
     if torch.cuda.is_available():  # without CUDA they are skipped; recorded GPU figures stay in results.json
         for rows in (1_000_000, 10_000_000):
