@@ -67,8 +67,11 @@ def score(served: ServedModel, checker: RecordChecker, body: bytes) -> dict[str,
     return {"model": {"name": served.name, "version": served.version}, "predictions": predictions}
 
 
-def create_app(watcher: ChampionWatcher, checker: RecordChecker, token: str | None = None) -> FastAPI:
-    """The app serving whatever ``watcher`` holds; ``token``: the bearer token every caller must send."""
+def create_app(
+    watcher: ChampionWatcher, checker: RecordChecker, token: str | None = None, metrics: Any | None = None
+) -> FastAPI:
+    """The app serving whatever ``watcher`` holds; ``token``: the bearer token every caller must send;
+    ``metrics``: a Prometheus ``CollectorRegistry`` served at ``/metrics``."""
     expected = f"Bearer {token}".encode() if token else None
 
     def authorized(request: Request) -> None:
@@ -108,5 +111,13 @@ def create_app(watcher: ChampionWatcher, checker: RecordChecker, token: str | No
         except InvalidRecord as exc:
             return _json(400, exc.detail())
         return _json(200, answer)
+
+    if metrics is not None:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        @app.get("/metrics", dependencies=guarded)
+        async def prometheus() -> Response:
+            text = await run_in_threadpool(generate_latest, metrics)
+            return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -19,6 +19,7 @@ from pipelines.common.tracking import client
 from pipelines.serve.app import TOKEN_ENV, create_app
 from pipelines.serve.champion import ChampionWatcher
 from pipelines.serve.errors import ServeError
+from pipelines.serve.metrics import registry
 from pipelines.serve.requests import RecordChecker
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,8 @@ def build(params: Params, settings: Settings, token: str | None = None) -> tuple
     watcher = ChampionWatcher(client(settings), params.promote.model_name, cfg.poll_seconds)
     watcher.refresh()
     checker = RecordChecker(params.schema, cfg.unknown_category, cfg.max_rows)
-    return create_app(watcher, checker, token), watcher
+    metrics = registry(params, settings, watcher)
+    return create_app(watcher, checker, token, metrics), watcher
 
 
 def _server(app: Any, host: str, port: int) -> Any:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import threading
 from collections import defaultdict
+from pathlib import Path
 
 import httpx
 import mlflow
@@ -164,3 +166,75 @@ def test_an_alias_move_during_a_burst_drops_no_request_and_switches_versions(tra
         versions = [v for _, v in answers]
         switch = versions.index(new)
         assert switch > 20 and set(versions[:switch]) == {old} and set(versions[switch:]) == {new}
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def expected_counts(install) -> dict[str, int]:
+    from pipelines.common.lake import Lake
+
+    lake = Lake(install.settings().lake_root(install.params()))
+    totals = {"landed": 0, "quarantined": 0}
+    for partition in lake.complete_partitions("landing", source="files"):
+        counts = lake.read_json(f"{partition}/_manifest.json")["counts"]
+        totals = {k: totals[k] + counts[k] for k in totals}
+    return totals
+
+
+def test_metrics_expose_the_champion_its_evaluated_metric_drift_and_landed_rows(trained, champion):
+    import subprocess
+    import sys
+    import time
+
+    code, _ = drift_check()
+    assert code in (0, 3)  # a drift check ran and wrote its summary (3: it asked for a retrain)
+    name, version = trained.params().promote.model_name, current_champion(trained)
+    with serve(trained, token="s3cret") as url:
+        refused = httpx.get(f"{url}/metrics")
+        served = samples(httpx.get(f"{url}/metrics", headers={"Authorization": "Bearer s3cret"}).text)
+    assert refused.status_code == 401
+    port = free_port()
+    exporter = subprocess.Popen(
+        [str(Path(sys.executable).parent / "flywheel"), "metrics-exporter", "--port", str(port)],
+        env={**os.environ, **trained.settings().as_env()},
+    )
+    try:
+        for _ in range(600):  # until it listens (a bound, not a timing)
+            try:
+                exported = samples(httpx.get(f"http://127.0.0.1:{port}/metrics").text)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+    finally:
+        exporter.terminate()
+        exporter.wait()
+    counts = expected_counts(trained)
+    for found in (served, exported):
+        assert found[("flywheel_champion_version", (("model", name),))] == float(version)
+        pr_auc = found[
+            ("flywheel_champion_evaluated", (("metric", "pr_auc"), ("model", name), ("stat", "mean")))
+        ]
+        assert 0 < pr_auc <= 1
+        assert 0 <= found[("flywheel_drift_share", ())] <= 1
+        assert found[("flywheel_rows_landed_total", (("source", "files"),))] == counts["landed"] > 0
+        assert found[("flywheel_rows_quarantined_total", (("source", "files"),))] == counts["quarantined"]
+        errors = {k: v for k, v in found.items() if k[0] == "flywheel_metrics_errors"}
+        assert errors and set(errors.values()) == {0.0}, errors
+    assert served[("flywheel_serve_model_version", (("model", name),))] == float(version)
+
+
+def drift_check() -> tuple[int, dict]:
+    from pipelines import cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(["drift", "--json"])
+    return code, json.loads(out.getvalue().strip().splitlines()[-1])
