@@ -137,7 +137,9 @@ def test_an_alias_move_during_a_burst_drops_no_request_and_switches_versions(tra
     name, client = trained.params().promote.model_name, MlflowClient(trained.settings().tracking_uri)
     old = current_champion(trained)
     source = client.get_model_version(name, old).source
-    new = str(mlflow.register_model(source, name).version)  # a new version of the same model files
+    new = str(mlflow.register_model(source, name).version)  # a new version of the same model files ...
+    for key, value in client.get_model_version(name, old).tags.items():  # ... with the same gate record
+        client.set_model_version_tag(name, new, key, value)
     seen: dict[int, list[tuple[int, str | None]]] = defaultdict(list)
     warmed = threading.Barrier(5)
 
