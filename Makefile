@@ -53,6 +53,7 @@ help:
 	@echo "make backfill DAG=flywheel_training FROM=2026-11-01 TO=2026-11-07T03:00   one run per schedule time (needs make up)"
 	@echo "make lint   ruff check, ruff format --check, mypy on pipelines/"
 	@echo "make test-fast   the unit and DAG tests (a few minutes)"
+	@echo "make serve  serve the champion over HTTP on 127.0.0.1:$(SERVE_PORT) (/predict, /version, /health, /metrics)"
 	@echo "make clean  remove the embedded state (.flywheel) and the demo events"
 
 install: $(VENV)/.installed
@@ -124,6 +125,12 @@ bench: $(VENV)/.installed
 gpu-check:
 	@test -x $(BIN)/python || { echo "gpu-check needs the project's .venv (make install, or carry it)"; exit 2; }
 	$(BIN)/python -m benchmarks.gpu_check
+# make serve: `flywheel serve` on the embedded installation's champion (after make run); set
+# FLYWHEEL_SERVE_TOKEN to require a bearer token. docs/serving.md.
+SERVE_PORT ?= 8000
+.PHONY: serve
+serve: $(VENV)/.installed
+	$(BIN)/flywheel serve --port $(SERVE_PORT)
 
 # make backtest: `flywheel backtest` on the NOAA weather example (examples/noaa-weather, 30-day steps over
 # 50 years, policies never, every:1/3/6, drift, always); the report (HTML, PNG, JSON) in

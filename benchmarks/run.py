@@ -50,6 +50,7 @@ def benchmarks() -> dict:
         bench_kafka_ingest,
         bench_s3_ingest,
         bench_score,
+        bench_serve,
         bench_train_gpu,
         bench_train_loop,
         bench_training_dag,
@@ -64,6 +65,7 @@ def benchmarks() -> dict:
         "kafka_ingest_1m": lambda: bench_kafka_ingest.bench(messages=1_000_000, repeats=1),
         "score_100k": lambda: bench_score.bench(rows=100_000),
         "s3_ingest_100mb_400mb": lambda: bench_s3_ingest.bench(sizes_mb=(100, 400)),
+        "serve_latency": lambda: bench_serve.bench(),
     }
     if torch.cuda.is_available():  # without CUDA they are skipped; recorded GPU figures stay in results.json
         for rows in (1_000_000, 10_000_000):

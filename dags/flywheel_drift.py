@@ -26,6 +26,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 from flywheel_provider.assets import DRIFT_DETECTED, VALIDATED_EVENTS
 from flywheel_provider.callbacks import notify_failure
 from flywheel_provider.schedules import cron_from_params
+from flywheel_provider.timeouts import dagrun_timeout, task_timeout
 
 # retry_delay: [core] default_task_retry_delay (AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY).
 DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "on_failure_callback": notify_failure}
@@ -40,18 +41,19 @@ DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "on_failure_callback": notify
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=dagrun_timeout("drift"),
     default_args=DEFAULT_ARGS,
     tags=["flywheel", "monitoring"],
     doc_md=__doc__,
 )
 def flywheel_drift():
-    @task
+    @task(execution_timeout=task_timeout("check"))
     def check(logical_date=None, dag_run=None, run_id=None) -> dict:
         from flywheel_provider.tasks.drift import check_drift
 
         return check_drift(run_id, logical_date or dag_run.run_after)
 
-    @task(outlets=[DRIFT_DETECTED])
+    @task(outlets=[DRIFT_DETECTED], execution_timeout=task_timeout("trigger_retrain"))
     def trigger_retrain(summary: dict, outlet_events=None, run_id=None) -> dict:
         from flywheel_provider.tasks.drift import trigger_retrain as emit
 

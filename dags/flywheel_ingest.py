@@ -27,6 +27,7 @@ from airflow.sdk import CronTriggerTimetable, Param, dag, task
 from flywheel_provider.assets import VALIDATED_EVENTS
 from flywheel_provider.callbacks import notify_failure
 from flywheel_provider.schedules import cron_from_params
+from flywheel_provider.timeouts import dagrun_timeout, task_timeout
 
 # retry_delay: [core] default_task_retry_delay (AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY).
 DEFAULT_ARGS = {
@@ -43,6 +44,7 @@ DEFAULT_ARGS = {
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=dagrun_timeout("ingest"),
     default_args=DEFAULT_ARGS,
     tags=["flywheel", "ingestion"],
     doc_md=__doc__,
@@ -56,13 +58,13 @@ DEFAULT_ARGS = {
     },
 )
 def flywheel_ingest():
-    @task
+    @task(execution_timeout=task_timeout("ingest"))
     def ingest(run_id=None, params=None) -> dict:
         from flywheel_provider.tasks.ingest import ingest_sources
 
         return ingest_sources(run_id, (params or {}).get("sources"))
 
-    @task(outlets=[VALIDATED_EVENTS])
+    @task(outlets=[VALIDATED_EVENTS], execution_timeout=task_timeout("validate"))
     def validate(landed: dict, outlet_events=None, run_id=None) -> dict:
         from flywheel_provider.tasks.ingest import validate_and_publish
 

@@ -17,6 +17,7 @@ import pendulum
 from airflow.sdk import Param, dag
 from flywheel_provider.callbacks import notify_failure
 from flywheel_provider.operators.mlflow_registry import MlflowRegistryOperator
+from flywheel_provider.timeouts import dagrun_timeout, task_timeout
 
 DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "on_failure_callback": notify_failure}
 
@@ -27,6 +28,7 @@ DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "on_failure_callback": notify
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=dagrun_timeout("registry"),
     default_args=DEFAULT_ARGS,
     tags=["flywheel", "registry"],
     doc_md=__doc__,
@@ -47,7 +49,10 @@ DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "on_failure_callback": notify
 )
 def flywheel_registry():
     MlflowRegistryOperator(
-        task_id="operate", action="{{ params.action }}", reason="{{ params.reason or '' }}"
+        task_id="operate",
+        action="{{ params.action }}",
+        reason="{{ params.reason or '' }}",
+        execution_timeout=task_timeout("operate"),
     )
 
 

@@ -25,12 +25,12 @@ import pendulum
 from airflow.sdk import dag, task
 from flywheel_provider.assets import VALIDATED_EVENTS
 from flywheel_provider.callbacks import notify_failure
+from flywheel_provider.timeouts import dagrun_timeout, task_timeout
 
 # retry_delay: [core] default_task_retry_delay (AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY).
 DEFAULT_ARGS = {
     "owner": "flywheel",
     "retries": 2,
-    "execution_timeout": pendulum.duration(hours=1),
     "on_failure_callback": notify_failure,
 }
 
@@ -41,18 +41,19 @@ DEFAULT_ARGS = {
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=dagrun_timeout("scoring"),
     default_args=DEFAULT_ARGS,
     tags=["flywheel", "scoring"],
     doc_md=__doc__,
 )
 def flywheel_scoring():
-    @task
+    @task(execution_timeout=task_timeout("score"))
     def score(run_id=None) -> dict:
         from flywheel_provider.tasks.scoring import score_events
 
         return score_events(run_id)
 
-    @task
+    @task(execution_timeout=task_timeout("measure"))
     def measure(scored: dict, run_id=None) -> dict:
         from flywheel_provider.tasks.scoring import measure_live
 

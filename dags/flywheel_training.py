@@ -44,6 +44,7 @@ from flywheel_provider.assets import DRIFT_DETECTED
 from flywheel_provider.callbacks import notify_failure
 from flywheel_provider.operators.dvc import DvcReproOperator
 from flywheel_provider.schedules import cron_from_params
+from flywheel_provider.timeouts import dagrun_timeout, task_timeout
 
 # retry_delay: [core] default_task_retry_delay (AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY).
 DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "on_failure_callback": notify_failure}
@@ -58,6 +59,7 @@ DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "on_failure_callback": notify
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=dagrun_timeout("training"),
     default_args=DEFAULT_ARGS,
     tags=["flywheel", "training"],
     doc_md=__doc__,
@@ -96,32 +98,39 @@ DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "on_failure_callback": notify
     },
 )
 def flywheel_training():
-    @task
+    @task(execution_timeout=task_timeout("prepare"))
     def prepare(params=None, logical_date=None, dag_run=None, triggering_asset_events=None) -> dict:
         from flywheel_provider.tasks.training import prepare_training
 
         return prepare_training(dict(params), logical_date, dag_run.run_type, triggering_asset_events)
 
     stages = [
-        DvcReproOperator(task_id="snapshot", stage="snapshot", pool="dvc"),
-        DvcReproOperator(task_id="featurize", stage="featurize", pool="dvc"),
+        DvcReproOperator(
+            task_id="snapshot", stage="snapshot", pool="dvc", execution_timeout=task_timeout("snapshot")
+        ),
+        DvcReproOperator(
+            task_id="featurize", stage="featurize", pool="dvc", execution_timeout=task_timeout("featurize")
+        ),
         # The full stack routes training to its GPU workers (FLYWHEEL_TRAIN_QUEUE=gpu in docker-compose.yml).
         DvcReproOperator(
             task_id="train",
             stage="train",
             pool="gpu",
+            execution_timeout=task_timeout("train"),
             queue=os.environ.get("FLYWHEEL_TRAIN_QUEUE", "default"),
         ),
-        DvcReproOperator(task_id="evaluate", stage="evaluate", pool="dvc"),
+        DvcReproOperator(
+            task_id="evaluate", stage="evaluate", pool="dvc", execution_timeout=task_timeout("evaluate")
+        ),
     ]
 
-    @task(pool="dvc")
+    @task(pool="dvc", execution_timeout=task_timeout("promote"))
     def promote(run: dict) -> dict:
         from flywheel_provider.tasks.training import promote_model
 
         return promote_model(run)
 
-    @task(pool="dvc")
+    @task(pool="dvc", execution_timeout=task_timeout("record"))
     def record(run: dict, outcomes: dict, promotion: dict, run_id=None) -> dict:
         from flywheel_provider.tasks.training import record_training
 

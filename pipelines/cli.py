@@ -300,6 +300,19 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> dict[str, Any]
     return summary
 
 
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from pipelines import serve
+
+    params = load_params(settings.params_path)
+    return serve.run(params, settings, host=args.host, port=args.port, token=serve.token_from_env())
+
+
+def cmd_metrics_exporter(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from pipelines import serve
+
+    return serve.export_metrics(load_params(settings.params_path), settings, host=args.host, port=args.port)
+
+
 def cmd_summary(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from pipelines import report
 
@@ -456,6 +469,12 @@ def build_parser() -> argparse.ArgumentParser:
         "rebuild a model version from its recorded inputs; report metric differences",
     )
     p.add_argument("model", help="models:/<name>/<version>, a version number, or an alias")
+    p = add("serve", cmd_serve, "serve the champion over HTTP (/predict, /version, /health), reloading it")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p = add("metrics-exporter", cmd_metrics_exporter, "Flywheel's model and data metrics for Prometheus")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=9108, help="TCP port of /metrics (default 9108)")
     return parser
 
 

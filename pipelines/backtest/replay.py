@@ -32,6 +32,7 @@ from pipelines.backtest.models import Model, TrainingWindow, score, train_candid
 from pipelines.backtest.policies import Policy
 from pipelines.common.config import Params
 from pipelines.common.errors import FlywheelError
+from pipelines.common.progress import progress
 from pipelines.drift import Evaluated
 from pipelines.featurize import training_window
 from pipelines.validate import describe_failure, validate_frame
@@ -135,7 +136,7 @@ class Replayer:
         started = time.perf_counter()
         warmup = self.warm_up()
         first = self.first_model()
-        for step in self.clock:
+        for step in progress(self.clock, "backtest steps", unit="step"):
             self.advance(step)
         self.shared["total"] = time.perf_counter() - started
         return Replay(

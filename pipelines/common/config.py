@@ -348,6 +348,57 @@ class ScoreConfig(_Frozen):
     min_day_rows: int = Field(default=100, ge=1)
 
 
+class ServeConfig(_Frozen):
+    """The online endpoint (``flywheel serve``): how it follows the champion and what it accepts.
+
+    The address it listens on is a command-line option (``--host``, ``--port``), and its bearer token
+    the environment's ``FLYWHEEL_SERVE_TOKEN``: endpoints and secrets never live in params.
+    """
+
+    poll_seconds: float = Field(default=30.0, gt=0, le=3600)
+    unknown_category: Literal["reject", "score"] = "reject"
+    max_rows: int = Field(default=10_000, ge=1, le=1_000_000)
+
+
+def _check_minutes(section: str, minutes: dict[str, float]) -> dict[str, float]:
+    if "default" not in minutes:
+        raise ValueError(f"needs a 'default' entry (minutes for anything not listed), got {sorted(minutes)}")
+    bad = {k: v for k, v in minutes.items() if not 0 < v <= 7 * 24 * 60}
+    if bad:
+        raise ValueError(f"minutes must be > 0 and at most a week (10080), got {bad} in timeouts.{section}")
+    return minutes
+
+
+class TimeoutsConfig(_Frozen):
+    """Time limits in minutes: each Airflow task's ``execution_timeout`` by task id (its stage), each
+    DAG run's ``dagrun_timeout`` by DAG (``flywheel_<name>``); ``default`` for anything not listed.
+
+    A task past its limit fails naming the stage and the limit, stops its child processes and frees its
+    pool slot (the one-slot ``dvc`` pool: a hung ``dvc repro`` no longer blocks every later run).
+    """
+
+    tasks: dict[str, float] = Field(default_factory=lambda: {"default": 60.0})
+    dagruns: dict[str, float] = Field(default_factory=lambda: {"default": 480.0})
+
+    @field_validator("tasks")
+    @classmethod
+    def _check_tasks(cls, value: dict[str, float]) -> dict[str, float]:
+        return _check_minutes("tasks", value)
+
+    @field_validator("dagruns")
+    @classmethod
+    def _check_dagruns(cls, value: dict[str, float]) -> dict[str, float]:
+        return _check_minutes("dagruns", value)
+
+    def task(self, task_id: str) -> timedelta:
+        """The ``execution_timeout`` of a task (its own entry, else ``default``)."""
+        return timedelta(minutes=self.tasks.get(task_id, self.tasks["default"]))
+
+    def dagrun(self, dag: str) -> timedelta:
+        """The ``dagrun_timeout`` of a DAG (``training`` for ``flywheel_training``; else ``default``)."""
+        return timedelta(minutes=self.dagruns.get(dag, self.dagruns["default"]))
+
+
 class SchedulesConfig(_Frozen):
     """When the DAGs run (cron, UTC). Kept out of the stage sections: a new schedule reruns no stage."""
 
@@ -376,6 +427,8 @@ class Params(_Frozen):
     drift: DriftConfig = DriftConfig()
     schedules: SchedulesConfig = SchedulesConfig()
     score: ScoreConfig = ScoreConfig()
+    serve: ServeConfig = ServeConfig()
+    timeouts: TimeoutsConfig = TimeoutsConfig()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 

@@ -46,6 +46,7 @@ import pyarrow as pa
 from pipelines.common.config import IngestConfig, KafkaSourceConfig, Params, Schema
 from pipelines.common.io import table_bytes
 from pipelines.common.lake import MANIFEST, Lake
+from pipelines.common.progress import Progress
 from pipelines.common.settings import Settings
 from pipelines.ingest import rows as records
 from pipelines.ingest.endpoints import KafkaEndpoint, SourceUnavailable
@@ -419,6 +420,7 @@ class _Drain:
         started = last_data = time.monotonic()
         self._track_new_partitions()
         behind = self._behind()
+        shown = Progress("kafka records drained", cfg.max_records, "record")
         while True:
             if self.rows >= cfg.chunk_rows:
                 self._flush()
@@ -433,7 +435,9 @@ class _Drain:
             )
             batch = self.consumer.poll(timeout_ms=_POLL_MS, max_records=limit)
             if batch:
+                before = drained.consumed
                 self.take(batch)
+                shown.update(drained.consumed - before, partitions_behind=len(behind))
                 last_data = time.monotonic()
             elif time.monotonic() - last_data > cfg.idle_timeout_s:
                 raise SourceUnavailable(
@@ -444,6 +448,7 @@ class _Drain:
             if self.listener.changed:
                 self._track_new_partitions()
             behind = self._behind()
+        shown.close()
         self._flush()
         return drained
 

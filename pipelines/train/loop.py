@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipelines.common.progress import Progress
 from pipelines.evaluate.metrics import best_f1_threshold, ranking_metrics
 from pipelines.train.checkpoint import restore_rng
 from pipelines.train.distributed import SINGLE, Group
@@ -306,16 +307,20 @@ def fit(
     history, best = _restore(model, opt, resume)
     net = training_module(model, placement, group)
     epoch = resumed = len(history)
+    shown = Progress("training epochs", cfg.epochs, "epoch", enabled=group.is_main)
+    shown.update(resumed)
     while not group.agree(_finished(epoch, best.epoch, cfg)):
         epoch += 1
         stats, proba = run_epoch(net, model, opt, loss_fn, data, placement, epoch, group)
         history.append(stats)
+        shown.update(loss=stats.train_loss, valid_pr_auc=stats.valid_pr_auc)
         if group.is_main:
             best = best.update(stats, model, proba)
         if on_state is not None:
             on_state(FitState(epoch, tuple(history), best, model.state_dict(), opt.state_dict()))
         if on_epoch is not None:
             on_epoch(stats)
+    shown.close()
     if best.state:
         model.load_state_dict(best.state)
     seconds = sum(s.train_seconds for s in history)

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -58,14 +59,45 @@ def command_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+STOP_GRACE_S = 10.0  # after SIGINT, how long a stopped command may clean up (DVC releases its locks)
+
+
 def _run(args: list[str], cwd: Path, settings: Settings, what: str) -> str:
-    proc = subprocess.run(args, cwd=cwd, env=command_env(settings), capture_output=True, text=True)
+    """Run a command in its own process group; an interruption (a task timeout) stops the whole group."""
+    with subprocess.Popen(
+        args,
+        cwd=cwd,
+        env=command_env(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate()
+        except BaseException:  # AirflowTaskTimeout (SIGALRM), SIGTERM, Ctrl-C: nothing may outlive the task
+            stop_group(proc)
+            raise
     if proc.returncode != 0:
         raise WorkspaceError(
             f"{what} failed in {cwd} (exit {proc.returncode}): `{' '.join(args)}`\n"
-            f"{proc.stdout[-4000:]}{proc.stderr[-4000:]}"
+            f"{stdout[-4000:]}{stderr[-4000:]}"
         )
-    return proc.stdout + proc.stderr
+    return stdout + stderr
+
+
+def stop_group(proc: subprocess.Popen[str]) -> None:
+    """SIGINT to the command's process group (DVC cleans up on it), then SIGKILL to whatever is left."""
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            pass
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # nothing of the group is left
+        pass
+    proc.wait()
 
 
 def dvc_executable() -> str:

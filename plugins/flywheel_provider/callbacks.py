@@ -50,9 +50,20 @@ def failure_summary(context: Mapping[str, Any]) -> dict[str, Any]:
         "run_id": getattr(ti, "run_id", None) or getattr(dag_run, "run_id", None),
         "try_number": getattr(ti, "try_number", None),
         "max_tries": getattr(ti, "max_tries", None),
-        "error": last_line(context.get("exception")),
+        "error": _error(context.get("exception"), ti),
         "log_url": _log_url(ti),
     }
+
+
+def _error(exc: BaseException | str | None, ti: Any) -> str:
+    """The exception's last line; a timeout says which stage ran past which limit."""
+    if type(exc).__name__ == "AirflowTaskTimeout" and "exceeded its execution_timeout" not in str(exc):
+        from flywheel_provider.timeouts import timeout_message
+
+        task_id = getattr(ti, "task_id", None) or "?"
+        limit = getattr(getattr(ti, "task", None), "execution_timeout", None)
+        return f"AirflowTaskTimeout: {timeout_message(task_id, limit)}"
+    return last_line(exc)
 
 
 def _log_url(ti: Any) -> str | None:

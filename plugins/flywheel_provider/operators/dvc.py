@@ -28,8 +28,14 @@ class DvcReproOperator(BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowTaskTimeout
+
+        from flywheel_provider.timeouts import timeout_message
         from pipelines.workspace import repo as workspace
 
-        result = workspace.repro(FlywheelHook(self.mlflow_conn_id).settings(), self.stage)
+        try:
+            result = workspace.repro(FlywheelHook(self.mlflow_conn_id).settings(), self.stage)
+        except AirflowTaskTimeout as exc:  # dvc repro and its stage were stopped with their process group
+            raise AirflowTaskTimeout(timeout_message(self.stage, self.execution_timeout)) from exc
         self.log.info("DVC stage %s: %s in %.1f s", result.stage, result.outcome, result.seconds)
         return {"stage": result.stage, "outcome": result.outcome, "seconds": round(result.seconds, 3)}

@@ -1,0 +1,150 @@
+"""Flywheel's model and data metrics for Prometheus, read fresh at every scrape.
+
+Served at ``/metrics`` by ``flywheel serve`` and by ``flywheel metrics-exporter``. Every series is
+read when Prometheus scrapes, from where its owner keeps it: the champion and its evaluated metric from
+the registry (the ``flywheel.gate.evaluated`` tag the gate records), the last drift share from the drift
+reports in the lake (``reports/drift/run=<run>/summary.json``, docs/architecture.md), rows landed and
+quarantined per source from the landing manifests. A part that cannot be read is counted in
+``flywheel_metrics_errors`` with its name, and the other series are still exported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from pipelines import promote
+from pipelines.common.config import Params
+from pipelines.common.lake import Lake
+from pipelines.common.settings import Settings
+from pipelines.common.tracking import client
+
+if TYPE_CHECKING:
+    from pipelines.serve.champion import ChampionWatcher
+
+log = logging.getLogger(__name__)
+
+DRIFT_SUMMARIES = "reports/drift/*/summary.json"
+
+
+class FlywheelCollector(Collector):
+    """The collector behind ``/metrics``: champion, evaluated metric, last drift share, landed rows."""
+
+    def __init__(self, params: Params, settings: Settings, watcher: ChampionWatcher | None = None) -> None:
+        self.params, self.settings, self.watcher = params, settings, watcher
+
+    def collect(self) -> Iterator[Metric]:
+        """One scrape: each part read on its own, a failing part counted, never hiding the others."""
+        errors = GaugeMetricFamily(
+            "flywheel_metrics_errors", "Parts of Flywheel's metrics that could not be read", labels=["part"]
+        )
+        for part, read in (("registry", self._registry), ("drift", self._drift), ("lake", self._lake)):
+            try:
+                yield from read()
+                errors.add_metric([part], 0)
+            except Exception as exc:  # a scrape must answer: the failing part is named in the series
+                log.warning("metrics: %s could not be read: %s", part, exc)
+                errors.add_metric([part], 1)
+        if self.watcher is not None:
+            yield from self._served()
+        yield errors
+
+    def _registry(self) -> Iterator[Metric]:
+        name = self.params.promote.model_name
+        found = promote.version_behind(client(self.settings), name, promote.CHAMPION)
+        version = GaugeMetricFamily(
+            "flywheel_champion_version", "Version behind the registry's champion alias", labels=["model"]
+        )
+        evaluated = GaugeMetricFamily(
+            "flywheel_champion_evaluated",
+            "The champion's metric on its held-out test rows, as the gate evaluated it (block-bootstrap mean"
+            " and interval)",
+            labels=["model", "metric", "stat"],
+        )
+        if found is not None:
+            version.add_metric([name], float(found.version))
+            intervals: dict[str, Any] = json.loads(found.tags.get("flywheel.gate.evaluated") or "{}")
+            for metric, interval in sorted(intervals.items()):
+                for stat in ("mean", "low", "high"):
+                    if isinstance(interval, dict) and interval.get(stat) is not None:
+                        evaluated.add_metric([name, metric, stat], float(interval[stat]))
+        yield version
+        yield evaluated
+
+    def _drift(self) -> Iterator[Metric]:
+        lake = Lake(self.settings.lake_root(self.params))
+        summaries = [lake.read_json(path) for path in lake.fs.glob(lake.path(DRIFT_SUMMARIES))]
+        checks = [s for s in summaries if isinstance(s, dict) and s.get("drift_share") is not None]
+        share = GaugeMetricFamily("flywheel_drift_share", "Share of columns drifted in the last drift check")
+        drifted = GaugeMetricFamily(
+            "flywheel_drift_column_score", "Drift score per column in the last drift check", labels=["column"]
+        )
+        if checks:
+            last = max(checks, key=lambda s: (str((s.get("window") or {}).get("end")), str(s.get("run_id"))))
+            share.add_metric([], float(last["drift_share"]))
+            for column in last.get("columns") or []:
+                if isinstance(column, dict) and column.get("score") is not None:
+                    drifted.add_metric([str(column.get("name"))], float(column["score"]))
+        yield share
+        yield drifted
+
+    def _lake(self) -> Iterator[Metric]:
+        lake = Lake(self.settings.lake_root(self.params))
+        totals: dict[str, dict[str, int]] = {}
+        for partition in lake.complete_partitions("landing"):
+            manifest = lake.read_json(f"{partition}/_manifest.json") or {}
+            counts, source = manifest.get("counts") or {}, str(manifest.get("source") or "unknown")
+            for kind in ("landed", "quarantined"):
+                totals.setdefault(source, {"landed": 0, "quarantined": 0})[kind] += int(counts.get(kind, 0))
+        for kind in ("landed", "quarantined"):
+            family = CounterMetricFamily(
+                f"flywheel_rows_{kind}", f"Records {kind} by ingestion, per source", labels=["source"]
+            )
+            for source, counts in sorted(totals.items()):
+                family.add_metric([source], counts[kind])
+            yield family
+
+    def _served(self) -> Iterator[Metric]:
+        assert self.watcher is not None
+        served = GaugeMetricFamily(
+            "flywheel_serve_model_version",
+            "Version this flywheel serve process answers with",
+            labels=["model"],
+        )
+        current = self.watcher.current
+        if current is not None:
+            served.add_metric([current.name], float(current.version))
+        yield served
+
+
+def registry(params: Params, settings: Settings, watcher: ChampionWatcher | None = None) -> CollectorRegistry:
+    """A Prometheus registry holding Flywheel's collector (and nothing process-global)."""
+    found = CollectorRegistry(auto_describe=False)
+    found.register(FlywheelCollector(params, settings, watcher))
+    return found
+
+
+def export_metrics(
+    params: Params, settings: Settings, *, host: str = "127.0.0.1", port: int = 9108
+) -> dict[str, Any]:
+    """``flywheel metrics-exporter``: serve ``/metrics`` on ``host:port`` until interrupted."""
+    import threading
+
+    from prometheus_client import start_http_server
+
+    server, thread = start_http_server(port, addr=host, registry=registry(params, settings))
+    log.info("Flywheel metrics on http://%s:%d/metrics", host, port)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        thread.join()
+    return {"host": host, "port": port}
