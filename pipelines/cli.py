@@ -301,14 +301,14 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> dict[str, Any]
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from pipelines import serve
+    from pipelines.scoring import serve
 
     params = load_params(settings.params_path)
     return serve.run(params, settings, host=args.host, port=args.port, token=serve.token_from_env())
 
 
 def cmd_metrics_exporter(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from pipelines import serve
+    from pipelines.scoring import serve
 
     return serve.export_metrics(load_params(settings.params_path), settings, host=args.host, port=args.port)
 

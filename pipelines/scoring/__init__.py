@@ -1,4 +1,5 @@
-"""Score: the champion scores every newly validated event exactly once; its live performance from late labels.
+"""Scoring: the champion put to work. Batch scoring of every newly validated event, exactly once; the
+champion online (:mod:`~pipelines.scoring.serve`, ``flywheel serve``); its live performance from late labels.
 
 Public: :func:`run` (the stage, ``flywheel score``) and :func:`describe`; :func:`measure` (``flywheel
 performance``: late labels joined to the predictions, the metric per day with its block-bootstrap
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 from pipelines.common.exports import lazy_exports
 
 if TYPE_CHECKING:
-    from pipelines.scoring import manifest
+    from pipelines.scoring import manifest, serve
     from pipelines.scoring.live import LabelError, daily_performance, join_labels, live_scores, measure
     from pipelines.scoring.manifest import Plan, plan
     from pipelines.scoring.stage import SCORE, Model, NoChampion, ScoreError, describe, run, score_frame
@@ -35,6 +36,7 @@ _API = {
     "manifest": "manifest",
     "plan": "manifest",
     "Plan": "manifest",
+    "serve": "serve",
 }
 __all__ = [
     "SCORE",
@@ -52,5 +54,6 @@ __all__ = [
     "plan",
     "run",
     "score_frame",
+    "serve",
 ]
 __getattr__ = lazy_exports(__name__, _API)

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from pipelines.common.config import Column, ParamsError, Schema, parse_params
-from pipelines.serve.errors import InvalidRecord
-from pipelines.serve.requests import RecordChecker
+from pipelines.scoring.serve.errors import InvalidRecord
+from pipelines.scoring.serve.requests import RecordChecker
 
 SCHEMA = Schema(
     name="t",

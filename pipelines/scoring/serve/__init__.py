@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 from pipelines.common.exports import lazy_exports
 
 if TYPE_CHECKING:
-    from pipelines.serve import metrics
-    from pipelines.serve.app import TOKEN_ENV, create_app
-    from pipelines.serve.champion import ChampionWatcher, ServedModel
-    from pipelines.serve.errors import InvalidRecord, ServeError
-    from pipelines.serve.metrics import FlywheelCollector, export_metrics
-    from pipelines.serve.requests import RecordChecker
-    from pipelines.serve.stage import ServerThread, build, run, token_from_env
+    from pipelines.scoring.serve import metrics
+    from pipelines.scoring.serve.app import TOKEN_ENV, create_app
+    from pipelines.scoring.serve.champion import ChampionWatcher, ServedModel
+    from pipelines.scoring.serve.errors import InvalidRecord, ServeError
+    from pipelines.scoring.serve.metrics import FlywheelCollector, export_metrics
+    from pipelines.scoring.serve.requests import RecordChecker
+    from pipelines.scoring.serve.stage import ServerThread, build, run, token_from_env
 
 _API = {
     "run": "stage",

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.common.config import Column, Schema
-from pipelines.serve.errors import InvalidRecord
+from pipelines.scoring.serve.errors import InvalidRecord
 
 UnknownCategory = Literal["reject", "score"]
 Check = Callable[[int, Any], Any]

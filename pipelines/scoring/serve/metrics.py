@@ -26,7 +26,7 @@ from pipelines.common.settings import Settings
 from pipelines.common.tracking import client
 
 if TYPE_CHECKING:
-    from pipelines.serve.champion import ChampionWatcher
+    from pipelines.scoring.serve.champion import ChampionWatcher
 
 log = logging.getLogger(__name__)
 

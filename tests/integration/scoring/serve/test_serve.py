@@ -24,7 +24,7 @@ from mlflow import MlflowClient
 
 from pipelines.common.config import ServeConfig
 from pipelines.promote import CHAMPION, registry
-from pipelines.serve import ServerThread
+from pipelines.scoring.serve import ServerThread
 from tests.support.live_airflow import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -16,11 +16,11 @@ from typing import Any
 from pipelines.common.config import Params
 from pipelines.common.settings import Settings
 from pipelines.common.tracking import client
-from pipelines.serve.app import TOKEN_ENV, create_app
-from pipelines.serve.champion import ChampionWatcher
-from pipelines.serve.errors import ServeError
-from pipelines.serve.metrics import registry
-from pipelines.serve.requests import RecordChecker
+from pipelines.scoring.serve.app import TOKEN_ENV, create_app
+from pipelines.scoring.serve.champion import ChampionWatcher
+from pipelines.scoring.serve.errors import ServeError
+from pipelines.scoring.serve.metrics import registry
+from pipelines.scoring.serve.requests import RecordChecker
 
 log = logging.getLogger(__name__)
 

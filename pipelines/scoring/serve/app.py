@@ -17,9 +17,9 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from pipelines.serve.champion import ChampionWatcher, ServedModel
-from pipelines.serve.errors import InvalidRecord, Unauthorized
-from pipelines.serve.requests import RecordChecker
+from pipelines.scoring.serve.champion import ChampionWatcher, ServedModel
+from pipelines.scoring.serve.errors import InvalidRecord, Unauthorized
+from pipelines.scoring.serve.requests import RecordChecker
 
 TOKEN_ENV = "FLYWHEEL_SERVE_TOKEN"  # where `flywheel serve` reads the bearer token from
 

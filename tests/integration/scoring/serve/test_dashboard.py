@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from pipelines.serve.champion import ChampionWatcher
-from pipelines.serve.metrics import registry
+from pipelines.scoring.serve.champion import ChampionWatcher
+from pipelines.scoring.serve.metrics import registry
 from tests.support.install import ROOT
 
 pytestmark = pytest.mark.integration
