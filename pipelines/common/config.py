@@ -246,6 +246,24 @@ class TrainConfig(_Frozen):
     devices: int = Field(default=1, ge=1, le=64)  # > 1: DDP under torchrun, one process per GPU
     gpu_batch_size: int = Field(default=8192, ge=1)  # per process, on CUDA only
     compile: bool = False  # torch.compile the network for training
+    model: str | None = None  # "package.module:factory" building the network; None: the built-in TabularNet
+    model_params: dict[str, Any] = Field(default_factory=dict)  # passed to the factory as they are
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str | None) -> str | None:
+        if value is not None and not _FACTORY.match(value.strip()):
+            raise ValueError(FACTORY_EXPECTED)  # shown as "<key> = <value>: expected <this>"
+        return value.strip() if value is not None else None
+
+    @property
+    def model_module(self) -> str | None:
+        """The module of ``train.model`` (``package.module``), or None for the built-in network."""
+        return self.model.partition(":")[0] if self.model else None
+
+
+_FACTORY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+FACTORY_EXPECTED = "a network factory as package.module:function (a dotted module path, a colon, a name)"
 
 
 class EvaluateConfig(_Frozen):

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from pipelines.featurize import Preprocessor
-from pipelines.train.network import TabularNet
+from pipelines.train.network import architecture, rebuild
 
 STATE_DICT = "state_dict.pt"
 PREPROCESS = "preprocess.json"
@@ -34,14 +35,15 @@ SCORE_BATCH = 65536
 
 
 def save_model_files(
-    model_dir: Path, net: TabularNet, preprocessor: Preprocessor, meta: dict[str, Any]
+    model_dir: Path, net: nn.Module, preprocessor: Preprocessor, meta: dict[str, Any]
 ) -> dict[str, str]:
     """Write ``state_dict.pt``, ``preprocess.json`` and ``model.json``; return ``{artifact: path}``."""
     model_dir.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, model_dir / STATE_DICT)
     (model_dir / PREPROCESS).write_text(json.dumps(preprocessor.to_dict(), indent=2) + "\n")
     write_model_json(
-        model_dir, {"architecture": net.config, "feature_order": list(preprocessor.feature_order), **meta}
+        model_dir,
+        {"architecture": architecture(net), "feature_order": list(preprocessor.feature_order), **meta},
     )
     return {name: str(model_dir / file) for name, file in ARTIFACT_FILES.items()}
 
@@ -64,7 +66,7 @@ def read_model_json(model_dir: Path) -> dict[str, Any]:
 class Predictor:
     """A trained model with its preprocessing: raw rows in, probabilities out (CPU)."""
 
-    net: TabularNet
+    net: nn.Module
     preprocessor: Preprocessor
     threshold: float
     meta: dict[str, Any]
@@ -73,7 +75,7 @@ class Predictor:
     def from_files(cls, state_dict: str | Path, preprocess: str | Path, model_json: str | Path) -> Predictor:
         """Rebuild from the three model files (the MLflow artifacts or ``models/model/``)."""
         meta = json.loads(Path(model_json).read_text())
-        net = TabularNet(**meta["architecture"])
+        net = rebuild(meta["architecture"])  # the built-in network, or the factory's (imported here)
         net.load_state_dict(torch.load(state_dict, map_location="cpu", weights_only=True))
         net.eval()
         return cls(net, Preprocessor.load(preprocess), float(meta["threshold"]), meta)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 
 from pipelines.common.io import write_json
 from pipelines.train import tracking
@@ -27,7 +28,8 @@ from pipelines.train.data import TrainingData, feature_files, load_training_data
 from pipelines.train.distributed import SINGLE, Group, launch, processes_for
 from pipelines.train.loop import EpochStats, FitResult, FitState, train_model
 from pipelines.train.model import read_model_json, save_model_files, write_model_json
-from pipelines.train.network import TabularNet, net_factory
+from pipelines.train.network import check_network, net_factory
+from pipelines.workspace import module_file
 from pipelines.workspace.paths import MODEL_DIR, TRAIN_CURVE, TRAIN_METRICS
 
 if TYPE_CHECKING:
@@ -59,6 +61,7 @@ def train_stage(params: Params, settings: Settings, workspace: Path, group: Grou
     """The stage in this process: resume from a checkpoint of the same inputs if there is one;
     rank 0 tracks and writes; the checkpoints are removed once the outputs are written."""
     data, pre = load_training_data(workspace)
+    check_network(params.train, pre)  # a bad train.model fails here, before any run or checkpoint
     store = _checkpoint_store(params.train, workspace, settings.home, group.world_size)
     saved = store.load()
     resume = FitState.from_payload(saved, group.rank) if saved else None
@@ -83,15 +86,18 @@ def _train(
     resume: FitState | None,
     on_state: Callable[[FitState], None],
     on_epoch: Callable[[EpochStats], None] | None,
-) -> tuple[TabularNet, FitResult, float, float]:
+) -> tuple[nn.Module, FitResult, float, float]:
     """The one place the stage builds its network (through :func:`net_factory`) and trains it."""
     build = partial(net_factory(cfg), pre, cfg)
     return train_model(cfg, data, build, group, resume, on_state, on_epoch)
 
 
 def _checkpoint_store(cfg: TrainConfig, workspace: Path, home: Path, world_size: int) -> CheckpointStore:
-    """``$FLYWHEEL_HOME/checkpoints/<fingerprint of the train params and the features>``."""
-    return CheckpointStore.under(home, fingerprint(cfg, feature_files(workspace), world_size))
+    """``$FLYWHEEL_HOME/checkpoints/<fingerprint of the train params, the features and the factory's
+    source>``: a changed network never resumes from another's checkpoint."""
+    source = module_file(cfg.model_module) if cfg.model_module else None
+    files = [*feature_files(workspace), *([source] if source else [])]
+    return CheckpointStore.under(home, fingerprint(cfg, files, world_size))
 
 
 def _checkpointer(store: CheckpointStore, group: Group, run_id: str | None) -> Callable[[FitState], None]:
@@ -172,7 +178,7 @@ def _train_and_log(
 def _save_model(
     params: Params,
     workspace: Path,
-    net: TabularNet,
+    net: nn.Module,
     pre: Preprocessor,
     result: FitResult,
     threshold: float,
@@ -190,7 +196,8 @@ def _save_model(
     }
     model_dir = workspace / MODEL_DIR
     artifacts = save_model_files(model_dir, net, pre, meta)
-    info = tracking.log_pyfunc(artifacts, params.schema, tracking.input_example(workspace, params.schema))
+    example = tracking.input_example(workspace, params.schema)
+    info = tracking.log_pyfunc(artifacts, params.schema, example, params.train.model)
     write_model_json(
         model_dir, {**read_model_json(model_dir), "model_uri": info.model_uri, "model_id": info.model_id}
     )
