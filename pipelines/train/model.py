@@ -86,8 +86,16 @@ class Predictor:
         d = Path(model_dir)
         return cls.from_files(d / STATE_DICT, d / PREPROCESS, d / MODEL_JSON)
 
+    @property
+    def task(self) -> str:
+        """``binary``, ``multiclass`` or ``regression``: what the network's outputs mean."""
+        return self.preprocessor.task
+
     def score(self, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
-        """Probabilities (float64 ``[n]``) for already-transformed model arrays."""
+        """For already-transformed model arrays: probabilities (float64 ``[n]``) of a binary model,
+        class probabilities ``[n, k]`` of a multiclass one, predictions ``[n]`` on the target's scale."""
+        if self.task != "binary":
+            return self._score_task(numeric, categorical)
         out = np.empty(len(numeric), dtype=np.float64)
         with torch.inference_mode():
             for start in range(0, len(numeric), SCORE_BATCH):
@@ -98,15 +106,55 @@ class Predictor:
                 out[start:stop] = torch.sigmoid(logits).double().numpy()
         return out
 
+    def _score_task(self, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
+        pre, chunks = self.preprocessor, []
+        with torch.inference_mode():
+            for start in range(0, len(numeric), SCORE_BATCH):
+                stop = start + SCORE_BATCH
+                logits = self.net(
+                    torch.from_numpy(numeric[start:stop]), torch.from_numpy(categorical[start:stop])
+                ).double()
+                chunks.append(
+                    torch.softmax(logits, dim=1).numpy()
+                    if self.task == "multiclass"
+                    else logits.numpy() * pre.target_std + pre.target_mean
+                )
+        width = (0, len(pre.classes)) if self.task == "multiclass" else (0,)
+        return np.concatenate(chunks) if chunks else np.empty(width, dtype=np.float64)
+
     def predict_proba(self, raw: pd.DataFrame) -> np.ndarray:
         """Probabilities (float64 ``[n]``) for raw rows, preprocessing included."""
         numeric, categorical = self.preprocessor.transform(raw)
         return self.score(numeric, categorical)
 
     def predict(self, raw: pd.DataFrame) -> pd.DataFrame:
-        """``probability`` and ``label`` (at the model's threshold) for raw rows."""
-        proba = self.predict_proba(raw)
-        return pd.DataFrame({"probability": proba, "label": (proba >= self.threshold).astype(np.int64)})
+        """For raw rows: ``probability`` and ``label`` (at the model's threshold) of a binary model;
+        ``label`` (the class), its ``probability`` and ``proba_<class>`` per class of a multiclass one;
+        ``prediction`` of a regression model."""
+        scores = self.predict_proba(raw)
+        if self.task == "regression":
+            return pd.DataFrame({"prediction": scores})
+        if self.task == "multiclass":
+            classes = np.array(self.preprocessor.classes, dtype=object)
+            best = scores.argmax(axis=1) if len(scores) else np.empty(0, dtype=np.int64)
+            return pd.DataFrame(
+                {
+                    "label": classes[best],
+                    "probability": scores.max(axis=1) if len(scores) else np.empty(0),
+                    **{f"proba_{c}": scores[:, i] for i, c in enumerate(self.preprocessor.classes)},
+                }
+            )
+        return pd.DataFrame({"probability": scores, "label": (scores >= self.threshold).astype(np.int64)})
+
+
+def prediction_scores(predicted: pd.DataFrame, classes: tuple[str, ...] | None = None) -> np.ndarray:
+    """What the gate and the drift check score from a pyfunc's output: ``probability`` of a binary
+    model, the ``proba_<class>`` columns ``[n, k]`` of a multiclass one (``classes`` given),
+    ``prediction`` of a regression one."""
+    if classes:
+        return np.asarray(predicted[[f"proba_{c}" for c in classes]], dtype=float)
+    column = "prediction" if "prediction" in predicted.columns else "probability"
+    return np.asarray(predicted[column], dtype=float)
 
 
 # -- MLflow pyfunc (created on first use, so importing this module does not import MLflow) ----------
@@ -126,7 +174,8 @@ def _make_pyfunc_class() -> type[Any]:
         def predict(
             self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
         ) -> pd.DataFrame:
-            """Raw rows → ``probability`` (float) and ``label`` (int) columns."""
+            """Raw rows → ``probability`` (float) and ``label`` (int) columns (per task: see
+            :meth:`Predictor.predict`)."""
             return self.predictor.predict(pd.DataFrame(model_input))
 
     FlywheelPyfunc.__qualname__ = "FlywheelPyfunc"

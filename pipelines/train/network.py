@@ -50,6 +50,7 @@ class TabularNet(nn.Module):
         hidden: Sequence[int],
         dropout: float = 0.0,
         max_embedding_dim: int = 16,
+        n_outputs: int = 1,
     ) -> None:
         super().__init__()
         self.config: dict[str, Any] = {
@@ -58,37 +59,50 @@ class TabularNet(nn.Module):
             "hidden": [int(h) for h in hidden],
             "dropout": float(dropout),
             "max_embedding_dim": int(max_embedding_dim),
+            **({"n_outputs": int(n_outputs)} if n_outputs != 1 else {}),
         }
         widths = [embedding_dim(c, max_embedding_dim) for c in cardinalities]
         self.embeddings = nn.ModuleList(
             nn.Embedding(c, width) for c, width in zip(cardinalities, widths, strict=True)
         )
-        self.mlp = _mlp(n_numeric + sum(widths), hidden, dropout)
+        self.mlp = _mlp(n_numeric + sum(widths), hidden, dropout, n_outputs)
+        self.n_outputs = n_outputs
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
-        """``numeric [n, n_num]`` float, ``categorical [n, n_cat]`` long → logits ``[n]``."""
+        """``numeric [n, n_num]`` float, ``categorical [n, n_cat]`` long → logits ``[n]``
+        (``[n, n_outputs]`` for a multiclass network)."""
         parts = [numeric, *(emb(categorical[:, j]) for j, emb in enumerate(self.embeddings))]
         logits: torch.Tensor = self.mlp(torch.cat(parts, dim=1))
-        return logits.squeeze(-1)
+        return logits.squeeze(-1) if self.n_outputs == 1 else logits
 
 
-def _mlp(width: int, hidden: Sequence[int], dropout: float) -> nn.Sequential:
+def _mlp(width: int, hidden: Sequence[int], dropout: float, n_outputs: int = 1) -> nn.Sequential:
     layers: list[nn.Module] = []
     for size in hidden:
         layers += [nn.Linear(width, size), nn.ReLU()]
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         width = size
-    layers.append(nn.Linear(width, 1))
+    layers.append(nn.Linear(width, n_outputs))
     return nn.Sequential(*layers)
+
+
+def output_size(preprocessor: Preprocessor) -> int:
+    """Logits per row: one per class of a multiclass task, else 1."""
+    return len(preprocessor.classes) if preprocessor.task == "multiclass" else 1
 
 
 def build_net(
     preprocessor: Preprocessor, hidden: Sequence[int], dropout: float, max_embedding_dim: int
 ) -> TabularNet:
-    """A :class:`TabularNet` shaped for the columns of a fitted preprocessor."""
+    """A :class:`TabularNet` shaped for the columns (and the task) of a fitted preprocessor."""
     return TabularNet(
-        len(preprocessor.numeric), preprocessor.cardinalities, hidden, dropout, max_embedding_dim
+        len(preprocessor.numeric),
+        preprocessor.cardinalities,
+        hidden,
+        dropout,
+        max_embedding_dim,
+        output_size(preprocessor),
     )
 
 
@@ -124,6 +138,8 @@ class FeatureSpec:
             categorical=tuple(s.name for s in preprocessor.categorical),
             cardinalities=cards,
             embedding_dims=tuple(embedding_dim(c, max_embedding_dim) for c in cards),
+            task=preprocessor.task,
+            output_size=output_size(preprocessor),
         )
 
     @classmethod

@@ -13,11 +13,13 @@ itself under ``torchrun`` (:mod:`~pipelines.train.distributed`), each process ru
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -29,6 +31,7 @@ from pipelines.train.distributed import SINGLE, Group, launch, processes_for
 from pipelines.train.loop import EpochStats, FitResult, FitState, train_model
 from pipelines.train.model import read_model_json, save_model_files, write_model_json
 from pipelines.train.network import check_network, net_factory
+from pipelines.train.objective import Objective
 from pipelines.workspace import module_file
 from pipelines.workspace.paths import MODEL_DIR, TRAIN_CURVE, TRAIN_METRICS
 
@@ -89,7 +92,7 @@ def _train(
 ) -> tuple[nn.Module, FitResult, float, float]:
     """The one place the stage builds its network (through :func:`net_factory`) and trains it."""
     build = partial(net_factory(cfg), pre, cfg)
-    return train_model(cfg, data, build, group, resume, on_state, on_epoch)
+    return train_model(cfg, data, build, group, resume, on_state, on_epoch, Objective.of(pre, cfg))
 
 
 def _checkpoint_store(cfg: TrainConfig, workspace: Path, home: Path, world_size: int) -> CheckpointStore:
@@ -161,7 +164,11 @@ def _train_and_log(
     save = _checkpointer(store, group, run_id)
     net, result, threshold, f1 = _train(params.train, data, pre, group, resume, save, tracking.log_epoch)
     info = _save_model(params, workspace, net, pre, result, threshold, run_id)
-    metrics = _final_metrics(result, threshold, f1)
+    metrics = (
+        _final_metrics(result, threshold, f1)
+        if pre.task == "binary"
+        else _task_metrics(result, Objective.of(pre, params.train).stop_metric)
+    )
     tracking.log_outcome(metrics, result.history, info.model_id)
     _write_reports(workspace, result, metrics)
     return {
@@ -222,6 +229,21 @@ def _final_metrics(result: FitResult, threshold: float, f1: float) -> dict[str, 
     return metrics
 
 
+def _task_metrics(result: FitResult, stop_metric: str) -> dict[str, float]:
+    """The summary of a multiclass or regression run: the best epoch's validation metric and loss."""
+    best = result.best
+    metrics = {
+        f"best_valid_{stop_metric}": best.valid_metric if best.valid_metric is not None else math.nan,
+        "best_valid_loss": best.valid_loss,
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "samples_per_s": result.samples_per_s,
+    }
+    if result.device == "cuda":
+        metrics["gpu_peak_memory_gb"] = torch.cuda.max_memory_allocated() / 1e9
+    return metrics
+
+
 def _write_reports(workspace: Path, result: FitResult, metrics: dict[str, float]) -> None:
     """``metrics/train.json`` and ``plots/train_curve.json``."""
     write_json(
@@ -232,7 +254,8 @@ def _write_reports(workspace: Path, result: FitResult, metrics: dict[str, float]
             "epoch": s.epoch,
             "train_loss": s.train_loss,
             "valid_loss": s.valid_loss,
-            "valid_pr_auc": s.valid_pr_auc,
+            **({"valid_pr_auc": s.valid_pr_auc} if np.isfinite(s.valid_pr_auc) else {}),
+            **({"valid_metric": s.valid_metric} if s.valid_metric is not None else {}),
         }
         for s in result.history
     ]

@@ -85,7 +85,8 @@ def dataset_schema(schema: Schema) -> MlflowSchema:
     kinds = {"float": DataType.double, "int": DataType.long, "category": DataType.string}
     cols = [ColSpec(DataType.string, schema.key), ColSpec(DataType.datetime, schema.event_time)]
     cols += [ColSpec(kinds[c.type], c.name, required=c.required) for c in schema.columns]
-    return MlflowSchema([*cols, ColSpec(DataType.long, schema.target)])
+    target = {"binary": DataType.long, "multiclass": DataType.string, "regression": DataType.double}
+    return MlflowSchema([*cols, ColSpec(target[schema.task], schema.target)])
 
 
 def split_dataset(workspace: Path, schema: Schema, split: str) -> tuple[PandasDataset, dict[str, str]]:
@@ -218,7 +219,11 @@ def run_params(params: Params, data: TrainingData) -> dict[str, Any]:
         "schema": params.schema.name,
         "n_train": data.n_train,
         "n_valid": data.n_valid,
-        "train_positive_rate": round(float(data.train_target.float().mean()), 6),
+        **(
+            {"train_positive_rate": round(float(data.train_target.float().mean()), 6)}
+            if params.schema.task == "binary"
+            else {"task": params.schema.task}
+        ),
     }
 
 
@@ -245,6 +250,18 @@ def log_epoch(stats: EpochStats) -> None:
         "valid_pr_auc": stats.valid_pr_auc,
         "valid_roc_auc": stats.valid_roc_auc,
     }
+    if stats.valid_metric is not None:  # another task than binary: its early-stopping metric
+        values = {"train_loss": stats.train_loss, "valid_loss": stats.valid_loss}
+        mlflow.log_metrics({**values, "valid_metric": stats.valid_metric}, step=stats.epoch)
+        log.info(
+            "epoch %d: train_loss %.4f valid_loss %.4f valid metric %.4f (%.1fs)",
+            stats.epoch,
+            stats.train_loss,
+            stats.valid_loss,
+            stats.valid_metric,
+            stats.train_seconds,
+        )
+        return
     mlflow.log_metrics(values, step=stats.epoch)
     log.info(
         "epoch %d: train_loss %.4f valid_loss %.4f valid_pr_auc %.4f valid_roc_auc %.4f (%.1fs)",
@@ -292,6 +309,11 @@ def model_signature(schema: Schema) -> ModelSignature:
         ColSpec(any_type if c.is_numeric else "string", c.name, required=c.required) for c in schema.columns
     ]
     outputs: list[ColSpec | TensorSpec] = [ColSpec("double", "probability"), ColSpec("long", "label")]
+    if schema.task == "regression":
+        outputs = [ColSpec("double", "prediction")]
+    elif schema.task == "multiclass":
+        outputs = [ColSpec("string", "label"), ColSpec("double", "probability")]
+        outputs += [ColSpec("double", f"proba_{c}") for c in schema.classes or ()]
     return ModelSignature(inputs=MlflowSchema(inputs), outputs=MlflowSchema(outputs))
 
 
