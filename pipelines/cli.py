@@ -81,6 +81,11 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         return publish.to_s3(url, files=args.files, fmt=args.format, **demo)
     if not args.out:
         raise ParamsError("flywheel produce --to folder needs --out FOLDER (or --to kafka / --to s3)")
+    if args.task != "binary":
+        from pipelines.demo import variants
+
+        task_demo = {k: v for k, v in demo.items() if k != "malformed_fraction"}
+        return variants.produce_task(args.out, args.task, **task_demo)
     if args.concept_change_at is not None:
         return _produce_stream(args)
     return produce.produce(args.out, files=args.files, fmt=args.format, **demo)
@@ -349,6 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partitions", type=int, default=3, help="--to kafka: partitions of a topic it creates")
     p.add_argument("--rows", type=int, default=20_000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--task",
+        choices=["binary", "regression", "multiclass"],
+        default="binary",
+        help="binary: card transactions with a fraud label; regression: delivery times "
+        "(examples/delivery-times); multiclass: support-ticket queues (examples/support-tickets); "
+        "--to folder, JSON Lines",
+    )
     p.add_argument("--files", type=int, default=1)
     p.add_argument("--format", choices=["jsonl", "csv", "parquet"], default="jsonl")
     p.add_argument("--batch", default="demo", help="file name prefix; also prefixes the event keys")

@@ -28,6 +28,16 @@ class _Frozen(BaseModel):
 
 
 ColumnType = Literal["float", "int", "category"]
+Task = Literal["binary", "multiclass", "regression"]
+# The metrics of each task (their one implementation is pipelines/evaluate/metrics.py), and those where
+# lower is better: the gate, early stopping and the drift check's performance trigger orient by them.
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("roc_auc", "pr_auc"),
+    "multiclass": ("macro_f1", "log_loss", "accuracy"),
+    "regression": ("rmse", "mae", "r2"),
+}
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss"})
+Metric = Literal["roc_auc", "pr_auc", "macro_f1", "log_loss", "accuracy", "rmse", "mae", "r2"]
 
 
 class Column(_Frozen):
@@ -67,6 +77,41 @@ class Schema(_Frozen):
     event_time: str = Field(min_length=1)
     target: str = Field(min_length=1)
     columns: tuple[Column, ...] = Field(min_length=1)
+    task: Task = "binary"  # what the target is: a 0/1 label, one of `classes`, or a number
+    classes: tuple[str, ...] | None = None  # multiclass: the labels, in the order of the model's outputs
+    target_min: float | None = None  # regression: the target's expected range (validation)
+    target_max: float | None = None
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _labels_as_text(cls, value: Any) -> Any:
+        """Class labels are text: ``[0, 1, 2]`` in YAML reads as ``("0", "1", "2")``, as ingest reads them."""
+        if isinstance(value, list | tuple):
+            return tuple(str(v) for v in value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_task(self) -> Schema:
+        if self.task == "multiclass":
+            if not self.classes or len(self.classes) < 3:
+                raise ValueError(
+                    f"task multiclass needs 'classes', a list of at least 3 labels (got {self.classes}); "
+                    "two classes are task binary"
+                )
+            if len(set(self.classes)) != len(self.classes):
+                raise ValueError(f"'classes' must be unique labels, got {list(self.classes)}")
+        elif self.classes is not None:
+            raise ValueError(f"'classes' is for task multiclass, not task {self.task}")
+        if self.task != "regression" and (self.target_min is not None or self.target_max is not None):
+            raise ValueError(f"'target_min'/'target_max' are for task regression, not task {self.task}")
+        if self.target_min is not None and self.target_max is not None and self.target_min > self.target_max:
+            raise ValueError(f"target_min {self.target_min} > target_max {self.target_max}")
+        return self
+
+    @property
+    def output_size(self) -> int:
+        """How many logits the network gives a row: the classes of a multiclass task, else 1."""
+        return len(self.classes) if self.task == "multiclass" and self.classes else 1
 
     @model_validator(mode="after")
     def _check_names(self) -> Schema:
@@ -246,6 +291,27 @@ class TrainConfig(_Frozen):
     devices: int = Field(default=1, ge=1, le=64)  # > 1: DDP under torchrun, one process per GPU
     gpu_batch_size: int = Field(default=8192, ge=1)  # per process, on CUDA only
     compile: bool = False  # torch.compile the network for training
+    model: str | None = None  # "package.module:factory" building the network; None: the built-in TabularNet
+    model_params: dict[str, Any] = Field(default_factory=dict)  # passed to the factory as they are
+    early_stopping_metric: Metric | None = None  # None: pr_auc (binary), log_loss (multiclass), rmse
+    regression_loss: Literal["mse", "huber"] = "mse"
+    class_weights: bool = True  # multiclass: cross-entropy weighted by inverse class frequency (capped)
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str | None) -> str | None:
+        if value is not None and not _FACTORY.match(value.strip()):
+            raise ValueError(FACTORY_EXPECTED)  # shown as "<key> = <value>: expected <this>"
+        return value.strip() if value is not None else None
+
+    @property
+    def model_module(self) -> str | None:
+        """The module of ``train.model`` (``package.module``), or None for the built-in network."""
+        return self.model.partition(":")[0] if self.model else None
+
+
+_FACTORY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+FACTORY_EXPECTED = "a network factory as package.module:function (a dotted module path, a colon, a name)"
 
 
 class EvaluateConfig(_Frozen):
@@ -279,7 +345,7 @@ class PromoteConfig(_Frozen):
     """
 
     model_name: str = Field(default="flywheel", min_length=1)
-    metric: Literal["roc_auc", "pr_auc"] = "pr_auc"
+    metric: Metric = "pr_auc"
     min_roc_auc: float = Field(default=0.7, ge=0, le=1)
     min_pr_auc: float = Field(default=0.1, ge=0, le=1)
     min_improvement: float = Field(default=0.0, ge=-1, le=1)
@@ -288,6 +354,8 @@ class PromoteConfig(_Frozen):
     block: str = "1d"
     min_blocks: int = Field(default=8, ge=2)
     max_latency_ms: float = Field(default=2000, gt=0)
+    min_macro_f1: float = Field(default=0.0, ge=0, le=1)  # multiclass floor
+    min_r2: float | None = None  # regression floor (None: none)
 
     @field_validator("block")
     @classmethod
@@ -329,7 +397,7 @@ class DriftConfig(_Frozen):
     max_drift_share: float = Field(default=0.5, gt=0, le=1)
     min_rows: int = Field(default=500, ge=1)
     min_roc_auc: float = Field(default=0.7, ge=0, le=1)
-    performance_metric: Literal["roc_auc", "pr_auc"] = "roc_auc"
+    performance_metric: Metric = "roc_auc"
     max_performance_drop: float = Field(default=0.03, ge=0, le=1)
     cooldown_hours: float = Field(default=24, ge=0)
     sample_rows: int | None = Field(default=50_000, ge=1000)
@@ -452,6 +520,23 @@ class Params(_Frozen):
             data["schedules"] = schedules
         return data
 
+    @model_validator(mode="after")
+    def _check_task_metrics(self) -> Params:
+        """The metrics named in train, promote and drift must be metrics of ``schema.task``."""
+        task = self.schema_.task
+        allowed = TASK_METRICS[task]
+        named = {
+            "train.early_stopping_metric": self.train.early_stopping_metric,
+            "promote.metric": self.promote.metric,
+            "drift.performance_metric": self.drift.performance_metric,
+        }
+        for key, value in named.items():
+            if value is not None and value not in allowed:
+                raise ValueError(
+                    f"{key} = {value!r}: expected a metric of task {task}, one of {list(allowed)}"
+                )
+        return self
+
     @property
     def schema(self) -> Schema:  # type: ignore[override]
         return self.schema_
@@ -481,6 +566,8 @@ def _describe(error: ValidationError, source: str) -> str:
             lines.append(f"  {key}: missing; expected {err['msg'].lower()}")
         elif err["type"] == "extra_forbidden":
             lines.append(f"  {key} = {value!r}: unknown key; expected one of the documented keys")
+        elif not loc:  # a check across sections: its message names the keys and values itself
+            lines.append(f"  {err['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  {key} = {value!r}: expected {err['msg'].removeprefix('Value error, ')}")
     return "\n".join(lines)

@@ -390,6 +390,13 @@ def quality(labels: pd.Series, proba: np.ndarray) -> tuple[float | None, float |
     return roc_auc, pr_auc, None
 
 
+def prediction_column(scores: np.ndarray) -> np.ndarray:
+    """What prediction drift compares: the probability (binary), the prediction (regression), the
+    probability of the predicted class (multiclass, ``[n, k]`` scores)."""
+    scores = np.asarray(scores, dtype="float64")
+    return scores.max(axis=1) if scores.ndim == 2 else scores
+
+
 def add_predictions(
     windows: tuple[pd.DataFrame, pd.DataFrame],
     samples: tuple[pd.DataFrame, pd.DataFrame],
@@ -407,15 +414,15 @@ def add_predictions(
     (reference, current), (ref_s, cur_s) = windows, samples
     features = list(schema.feature_names)
     try:
-        ref_s[PREDICTION] = predict(
-            reference.loc[ref_s.index, [c for c in features if c in reference.columns]]
+        ref_s[PREDICTION] = prediction_column(
+            predict(reference.loc[ref_s.index, [c for c in features if c in reference.columns]])
         )
-        cur_s[PREDICTION] = predict(current.loc[cur_s.index, features])
+        cur_s[PREDICTION] = prediction_column(predict(current.loc[cur_s.index, features]))
     except Exception as exc:  # the report still says what it can; the note says why this part is missing
         ref_s.drop(columns=PREDICTION, errors="ignore", inplace=True)
         notes.append(f"the champion could not score the rows, no prediction drift or quality: {exc}")
         return None, None, None
-    if schema.target not in current.columns:
+    if schema.target not in current.columns or schema.task != "binary":  # others: the performance trigger
         return None, None, None
     roc_auc, pr_auc, note = quality(current.loc[cur_s.index, schema.target], cur_s[PREDICTION].to_numpy())
     if note:

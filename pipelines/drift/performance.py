@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from pipelines.common.config import DriftConfig, PromoteConfig
+from pipelines.common.config import LOWER_IS_BETTER, TASK_METRICS, DriftConfig, PromoteConfig
+from pipelines.evaluate.metrics import class_codes
 from pipelines.evaluate.metrics import metric as metric_value
 from pipelines.promote import Interval, block_ids, bootstrap_metric
 
@@ -57,9 +58,12 @@ class Performance:
         if self.difference is None or self.window is None or self.evaluated is None:
             return f"performance not judged: {self.note}"
         verdict = "is below" if self.dropped else "is not below"
+        what = (
+            "the difference" if self.metric not in LOWER_IS_BETTER else "evaluated - window (lower is better)"
+        )
         return (
             f"champion {self.metric} {self.window:.4f} on {self.rows} labelled rows vs "
-            f"{self.evaluated.value:.4f} evaluated: {self.difference.describe('the difference')} "
+            f"{self.evaluated.value:.4f} evaluated: {self.difference.describe(what)} "
             f"{verdict} -drift.max_performance_drop {self.max_drop:g}"
         )
 
@@ -72,8 +76,13 @@ def check_performance(
     cfg: DriftConfig,
     gate: PromoteConfig,
     seed: int = 0,
+    classes: tuple[str, ...] | None = None,
 ) -> Performance:
     """The champion's ``cfg.performance_metric`` on the labelled rows of the window, against ``evaluated``.
+
+    For a lower-is-better metric (RMSE, MAE, log-loss) the difference is oriented, ``evaluated −
+    window``, so that a worse champion is a negative difference whatever the metric; ``classes``: the
+    multiclass labels (``proba`` is then ``[n, k]``).
 
     Rows without a label are left out. Blocks of ``gate.block`` event time; at least
     ``gate.min_blocks`` of them, with ``gate.bootstrap_rounds`` rounds at
@@ -81,7 +90,7 @@ def check_performance(
     """
     metric = cfg.performance_metric
     present = pd.Series(labels).notna().to_numpy()
-    y = pd.Series(labels)[present].astype("int64").to_numpy()  # positions, whatever the index
+    y = task_labels(pd.Series(labels)[present].to_numpy(), metric, classes)  # positions, whatever the index
     base = Performance(metric, int(present.sum()), cfg.max_performance_drop, evaluated)
     if evaluated is None:
         return _unjudged(
@@ -101,14 +110,31 @@ def check_performance(
     p = np.asarray(proba, dtype="float64")[present]
     window = bootstrap_metric(y, p, metric, gate.bootstrap_rounds, gate.confidence, ids, seed, gate.block)
     point = metric_value(metric, y, p)
-    return Performance(
-        metric,
-        len(y),
-        cfg.max_performance_drop,
-        evaluated,
-        point,
-        difference(window, point, evaluated, gate.confidence),
-    )
+    if metric in LOWER_IS_BETTER:  # judged oriented: evaluated − window, negative when the champion worsened
+        flipped = Interval(
+            -window.mean,
+            -window.high,
+            -window.low,
+            window.confidence,
+            window.blocks,
+            window.block,
+            window.rounds,
+            window.se,
+        )
+        oriented = Evaluated(-evaluated.value, evaluated.se, evaluated.source)
+        gap = difference(flipped, -point, oriented, gate.confidence)
+    else:
+        gap = difference(window, point, evaluated, gate.confidence)
+    return Performance(metric, len(y), cfg.max_performance_drop, evaluated, point, gap)
+
+
+def task_labels(values: np.ndarray, metric: str, classes: tuple[str, ...] | None) -> np.ndarray:
+    """Labels as ``metric`` reads them: 0/1, class codes (``classes``), or numbers (regression)."""
+    if metric in TASK_METRICS["regression"]:
+        return np.asarray(values, dtype="float64")
+    if metric in TASK_METRICS["multiclass"]:
+        return class_codes(values, classes or ())
+    return np.asarray(values).astype("int64")
 
 
 def difference(window: Interval, point: float, evaluated: Evaluated, confidence: float) -> Interval:

@@ -67,12 +67,15 @@ def current_window(lake: Lake, schema: Schema, window: Window) -> tuple[pd.DataF
     return select_window(frames, schema, window), len(partitions)
 
 
-def champion_predictor(model_uri: str) -> drift_check.Predict:
-    """The champion's pyfunc as ``raw rows -> probability``."""
+def champion_predictor(model_uri: str, classes: tuple[str, ...] | None = None) -> drift_check.Predict:
+    """The champion's pyfunc as ``raw rows -> probability`` (a regression model's prediction; a
+    multiclass model's ``[n, k]`` class probabilities, ``classes`` given)."""
     import mlflow
 
+    from pipelines.train import prediction_scores
+
     model = mlflow.pyfunc.load_model(model_uri)
-    return lambda rows: np.asarray(model.predict(rows)["probability"], dtype="float64")
+    return lambda rows: prediction_scores(model.predict(rows), classes)
 
 
 # -- the cooldown's memory ----------------------------------------------------------------------
@@ -141,8 +144,16 @@ def window_performance(
         rows = int(current[schema.target].notna().sum())
         note = f"the champion could not score the window: {str(exc)[:300]}"
         return Performance(cfg.performance_metric, rows, cfg.max_performance_drop, evaluated, note=note)
+    classes = schema.classes if schema.task == "multiclass" else None
     return check_performance(
-        current[schema.target], proba, current[schema.event_time], evaluated, cfg, params.promote, cfg.seed
+        current[schema.target],
+        proba,
+        current[schema.event_time],
+        evaluated,
+        cfg,
+        params.promote,
+        cfg.seed,
+        classes,
     )
 
 
@@ -366,7 +377,8 @@ def run(
         len(ref.frame),
         ref.source,
     )
-    predict = champion_predictor(ref.champion.model_uri) if len(current) >= cfg.min_rows else None
+    classes = params.schema.classes if params.schema.task == "multiclass" else None
+    predict = champion_predictor(ref.champion.model_uri, classes) if len(current) >= cfg.min_rows else None
     check = drift_check.compare(ref.frame, current, params.schema, cfg, predict)
     live = live_scores(lake, params.schema, ref.champion.version, window.start, window.end)
     performance = window_performance(params, ref, current, predict, live)

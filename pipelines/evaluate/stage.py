@@ -8,7 +8,7 @@ logs the ``test_*`` metrics and figures onto the MLflow run that trained the mod
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,16 @@ import pandas as pd
 
 from pipelines.common.errors import FlywheelError
 from pipelines.common.io import write_json
-from pipelines.evaluate.metrics import calibration_table, classification_metrics, pr_points, roc_points
+from pipelines.evaluate.metrics import (
+    calibration_table,
+    classification_metrics,
+    confusion_rows,
+    multiclass_metrics,
+    pr_points,
+    regression_metrics,
+    residual_points,
+    roc_points,
+)
 from pipelines.evaluate.plots import figures
 from pipelines.train import Predictor
 from pipelines.workspace.paths import EVALUATE_METRICS, MODEL_DIR, PLOTS_DIR, features_file, split_file
@@ -41,7 +50,10 @@ class Evaluation:
     roc: list[dict[str, float]]
     pr: list[dict[str, float]]
     calibration: list[dict[str, float]]
-    confusion: list[dict[str, int]]
+    confusion: list[dict[str, Any]]
+    residuals: list[dict[str, float]] = field(default_factory=list)
+    task: str = "binary"
+    classes: tuple[str, ...] = ()
 
 
 MAX_CONFUSION_ROWS = 20_000  # DVC's confusion template counts rows; an even sample keeps the file small
@@ -64,6 +76,18 @@ def evaluate_scores(y: np.ndarray, proba: np.ndarray, threshold: float, bins: in
     )
 
 
+def evaluate_task(y: np.ndarray, scores: np.ndarray, task: str, classes: tuple[str, ...]) -> Evaluation:
+    """Everything evaluate reports of a multiclass model (class codes, ``[n, k]`` probabilities) or a
+    regression model (targets, predictions)."""
+    if task == "regression":
+        return Evaluation(regression_metrics(y, scores), [], [], [], [], residual_points(y, scores), task)
+    y = y.astype(np.int64)
+    rows = np.linspace(0, len(y) - 1, min(len(y), MAX_CONFUSION_ROWS)).astype(np.int64)
+    predicted = scores.argmax(axis=1) if len(scores) else np.empty(0, dtype=np.int64)
+    confusion = confusion_rows(y[rows], predicted[rows], classes)
+    return Evaluation(multiclass_metrics(y, scores, classes), [], [], [], confusion, [], task, classes)
+
+
 # -- the stage ---------------------------------------------------------------------------------
 
 
@@ -79,10 +103,13 @@ def score_test_features(workspace: Path) -> tuple[Predictor, np.ndarray, np.ndar
 
 
 def write_reports(workspace: Path, result: Evaluation) -> None:
-    """``metrics/evaluate.json`` and ``plots/{roc,pr,calibration,confusion}.json``."""
+    """``metrics/evaluate.json`` and the DVC plots: ``plots/{roc,pr,calibration,confusion}.json`` and
+    regression's ``plots/{residuals,predicted_actual}.json``."""
     write_json(workspace / EVALUATE_METRICS, result.metrics)
     for name in ("roc", "pr", "calibration", "confusion"):
         write_json(workspace / PLOTS_DIR / f"{name}.json", getattr(result, name))
+    for name in ("residuals", "predicted_actual"):  # regression's plots; empty for the other tasks
+        write_json(workspace / PLOTS_DIR / f"{name}.json", result.residuals)
 
 
 def log_to_training_run(
@@ -113,7 +140,12 @@ def log_to_training_run(
 def run(params: Params, settings: Settings, workspace: Path) -> dict[str, Any]:
     """Evaluate the workspace's model on its test features; report to files and MLflow."""
     predictor, y, proba = score_test_features(workspace)
-    result = evaluate_scores(y, proba, predictor.threshold, params.evaluate.calibration_bins)
+    task = predictor.preprocessor.task
+    result = (
+        evaluate_scores(y, proba, predictor.threshold, params.evaluate.calibration_bins)
+        if task == "binary"
+        else evaluate_task(y, proba, task, predictor.preprocessor.classes)
+    )
     write_reports(workspace, result)
     run_id = predictor.meta.get("mlflow_run_id")
     if run_id:

@@ -112,16 +112,34 @@ class Preprocessor:
     key: str
     event_time: str
     target: str
+    task: str = "binary"
+    classes: tuple[str, ...] = ()  # multiclass: the labels, code i is classes[i]
+    target_mean: float = 0.0  # regression: the train target's mean and std, the network's scale
+    target_std: float = 1.0
 
     @classmethod
     def fit(cls, train: pd.DataFrame, schema: Schema, min_category_count: int) -> Preprocessor:
-        """Fit every column's spec on the train split only."""
+        """Fit every column's spec on the train split only (and a regression target's scale)."""
         numeric = tuple(fit_numeric(train[c.name], c.name, c.required, c.min, c.max) for c in schema.numeric)
         categorical = tuple(
             CategoricalSpec(c.name, c.required, fit_vocabulary(train[c.name], min_category_count))
             for c in schema.categorical
         )
-        return cls(numeric, categorical, schema.key, schema.event_time, schema.target)
+        mean, std = 0.0, 1.0
+        if schema.task == "regression":
+            y = train[schema.target].to_numpy(dtype=np.float64)
+            mean, std = float(y.mean()), float(y.std()) or 1.0
+        return cls(
+            numeric,
+            categorical,
+            schema.key,
+            schema.event_time,
+            schema.target,
+            schema.task,
+            tuple(schema.classes or ()),
+            mean,
+            std,
+        )
 
     @property
     def feature_order(self) -> tuple[str, ...]:
@@ -143,7 +161,19 @@ class Preprocessor:
             "feature_order": list(self.feature_order),
             "numeric": [asdict(s) for s in self.numeric],
             "categorical": [{**asdict(s), "vocabulary": list(s.vocabulary)} for s in self.categorical],
+            **self._task_dict(),
         }
+
+    def _task_dict(self) -> dict[str, Any]:
+        """The task's keys of the spec; none for binary (its spec is what it always was)."""
+        if self.task == "binary":
+            return {}
+        out: dict[str, Any] = {"task": self.task}
+        if self.task == "multiclass":
+            out["classes"] = list(self.classes)
+        if self.task == "regression":
+            out |= {"target_mean": self.target_mean, "target_std": self.target_std}
+        return out
 
     @classmethod
     def from_dict(cls, spec: dict[str, Any]) -> Preprocessor:
@@ -153,7 +183,17 @@ class Preprocessor:
             categorical = tuple(
                 CategoricalSpec(s["name"], s["required"], tuple(s["vocabulary"])) for s in spec["categorical"]
             )
-            return cls(numeric, categorical, spec["key"], spec["event_time"], spec["target"])
+            return cls(
+                numeric,
+                categorical,
+                spec["key"],
+                spec["event_time"],
+                spec["target"],
+                spec.get("task", "binary"),
+                tuple(spec.get("classes", ())),
+                float(spec.get("target_mean", 0.0)),
+                float(spec.get("target_std", 1.0)),
+            )
         except (KeyError, TypeError) as exc:
             raise FeaturizeError(
                 f"invalid preprocessing spec: {exc!r}; expected the output of to_dict()"
@@ -199,12 +239,27 @@ class Preprocessor:
         return self.transform_numeric(raw), self.transform_categorical(raw)
 
     def features_frame(self, raw: pd.DataFrame) -> pd.DataFrame:
-        """The features table of a split: numeric float32, categorical int64, target int8."""
+        """The features table of a split: numeric float32, categorical int64, the target encoded per task
+        (binary int8, a multiclass label's code int64, a regression target float64 as it is)."""
         numeric, categorical = self.transform(raw)
         columns: dict[str, np.ndarray] = {s.name: numeric[:, j] for j, s in enumerate(self.numeric)}
         columns |= {s.name: categorical[:, j] for j, s in enumerate(self.categorical)}
-        columns[self.target] = raw[self.target].to_numpy(dtype="int8")
+        columns[self.target] = self.encode_target(raw[self.target])
         return pd.DataFrame(columns)
+
+    def encode_target(self, values: pd.Series) -> np.ndarray:
+        """Raw target values as the model learns them; :class:`FeaturizeError` for an unknown class."""
+        if self.task == "regression":
+            return np.asarray(values.to_numpy(dtype="float64"))
+        if self.task == "multiclass":
+            codes = pd.Categorical(values.astype("string"), categories=list(self.classes)).codes
+            if (codes < 0).any():
+                unknown = sorted(set(values[codes < 0].astype(str)))[:5]
+                raise FeaturizeError(
+                    f"target {self.target!r} holds {unknown}, not among schema.classes {list(self.classes)}"
+                )
+            return np.asarray(codes, dtype="int64")
+        return np.asarray(values.to_numpy(dtype="int8"))
 
     def split_features(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A features table → ``(numeric, categorical, target)`` arrays in model order."""
@@ -213,5 +268,5 @@ class Preprocessor:
         return (
             numeric.reshape(len(features), -1),
             categorical.reshape(len(features), -1),
-            features[self.target].to_numpy(dtype=np.float32),
+            features[self.target].to_numpy(dtype=np.int64 if self.task == "multiclass" else np.float32),
         )

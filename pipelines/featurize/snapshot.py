@@ -59,7 +59,7 @@ def run(
         "window_start": window.start.isoformat(),
         "window_end": window.end.isoformat(),
         "rows": len(events),
-        "positives": int(events[params.schema.target].sum()),
+        "positives": int(events[params.schema.target].sum()) if params.schema.task == "binary" else None,
         "partitions": partitions,
     }
     write_if_changed(workspace / WINDOW, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())

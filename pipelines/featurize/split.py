@@ -56,8 +56,18 @@ def split_by_time(events: pd.DataFrame, schema: Schema, cfg: FeaturizeConfig) ->
     return Splits(**parts)
 
 
-def check_target(train: pd.DataFrame, target: str) -> None:
-    """Raise :class:`FeaturizeError` unless the train split holds both target classes."""
+def check_target(train: pd.DataFrame, target: str, task: str = "binary") -> None:
+    """Raise :class:`FeaturizeError` unless the train split can teach the task: both classes of a
+    binary target, two classes or more of a multiclass one, two values or more of a number."""
+    if task != "binary":
+        distinct = train[target].nunique(dropna=True)
+        if distinct < 2:
+            what = "classes" if task == "multiclass" else "distinct values"
+            raise FeaturizeError(
+                f"target {target!r} has {distinct} {what} in all {len(train)} train rows; "
+                f"expected at least 2 for task {task} (widen the snapshot window)"
+            )
+        return
     counts = train[target].astype("int64").value_counts().to_dict()
     if len(counts) < 2:
         only = next(iter(counts), "none")

@@ -36,7 +36,7 @@ class Featurized:
 def build_features(events: pd.DataFrame, schema: Schema, cfg: FeaturizeConfig) -> Featurized:
     """Split the snapshot, fit the preprocessing on train, transform all three splits."""
     splits = split_by_time(events, schema, cfg)
-    check_target(splits.train, schema.target)
+    check_target(splits.train, schema.target, schema.task)
     pre = Preprocessor.fit(splits.train, schema, cfg.min_category_count)
     features = {name: pre.features_frame(frame) for name, frame in splits.items()}
     return Featurized(splits, features, pre)
@@ -53,8 +53,9 @@ def write_outputs(result: Featurized, workspace: Path) -> None:
 def summarize(result: Featurized) -> dict[str, Any]:
     """Row counts, positive rates and vocabulary sizes of the featurized splits."""
     target = result.preprocessor.target
+    binary = result.preprocessor.task == "binary"
     splits = {
-        name: {"rows": len(frame), "positives": int(frame[target].sum())}
+        name: {"rows": len(frame), "positives": int(frame[target].sum())} if binary else {"rows": len(frame)}
         for name, frame in result.splits.items()
     }
     vocab = {s.name: len(s.vocabulary) for s in result.preprocessor.categorical}

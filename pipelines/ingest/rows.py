@@ -56,6 +56,7 @@ EXPECT_CATEGORY = "expected a string category"
 EXPECT_KEY = "expected a string or integer key"
 EXPECT_TIME = "expected an ISO-8601 time or epoch seconds/ms"
 EXPECT_LABEL = "expected 0/1 or true/false"
+EXPECT_CLASS = "expected a class label (text or a whole number)"
 
 
 # -- the fields of a schema ---------------------------------------------------------------
@@ -77,8 +78,12 @@ def fields(schema: Schema) -> tuple[Field, ...]:
         Field(schema.key, "key"),
         Field(schema.event_time, "time"),
         *columns,
-        Field(schema.target, "target"),
+        Field(schema.target, TARGET_KINDS[schema.task]),
     )
+
+
+# How each task's target is read: a 0/1 label (int8), a class label (text), or a number (float64).
+TARGET_KINDS = {"binary": "target", "multiclass": "label", "regression": "float"}
 
 
 def arrow_schema(schema: Schema, with_origin: bool = True) -> pa.Schema:
@@ -87,6 +92,7 @@ def arrow_schema(schema: Schema, with_origin: bool = True) -> pa.Schema:
         "key": pa.string(),
         "time": pa.timestamp("us", tz="UTC"),
         "target": pa.int8(),
+        "label": pa.string(),
         "float": pa.float64(),
         "int": pa.int64(),
         "category": pa.string(),
@@ -564,6 +570,22 @@ def _parse_key(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[Any, 
     return out, problems
 
 
+def _parse_label(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[Any, Problems]:
+    """A multiclass label: text as it is, a whole number as its digits (``2`` and ``"2"`` are one class)."""
+    missing, problems = _missing_problems(values, field)
+    out = values.astype(object, copy=True)
+    out[missing] = None
+    for i in np.flatnonzero(~missing):
+        x = out[i]
+        if isinstance(x, int | np.integer) and not _is_bool(x):
+            out[i] = str(int(x))
+        elif isinstance(x, float | np.floating) and float(x).is_integer():
+            out[i] = str(int(x))
+        elif not isinstance(x, str):
+            problems.setdefault(int(i), f"field {field.name!r} = {_show(x)}: {EXPECT_CLASS}")
+    return out, problems
+
+
 def _parse_target(values: np.ndarray, field: Field, bounds: _Bounds) -> tuple[Any, Problems]:
     missing, problems = _missing_problems(values, field)
     if values.dtype == object and infer_dtype(values, skipna=True) in _NUMERIC_KINDS | {"boolean"}:
@@ -711,6 +733,7 @@ _PARSERS: dict[str, Callable[[np.ndarray, Field, _Bounds], tuple[Any, Problems]]
     "key": _parse_key,
     "time": _parse_time,
     "target": _parse_target,
+    "label": _parse_label,
     "float": _parse_numeric,
     "int": _parse_numeric,
     "category": _parse_category,

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.common.config import PromoteConfig, parse_duration
+from pipelines.common.config import LOWER_IS_BETTER, TASK_METRICS, PromoteConfig, parse_duration
 from pipelines.common.errors import FlywheelError
 from pipelines.evaluate.metrics import RANKING_METRICS, resampled_metric
 from pipelines.evaluate.metrics import metric as metric_value
@@ -49,14 +49,25 @@ class PromoteError(FlywheelError):
 
 @dataclass(frozen=True)
 class Scores:
-    """A model's metrics on the held-out rows."""
+    """A model's metrics on the held-out rows: ROC-AUC and PR-AUC of a binary model, or ``extra``,
+    the metrics of another task (``rmse``, ``macro_f1``, ...)."""
 
-    roc_auc: float
-    pr_auc: float
+    roc_auc: float = float("nan")
+    pr_auc: float = float("nan")
+    extra: dict[str, float] = field(default_factory=dict)
 
     def get(self, metric: str) -> float:
-        """The score of ``metric`` (``roc_auc`` or ``pr_auc``)."""
-        return float(getattr(self, metric))
+        """The score of ``metric``."""
+        return float(self.extra[metric]) if metric in self.extra else float(getattr(self, metric))
+
+    def as_dict(self) -> dict[str, float]:
+        """The scores by metric name: ``roc_auc``, ``pr_auc`` for a binary model, else ``extra``."""
+        return dict(self.extra) if self.extra else {"roc_auc": self.roc_auc, "pr_auc": self.pr_auc}
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The metrics scored."""
+        return tuple(self.extra) if self.extra else RANKING_METRICS
 
 
 @dataclass(frozen=True)
@@ -131,16 +142,18 @@ def decide(
     """
     if force:
         return Decision(True, f"forced: {forced_reason(force_reason)}", forced=True, condition=FORCED)
-    unjudged = [m for m in RANKING_METRICS if not np.isfinite(candidate.get(m))]
+    unjudged = [m for m in candidate.metrics if not np.isfinite(candidate.get(m))]
     if unjudged:
         return Decision(
             False,
             f"the test rows cannot judge the candidate's {', '.join(unjudged)} (they hold one class); "
-            "expected both classes in the test split",
+            "expected both classes in the test split"
+            if not candidate.extra
+            else f"the test rows cannot judge the candidate's {', '.join(unjudged)}; expected labelled test "
+            "rows with more than one target value",
             condition=ONE_CLASS,
         )
-    floors = {"roc_auc": policy.min_roc_auc, "pr_auc": policy.min_pr_auc}
-    for metric, floor in floors.items():
+    for metric, floor in floors_of(candidate, policy).items():
         if candidate.get(metric) < floor:
             return Decision(
                 False,
@@ -162,6 +175,16 @@ def decide(
     return _against_margin(candidate, champion, policy, difference)
 
 
+def floors_of(candidate: Scores, policy: PromoteConfig) -> dict[str, float]:
+    """The floors that apply to the candidate's task: ROC-AUC and PR-AUC (binary), macro-F1
+    (multiclass), R² when ``promote.min_r2`` is set (regression)."""
+    if not candidate.extra:
+        return {"roc_auc": policy.min_roc_auc, "pr_auc": policy.min_pr_auc}
+    if "macro_f1" in candidate.extra:
+        return {"macro_f1": policy.min_macro_f1}
+    return {"r2": policy.min_r2} if policy.min_r2 is not None else {}
+
+
 def too_few_blocks(blocks: int, policy: PromoteConfig) -> str:
     """The reason the gate refuses to decide on ``blocks`` blocks of event time."""
     return (
@@ -175,8 +198,10 @@ def _against_margin(
     candidate: Scores, champion: Scores, policy: PromoteConfig, difference: Interval | None
 ) -> Decision:
     metric, cand, champ = policy.metric, candidate.get(policy.metric), champion.get(policy.metric)
-    low = difference.low if difference else cand - champ
-    shown = difference.describe("the difference") if difference else f"difference {cand - champ:+.4f}"
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0  # the difference is oriented: positive is better
+    low = difference.low if difference else sign * (cand - champ)
+    what = "the difference" if sign > 0 else "the improvement (champion - candidate: lower is better)"
+    shown = difference.describe(what) if difference else f"{what} {sign * (cand - champ):+.4f}"
     verdict = f"candidate {metric} {cand:.4f} vs champion {champ:.4f}: {shown}"
     if low < policy.min_improvement:
         return Decision(
@@ -207,8 +232,12 @@ def judge(
     force_reason: str | None = None,
     champion_note: str | None = None,
     seed: int = 0,
+    task: str = "binary",
 ) -> Decision:
     """The whole gate on the test rows: scores, blocks of event time, block bootstrap, floors, verdict.
+
+    ``task``: binary (labels 0/1, probabilities), multiclass (class codes, ``[n, k]`` probabilities)
+    or regression (targets, predictions); the gate's metric and its direction follow it.
 
     ``champion_proba`` is None when there is no champion, or when it exists but
     could not score the rows: then ``champion_note`` says why, and the candidate is
@@ -216,25 +245,26 @@ def judge(
     score". The returned decision carries the scores, the interval, the block count
     and the candidate's own intervals (``evaluated``).
     """
-    labels = np.asarray(labels).astype("int64")
+    labels = np.asarray(labels).astype("float64" if task == "regression" else "int64")
     cand = np.asarray(candidate_proba, dtype="float64")
-    if cand.shape != labels.shape:
+    if len(cand) != len(labels):
         raise PromoteError(f"{len(cand)} candidate probabilities for {len(labels)} test rows")
     ids = block_ids(event_times, policy.block)
     n_blocks = int(ids.max()) + 1 if len(ids) else 0
-    candidate = score(cand, labels)
+    candidate = score(cand, labels, task)
     champ, champ_scores = None, None
     if champion_proba is not None:
         champ = np.asarray(champion_proba, dtype="float64")
-        if champ.shape != labels.shape or not np.isfinite(champ).all():
+        if champ.shape != cand.shape or not np.isfinite(champ).all():
             champion_note = champion_note or (
                 f"the champion's probabilities are not a finite number for each of the {len(labels)} "
                 "test rows"
             )
             champ = None
         else:
-            champ_scores = score(champ, labels)
-    decidable = n_blocks >= policy.min_blocks and len(np.unique(labels)) == 2
+            champ_scores = score(champ, labels, task)
+    distinct = len(np.unique(labels))
+    decidable = n_blocks >= policy.min_blocks and (distinct == 2 if task == "binary" else distinct > 1)
     difference = None
     if champ is not None and decidable:
         difference = bootstrap_difference(
@@ -253,7 +283,7 @@ def judge(
             m: bootstrap_metric(
                 labels, cand, m, policy.bootstrap_rounds, policy.confidence, ids, seed, policy.block
             )
-            for m in RANKING_METRICS
+            for m in TASK_METRICS[task]
         }
         if decidable
         else {}
@@ -279,8 +309,10 @@ def judge(
     )
 
 
-def score(probabilities: np.ndarray, labels: np.ndarray) -> Scores:
-    """ROC-AUC and PR-AUC of predicted probabilities."""
+def score(probabilities: np.ndarray, labels: np.ndarray, task: str = "binary") -> Scores:
+    """ROC-AUC and PR-AUC of predicted probabilities; the metrics of ``task`` for another task."""
+    if task != "binary":
+        return Scores(extra={m: metric_value(m, labels, probabilities) for m in TASK_METRICS[task]})
     return Scores(
         roc_auc=metric_value("roc_auc", labels, probabilities),
         pr_auc=metric_value("pr_auc", labels, probabilities),
@@ -332,7 +364,8 @@ def bootstrap_difference(
     block: str | None = None,
     max_rows: int = 20_000,
 ) -> Interval:
-    """Paired block bootstrap of ``metric(candidate) - metric(champion)`` over the same resamples.
+    """Paired block bootstrap of ``metric(candidate) - metric(champion)`` over the same resamples,
+    oriented so that positive is better (``champion - candidate`` for RMSE, MAE, log-loss).
 
     ``blocks`` holds each row's block id (:func:`block_ids`; ``np.arange(n)`` for a row
     bootstrap). A resample draws as many blocks as there are, with replacement, and
@@ -343,7 +376,7 @@ def bootstrap_difference(
     one class only are skipped.
     """
     (cand, champ), count = _replicates(labels, (candidate, champion), metric, rounds, blocks, seed, max_rows)
-    diffs = cand - champ
+    diffs = champ - cand if metric in LOWER_IS_BETTER else cand - champ  # oriented: positive is better
     diffs = diffs[np.isfinite(diffs)]
     if not len(diffs):
         raise PromoteError(
@@ -436,6 +469,8 @@ def _drawn(rng: np.random.Generator, blocks: int, rounds: int) -> np.ndarray:
 def _stratified(labels: np.ndarray, max_rows: int, rng: np.random.Generator) -> np.ndarray:
     if len(labels) <= max_rows:
         return np.arange(len(labels))
+    if np.issubdtype(labels.dtype, np.floating):  # a regression target: a plain sample of rows
+        return np.sort(rng.choice(len(labels), max_rows, replace=False))
     keep = []
     for value in np.unique(labels):
         where = np.flatnonzero(labels == value)

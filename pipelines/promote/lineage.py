@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.common import tracking
-from pipelines.common.config import Params
+from pipelines.common.config import TASK_METRICS, Params
 from pipelines.common.errors import FlywheelError
 from pipelines.common.lake import MANIFEST, Lake
 from pipelines.common.settings import Settings
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
+REPRODUCED_METRICS = {"binary": ("roc_auc", "pr_auc", "f1", "brier")}  # other tasks: their TASK_METRICS
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 
 
@@ -151,7 +152,8 @@ def render(chain: dict[str, Any]) -> str:
     lines += [f"        {path}: {md5}" for path, md5 in sorted(chain["dvc"].items())]
     lines.append(
         f"        └─ window [{window['window_start']}, {window['window_end']}): "
-        f"{window['rows']} events, {window['positives']} positive"
+        f"{window['rows']} events"
+        + (f", {window['positives']} positive" if window.get("positives") is not None else "")
     )
     for part in chain["partitions"]:
         lines.append(
@@ -220,7 +222,7 @@ def reproduce(params: Params, settings: Settings, ref: str) -> dict[str, Any]:
             if rebuilt.get(m) is not None and original.get(f"test_{m}") is not None
             else None,
         }
-        for m in ("roc_auc", "pr_auc", "f1", "brier")
+        for m in REPRODUCED_METRICS.get(params.schema.task, TASK_METRICS[params.schema.task])
     }
     return {
         "model_name": version.name,

@@ -26,6 +26,7 @@ import pandas as pd
 from pipelines.common import tracking
 from pipelines.common.config import Params, Schema
 from pipelines.common.settings import Settings
+from pipelines.evaluate.metrics import class_codes
 from pipelines.promote import registry
 from pipelines.promote.gate import Decision, PromoteError, forced_reason, judge
 from pipelines.promote.registry import CHALLENGER, CHAMPION, PREVIOUS
@@ -141,6 +142,8 @@ def _gate(
     rows = pd.read_parquet(workspace / split_file("test"))
     schema, policy = params.schema, params.promote
     labels = rows[schema.target].to_numpy()
+    if schema.task == "multiclass":
+        labels = class_codes(labels, tuple(schema.classes or ()))
     cand_proba = predict_model(f"models:/{name}/{version}", rows, schema)
     champ_proba, note = None, None
     if champion is not None:
@@ -149,7 +152,15 @@ def _gate(
         except Exception as exc:  # recorded as the gate's condition, not taken for "no champion"
             note = f"champion v{champion} could not score the test rows: {str(exc)[:500]}"
     decision = judge(
-        labels, cand_proba, champ_proba, rows[schema.event_time], policy, force, force_reason, note
+        labels,
+        cand_proba,
+        champ_proba,
+        rows[schema.event_time],
+        policy,
+        force,
+        force_reason,
+        note,
+        task=schema.task,
     )
     details = gate_details(decision, params, len(rows), note)
     if decision.promote:
@@ -170,8 +181,8 @@ def gate_details(decision: Decision, params: Params, test_rows: int, note: str |
     policy = params.promote
     difference = asdict(decision.difference) if decision.difference else None
     return {
-        "candidate": asdict(decision.candidate) if decision.candidate else None,
-        "champion_scores": asdict(decision.champion) if decision.champion else None,
+        "candidate": decision.candidate.as_dict() if decision.candidate else None,
+        "champion_scores": decision.champion.as_dict() if decision.champion else None,
         "difference": difference,
         "test_rows": test_rows,
         **({"champion_note": note} if note else {}),
@@ -191,12 +202,15 @@ def gate_details(decision: Decision, params: Params, test_rows: int, note: str |
 
 
 def predict_model(model_uri: str, rows: pd.DataFrame, schema: Schema) -> np.ndarray:
-    """Load a model through MLflow's pyfunc flavour; its probabilities for raw rows."""
+    """Load a model through MLflow's pyfunc flavour; its probabilities (predictions of a regression
+    model, ``[n, k]`` class probabilities of a multiclass one) for raw rows."""
     import mlflow
+
+    from pipelines.train import prediction_scores
 
     model = mlflow.pyfunc.load_model(model_uri)
     predicted = model.predict(rows[list(schema.feature_names)])
-    return np.asarray(predicted["probability"], dtype=float)
+    return prediction_scores(predicted, schema.classes if schema.task == "multiclass" else None)
 
 
 def _infra_check(params: Params, settings: Settings, model_uri: str, rows: pd.DataFrame) -> dict[str, Any]:
@@ -217,7 +231,8 @@ def check_in_fresh_process(
         "model = mlflow.pyfunc.load_model(sys.argv[1])\n"
         "start = time.perf_counter(); out = model.predict(rows)\n"
         "print(json.dumps({'latency_ms': (time.perf_counter() - start) * 1000, 'rows': len(out),"
-        " 'finite': bool(pd.Series(out['probability']).between(0, 1).all())}))\n"
+        " 'finite': bool(pd.Series(out['probability']).between(0, 1).all()) if 'probability' in out"
+        " else bool(pd.Series(out['prediction']).abs().lt(float('inf')).all())}))\n"
     )
     env = {**os.environ, **settings.as_env()}
     proc = subprocess.run(

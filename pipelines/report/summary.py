@@ -178,14 +178,13 @@ def _why_and_models_lines(training: dict[str, Any] | None) -> list[str]:
     promotion = training.get("promotion") or {}
     old, new = promotion.get("champion_scores"), promotion.get("candidate")
     if old and new:
-        fmt = "roc_auc {roc_auc:.4f}, pr_auc {pr_auc:.4f}"
         lines.append(
             f"Models:     on the same {promotion.get('test_rows')} newest test rows: "
-            f"v{promotion.get('previous_champion')} (champion before) {fmt.format(**old)}"
+            f"v{promotion.get('previous_champion')} (champion before) {_scores(old)}"
         )
         lines.append(
             f"            v{promotion.get('version')} (candidate, "
-            f"{'promoted' if promotion.get('promoted') else 'not promoted'}) {fmt.format(**new)}"
+            f"{'promoted' if promotion.get('promoted') else 'not promoted'}) {_scores(new)}"
         )
     return lines
 
@@ -216,3 +215,8 @@ def _scoring_lines(scoring: dict[str, Any] | None) -> list[str]:
     if scored.get("predictions"):
         lines.append(f"            predictions: {scored['predictions']}")
     return lines
+
+
+def _scores(scores: dict[str, float]) -> str:
+    """``roc_auc 0.9100, pr_auc 0.4200`` (a binary model), or the metrics of another task alike."""
+    return ", ".join(f"{name} {value:.4f}" for name, value in scores.items())

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from pipelines.train.data import TrainingData
     from pipelines.train.errors import TrainError
     from pipelines.train.loop import train_model
-    from pipelines.train.model import Predictor
+    from pipelines.train.model import Predictor, prediction_scores
     from pipelines.train.network import net_factory
     from pipelines.train.stage import run
     from pipelines.train.tracking import log_split_datasets
@@ -30,6 +30,7 @@ _API = {
     "run": "stage",
     "TrainError": "errors",
     "Predictor": "model",
+    "prediction_scores": "model",
     "log_split_datasets": "tracking",
     "TrainingData": "data",
     "train_model": "loop",
@@ -41,6 +42,7 @@ __all__ = [
     "TrainingData",
     "log_split_datasets",
     "net_factory",
+    "prediction_scores",
     "run",
     "train_model",
 ]

@@ -1,7 +1,8 @@
 """What training reads: the ``data/features`` tables of the workspace as model tensors.
 
 :class:`TrainingData` holds the train and valid splits as tensors in the preprocessor's feature order
-(numeric float32, categorical int64, target float32) and knows how to move, pin and shard itself;
+(numeric float32, categorical int64, target float32: int64 class codes for a multiclass task, the
+standardized value for a regression one) and knows how to move, pin and shard itself;
 :func:`feature_files` names the files a checkpoint's fingerprint hashes.
 """
 
@@ -34,8 +35,8 @@ class TrainingData:
     @classmethod
     def from_frames(cls, train: pd.DataFrame, valid: pd.DataFrame, pre: Preprocessor) -> TrainingData:
         """Tensors from the ``data/features`` tables, in the preprocessor's feature order."""
-        train_numeric, train_categorical, train_target = map(_tensor, pre.split_features(train))
-        valid_numeric, valid_categorical, valid_target = map(_tensor, pre.split_features(valid))
+        train_numeric, train_categorical, train_target = map(_tensor, _scaled(pre.split_features(train), pre))
+        valid_numeric, valid_categorical, valid_target = map(_tensor, _scaled(pre.split_features(valid), pre))
         return cls(
             train_numeric, train_categorical, train_target, valid_numeric, valid_categorical, valid_target
         )
@@ -78,6 +79,16 @@ class TrainingData:
     def n_valid(self) -> int:
         """Rows in the valid split."""
         return len(self.valid_target)
+
+
+def _scaled(
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray], pre: Preprocessor
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A regression target standardized with the train split's mean and std: what the network learns."""
+    numeric, categorical, target = arrays
+    if pre.task == "regression":
+        target = ((target - pre.target_mean) / pre.target_std).astype(np.float32)
+    return numeric, categorical, target
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:

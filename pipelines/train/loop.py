@@ -26,6 +26,7 @@ from pipelines.common.progress import Progress
 from pipelines.evaluate.metrics import best_f1_threshold, ranking_metrics
 from pipelines.train.checkpoint import restore_rng
 from pipelines.train.distributed import SINGLE, Group
+from pipelines.train.objective import Objective
 from pipelines.train.placement import Placement, place, plan_placement, select_device, training_module
 
 if TYPE_CHECKING:
@@ -121,10 +122,15 @@ class EpochStats:
     valid_pr_auc: float
     valid_roc_auc: float
     train_seconds: float
+    valid_metric: float | None = None  # other tasks: train.early_stopping_metric on the valid split
+    valid_score: float | None = None  # ... oriented so that higher is better
 
     @property
     def score(self) -> float:
-        """The early-stopping score: PR-AUC, or minus the loss when PR-AUC is undefined."""
+        """The early-stopping score: PR-AUC (another task: its oriented metric), or minus the loss when
+        that is undefined."""
+        if self.valid_score is not None and np.isfinite(self.valid_score):
+            return self.valid_score
         return self.valid_pr_auc if np.isfinite(self.valid_pr_auc) else -self.valid_loss
 
 
@@ -245,6 +251,7 @@ def run_epoch(
     placement: Placement,
     epoch: int,
     group: Group = SINGLE,
+    objective: Objective | None = None,
 ) -> tuple[EpochStats, np.ndarray]:
     """Train one epoch with ``net`` (timed, one sync) then validate ``model`` on rank 0 (not timed)."""
     start = time.perf_counter()
@@ -264,6 +271,12 @@ def run_epoch(
     seconds = time.perf_counter() - start
     if not group.is_main:  # rank 0 validates and decides for everyone
         return EpochStats(epoch, train_loss, math.nan, math.nan, math.nan, seconds), np.empty(0)
+    if objective is not None and not objective.binary:
+        logits = predict_logits(model, data.valid_numeric, data.valid_categorical, placement.device)
+        valid_loss = float(loss_fn(logits, data.valid_target.to(logits.device)))
+        value, score, outputs = objective.validate(logits, data.valid_target)
+        stats = EpochStats(epoch, train_loss, valid_loss, math.nan, math.nan, seconds, value, score)
+        return stats, outputs
     valid_loss, pr_auc, roc_auc, proba = validate(model, data, loss_fn, placement.device)
     return EpochStats(epoch, train_loss, valid_loss, pr_auc, roc_auc, seconds), proba
 
@@ -290,8 +303,11 @@ def fit(
     resume: FitState | None = None,
     on_state: Callable[[FitState], None] | None = None,
     group: Group = SINGLE,
+    objective: Objective | None = None,
 ) -> FitResult:
     """Train ``model`` in place, early-stopped on validation PR-AUC; the best weights are restored.
+
+    ``objective`` (another task than binary): its loss and its early-stopping metric instead.
 
     ``resume`` continues after its epoch with its weights, optimizer, history and RNG
     states; ``on_state`` receives the state after every epoch (before ``on_epoch``).
@@ -299,10 +315,15 @@ def fit(
     decision holds for all.
     """
     placement = plan_placement(cfg, device, data.nbytes)
-    weight = positive_weight(data.train_target)
+    binary = objective is None or objective.binary
+    weight = positive_weight(data.train_target) if binary else 1.0
     n_train = data.n_train // group.world_size * group.world_size
+    loss_fn: nn.Module = (
+        nn.BCEWithLogitsLoss(pos_weight=torch.tensor(weight, device=device))
+        if binary or objective is None
+        else objective.loss(data.train_target, device)
+    )
     data = place(data.shard(group.rank, group.world_size), placement)
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(weight, device=device))
     opt = make_optimizer(model.to(device), cfg)
     history, best = _restore(model, opt, resume)
     net = training_module(model, placement, group)
@@ -311,7 +332,7 @@ def fit(
     shown.update(resumed)
     while not group.agree(_finished(epoch, best.epoch, cfg)):
         epoch += 1
-        stats, proba = run_epoch(net, model, opt, loss_fn, data, placement, epoch, group)
+        stats, proba = run_epoch(net, model, opt, loss_fn, data, placement, epoch, group, objective)
         history.append(stats)
         shown.update(loss=stats.train_loss, valid_pr_auc=stats.valid_pr_auc)
         if group.is_main:
@@ -346,15 +367,22 @@ def train_model(
     resume: FitState | None = None,
     on_state: Callable[[FitState], None] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    objective: Objective | None = None,
 ) -> tuple[M, FitResult, float, float]:
     """Seed, build the network with ``build`` and fit it; choose the F1-maximizing threshold on
-    validation (rank 0). Returns the network (on the CPU, best weights), the fit, threshold and F1."""
+    validation (rank 0). Returns the network (on the CPU, best weights), the fit, threshold and F1
+    (another task: 0.5 and the best validation metric)."""
     seed_everything(cfg.seed)
     net = build()
     if group.distributed:  # the same initial weights everywhere, then each rank its own shuffles
         torch.manual_seed(cfg.seed + group.rank)
     device = group.device if group.distributed else select_device(cfg.device, cfg.cpu_threads)
-    result = fit(net, data, cfg, device, on_epoch, resume=resume, on_state=on_state, group=group)
+    result = fit(
+        net, data, cfg, device, on_epoch, resume=resume, on_state=on_state, group=group, objective=objective
+    )
+    if objective is not None and not objective.binary:
+        best = result.best.valid_metric if result.history else None
+        return net.cpu(), result, 0.5, best if best is not None else math.nan
     threshold, f1 = (
         best_f1_threshold(data.valid_target.cpu().numpy(), result.best_valid_proba)
         if group.is_main

@@ -13,12 +13,15 @@ itself under ``torchrun`` (:mod:`~pipelines.train.distributed`), each process ru
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
+from torch import nn
 
 from pipelines.common.io import write_json
 from pipelines.train import tracking
@@ -27,7 +30,9 @@ from pipelines.train.data import TrainingData, feature_files, load_training_data
 from pipelines.train.distributed import SINGLE, Group, launch, processes_for
 from pipelines.train.loop import EpochStats, FitResult, FitState, train_model
 from pipelines.train.model import read_model_json, save_model_files, write_model_json
-from pipelines.train.network import TabularNet, net_factory
+from pipelines.train.network import check_network, net_factory
+from pipelines.train.objective import Objective
+from pipelines.workspace import module_file
 from pipelines.workspace.paths import MODEL_DIR, TRAIN_CURVE, TRAIN_METRICS
 
 if TYPE_CHECKING:
@@ -59,6 +64,7 @@ def train_stage(params: Params, settings: Settings, workspace: Path, group: Grou
     """The stage in this process: resume from a checkpoint of the same inputs if there is one;
     rank 0 tracks and writes; the checkpoints are removed once the outputs are written."""
     data, pre = load_training_data(workspace)
+    check_network(params.train, pre)  # a bad train.model fails here, before any run or checkpoint
     store = _checkpoint_store(params.train, workspace, settings.home, group.world_size)
     saved = store.load()
     resume = FitState.from_payload(saved, group.rank) if saved else None
@@ -83,15 +89,18 @@ def _train(
     resume: FitState | None,
     on_state: Callable[[FitState], None],
     on_epoch: Callable[[EpochStats], None] | None,
-) -> tuple[TabularNet, FitResult, float, float]:
+) -> tuple[nn.Module, FitResult, float, float]:
     """The one place the stage builds its network (through :func:`net_factory`) and trains it."""
     build = partial(net_factory(cfg), pre, cfg)
-    return train_model(cfg, data, build, group, resume, on_state, on_epoch)
+    return train_model(cfg, data, build, group, resume, on_state, on_epoch, Objective.of(pre, cfg))
 
 
 def _checkpoint_store(cfg: TrainConfig, workspace: Path, home: Path, world_size: int) -> CheckpointStore:
-    """``$FLYWHEEL_HOME/checkpoints/<fingerprint of the train params and the features>``."""
-    return CheckpointStore.under(home, fingerprint(cfg, feature_files(workspace), world_size))
+    """``$FLYWHEEL_HOME/checkpoints/<fingerprint of the train params, the features and the factory's
+    source>``: a changed network never resumes from another's checkpoint."""
+    source = module_file(cfg.model_module) if cfg.model_module else None
+    files = [*feature_files(workspace), *([source] if source else [])]
+    return CheckpointStore.under(home, fingerprint(cfg, files, world_size))
 
 
 def _checkpointer(store: CheckpointStore, group: Group, run_id: str | None) -> Callable[[FitState], None]:
@@ -155,7 +164,11 @@ def _train_and_log(
     save = _checkpointer(store, group, run_id)
     net, result, threshold, f1 = _train(params.train, data, pre, group, resume, save, tracking.log_epoch)
     info = _save_model(params, workspace, net, pre, result, threshold, run_id)
-    metrics = _final_metrics(result, threshold, f1)
+    metrics = (
+        _final_metrics(result, threshold, f1)
+        if pre.task == "binary"
+        else _task_metrics(result, Objective.of(pre, params.train).stop_metric)
+    )
     tracking.log_outcome(metrics, result.history, info.model_id)
     _write_reports(workspace, result, metrics)
     return {
@@ -172,7 +185,7 @@ def _train_and_log(
 def _save_model(
     params: Params,
     workspace: Path,
-    net: TabularNet,
+    net: nn.Module,
     pre: Preprocessor,
     result: FitResult,
     threshold: float,
@@ -190,7 +203,8 @@ def _save_model(
     }
     model_dir = workspace / MODEL_DIR
     artifacts = save_model_files(model_dir, net, pre, meta)
-    info = tracking.log_pyfunc(artifacts, params.schema, tracking.input_example(workspace, params.schema))
+    example = tracking.input_example(workspace, params.schema)
+    info = tracking.log_pyfunc(artifacts, params.schema, example, params.train.model)
     write_model_json(
         model_dir, {**read_model_json(model_dir), "model_uri": info.model_uri, "model_id": info.model_id}
     )
@@ -215,6 +229,21 @@ def _final_metrics(result: FitResult, threshold: float, f1: float) -> dict[str, 
     return metrics
 
 
+def _task_metrics(result: FitResult, stop_metric: str) -> dict[str, float]:
+    """The summary of a multiclass or regression run: the best epoch's validation metric and loss."""
+    best = result.best
+    metrics = {
+        f"best_valid_{stop_metric}": best.valid_metric if best.valid_metric is not None else math.nan,
+        "best_valid_loss": best.valid_loss,
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "samples_per_s": result.samples_per_s,
+    }
+    if result.device == "cuda":
+        metrics["gpu_peak_memory_gb"] = torch.cuda.max_memory_allocated() / 1e9
+    return metrics
+
+
 def _write_reports(workspace: Path, result: FitResult, metrics: dict[str, float]) -> None:
     """``metrics/train.json`` and ``plots/train_curve.json``."""
     write_json(
@@ -225,7 +254,8 @@ def _write_reports(workspace: Path, result: FitResult, metrics: dict[str, float]
             "epoch": s.epoch,
             "train_loss": s.train_loss,
             "valid_loss": s.valid_loss,
-            "valid_pr_auc": s.valid_pr_auc,
+            **({"valid_pr_auc": s.valid_pr_auc} if np.isfinite(s.valid_pr_auc) else {}),
+            **({"valid_metric": s.valid_metric} if s.valid_metric is not None else {}),
         }
         for s in result.history
     ]

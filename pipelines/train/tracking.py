@@ -23,9 +23,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
+import tempfile
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +37,7 @@ import pandas as pd
 
 from pipelines.common.io import file_digest
 from pipelines.common.tracking import MAX_TAG, ensure_experiment
-from pipelines.workspace import lock_hashes
+from pipelines.workspace import lock_hashes, module_file
 from pipelines.workspace.paths import SPLIT_DIR, WINDOW, split_file
 
 if TYPE_CHECKING:
@@ -82,7 +85,8 @@ def dataset_schema(schema: Schema) -> MlflowSchema:
     kinds = {"float": DataType.double, "int": DataType.long, "category": DataType.string}
     cols = [ColSpec(DataType.string, schema.key), ColSpec(DataType.datetime, schema.event_time)]
     cols += [ColSpec(kinds[c.type], c.name, required=c.required) for c in schema.columns]
-    return MlflowSchema([*cols, ColSpec(DataType.long, schema.target)])
+    target = {"binary": DataType.long, "multiclass": DataType.string, "regression": DataType.double}
+    return MlflowSchema([*cols, ColSpec(target[schema.task], schema.target)])
 
 
 def split_dataset(workspace: Path, schema: Schema, split: str) -> tuple[PandasDataset, dict[str, str]]:
@@ -158,6 +162,16 @@ def lineage_tags(
         tags["flywheel.data_window"] = window_tag(json.loads((workspace / WINDOW).read_text()))
     for path, md5 in lock_hashes(workspace, "featurize").items():
         tags[f"flywheel.dvc.{Path(path).name}_md5"] = md5
+    return {**tags, **model_tags(params.train.model)}
+
+
+def model_tags(model: str | None) -> dict[str, str]:
+    """``flywheel.model``: the network factory with the sha256 of its module's source (none: built-in)."""
+    if model is None:
+        return {}
+    tags = {"flywheel.model": model}
+    if (source := module_file(model.partition(":")[0])) is not None:
+        tags["flywheel.model.source_sha256"] = file_digest(source, "sha256")
     return tags
 
 
@@ -205,7 +219,11 @@ def run_params(params: Params, data: TrainingData) -> dict[str, Any]:
         "schema": params.schema.name,
         "n_train": data.n_train,
         "n_valid": data.n_valid,
-        "train_positive_rate": round(float(data.train_target.float().mean()), 6),
+        **(
+            {"train_positive_rate": round(float(data.train_target.float().mean()), 6)}
+            if params.schema.task == "binary"
+            else {"task": params.schema.task}
+        ),
     }
 
 
@@ -232,6 +250,18 @@ def log_epoch(stats: EpochStats) -> None:
         "valid_pr_auc": stats.valid_pr_auc,
         "valid_roc_auc": stats.valid_roc_auc,
     }
+    if stats.valid_metric is not None:  # another task than binary: its early-stopping metric
+        values = {"train_loss": stats.train_loss, "valid_loss": stats.valid_loss}
+        mlflow.log_metrics({**values, "valid_metric": stats.valid_metric}, step=stats.epoch)
+        log.info(
+            "epoch %d: train_loss %.4f valid_loss %.4f valid metric %.4f (%.1fs)",
+            stats.epoch,
+            stats.train_loss,
+            stats.valid_loss,
+            stats.valid_metric,
+            stats.train_seconds,
+        )
+        return
     mlflow.log_metrics(values, step=stats.epoch)
     log.info(
         "epoch %d: train_loss %.4f valid_loss %.4f valid_pr_auc %.4f valid_roc_auc %.4f (%.1fs)",
@@ -279,6 +309,11 @@ def model_signature(schema: Schema) -> ModelSignature:
         ColSpec(any_type if c.is_numeric else "string", c.name, required=c.required) for c in schema.columns
     ]
     outputs: list[ColSpec | TensorSpec] = [ColSpec("double", "probability"), ColSpec("long", "label")]
+    if schema.task == "regression":
+        outputs = [ColSpec("double", "prediction")]
+    elif schema.task == "multiclass":
+        outputs = [ColSpec("string", "label"), ColSpec("double", "probability")]
+        outputs += [ColSpec("double", f"proba_{c}") for c in schema.classes or ()]
     return ModelSignature(inputs=MlflowSchema(inputs), outputs=MlflowSchema(outputs))
 
 
@@ -307,26 +342,59 @@ def pip_requirements() -> list[str]:
     ]
 
 
-def log_pyfunc(artifacts: dict[str, str], schema: Schema, example: pd.DataFrame) -> ModelInfo:
+def log_pyfunc(
+    artifacts: dict[str, str], schema: Schema, example: pd.DataFrame, model: str | None = None
+) -> ModelInfo:
     """Log the pyfunc model (raw rows in) with its artifacts, signature and pinned requirements.
 
-    The model ships this package's folder as its code path.
+    The model ships this package's folder as its code path, and with ``train.model`` the factory's
+    module (:func:`factory_code`), so the pyfunc rebuilds the network wherever it is loaded.
     """
     import mlflow
 
     from pipelines.train.model import FlywheelPyfunc
 
-    info: ModelInfo = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=FlywheelPyfunc(),
-        artifacts=artifacts,
-        signature=model_signature(schema),
-        input_example=example,
-        pip_requirements=pip_requirements(),
-        # the whole package, importable as ``pipelines`` where the model is loaded (the pickle names it)
-        code_paths=[str(Path(__file__).resolve().parents[1])],
-    )
+    with factory_code(model) as extra:
+        info: ModelInfo = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=FlywheelPyfunc(),
+            artifacts=artifacts,
+            signature=model_signature(schema),
+            input_example=example,
+            pip_requirements=pip_requirements(),
+            # the whole package, importable as ``pipelines`` where the model is loaded (the pickle names it)
+            code_paths=[str(Path(__file__).resolve().parents[1]), *extra],
+        )
     return info
+
+
+@contextmanager
+def factory_code(model: str | None) -> Iterator[list[str]]:
+    """The code paths that make ``train.model``'s module importable by its dotted name where the
+    model is loaded: its file with the ``__init__.py`` of each parent package, in a temporary folder.
+
+    Nothing for the built-in network or a factory inside ``pipelines`` (shipped already).
+    """
+    module = model.partition(":")[0] if model else None
+    source = module_file(module) if module else None
+    if module is None or source is None or module.split(".")[0] == "pipelines":
+        yield []
+        return
+    parts = module.split(".")
+    is_package = source.name == "__init__.py"
+    root = source.parents[len(parts) if is_package else len(parts) - 1]
+    with tempfile.TemporaryDirectory(prefix="flywheel-model-code-") as tmp:
+        for depth in range(1, len(parts)):  # the parent packages' __init__.py, where they have one
+            init = root.joinpath(*parts[:depth], "__init__.py")
+            if init.exists():
+                _copy(init, Path(tmp) / init.relative_to(root))
+        _copy(source, Path(tmp) / source.relative_to(root))
+        yield [str(Path(tmp) / (parts[0] if len(parts) > 1 or is_package else source.name))]
+
+
+def _copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
 
 
 # -- the outcome -----------------------------------------------------------------------------------

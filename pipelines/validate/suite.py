@@ -83,7 +83,22 @@ def _key_expectations(schema: Schema, cfg: ValidateConfig) -> list[Expectation]:
 
 
 def _target_expectations(schema: Schema, cfg: ValidateConfig) -> list[Expectation]:
+    """Per task: a 0/1 label with its rate in bounds; one of ``schema.classes``; a number in its range."""
     target = schema.target
+    if schema.task == "multiclass":
+        return [
+            gx.expectations.ExpectColumnValuesToNotBeNull(column=target),
+            gx.expectations.ExpectColumnValuesToBeInSet(column=target, value_set=list(schema.classes or ())),
+        ]
+    if schema.task == "regression":
+        out: list[Expectation] = [gx.expectations.ExpectColumnValuesToNotBeNull(column=target)]
+        if schema.target_min is not None or schema.target_max is not None:
+            out.append(
+                gx.expectations.ExpectColumnValuesToBeBetween(
+                    column=target, min_value=schema.target_min, max_value=schema.target_max, mostly=cfg.mostly
+                )
+            )
+        return out
     return [
         gx.expectations.ExpectColumnValuesToNotBeNull(column=target),
         gx.expectations.ExpectColumnValuesToBeInSet(column=target, value_set=[0, 1]),

@@ -2,6 +2,7 @@
 
 from pipelines.workspace import paths
 from pipelines.workspace.lock import lock_at_commit, lock_entries, lock_hashes
+from pipelines.workspace.model_code import module_file
 from pipelines.workspace.repo import (
     StageResult,
     WorkspaceError,
@@ -26,6 +27,7 @@ __all__ = [
     "lock_at_commit",
     "lock_entries",
     "lock_hashes",
+    "module_file",
     "repro",
     "sync",
 ]

@@ -17,6 +17,7 @@ FEATURES_DIR = Path("data/features")
 PREPROCESS_SPEC = FEATURES_DIR / "preprocess.json"
 MODEL_DIR = Path("models/model")
 MODEL_JSON = MODEL_DIR / "model.json"
+MODEL_CODE = Path("code/model_factory.py")  # the network factory's source, a dependency of train
 TRAIN_METRICS = Path("metrics/train.json")
 TRAIN_CURVE = Path("plots/train_curve.json")
 EVALUATE_METRICS = Path("metrics/evaluate.json")

@@ -26,6 +26,7 @@ import yaml
 from pipelines.common.config import apply_overrides, parse_params, read_params_dict
 from pipelines.common.errors import FlywheelError
 from pipelines.common.settings import Settings
+from pipelines.workspace.model_code import sync_model_code
 from pipelines.workspace.paths import remote_url
 
 log = logging.getLogger(__name__)
@@ -139,13 +140,15 @@ def init(settings: Settings) -> Path:
 
 
 def sync(settings: Settings, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Copy ``dvc.yaml`` and the run's effective ``params.yaml`` into the workspace."""
+    """Copy ``dvc.yaml``, the run's effective ``params.yaml`` and the network factory's source into the
+    workspace."""
     ws = settings.workspace
     raw = apply_overrides(read_params_dict(settings.params_path), overrides or {})
     # Every section written out with its defaults: DVC reads the exact values each stage used.
     params = parse_params(raw).model_dump(mode="json", by_alias=True)
     _write_if_changed(ws / "dvc.yaml", (settings.project / "dvc.yaml").read_text())
     _write_if_changed(ws / "params.yaml", yaml.safe_dump(params, sort_keys=False))
+    sync_model_code(ws, params["train"]["model"])
     extra = params.get("validate", {}).get("extra_expectations")
     if extra and not Path(extra).is_absolute():
         src = settings.params_path.parent / extra
