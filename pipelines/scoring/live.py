@@ -191,7 +191,10 @@ def live_scores(
     lake: Lake, schema: Schema, version: str, start: datetime, end: datetime
 ) -> pd.DataFrame | None:
     """The labelled predictions of model ``version`` with event time in ``[start, end)``, late labels
-    joined; None when there are none."""
+    joined; None when there are none, or when the task is not binary (live performance is measured for
+    binary models; the drift check then judges the window's own labels)."""
+    if schema.task != "binary":
+        return None
     predictions = read_predictions(lake)
     if predictions is None:
         return None
@@ -212,6 +215,11 @@ def measure(
     Writes ``reports/performance/live.json`` in the lake; returns the same summary.
     """
     lake, schema = Lake(settings.lake_root(params)), params.schema
+    if schema.task != "binary":
+        raise LabelError(
+            f"live performance from late labels is measured for binary models; schema.task is "
+            f"{schema.task!r} (its predictions are in the lake; the drift check judges each window's labels)"
+        )
     landed = None
     if labels is not None:
         landed = land_labels(lake, read_label_file(labels, schema), safe_run_id(run_id), str(labels))

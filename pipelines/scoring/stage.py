@@ -75,18 +75,39 @@ def score_frame(
     if len(out) != len(frame):
         raise ScoreError(f"the model {model.uri} returned {len(out)} predictions for {len(frame)} rows")
     label = frame[schema.target] if schema.target in frame.columns else pd.Series(pd.NA, index=frame.index)
+    score, prediction, target = task_columns(schema, out, label)
     return pd.DataFrame(
         {
             schema.key: frame[schema.key].astype("string").to_numpy(),
             schema.event_time: frame[schema.event_time].to_numpy(),
-            SCORE: np.asarray(out["probability"], dtype="float64"),
-            PREDICTION: np.asarray(out["label"], dtype="int8"),
-            schema.target: pd.array(label.to_numpy(), dtype="Int8"),
+            SCORE: score,
+            PREDICTION: prediction,
+            schema.target: target,
             "model_name": model.name,
             "model_version": model.version,
             "model_run_id": model.run_id,
             "scoring_run_id": run_id,
         }
+    )
+
+
+def task_columns(schema: Schema, out: pd.DataFrame, label: pd.Series) -> tuple[Any, Any, Any]:
+    """``score``, ``prediction`` and the label per ``schema.task``: a binary model's probability and 0/1
+    label; a multiclass model's probability of the class it predicts and that class; a regression
+    model's prediction (both columns) and the numeric target."""
+    if schema.task == "regression":
+        value = np.asarray(out["prediction"], dtype="float64")
+        return value, value, pd.array(pd.to_numeric(label, errors="coerce").to_numpy(), dtype="Float64")
+    if schema.task == "multiclass":
+        return (
+            np.asarray(out["probability"], dtype="float64"),
+            pd.array(out["label"].astype(str).to_numpy(), dtype="string"),
+            pd.array(label.astype("string").to_numpy(), dtype="string"),
+        )
+    return (
+        np.asarray(out["probability"], dtype="float64"),
+        np.asarray(out["label"], dtype="int8"),
+        pd.array(label.to_numpy(), dtype="Int8"),
     )
 
 

@@ -39,10 +39,17 @@ def score_events(run_id: str) -> dict:
 
 def measure_live(scored: dict, run_id: str) -> dict:
     """The champion's live metric per day; the run report holds both steps."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
     from pipelines import report, scoring
 
     hook = FlywheelHook()
     params, settings = hook.params(), hook.settings()
+    if params.schema.task != "binary":
+        report.write(settings, "flywheel_scoring", run_id, {"score": scored})
+        raise AirflowSkipException(
+            f"live performance is measured for binary models; schema.task is {params.schema.task}"
+        )
     performance = scoring.measure(params, settings, run_id)
     report.write(settings, "flywheel_scoring", run_id, {"score": scored, "performance": performance})
     return {"days": len(performance["days"]), "report": performance["report"]}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -106,3 +108,38 @@ def test_score_frame_refuses_rows_without_the_schema_columns(change, message):
 def test_a_model_answering_the_wrong_number_of_rows_is_named():
     with pytest.raises(ScoreError, match=r"models:/churn/1 returned 9 predictions for 10 rows"):
         score_frame(churn_events(10), PARAMS.schema, lambda rows: predict(rows).iloc[:9], V1, "r")
+
+
+@pytest.mark.parametrize("task", ["regression", "multiclass"])
+def test_score_frame_follows_the_task(task):
+    """A regression model's number is its score and prediction; a multiclass model's predicted class is
+    the prediction and its probability the score; the label keeps the target's type; the lake can hold it."""
+    import pyarrow as pa
+
+    from pipelines.common.config import load_params
+    from pipelines.demo.variants import generate_task
+
+    example = {"regression": "delivery-times", "multiclass": "support-tickets"}[task]
+    params = load_params(Path(__file__).parents[3] / "examples" / example / "params.yaml")
+    schema = params.schema
+    events = generate_task(task, 40, seed=3)
+    rng = np.random.default_rng(0)
+    if task == "regression":
+        answer = pd.DataFrame({"prediction": rng.normal(30, 5, len(events))})
+    else:
+        classes = list(schema.classes or ())
+        answer = pd.DataFrame(
+            {"label": rng.choice(classes, len(events)), "probability": rng.uniform(0.3, 1, len(events))}
+        )
+    out = score_frame(events, schema, lambda rows: answer, V1, "score-1")
+    pa.Table.from_pandas(out, preserve_index=False)  # what the stage writes to the predictions tier
+    if task == "regression":
+        assert np.allclose(out["score"], answer["prediction"]) and np.allclose(
+            out["prediction"], answer["prediction"]
+        )
+        assert np.allclose(out[schema.target].astype(float), events[schema.target].astype(float))
+    else:
+        assert list(out["prediction"]) == list(answer["label"]) and np.allclose(
+            out["score"], answer["probability"]
+        )
+        assert list(out[schema.target]) == list(events[schema.target].astype(str))
