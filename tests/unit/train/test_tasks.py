@@ -125,3 +125,15 @@ def test_the_builtin_network_gives_one_logit_per_class():
 def test_a_binary_epochs_score_is_unchanged():
     stats = EpochStats(1, 0.5, 0.4, 0.3, 0.8, 1.0)
     assert stats.score == 0.3 and stats.valid_metric is None
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("task", ["regression", "multiclass"])
+def test_other_tasks_train_on_cuda_and_learn(task):
+    """The loss of each task on the GPU (bf16 where supported, resident tensors): it places and learns."""
+    params, pre, data, _ = fitted(task, device="cuda", gpu_batch_size=128)
+    cfg, objective = params.train, Objective.of(pre, params.train)
+    _, fit, _, _ = train_model(cfg, data, partial(net_factory(cfg), pre, cfg), objective=objective)
+    assert fit.placement.device.type == "cuda" and fit.placement.bf16 == torch.cuda.is_bf16_supported()
+    assert fit.best.valid_metric < fit.history[0].valid_metric  # lower is better for both: it learned
