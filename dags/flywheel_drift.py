@@ -25,6 +25,7 @@ import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 from flywheel_provider.assets import DRIFT_DETECTED, VALIDATED_EVENTS
 from flywheel_provider.callbacks import notify_failure
+from flywheel_provider.links import DriftReportLink, MlflowRunLink, linked_task
 from flywheel_provider.schedules import cron_from_params
 from flywheel_provider.timeouts import dagrun_timeout, task_timeout
 
@@ -47,7 +48,7 @@ DEFAULT_ARGS = {"owner": "flywheel", "retries": 2, "on_failure_callback": notify
     doc_md=__doc__,
 )
 def flywheel_drift():
-    @task(execution_timeout=task_timeout("check"))
+    @linked_task(DriftReportLink, MlflowRunLink, execution_timeout=task_timeout("check"))
     def check(logical_date=None, dag_run=None, run_id=None) -> dict:
         from flywheel_provider.tasks.drift import check_drift
 

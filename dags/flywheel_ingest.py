@@ -26,6 +26,7 @@ import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, dag, task
 from flywheel_provider.assets import VALIDATED_EVENTS
 from flywheel_provider.callbacks import notify_failure
+from flywheel_provider.links import DataDocsLink, linked_task
 from flywheel_provider.schedules import cron_from_params
 from flywheel_provider.timeouts import dagrun_timeout, task_timeout
 
@@ -64,7 +65,7 @@ def flywheel_ingest():
 
         return ingest_sources(run_id, (params or {}).get("sources"))
 
-    @task(outlets=[VALIDATED_EVENTS], execution_timeout=task_timeout("validate"))
+    @linked_task(DataDocsLink, outlets=[VALIDATED_EVENTS], execution_timeout=task_timeout("validate"))
     def validate(landed: dict, outlet_events=None, run_id=None) -> dict:
         from flywheel_provider.tasks.ingest import validate_and_publish
 

@@ -42,7 +42,8 @@ import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, chain, dag, task
 from flywheel_provider.assets import DRIFT_DETECTED
 from flywheel_provider.callbacks import notify_failure
-from flywheel_provider.operators.dvc import DvcReproOperator
+from flywheel_provider.links import MlflowModelVersionLink, MlflowRunLink, linked_task
+from flywheel_provider.operators.dvc import DvcReproOperator, DvcTrainOperator
 from flywheel_provider.schedules import cron_from_params
 from flywheel_provider.timeouts import dagrun_timeout, task_timeout
 
@@ -112,7 +113,7 @@ def flywheel_training():
             task_id="featurize", stage="featurize", pool="dvc", execution_timeout=task_timeout("featurize")
         ),
         # The full stack routes training to its GPU workers (FLYWHEEL_TRAIN_QUEUE=gpu in docker-compose.yml).
-        DvcReproOperator(
+        DvcTrainOperator(
             task_id="train",
             stage="train",
             pool="gpu",
@@ -124,7 +125,7 @@ def flywheel_training():
         ),
     ]
 
-    @task(pool="dvc", execution_timeout=task_timeout("promote"))
+    @linked_task(MlflowRunLink, MlflowModelVersionLink, pool="dvc", execution_timeout=task_timeout("promote"))
     def promote(run: dict) -> dict:
         from flywheel_provider.tasks.training import promote_model
 

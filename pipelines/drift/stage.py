@@ -389,6 +389,7 @@ def run(
     files = rendered(check)
     write_reports(lake, run_id, files, summary)
     summary["mlflow_run_id"] = log_to_mlflow(params, settings, check, files, summary, dict(env or os.environ))
+    summary["mlflow_experiment_id"] = ensure_experiment(settings, params.drift.experiment)
     lake.write_json(summary["report"]["summary"], _clean(summary))
     for line in describe(summary):
         log.info("%s", line)

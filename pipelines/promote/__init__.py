@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         bootstrap_metric,
         judge,
     )
+    from pipelines.promote.note import run_note
     from pipelines.promote.registry import (
         CHALLENGER,
         CHAMPION,
@@ -54,6 +55,7 @@ _API = {
     "bootstrap_difference": "gate",
     "bootstrap_metric": "gate",
     "judge": "gate",
+    "run_note": "note",
 }
 __all__ = [
     "CHALLENGER",
@@ -72,6 +74,7 @@ __all__ = [
     "lineage",
     "registry",
     "run",
+    "run_note",
     "version_behind",
 ]
 __getattr__ = lazy_exports(__name__, _API)

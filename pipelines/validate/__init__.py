@@ -16,6 +16,7 @@ from pipelines.common.exports import lazy_exports
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 if TYPE_CHECKING:
+    from pipelines.validate.docs import log_data_docs
     from pipelines.validate.gate import (
         ValidationFailed,
         describe_failure,
@@ -33,6 +34,7 @@ _API = {
     "validate_frame": "gate",
     "describe_failure": "gate",
     "load_extra_expectations": "suite",
+    "log_data_docs": "docs",
 }
 __all__ = [
     "ExpectationsFileError",
@@ -40,6 +42,7 @@ __all__ = [
     "describe_failure",
     "describe_rejections",
     "load_extra_expectations",
+    "log_data_docs",
     "run",
     "validate_frame",
 ]

@@ -4,8 +4,10 @@ Served at ``/metrics`` by ``flywheel serve`` and by ``flywheel metrics-exporter`
 read when Prometheus scrapes, from where its owner keeps it: the champion and its evaluated metric from
 the registry (the ``flywheel.gate.evaluated`` tag the gate records), the last drift share from the drift
 reports in the lake (``reports/drift/run=<run>/summary.json``, docs/architecture.md), rows landed and
-quarantined per source from the landing manifests. A part that cannot be read is counted in
-``flywheel_metrics_errors`` with its name, and the other series are still exported.
+quarantined per source from the landing manifests, rows scored per model version from the predictions
+manifests, the champion's live metric from ``reports/performance/live.json``, the age of each DAG's last
+run report, and the Kafka lag the last ingest run left (its manifest). A part that cannot be read is
+counted in ``flywheel_metrics_errors`` with its name, and the other series are still exported.
 """
 
 from __future__ import annotations
@@ -44,7 +46,15 @@ class FlywheelCollector(Collector):
         errors = GaugeMetricFamily(
             "flywheel_metrics_errors", "Parts of Flywheel's metrics that could not be read", labels=["part"]
         )
-        for part, read in (("registry", self._registry), ("drift", self._drift), ("lake", self._lake)):
+        parts = (
+            ("registry", self._registry),
+            ("drift", self._drift),
+            ("lake", self._lake),
+            ("scoring", self._scoring),
+            ("runs", self._runs),
+            ("kafka", self._kafka),
+        )
+        for part, read in parts:
             try:
                 yield from read()
                 errors.add_metric([part], 0)
@@ -110,6 +120,51 @@ class FlywheelCollector(Collector):
                 family.add_metric([source], counts[kind])
             yield family
 
+    def _scoring(self) -> Iterator[Metric]:
+        """Rows scored per model version (predictions manifests) and the latest live metric (live.json)."""
+        from pipelines.scoring import live, manifest
+
+        lake = Lake(self.settings.lake_root(self.params))
+        scored = CounterMetricFamily(
+            "flywheel_rows_scored",
+            "Validated events scored by batch scoring, per model version",
+            labels=["model", "version"],
+        )
+        totals: dict[tuple[str, str], int] = {}
+        for entry in manifest.scored_manifests(lake).values():
+            key = (str(entry.get("model_name")), str(entry.get("model_version")))
+            totals[key] = totals.get(key, 0) + int(entry.get("rows", 0))
+        for (model, version), rows in sorted(totals.items()):
+            scored.add_metric([model, version], rows)
+        yield scored
+        yield live_metric_family(lake.read_json(lake.path(*live.REPORT)) or {})
+
+    def _runs(self) -> Iterator[Metric]:
+        """Seconds since each DAG's last run report was written (its tasks write one when they succeed)."""
+        import time
+
+        from pipelines import report
+
+        age = GaugeMetricFamily(
+            "flywheel_last_run_age_seconds",
+            "Seconds since the last successful run of each DAG wrote its run report",
+            labels=["dag_id"],
+        )
+        root = report.report_dir(self.settings, "flywheel_ingest").parent  # runs/<dag_id>/latest.json
+        for latest in sorted(root.glob("*/latest.json")) if root.exists() else []:
+            age.add_metric([latest.parent.name], max(0.0, time.time() - latest.stat().st_mtime))
+        yield age
+
+    def _kafka(self) -> Iterator[Metric]:
+        """Consumer lag each partition was left with by the last Kafka ingest run (no broker call)."""
+        lake = Lake(self.settings.lake_root(self.params))
+        last: dict[str, Any] = {}
+        for partition in lake.complete_partitions("landing", "kafka"):
+            found = lake.read_json(f"{partition}/_manifest.json") or {}
+            if str(found.get("written_at", "")) >= str(last.get("written_at", "")):
+                last = found
+        yield kafka_lag_family(last)
+
     def _served(self) -> Iterator[Metric]:
         assert self.watcher is not None
         served = GaugeMetricFamily(
@@ -121,6 +176,42 @@ class FlywheelCollector(Collector):
         if current is not None:
             served.add_metric([current.name], float(current.version))
         yield served
+
+
+def live_metric_family(report: dict[str, Any]) -> GaugeMetricFamily:
+    """The champion's live metric on its latest measured day (``reports/performance/live.json``)."""
+    family = GaugeMetricFamily(
+        "flywheel_champion_live",
+        "The live metric of the latest day with a value, from late labels (value and interval bounds)",
+        labels=["version", "metric", "stat"],
+    )
+    days = [d for d in report.get("days") or [] if isinstance(d, dict) and d.get("value") is not None]
+    if days:
+        day = max(days, key=lambda d: str(d.get("day")))
+        labels = [str(day.get("model_version")), str(day.get("metric") or report.get("metric"))]
+        family.add_metric([*labels, "value"], float(day["value"]))
+        for stat in ("low", "high"):
+            if (day.get("interval") or {}).get(stat) is not None:
+                family.add_metric([*labels, stat], float(day["interval"][stat]))
+    return family
+
+
+def kafka_lag_family(manifest: dict[str, Any]) -> GaugeMetricFamily:
+    """Per topic partition: the end offset seen when the last Kafka ingest run started minus its next offset.
+
+    Read from that run's landing manifest, so a scrape never calls the broker: it is the lag the run
+    left, not records produced since (Kafka's own exporters measure that against the broker).
+    """
+    family = GaugeMetricFamily(
+        "flywheel_kafka_consumer_lag",
+        "Records left behind by the last Kafka ingest run, per topic partition",
+        labels=["topic", "partition"],
+    )
+    for entry in manifest.get("offsets") or []:
+        if entry.get("end_at_start") is not None and entry.get("next") is not None:
+            lag = max(0, int(entry["end_at_start"]) - int(entry["next"]))
+            family.add_metric([str(entry["topic"]), str(entry["partition"])], float(lag))
+    return family
 
 
 def registry(params: Params, settings: Settings, watcher: ChampionWatcher | None = None) -> CollectorRegistry:

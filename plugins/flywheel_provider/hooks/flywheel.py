@@ -46,6 +46,20 @@ class FlywheelHook(BaseHook):
         host = conn.host if "://" in conn.host else f"{conn.schema or 'http'}://{conn.host}"
         return f"{host}:{conn.port}" if conn.port else host
 
+    def mlflow_ui_url(self) -> str | None:
+        """The MLflow UI a person opens from the Airflow UI's links, or None (links show disabled).
+
+        The Connection's ``extra`` ``ui_url``, else ``FLYWHEEL_MLFLOW_UI_URL``, else the tracking URI
+        when it is an http(s) server (an embedded SQLite store has no UI).
+        """
+        try:
+            extra = self.get_connection(self.mlflow_conn_id).extra_dejson
+        except Exception:  # no such Connection: fall back to the environment
+            extra = {}
+        candidates = (extra.get("ui_url"), os.environ.get("FLYWHEEL_MLFLOW_UI_URL"), self._tracking_uri())
+        candidates += (os.environ.get("MLFLOW_TRACKING_URI"),)
+        return next((u for u in candidates if u and u.startswith(("http://", "https://"))), None)
+
     def settings(self) -> Settings:
         from pipelines.common.settings import Settings
 

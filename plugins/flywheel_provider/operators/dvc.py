@@ -8,6 +8,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from flywheel_provider.hooks.flywheel import FlywheelHook
+from flywheel_provider.links import MlflowRunLink
 
 
 class DvcReproOperator(BaseOperator):
@@ -39,3 +40,20 @@ class DvcReproOperator(BaseOperator):
             raise AirflowTaskTimeout(timeout_message(self.stage, self.execution_timeout)) from exc
         self.log.info("DVC stage %s: %s in %.1f s", result.stage, result.outcome, result.seconds)
         return {"stage": result.stage, "outcome": result.outcome, "seconds": round(result.seconds, 3)}
+
+
+class DvcTrainOperator(DvcReproOperator):
+    """:class:`DvcReproOperator` for the ``train`` stage: also returns the model's ``mlflow_run_id``
+    (from the workspace's ``models/model/model.json``), and links to that MLflow run in the UI."""
+
+    operator_extra_links = (MlflowRunLink(),)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        import json
+
+        from pipelines.workspace.paths import MODEL_JSON
+
+        result = super().execute(context)
+        meta_path = FlywheelHook(self.mlflow_conn_id).settings().workspace / MODEL_JSON
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        return {**result, "mlflow_run_id": meta.get("mlflow_run_id")}

@@ -30,6 +30,8 @@ def check_drift(run_id: str, as_of: datetime | None) -> dict:
     except (ParamsError, drift.ReferenceNotFound, drift.DriftInputError) as exc:  # a retry cannot help
         raise AirflowFailException(str(exc)) from None
     report.write(settings, "flywheel_drift", run_id, summary)
+    if (summary.get("report") or {}).get("html"):  # the UI's "Evidently drift report" link
+        summary["report_artifact"] = "drift/report.html"
     return {
         k: summary.get(k)
         for k in (
@@ -44,6 +46,9 @@ def check_drift(run_id: str, as_of: datetime | None) -> dict:
             "performance",
             "verdict",
             "report",
+            "mlflow_run_id",
+            "mlflow_experiment_id",
+            "report_artifact",
         )
     }
 

@@ -13,6 +13,7 @@ from flywheel_provider.assets import DRIFT_DETECTED
 from flywheel_provider.hooks.flywheel import FlywheelHook
 
 log = logging.getLogger(__name__)
+AIRFLOW_API_CONN = "flywheel_airflow_api"
 
 
 def prepare_training(
@@ -87,7 +88,7 @@ def record_training(run: dict, outcomes: dict, promotion: dict, run_id: str) -> 
     """Commit the workspace (dvc.lock), push to the DVC remote and write the run report."""
     import json
 
-    from pipelines import report, workspace
+    from pipelines import promote, report, workspace
     from pipelines.promote import registry
 
     settings = FlywheelHook().settings()
@@ -105,8 +106,40 @@ def record_training(run: dict, outcomes: dict, promotion: dict, run_id: str) -> 
         "metrics": metrics,
         "workspace_commit": commit,
     }
+    data["note"] = promote.run_note(promotion)
     report.write(settings, "flywheel_training", run_id, data)
+    set_run_note("flywheel_training", run_id, data["note"])
     return data
+
+
+def set_run_note(dag_id: str, run_id: str, note: str) -> bool:
+    """Put ``note`` on the DAG run through Airflow's REST API; False (logged) without API credentials.
+
+    A task cannot set its own run's note through the execution API, so the public API does it, with the
+    Connection ``flywheel_airflow_api`` (host and port of the API server, login, password). A note is a
+    courtesy: an API that does not answer is logged, never fails the run.
+    """
+    from urllib.parse import quote
+
+    from pipelines.demo.airflow_runner.rest import AirflowApi
+
+    try:
+        conn = FlywheelHook.get_connection(AIRFLOW_API_CONN)
+    except Exception:  # no Connection: the note stays in the run report and the log
+        log.info("run note (no %s Connection, not set in the UI): %s", AIRFLOW_API_CONN, note)
+        return False
+    host = conn.host if "://" in (conn.host or "") else f"{conn.schema or 'http'}://{conn.host}"
+    base = f"{host}:{conn.port}" if conn.port else host
+    try:
+        api = AirflowApi(base, conn.login or "", conn.password or "", timeout_s=30)
+        api.call(
+            "PATCH", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}", {"note": note}, update_mask="note"
+        )
+    except Exception as exc:  # the run's work is done; a missing note must not fail it
+        log.warning("run note not set through %s: %s; note: %s", base, exc, note)
+        return False
+    log.info("run note: %s", note)
+    return True
 
 
 def asset_events(triggering: Any) -> tuple[list[dict], list[dict]]:

@@ -26,6 +26,14 @@ def validated_events() -> list[dict]:
         return [{"extra": dict(e.extra or {}), "source_run_id": e.source_run_id} for e in rows]
 
 
+def mlflow_artifacts(install, run_id: str, folder: str) -> set[str]:
+    """The file names under ``folder`` in the MLflow run's artifacts (the UI's "GX Data Docs" link)."""
+    from pipelines.common import tracking
+
+    client = tracking.client(install.settings())
+    return {f.path.rsplit("/", 1)[-1] for f in client.list_artifacts(run_id, folder)}
+
+
 def test_the_ingest_dag_drains_kafka_and_publishes_the_counts(
     dagbag, kafka_broker, tmp_path, request, monkeypatch
 ):
@@ -63,6 +71,9 @@ def test_the_ingest_dag_drains_kafka_and_publishes_the_counts(
         "validated_rows": landed["landed"],
         "verdict": "pass",
     }
+    validated = report.latest(install.settings(), "flywheel_ingest")["validate"]
+    docs = mlflow_artifacts(install, validated["mlflow_run_id"], validated["docs_artifact"].rsplit("/", 1)[0])
+    assert validated["docs_artifact"].endswith("/index.html") and "index.html" in docs
 
     publish.to_kafka(topic, kafka_broker.endpoint(), rows=3000, seed=51, malformed_fraction=0.01)  # again
     run, states = run_dag(dagbag, "flywheel_ingest", run_conf={"sources": ["kafka"]})

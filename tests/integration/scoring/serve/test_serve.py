@@ -196,9 +196,13 @@ def test_metrics_expose_the_champion_its_evaluated_metric_drift_and_landed_rows(
     import sys
     import time
 
+    from pipelines import report
+
     code, _ = drift_check()
     assert code in (0, 3)  # a drift check ran and wrote its summary (3: it asked for a retrain)
     name, version = trained.params().promote.model_name, current_champion(trained)
+    scored = run_cli("score")["scored_by_version"]
+    report.write(trained.settings(), "flywheel_drift", "manual__metrics", {"verdict": "test"})
     with serve(trained, token="s3cret") as url:
         refused = httpx.get(f"{url}/metrics")
         served = samples(httpx.get(f"{url}/metrics", headers={"Authorization": "Bearer s3cret"}).text)
@@ -228,9 +232,26 @@ def test_metrics_expose_the_champion_its_evaluated_metric_drift_and_landed_rows(
         assert 0 <= found[("flywheel_drift_share", ())] <= 1
         assert found[("flywheel_rows_landed_total", (("source", "files"),))] == counts["landed"] > 0
         assert found[("flywheel_rows_quarantined_total", (("source", "files"),))] == counts["quarantined"]
+        by_version = {
+            f"{dict(labels)['model']} v{dict(labels)['version']}": value
+            for (series, labels), value in found.items()
+            if series == "flywheel_rows_scored_total"
+        }
+        assert by_version == scored and sum(by_version.values()) > 0
+        assert found[("flywheel_last_run_age_seconds", (("dag_id", "flywheel_drift"),))] >= 0
         errors = {k: v for k, v in found.items() if k[0] == "flywheel_metrics_errors"}
+        assert {k[1][0][1] for k in errors} >= {"scoring", "runs", "kafka"}
         assert errors and set(errors.values()) == {0.0}, errors
     assert served[("flywheel_serve_model_version", (("model", name),))] == float(version)
+
+
+def run_cli(*args: str) -> dict:
+    from pipelines import cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main([*args, "--json"]) == 0
+    return json.loads(out.getvalue().strip().splitlines()[-1])
 
 
 def drift_check() -> tuple[int, dict]:
