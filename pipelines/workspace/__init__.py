@@ -5,12 +5,16 @@ from pipelines.workspace.lock import lock_at_commit, lock_entries, lock_hashes
 from pipelines.workspace.repo import (
     StageResult,
     WorkspaceError,
+    attached,
+    checkout,
     classify,
     command_env,
     commit,
     dvc_executable,
     init,
+    publish,
     repro,
+    run_branch,
     sync,
 )
 
@@ -18,6 +22,8 @@ __all__ = [
     "paths",
     "StageResult",
     "WorkspaceError",
+    "attached",
+    "checkout",
     "classify",
     "command_env",
     "commit",
@@ -26,6 +32,8 @@ __all__ = [
     "lock_at_commit",
     "lock_entries",
     "lock_hashes",
+    "publish",
     "repro",
+    "run_branch",
     "sync",
 ]

@@ -30,6 +30,9 @@ class DvcReproOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from pipelines.workspace import repo as workspace
 
-        result = workspace.repro(FlywheelHook(self.mlflow_conn_id).settings(), self.stage)
+        settings = FlywheelHook(self.mlflow_conn_id).settings()
+        # With a shared workspace remote (the stack, compose): fetched first, pushed after.
+        with workspace.attached(settings, context["run_id"], f"dvc repro {self.stage}"):
+            result = workspace.repro(settings, self.stage)
         self.log.info("DVC stage %s: %s in %.1f s", result.stage, result.outcome, result.seconds)
         return {"stage": result.stage, "outcome": result.outcome, "seconds": round(result.seconds, 3)}
