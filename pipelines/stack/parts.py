@@ -134,21 +134,13 @@ def redis(layout: Layout) -> Spec:
     port = layout.ports["redis"]
     server = system.redis_server()
     assert server is not None
-    argv = [
-        server,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--daemonize",
-        "no",
-        "--requirepass",
-        layout.secrets["redis_password"],
-    ]
+    conf = layout.state / "redis.conf"  # the password in a private file, not in argv (ps shows argv)
+    conf.write_text(
+        f'port {port}\nbind 127.0.0.1\nsave ""\nappendonly no\ndaemonize no\n'
+        f"requirepass {layout.secrets['redis_password']}\n"
+    )
+    conf.chmod(0o600)
+    argv = [server, str(conf)]
     return Spec("redis", argv, port, f"127.0.0.1:{port}", lambda spec, log: port_open(spec.port))
 
 
@@ -200,8 +192,6 @@ def mlflow(layout: Layout) -> Spec:
         "server",
         "--app-name",
         "basic-auth",
-        "--backend-store-uri",
-        layout.database_url("mlflow", PSYCOPG2),
         "--artifacts-destination",
         f"s3://{BUCKET}/mlflow",
         "--host",
@@ -212,6 +202,7 @@ def mlflow(layout: Layout) -> Spec:
         "1",
     ]
     env = {
+        "MLFLOW_BACKEND_STORE_URI": layout.database_url("mlflow", PSYCOPG2),  # not in argv: ps shows argv
         "MLFLOW_AUTH_CONFIG_PATH": str(ini),
         "MLFLOW_AUTH_ADMIN_PASSWORD": layout.secrets["mlflow_admin_password"],
         "MLFLOW_FLASK_SERVER_SECRET_KEY": layout.secrets["mlflow_secret_key"],
@@ -260,6 +251,9 @@ def airflow_env(layout: Layout, project: Path, part: str) -> dict[str, str]:
         "AIRFLOW__CELERY__BROKER_URL": layout.broker_url,
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + layout.database_url("airflow", PSYCOPG2),
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
+        # prefork's pool processes are daemonic, and a daemonic process may not start children: the Kafka
+        # ingest's landing process and torchrun need to. solo runs each task beside the worker's main loop.
+        "AIRFLOW__CELERY__POOL": "solo",
         "AIRFLOW__CORE__DAGS_FOLDER": str(project / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(project / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -275,6 +269,8 @@ def airflow_env(layout: Layout, project: Path, part: str) -> dict[str, str]:
         "AIRFLOW__API__PORT": str(layout.ports["api"]),
         "AIRFLOW__API__BASE_URL": api,
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+        # Task logs in one folder the api-server reads (on several hosts: remote logging to S3)
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(layout.state / "airflow" / "logs"),
         "FLYWHEEL_HOME": str(home / "flywheel"),
         "FLYWHEEL_PROJECT": str(project),
         "FLYWHEEL_TRAIN_QUEUE": "gpu",

@@ -18,8 +18,9 @@ APT_COMMAND = "apt-get install -y " + " ".join(APT_PACKAGES)
 POSTGRES_ROOT = Path("/usr/lib/postgresql")
 
 
-def postgres_bin(root: Path = POSTGRES_ROOT) -> Path | None:
+def postgres_bin(root: Path | None = None) -> Path | None:
     """The newest ``/usr/lib/postgresql/<major>/bin`` holding ``postgres`` and ``initdb``; None if none."""
+    root = root or POSTGRES_ROOT
     found = [
         d / "bin"
         for d in (root.iterdir() if root.is_dir() else [])
