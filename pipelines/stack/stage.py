@@ -119,7 +119,7 @@ def airflow_health(layout: layouts.Layout) -> dict[str, Any]:
         return {}
 
 
-def down(state: Path | None = None, timeout_s: float = 20.0) -> dict[str, str]:
+def down(state: Path | None = None, timeout_s: float = 10.0) -> dict[str, str]:
     """Stop every part by PID (the workers' task processes too), Airflow first; what happened to each."""
     root = state or layouts.state_dir()
     if not (root / "stack.json").exists():

@@ -77,3 +77,10 @@ def test_the_newest_postgresql_is_found(tmp_path):
             (tmp_path / major / "bin" / binary).write_text("")
     assert system.postgres_bin(tmp_path) == tmp_path / "15" / "bin"
     assert system.postgres_bin(tmp_path / "absent") is None
+
+
+def test_a_folder_without_a_stack_has_nothing_to_stop_or_show(tmp_path):
+    from pipelines.stack import down, status
+
+    assert down(tmp_path) == {}
+    assert status(tmp_path) == {"state": str(tmp_path), "parts": {}, "running": False}
