@@ -55,6 +55,7 @@ help:
 	@echo "make test-fast   the unit and DAG tests (a few minutes)"
 	@echo "make serve  serve the champion over HTTP on 127.0.0.1:$(SERVE_PORT) (/predict, /version, /health, /metrics)"
 	@echo "make clean  remove the embedded state (.flywheel) and the demo events"
+	@echo "make stack  the production topology here: PostgreSQL, Redis, MLflow with auth, Celery workers (make stack-down)"
 
 install: $(VENV)/.installed
 
@@ -180,3 +181,25 @@ clean:
 	-test -x $(BIN)/python && $(RUNNER) stop > /dev/null
 	-test -x $(BIN)/flywheel && $(BIN)/flywheel services down > /dev/null
 	rm -rf $(FLYWHEEL_HOME) $(CURDIR)/demo
+
+# make stack: the production topology on this machine, from Debian and PyPI packages (docs/operations.md,
+# "The stack"): PostgreSQL, Redis, Kafka, the S3 API, MLflow behind basic auth, Airflow on Celery workers.
+# State, ports, secrets and the client environment (stack.env) in $(FLYWHEEL_HOME)/stack.
+.PHONY: stack stack-down test-stack stack-packages
+stack: $(VENV)/.installed stack-packages
+	$(BIN)/flywheel stack up
+	@echo "client environment: set -a; . $(FLYWHEEL_HOME)/stack/stack.env; set +a   (flywheel stack status; make stack-down)"
+
+stack-down: $(VENV)/.installed
+	$(BIN)/flywheel stack down
+
+# the stack tier: its own stack on a private state folder, the loop and the faults (about 20 minutes on 2 cores)
+test-stack: $(VENV)/.installed stack-packages
+	$(PYTEST) --timeout 1800 -p no:randomly tests/stack
+
+# Debian's PostgreSQL and Redis, installed once with apt-get (as for the browser test's chromium)
+stack-packages:
+	@ls /usr/lib/postgresql/*/bin/postgres > /dev/null 2>&1 && command -v redis-server > /dev/null || { \
+		echo "installing Debian's postgresql and redis-server (the stack's database and Celery broker)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql redis-server > /dev/null \
+		|| { echo "could not install them: run 'apt-get install -y postgresql redis-server' as root, then make stack"; exit 1; }; }

@@ -103,7 +103,9 @@ def flywheel_training():
     def prepare(params=None, logical_date=None, dag_run=None, triggering_asset_events=None) -> dict:
         from flywheel_provider.tasks.training import prepare_training
 
-        return prepare_training(dict(params), logical_date, dag_run.run_type, triggering_asset_events)
+        return prepare_training(
+            dict(params), logical_date, dag_run.run_type, triggering_asset_events, dag_run.run_id
+        )
 
     stages = [
         DvcReproOperator(
@@ -126,10 +128,10 @@ def flywheel_training():
     ]
 
     @linked_task(MlflowRunLink, MlflowModelVersionLink, pool="dvc", execution_timeout=task_timeout("promote"))
-    def promote(run: dict) -> dict:
+    def promote(run: dict, run_id=None) -> dict:
         from flywheel_provider.tasks.training import promote_model
 
-        return promote_model(run)
+        return promote_model(run, run_id)
 
     @task(pool="dvc", execution_timeout=task_timeout("record"))
     def record(run: dict, outcomes: dict, promotion: dict, run_id=None) -> dict:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-shot set-up of the full stack (the `airflow-init` service): Airflow's metadata DB (with the FAB
-# auth manager's tables), the admin user, Flywheel's pools, and the DVC workspace with its remote on MinIO.
+# auth manager's tables), the admin user, Flywheel's pools, and the DVC workspace's shared git remote.
 # Idempotent: `docker compose up` runs it every time before the Airflow services start.
 set -euo pipefail
 : "${AIRFLOW_ADMIN_USER:?set AIRFLOW_ADMIN_USER in .env}" "${AIRFLOW_ADMIN_PASSWORD:?set AIRFLOW_ADMIN_PASSWORD in .env}"
@@ -18,5 +18,16 @@ fi
 airflow pools set gpu "${FLYWHEEL_GPU_SLOTS:-1}" "Training tasks; one per GPU of the gpu workers"
 airflow pools set dvc 1 "One writer per DVC workspace"
 
-flywheel init --json
-dvc --cd "${FLYWHEEL_HOME}/workspace" remote modify store endpointurl "${AWS_ENDPOINT_URL_S3}"
+# Training goes to FLYWHEEL_TRAIN_QUEUE: a queue no worker serves would leave every train task waiting.
+case "${FLYWHEEL_TRAIN_QUEUE:-default},${COMPOSE_PROFILES:-}" in
+  default,*) ;;
+  gpu,*gpu*) ;;
+  *) echo "FLYWHEEL_TRAIN_QUEUE=${FLYWHEEL_TRAIN_QUEUE} but COMPOSE_PROFILES='${COMPOSE_PROFILES:-}' starts no" \
+          "worker on it: set COMPOSE_PROFILES=gpu (an NVIDIA GPU) or leave FLYWHEEL_TRAIN_QUEUE empty" >&2
+     exit 1 ;;
+esac
+
+# The DVC workspace's git remote: every task clones it and pushes its commit (docs/operations.md)
+if [ ! -f "${FLYWHEEL_WORKSPACE_REMOTE}/HEAD" ]; then
+  git init -q --bare -b main "${FLYWHEEL_WORKSPACE_REMOTE}"
+fi

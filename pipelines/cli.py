@@ -142,6 +142,12 @@ def cmd_services(args: argparse.Namespace, settings: Settings) -> dict[str, Any]
     return {"services": records, "environment": services.environment(running)}
 
 
+def cmd_stack(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from pipelines import stack
+
+    return stack.run(None, settings, args.action, install=args.install)
+
+
 def _service_port(value: str) -> tuple[str, int]:
     name, sep, port = value.partition("=")
     if not sep or not port.isdigit():
@@ -421,6 +427,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="NAME=PORT",
         help="e.g. --port kafka=9092 --port zookeeper=2181 --port s3=9000 --port tansu=9093",
+    )
+    p = add(
+        "stack",
+        cmd_stack,
+        "start, stop or show the production topology here: PostgreSQL, Redis, Kafka, S3, MLflow, Celery",
+    )
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument(
+        "--install", action="store_true", help="apt-get install PostgreSQL and Redis when missing (root)"
     )
     p = add(
         "drift",

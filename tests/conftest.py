@@ -241,3 +241,27 @@ def live_airflow(tmp_path_factory) -> LiveAirflow:
         stop(process)
         ARTIFACTS.mkdir(exist_ok=True)
         shutil.copyfile(log, ARTIFACTS / "airflow-standalone.log")
+
+
+# -- the production topology (tests/stack) ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stack():
+    """``flywheel stack`` on a private state folder, started once per module and stopped by PID after it."""
+    from pipelines import stack as topology
+    from pipelines.demo.airflow_runner import AirflowApi
+    from tests.support.stack import AIRFLOW_ENV, TIMEOUT_S, Stack, client_environment, stack_params
+
+    # PostgreSQL runs as its own user: the state folder must be reachable (pytest's tmp folders are not)
+    state = Path(tempfile.mkdtemp(prefix="flywheel-stack-"))
+    state.chmod(0o755)
+    (state / "params.yaml").write_text(yaml.safe_dump(stack_params(), sort_keys=False))
+    try:
+        topology.up(state, ROOT, airflow_env=AIRFLOW_ENV, timeout_s=TIMEOUT_S)
+        layout = topology.load(state)
+        api = AirflowApi(layout.api_url, "admin", layout.secrets["airflow_admin_password"])
+        yield Stack(state, layout, api, client_environment(layout, state / "client"))
+    finally:
+        topology.down(state)
+        shutil.rmtree(state, ignore_errors=True)

@@ -124,7 +124,11 @@ def log_split_datasets(workspace: Path, schema: Schema, splits: tuple[str, ...])
 
 
 def git_commit(project: Path) -> str:
-    """``git rev-parse HEAD`` of the project, or ``"unknown"``."""
+    """``git rev-parse HEAD`` of the project; in an image without git history ``$FLYWHEEL_GIT_COMMIT`` (its
+    build argument); else ``"unknown"``."""
+    baked = os.environ.get("FLYWHEEL_GIT_COMMIT", "").strip()
+    if baked and baked != "unknown" and not (project / ".git").exists():
+        return baked
     try:
         out = subprocess.run(
             ["git", "-C", str(project), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10

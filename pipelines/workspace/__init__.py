@@ -6,12 +6,16 @@ from pipelines.workspace.model_code import module_file
 from pipelines.workspace.repo import (
     StageResult,
     WorkspaceError,
+    attached,
+    checkout,
     classify,
     command_env,
     commit,
     dvc_executable,
     init,
+    publish,
     repro,
+    run_branch,
     sync,
 )
 
@@ -19,6 +23,8 @@ __all__ = [
     "paths",
     "StageResult",
     "WorkspaceError",
+    "attached",
+    "checkout",
     "classify",
     "command_env",
     "commit",
@@ -28,6 +34,8 @@ __all__ = [
     "lock_entries",
     "lock_hashes",
     "module_file",
+    "publish",
     "repro",
+    "run_branch",
     "sync",
 ]

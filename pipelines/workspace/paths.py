@@ -44,3 +44,12 @@ def remote_url(settings: Settings) -> str:
 def content_roots(settings: Settings) -> list[str]:
     """Where DVC keeps content: the workspace cache, then the remote."""
     return [str(settings.workspace / ".dvc" / "cache"), remote_url(settings).rstrip("/")]
+
+
+def git_remote_url() -> str | None:
+    """The workspace's shared git remote, ``FLYWHEEL_WORKSPACE_REMOTE`` (any git URL); None: local only.
+
+    With a remote, every task that touches the workspace clones or fetches it first and pushes its
+    commit after (:func:`pipelines.workspace.repo.attached`): workers share nothing on disk.
+    """
+    return os.environ.get("FLYWHEEL_WORKSPACE_REMOTE") or None

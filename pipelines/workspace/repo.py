@@ -17,6 +17,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +29,7 @@ from pipelines.common.config import apply_overrides, parse_params, read_params_d
 from pipelines.common.errors import FlywheelError
 from pipelines.common.settings import Settings
 from pipelines.workspace.model_code import sync_model_code
-from pipelines.workspace.paths import remote_url
+from pipelines.workspace.paths import git_remote_url, remote_url
 
 log = logging.getLogger(__name__)
 
@@ -195,3 +197,83 @@ def commit(settings: Settings, message: str) -> str:
     if status.strip():
         _run(["git", "commit", "-q", "-m", message], ws, settings, "git commit")
     return _run(["git", "rev-parse", "HEAD"], ws, settings, "git rev-parse").strip()
+
+
+# -- a workspace shared through its remotes (several workers, no shared disk) ------------------------
+
+MAIN = "main"
+
+
+def run_branch(run_id: str) -> str:
+    """The git branch a training run's tasks hand the workspace on through: ``runs/<run id>``."""
+    return "runs/" + re.sub(r"[^A-Za-z0-9._-]+", "-", run_id).strip("-.")
+
+
+def _git(settings: Settings, *args: str, what: str | None = None) -> str:
+    return _run(["git", *args], settings.workspace, settings, what or f"git {args[0]}")
+
+
+def _has_ref(settings: Settings, ref: str) -> bool:
+    proc = subprocess.run(
+        ["git", "rev-parse", "--verify", "-q", ref], cwd=settings.workspace, capture_output=True, text=True
+    )
+    return proc.returncode == 0
+
+
+def checkout(settings: Settings, branch: str) -> str | None:
+    """Bring the workspace to the tip of ``branch`` on the shared git remote, with its DVC outputs.
+
+    Clones the remote when this worker has no workspace yet; starts ``branch`` from ``main`` when it does
+    not exist yet (an empty remote: a fresh workspace). Outputs recorded in ``dvc.lock`` come from the DVC
+    remote. Returns the commit checked out; None without a shared remote (nothing to do).
+    """
+    remote = git_remote_url()
+    if remote is None:
+        return None
+    ws = settings.workspace
+    if not (ws / ".git").exists():
+        ws.parent.mkdir(parents=True, exist_ok=True)
+        if ws.exists():
+            shutil.rmtree(ws)
+        _run(["git", "clone", "-q", remote, str(ws)], ws.parent, settings, f"git clone of {remote}")
+    _git(settings, "config", "user.name", "Flywheel")
+    _git(settings, "config", "user.email", "flywheel@localhost")
+    remotes = _git(settings, "remote").split()
+    _git(settings, "remote", "set-url" if "origin" in remotes else "add", "origin", remote)
+    _git(settings, "fetch", "-q", "--prune", "origin", what=f"git fetch from {remote}")
+    start = next((f"origin/{b}" for b in (branch, MAIN) if _has_ref(settings, f"origin/{b}")), None)
+    if start is not None:
+        _git(settings, "checkout", "-q", "-B", branch, start)
+        _git(settings, "reset", "-q", "--hard", start)
+        _git(settings, "clean", "-q", "-fd")
+    init(settings)  # DVC, its remote and the link to the project's code, on a fresh clone too
+    if start is None:
+        return None  # an empty remote: this task makes the first commit
+    _run([dvc_executable(), "pull", "-q", "--allow-missing"], ws, settings, "dvc pull")
+    return _git(settings, "rev-parse", "HEAD").strip()
+
+
+def publish(settings: Settings, branch: str, message: str, also: tuple[str, ...] = ()) -> str | None:
+    """Push this task's outputs to the DVC remote and its commit to ``branch`` (and ``also``) on the remote.
+
+    None without a shared remote.
+    """
+    if git_remote_url() is None:
+        return None
+    head = commit(settings, message)
+    for target in (branch, *also):
+        _git(settings, "push", "-q", "origin", f"HEAD:refs/heads/{target}", what=f"git push to {target}")
+    return head
+
+
+@contextmanager
+def attached(settings: Settings, run_id: str, what: str, merge: bool = False) -> Iterator[Path]:
+    """One task's turn at the workspace: checked out from the shared remote, published when it succeeds.
+
+    ``merge`` also moves ``main`` to the run's commit (the last task of a training run). Without
+    ``FLYWHEEL_WORKSPACE_REMOTE`` the local workspace is used as it is.
+    """
+    branch = run_branch(run_id)
+    checkout(settings, branch)
+    yield settings.workspace
+    publish(settings, branch, f"{run_id}: {what}", (MAIN,) if merge else ())

@@ -7,7 +7,8 @@ The rules (DESIGN.md, "Inside pipelines/"):
 - a package imports another package only through its public API: the names listed in that package's
   ``__all__`` (``from pipelines.featurize import Window``), or a public module listed there
   (``from pipelines.evaluate.metrics import ranking_metrics``), never its other internals;
-- no package but the CLI imports ``demo`` (the tools for trying Flywheel);
+- no package but the CLI imports ``demo`` (the tools for trying Flywheel), except the operations tooling
+  (``stack``: the production topology, built on demo's services); no stage imports ``stack`` either;
 - nothing imports ``airflow``.
 
 The checker reads the source with :mod:`ast` (nothing is imported) and says, per violation, the file and
@@ -23,6 +24,7 @@ from pathlib import Path
 
 TOP = "pipelines"
 APPLICATION = ("cli", "__main__")  # the command line: it wires the packages together, demo tools included
+TOOLS = ("stack",)  # operations tooling: starts Flywheel's production topology with demo's services
 
 
 @dataclass(frozen=True)
@@ -188,10 +190,10 @@ def boundary_violations(graph: Graph) -> list[str]:
                 f"{where} imports {shown}: common imports no other package; move what it needs "
                 "into common, or the caller into the package that owns it"
             )
-        elif target_pkg == "demo" and source_pkg not in APPLICATION:
+        elif target_pkg in ("demo", *TOOLS) and source_pkg not in (*APPLICATION, *TOOLS):
             found.append(
-                f"{where} imports {shown}: demo holds the tools for trying Flywheel and is never "
-                "imported by a stage; move what is needed into the stage or common"
+                f"{where} imports {shown}: {target_pkg} holds the tools for trying or running Flywheel "
+                "and is never imported by a stage; move what is needed into the stage or common"
             )
         elif target_pkg not in ("common", "demo") and not _public(graph, imp, target_pkg):
             api = sorted(graph.apis.get(f"{TOP}.{target_pkg}", {}))

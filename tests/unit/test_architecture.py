@@ -87,8 +87,18 @@ BROKEN = [
             "demo/__init__.py": "",
             "demo/generator.py": "",
         },
-        "demo holds the tools for trying Flywheel",
+        "demo holds the tools for trying or running Flywheel",
         id="a-stage-imports-demo",
+    ),
+    pytest.param(
+        {
+            "drift/__init__.py": "",
+            "drift/stage.py": "from pipelines.stack import up\n",
+            "stack/__init__.py": LAZY_API,
+            "stack/stage.py": "def up(): pass\n",
+        },
+        "stack holds the tools for trying or running Flywheel",
+        id="a-stage-imports-the-stack-tooling",
     ),
     pytest.param(
         {"train/__init__.py": "", "train/stage.py": "def f():\n    from airflow.sdk import Variable\n"},

@@ -1,9 +1,11 @@
 """docker-compose.yml, checked statically (no Docker engine runs on these machines).
 
 What the full stack must hold (README.md, "Full stack"): Airflow's api-server, scheduler, dag-processor,
-triggerer and CeleryExecutor workers (one on the `gpu` queue with a GPU reserved) sharing one
-configuration, on PostgreSQL and Redis; Kafka in KRaft mode; MinIO with its buckets; MLflow on
-PostgreSQL with artifacts in MinIO; the DVC remote on MinIO; StatsD metrics; secrets from .env only.
+triggerer and CeleryExecutor workers (one on the `gpu` queue with a GPU reserved, behind the `gpu` profile)
+sharing one configuration, on PostgreSQL and Redis, the workers waiting for the api-server's health; Kafka in
+KRaft mode and the params ingesting from it; a maintained S3 server with its buckets; MLflow in its own image
+behind basic auth, on PostgreSQL with artifacts on S3; the DVC remote on S3; StatsD metrics with the right
+labels; an init process; the git commit baked in; layer caching; secrets from .env only.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def command_text(service) -> str:
 
 
 def test_compose_parses_and_services_are_healthchecked_and_pinned(services):
-    assert {"postgres", "redis", "kafka", "minio", "mlflow", "statsd-exporter", *AIRFLOW_SERVICES} <= set(
+    assert {"postgres", "redis", "kafka", "s3", "mlflow", "statsd-exporter", *AIRFLOW_SERVICES} <= set(
         services
     )
     jobs = one_shot(services)
@@ -114,7 +116,9 @@ def test_compose_holds_no_secrets_and_every_variable_is_in_the_example(repo_root
     for secret in (
         "POSTGRES_PASSWORD",
         "REDIS_PASSWORD",
-        "MINIO_ROOT_PASSWORD",
+        "S3_SECRET_ACCESS_KEY",
+        "MLFLOW_ADMIN_PASSWORD",
+        "MLFLOW_FLASK_SECRET_KEY",
         "AIRFLOW_FERNET_KEY",
         "AIRFLOW_JWT_SECRET",
         "AIRFLOW_API_SECRET_KEY",
@@ -166,13 +170,135 @@ def test_airflow_runs_celery_behind_authentication_with_statsd(services):
         assert role in command_text(services[name]), f"{name} should run `airflow {role}`"
 
 
-def test_a_gpu_worker_serves_the_training_queue(services):
+def test_a_gpu_worker_serves_the_training_queue_behind_the_gpu_profile(repo_root, services):
     worker = services["airflow-worker-gpu"]
-    queue = services["airflow-scheduler"]["environment"]["FLYWHEEL_TRAIN_QUEUE"]
-    assert f"--queues {queue}" in command_text(worker)
+    assert worker.get("profiles") == ["gpu"], "without the NVIDIA runtime the GPU worker must not start"
+    assert "--queues gpu" in command_text(worker)
     [device] = worker["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
-    assert f"--queues {queue}" not in command_text(services["airflow-worker"])
+    # the train queue follows the profile: default (the CPU worker's) unless the gpu profile is on
+    queue = services["airflow-scheduler"]["environment"]["FLYWHEEL_TRAIN_QUEUE"]
+    assert queue == "${FLYWHEEL_TRAIN_QUEUE:-default}"
+    assert "--queues default" in command_text(services["airflow-worker"])
+    assert not any(s.get("profiles") for n, s in services.items() if n != "airflow-worker-gpu")
+    init = (repo_root / "docker" / "airflow-init.sh").read_text()
+    assert "COMPOSE_PROFILES" in services["airflow-init"]["environment"]
+    assert re.search(r"gpu,\*gpu\*\) ;;", init) and "exit 1" in init, (
+        "airflow-init refuses gpu without the profile"
+    )
+
+
+def test_workers_scheduler_and_triggerer_wait_for_a_healthy_api_server(services):
+    for name in (
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-worker",
+        "airflow-worker-gpu",
+    ):
+        deps = services[name]["depends_on"]
+        assert deps.get("airflow-apiserver", {}).get("condition") == "service_healthy", name
+    assert "airflow-apiserver" not in services["airflow-apiserver"]["depends_on"]
+
+
+def test_the_stack_ingests_from_kafka_with_its_params_mounted(repo_root, services):
+    env = services["airflow-scheduler"]["environment"]
+    mounted = {}  # target: source, for the read-only mounts (source:target:ro)
+    for volume in services["airflow-scheduler"]["volumes"]:
+        source, target, mode = (volume.rsplit(":", 2) + ["", ""])[:3]
+        if mode == "ro":
+            mounted[target] = source
+    source = mounted[env["FLYWHEEL_PARAMS"]]
+    assert source == "${FLYWHEEL_PARAMS_FILE:-./docker/params.yaml}", (
+        "params.yaml is mounted, and overridable"
+    )
+    stack = yaml.safe_load((repo_root / "docker" / "params.yaml").read_text())
+    project = yaml.safe_load((repo_root / "params.yaml").read_text())
+    assert stack["ingest"]["sources"] == ["kafka"] and stack["storage"]["root"].startswith("s3://flywheel/")
+    stack["ingest"]["sources"], stack["storage"]["root"] = (
+        project["ingest"]["sources"],
+        project["storage"]["root"],
+    )
+    assert stack == project, "docker/params.yaml is params.yaml with only the lake and the source changed"
+
+
+def test_the_statsd_mapping_labels_airflow_s_metric_names(repo_root):
+    mappings = yaml.safe_load((repo_root / "docker" / "statsd-mapping.yml").read_text())["mappings"]
+
+    def labels(metric: str) -> dict[str, str]:
+        for m in mappings:
+            pattern = "^" + re.escape(m["match"]).replace(r"\*", r"([^.]+)") + "$"
+            if found := re.match(pattern, metric):
+                return {
+                    k: re.sub(r"\$(\d)", lambda g: found.group(int(g.group(1))), v)
+                    for k, v in (m.get("labels") or {}).items()
+                }
+        return {}
+
+    # Airflow's names: dagrun.duration.<state>.<dag_id>, dag.<dag_id>.<task_id>.duration,
+    # ti.finish.<dag_id>.<task_id>.<state>
+    assert labels("airflow.dagrun.duration.success.flywheel_training") == {
+        "state": "success",
+        "dag_id": "flywheel_training",
+    }
+    assert labels("airflow.dag.flywheel_training.train.duration") == {
+        "dag_id": "flywheel_training",
+        "task_id": "train",
+    }
+    assert labels("airflow.ti.finish.flywheel_ingest.ingest.failed") == {
+        "dag_id": "flywheel_ingest",
+        "task_id": "ingest",
+        "state": "failed",
+    }
+
+
+def test_every_flywheel_or_mlflow_container_reaps_its_children(services):
+    built = [name for name, s in services.items() if s.get("build")]
+    assert {"airflow-worker", "airflow-worker-gpu", "mlflow"} <= set(built)
+    for name in built:
+        assert services[name].get("init") is True, f"{name}: init: true reaps dvc → flywheel → torchrun"
+
+
+def test_the_image_carries_its_git_commit_for_lineage(repo_root, services):
+    dockerfile = (repo_root / "Dockerfile").read_text()
+    assert re.search(r"^ARG FLYWHEEL_GIT_COMMIT=", dockerfile, flags=re.M)
+    assert "FLYWHEEL_GIT_COMMIT=${FLYWHEEL_GIT_COMMIT}" in dockerfile
+    for name in ("airflow-worker", "airflow-worker-gpu"):
+        args = services[name]["build"]["args"]
+        assert args["FLYWHEEL_GIT_COMMIT"] == "${FLYWHEEL_GIT_COMMIT:-unknown}", name
+
+
+def test_a_code_edit_does_not_reinstall_the_dependencies(repo_root):
+    lines = (repo_root / "Dockerfile").read_text().splitlines()
+    install = next(i for i, line in enumerate(lines) if "pip install" in line and "constraints.txt" in line)
+    copy_code = next(i for i, line in enumerate(lines) if line.startswith("COPY pipelines"))
+    copied_before = " ".join(line for line in lines[:install] if line.startswith("COPY"))
+    assert install < copy_code and "pipelines" not in copied_before, "install the pins before copying code"
+    ignored = set((repo_root / ".dockerignore").read_text().split())
+    assert {".git", ".venv", ".flywheel", "tests", "**/__pycache__"} <= ignored
+
+
+def test_mlflow_runs_its_own_slim_image_behind_basic_auth(repo_root, services):
+    mlflow = services["mlflow"]
+    assert mlflow["build"]["dockerfile"] == "docker/mlflow.Dockerfile" and mlflow["image"] != "flywheel:0.1.0"
+    dockerfile = (repo_root / "docker" / "mlflow.Dockerfile").read_text()
+    assert "-e '.[stack]'" not in dockerfile and re.search(
+        r"pip install -c constraints\.txt mlflow", dockerfile
+    )
+    script = (repo_root / "docker" / "mlflow-server.sh").read_text()
+    assert "--app-name basic-auth" in script and "MLFLOW_AUTH_ADMIN_PASSWORD" in script
+    assert mlflow["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"] == "${MLFLOW_ADMIN_PASSWORD}"
+    assert "mlflow_auth" in (repo_root / "docker" / "postgres-init.sql").read_text()
+    env = services["airflow-worker"]["environment"]
+    assert env["MLFLOW_TRACKING_USERNAME"] and env["MLFLOW_TRACKING_PASSWORD"].startswith(
+        "${MLFLOW_ADMIN_PASSWORD:?"
+    )
+
+
+def test_the_s3_server_is_a_maintained_image(services):
+    image = services["s3"]["image"]
+    assert not image.startswith(("minio/", "quay.io/minio/")), "MinIO's community images get no fixes"
+    assert image.startswith("chrislusf/seaweedfs:")
 
 
 def test_kafka_runs_in_kraft_mode(services):
@@ -182,21 +308,18 @@ def test_kafka_runs_in_kraft_mode(services):
     assert services["airflow-scheduler"]["environment"]["FLYWHEEL_KAFKA_BOOTSTRAP"] == "kafka:9092"
 
 
-def test_minio_buckets_hold_mlflow_artifacts_and_the_dvc_remote(services):
-    script = command_text(services["minio-init"])
-    buckets = set(re.findall(r"local/([\w.-]+)", script.split("mc mb", 1)[1]))
+def test_s3_buckets_hold_mlflow_artifacts_the_lake_and_the_dvc_remote(repo_root, services):
+    buckets = set(services["s3-init"]["environment"]["BUCKETS"].split())
     mlflow_env = services["mlflow"]["environment"]
-    assert (
-        mlflow_env["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql")
-        and "@postgres:5432/mlflow" in (mlflow_env["MLFLOW_BACKEND_STORE_URI"])
-    )
+    assert "@postgres:5432/mlflow" in mlflow_env["MLFLOW_DB_URI"]
     artifacts = mlflow_env["MLFLOW_ARTIFACTS_DESTINATION"]
     remote = services["airflow-scheduler"]["environment"]["FLYWHEEL_DVC_REMOTE"]
-    for url in (artifacts, remote):
+    lake = yaml.safe_load((repo_root / "docker" / "params.yaml").read_text())["storage"]["root"]
+    for url in (artifacts, remote, lake):
         assert url.startswith("s3://") and url[5:].split("/")[0] in buckets, (
-            f"{url}: create its bucket in minio-init"
+            f"{url}: create its bucket in s3-init"
         )
-    assert mlflow_env["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert mlflow_env["MLFLOW_S3_ENDPOINT_URL"] == "http://s3:9000"
     assert "mlflow" in mlflow_env["MLFLOW_SERVER_ALLOWED_HOSTS"].split(
         ","
     )  # the workers call it by that name
@@ -206,7 +329,7 @@ def test_state_lives_in_named_volumes_and_mounted_files_exist(repo_root, compose
     declared = set(compose["volumes"])
     for name, service in services.items():
         for volume in service.get("volumes") or []:
-            source = volume.split(":", 1)[0]
+            source = re.sub(r"^\$\{\w+:-([^}]*)\}", r"\1", volume).split(":", 1)[0]  # ${VAR:-default}
             if source.startswith((".", "/")):
                 assert (repo_root / source).exists(), (
                     f"{name} mounts {source}, which is not in the repository"
@@ -216,8 +339,11 @@ def test_state_lives_in_named_volumes_and_mounted_files_exist(repo_root, compose
     for name, path in (
         ("postgres", "/var/lib/postgresql/data"),
         ("kafka", "/var/lib/kafka/data"),
-        ("minio", "/data"),
-        ("airflow-scheduler", "/var/lib/flywheel"),
+        ("s3", "/data"),
+        (
+            "airflow-scheduler",
+            "/var/lib/flywheel-git",
+        ),  # the workspace's git remote; FLYWHEEL_HOME is scratch
     ):
         assert any(v.endswith(":" + path) and not v.startswith(".") for v in services[name]["volumes"]), name
     assert (repo_root / "docker" / "airflow-init.sh").exists()

@@ -34,10 +34,13 @@ class DvcReproOperator(BaseOperator):
         from flywheel_provider.timeouts import timeout_message
         from pipelines.workspace import repo as workspace
 
-        try:
-            result = workspace.repro(FlywheelHook(self.mlflow_conn_id).settings(), self.stage)
-        except AirflowTaskTimeout as exc:  # dvc repro and its stage were stopped with their process group
-            raise AirflowTaskTimeout(timeout_message(self.stage, self.execution_timeout)) from exc
+        settings = FlywheelHook(self.mlflow_conn_id).settings()
+        # With a shared workspace remote (the stack, compose): fetched first, pushed after.
+        with workspace.attached(settings, context["run_id"], f"dvc repro {self.stage}"):
+            try:
+                result = workspace.repro(settings, self.stage)
+            except AirflowTaskTimeout as exc:  # dvc repro and its stage were stopped with their process group
+                raise AirflowTaskTimeout(timeout_message(self.stage, self.execution_timeout)) from exc
         self.log.info("DVC stage %s: %s in %.1f s", result.stage, result.outcome, result.seconds)
         return {"stage": result.stage, "outcome": result.outcome, "seconds": round(result.seconds, 3)}
 

@@ -17,7 +17,7 @@ AIRFLOW_API_CONN = "flywheel_airflow_api"
 
 
 def prepare_training(
-    form: dict, logical_date: datetime | None, run_type: Any, triggering: Any = None
+    form: dict, logical_date: datetime | None, run_type: Any, triggering: Any = None, run_id: str = "local"
 ) -> dict:
     """Check the trigger form, then sync the workspace with this run's parameters; say why the run ran."""
     from airflow.sdk.exceptions import AirflowFailException
@@ -30,8 +30,9 @@ def prepare_training(
     try:
         overrides = training_overrides(form, logical_date)
         refuse_concurrent_runs()
-        workspace.init(settings)
-        workspace.sync(settings, overrides)
+        with workspace.attached(settings, run_id, "the run's params"):  # a shared remote: fetch, push
+            workspace.init(settings)
+            workspace.sync(settings, overrides)
     except ParamsError as exc:  # a bad form or params.yaml: retrying cannot help
         raise AirflowFailException(str(exc)) from None
     why = training_trigger(run_type, triggering)  # schedule, manual, or drift with its report
@@ -66,21 +67,22 @@ def refuse_concurrent_runs() -> None:
         )
 
 
-def promote_model(run: dict) -> dict:
+def promote_model(run: dict, run_id: str = "local") -> dict:
     """Register the trained model and let the gate decide on the ``champion`` alias; record why it ran."""
-    from pipelines import promote
+    from pipelines import promote, workspace
     from pipelines.common.config import load_params
 
     settings = FlywheelHook().settings()
-    params = load_params(settings.workspace / "params.yaml")
-    promotion = promote.run(
-        params,
-        settings,
-        settings.workspace,
-        force=run["force_promote"],
-        force_reason=run["force_reason"],
-        trigger=run["trigger"],
-    )
+    with workspace.attached(settings, run_id, "promote"):
+        params = load_params(settings.workspace / "params.yaml")
+        promotion = promote.run(
+            params,
+            settings,
+            settings.workspace,
+            force=run["force_promote"],
+            force_reason=run["force_reason"],
+            trigger=run["trigger"],
+        )
     return {**promotion, "trigger_tags": record_trigger(run, promotion)}
 
 
@@ -92,10 +94,11 @@ def record_training(run: dict, outcomes: dict, promotion: dict, run_id: str) -> 
     from pipelines.promote import registry
 
     settings = FlywheelHook().settings()
-    commit = workspace.commit(settings, f"flywheel_training {run_id}: model v{promotion.get('version')}")
-    registry.tag_workspace_commit(settings, promotion, commit)
-    metrics_path = settings.workspace / "metrics" / "evaluate.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    with workspace.attached(settings, run_id, "record", merge=True):  # a shared remote: main moves too
+        commit = workspace.commit(settings, f"flywheel_training {run_id}: model v{promotion.get('version')}")
+        registry.tag_workspace_commit(settings, promotion, commit)
+        metrics_path = settings.workspace / "metrics" / "evaluate.json"
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     data = {
         "trigger": run["trigger"],
         "trigger_reason": run.get("trigger_reason"),

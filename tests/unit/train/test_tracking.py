@@ -111,3 +111,23 @@ def test_signature_accepts_raw_numeric_forms_and_optional_columns():
     assert str(inputs["tenure"].type) == "Any" and inputs["tenure"].required
     assert inputs["plan"].type == DataType.string
     assert not inputs["support_calls"].required
+
+
+@pytest.mark.parametrize(
+    ("baked", "expected"),
+    [("0123abcd", "0123abcd"), ("", "unknown"), ("unknown", "unknown")],
+    ids=["image-build-argument", "unset", "the-dockerfile-default"],
+)
+def test_an_image_without_git_history_reports_its_baked_commit(tmp_path, monkeypatch, baked, expected):
+    monkeypatch.setenv("FLYWHEEL_GIT_COMMIT", baked)
+    assert tracking.git_commit(tmp_path) == expected  # tmp_path: no .git, like /opt/flywheel in the image
+
+
+def test_a_checkout_reports_its_own_commit_over_a_baked_one(monkeypatch):
+    import subprocess
+
+    from tests.support.install import ROOT
+
+    monkeypatch.setenv("FLYWHEEL_GIT_COMMIT", "stale")
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert tracking.git_commit(ROOT) == head.stdout.strip() != "stale"

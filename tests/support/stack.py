@@ -1,0 +1,96 @@
+"""The production topology for tests/stack: ``flywheel stack`` on a private state folder, stopped by PID.
+
+The fixture is ``stack`` in tests/conftest.py. The stack's params are the demo's with a short training and
+yearly schedules (only the runs a test makes run); the client side of the test (producing to Kafka, reading
+MLflow, ``flywheel lineage``) gets the stack's client environment, as ``stack.env`` gives a person.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.support.install import ROOT
+
+BIN = Path(sys.executable).parent
+TIMEOUT_S = 900
+# Retries come sooner than Airflow's default 5 minutes, and a dead worker's task is noticed after 30 s (not 5
+# minutes): the faults rely on both. 20 s leave a stopped server the time to come back before the retry.
+AIRFLOW_ENV = {
+    "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "20",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+    "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+}
+
+
+@dataclass
+class Stack:
+    """A running stack: its layout, its Airflow API, and the environment of its clients."""
+
+    state: Path
+    layout: Any
+    api: Any
+    env: dict[str, str]
+
+    def flywheel(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """``flywheel ...`` as a client of the stack."""
+        return subprocess.run(
+            [str(BIN / "flywheel"), *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def model_name(self) -> str:
+        return str(yaml.safe_load((self.state / "params.yaml").read_text())["promote"]["model_name"])
+
+    def mlflow(self) -> Any:
+        """An authenticated MlflowClient on the stack's tracking server."""
+        from mlflow import MlflowClient
+
+        return MlflowClient(self.layout.tracking_uri)
+
+
+def stack_params() -> dict:
+    """The demo params, a short training, yearly schedules, the lake on S3 and Kafka as the source."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"].update(
+        epochs=4, patience=100, batch_size=256
+    )  # no early stop: a fault test's epochs all run
+    # the floors are not what this tier checks: the first model always becomes the champion
+    params["promote"].update(bootstrap_rounds=200, min_roc_auc=0.5, min_pr_auc=0.0)
+    params["mlflow"]["system_metrics"] = False
+    params["drift"].update(window_days=1, min_rows=500, cooldown_hours=24, min_roc_auc=0.6)
+    params["schedules"] = {**params.get("schedules", {}), "ingest": "0 0 1 1 *", "drift": "0 0 1 1 *"}
+    params.setdefault("storage", {})["root"] = "s3://flywheel/lake"
+    params["ingest"]["sources"] = ["kafka"]
+    return params
+
+
+def client_environment(layout: Any, home: Path) -> dict[str, str]:
+    from pipelines import stack
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "FLYWHEEL", "MLFLOW", "AWS_"))}
+    env.update(stack.client_env(layout))
+    env.update(FLYWHEEL_HOME=str(home), FLYWHEEL_PROJECT=str(ROOT))
+    return env
+
+
+def produce(
+    stack: Stack, batch: str, rows: int, seed: int, start: Any, end: Any, drift: bool = False
+) -> None:
+    """Demo events on the stack's Kafka topic (as ``flywheel produce --to kafka`` with ``stack.env``)."""
+    args = ["produce", "--to", "kafka", "--rows", str(rows), "--seed", str(seed), "--batch", batch]
+    args += ["--start", start.isoformat(), "--end", end.isoformat(), "--json"]
+    if drift:
+        args += ["--covariate-drift", "1.0", "--concept-drift", "0.3"]
+    proc = stack.flywheel(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
