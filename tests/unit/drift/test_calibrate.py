@@ -263,7 +263,8 @@ def test_the_stationary_false_alarm_rate_is_low():
         ("null_windows", 5, "greater than or equal to 10"),
         ("min_distance", -0.1, "greater than or equal to 0"),
         ("max_performance_drop", -0.01, "greater than or equal to 0"),
-        ("performance_metric", "f1", "'roc_auc' or 'pr_auc'"),
+        ("performance_metric", "f1", "'roc_auc', 'pr_auc', 'macro_f1'"),
+        ("performance_metric", "rmse", "a metric of task binary, one of ['roc_auc', 'pr_auc']"),
     ],
 )
 def test_bad_alarm_params_fail_at_load_time(demo_params, key, value, expected):
