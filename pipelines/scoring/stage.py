@@ -77,8 +77,9 @@ def score_frame(
     label = frame[schema.target] if schema.target in frame.columns else pd.Series(pd.NA, index=frame.index)
     return pd.DataFrame(
         {
-            schema.key: frame[schema.key].astype("string").to_numpy(),
-            schema.event_time: frame[schema.event_time].to_numpy(),
+            # ``.array``, not ``.to_numpy()``: a zone-aware event time would become one object per row
+            schema.key: frame[schema.key].astype("string").array,
+            schema.event_time: frame[schema.event_time].array,
             SCORE: np.asarray(out["probability"], dtype="float64"),
             PREDICTION: np.asarray(out["label"], dtype="int8"),
             schema.target: pd.array(label.to_numpy(), dtype="Int8"),
@@ -113,6 +114,14 @@ def load_predict(model: Model) -> Predict:
     return lambda rows: pd.DataFrame(pyfunc.predict(rows))
 
 
+def read_validated(lake: Lake, name: str, schema: Schema) -> pd.DataFrame:
+    """The columns scoring reads of validated partition ``name`` (key, event time, features, target):
+    only those become pandas columns."""
+    table = lake.read_partition_table(manifest.partition_path(lake, name, manifest.VALIDATED))
+    wanted = (schema.key, schema.event_time, *schema.feature_names, schema.target)
+    return table.select([c for c in dict.fromkeys(wanted) if c in table.column_names]).to_pandas()
+
+
 def score_partition(
     lake: Lake,
     name: str,
@@ -123,8 +132,7 @@ def score_partition(
     publish: Callable[[pd.DataFrame], int] | None = None,
 ) -> dict[str, Any]:
     """Score one validated partition: predictions first, then (optionally) Kafka, then the manifest."""
-    source = manifest.partition_path(lake, name, manifest.VALIDATED)
-    frame = lake.read_partition(source)
+    frame = read_validated(lake, name, params.schema)
     predictions = score_frame(frame, params.schema, predict, model, run_id)
     target = manifest.partition_path(lake, name)
     lake.reset_partition(target)  # a partition written without its manifest, or one being rescored
