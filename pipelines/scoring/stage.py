@@ -115,12 +115,31 @@ def _predictions(
             SCORE: scores,
             PREDICTION: classes,
             schema.target: pd.array(label.to_numpy(), dtype="Int8"),
-            "model_name": model.name,
-            "model_version": model.version,
-            "model_run_id": model.run_id,
-            "scoring_run_id": run_id,
+            **_run_values(model, run_id),
         }
     )
+
+
+def _run_values(model: Model, run_id: str) -> dict[str, str]:
+    """The columns that hold one value for a whole scoring run."""
+    return {
+        "model_name": model.name,
+        "model_version": model.version,
+        "model_run_id": model.run_id,
+        "scoring_run_id": run_id,
+    }
+
+
+def prediction_table(predictions: pd.DataFrame, constant: dict[str, str]) -> pa.Table:
+    """Predictions as the Arrow table written to the lake, the same as ``pa.Table.from_pandas`` gives;
+    the ``constant`` columns (one value each) are built in Arrow rather than converted one object a row.
+    """
+    table = pa.Table.from_pandas(predictions.drop(columns=list(constant)), preserve_index=False)
+    zeros = pa.array(np.zeros(len(predictions), dtype="int32"))
+    for name, value in constant.items():
+        column = pa.DictionaryArray.from_arrays(zeros, pa.array([value], pa.string())).cast(pa.string())
+        table = table.append_column(name, column)
+    return table
 
 
 def champion_model(params: Params, settings: Settings) -> Model:
@@ -183,7 +202,7 @@ def write_predictions(
     manifest that makes them count as scored; return the manifest."""
     target = manifest.partition_path(lake, name)
     lake.reset_partition(target)  # a partition written without its manifest, or one being rescored
-    lake.write_table(f"{target}/{PART}", pa.Table.from_pandas(predictions, preserve_index=False))
+    lake.write_table(f"{target}/{PART}", prediction_table(predictions, _run_values(model, run_id)))
     published = publish(predictions) if publish is not None else None
     entry = {
         "validated": f"{manifest.VALIDATED}/{name}",
