@@ -99,6 +99,8 @@ def bench(rows: int = 100_000, partitions: int = 4, repeats: int = 5) -> dict:
         "baseline": {"rows_per_s": len(frame) / bare_s, "wall_s": bare_s},
         "ratio": bare_s / flywheel_s,
         "load_average": list(load),
+        # each repeat: the spread on a shared machine
+        "repeats_s": {k: [round(t, 3) for t in v] for k, v in times.items()},
         "notes": f"{len(frame):,} validated events in {len(names)} partitions, median of {repeats}; "
         "`flywheel score` (champion lookup, model load, lake read, predict, predictions + manifests "
         "written durably) vs a bare `mlflow.pyfunc.load_model(...).predict` on the same rows in memory. "
