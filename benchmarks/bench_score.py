@@ -51,7 +51,7 @@ def setup(work: Path, rows: int, partitions: int) -> dict[str, str]:
     return env
 
 
-def bench(rows: int = 100_000, partitions: int = 4, repeats: int = 3) -> dict:
+def bench(rows: int = 100_000, partitions: int = 4, repeats: int = 5) -> dict:
     """Time both paths on ``rows`` validated events; see the module docstring."""
     import mlflow
 
@@ -86,18 +86,24 @@ def bench(rows: int = 100_000, partitions: int = 4, repeats: int = 3) -> dict:
         return time.perf_counter() - start
 
     bare()  # warm-up: imports, the first model load
+    load_before = os.getloadavg()[0]
     times: dict[str, list[float]] = {"bare": [], "flywheel": []}
     for _ in range(repeats):
         times["bare"].append(bare())
         times["flywheel"].append(flywheel())
     bare_s, flywheel_s = statistics.median(times["bare"]), statistics.median(times["flywheel"])
+    load = (load_before, os.getloadavg()[0])  # the machine is shared: its 1-minute load average, before/after
     return {
         "name": f"score_{rows // 1000}k",
         "flywheel": {"rows_per_s": len(frame) / flywheel_s, "wall_s": flywheel_s},
         "baseline": {"rows_per_s": len(frame) / bare_s, "wall_s": bare_s},
         "ratio": bare_s / flywheel_s,
+        "load_average": list(load),
+        # each repeat: the spread on a shared machine
+        "repeats_s": {k: [round(t, 3) for t in v] for k, v in times.items()},
         "notes": f"{len(frame):,} validated events in {len(names)} partitions, median of {repeats}; "
         "`flywheel score` (champion lookup, model load, lake read, predict, predictions + manifests "
         "written durably) vs a bare `mlflow.pyfunc.load_model(...).predict` on the same rows in memory. "
-        "Ratio = Flywheel throughput / bare throughput (goal >= 0.9).",
+        "Ratio = Flywheel throughput / bare throughput (goal >= 0.9). "
+        f"1-minute load average {load[0]:.1f} before, {load[1]:.1f} after, on {os.cpu_count()} cores.",
     }

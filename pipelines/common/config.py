@@ -409,11 +409,13 @@ class ScoreConfig(_Frozen):
 
     ``publish_topic``: a Kafka topic each prediction is also sent to (JSON, keyed by the event key; brokers
     as for ingestion); None: predictions stay in the lake. ``min_day_rows``: a day with fewer labelled
-    predictions gets no live metric.
+    predictions gets no live metric. ``batch_rows``: consecutive validated partitions are scored
+    together until one model call holds this many rows (each is still written with its own manifest).
     """
 
     publish_topic: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,249}$")
     min_day_rows: int = Field(default=100, ge=1)
+    batch_rows: int = Field(default=250_000, ge=1)
 
 
 class ServeConfig(_Frozen):

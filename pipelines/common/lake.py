@@ -142,13 +142,18 @@ class Lake:
 
     def read_partition(self, partition: str, columns: list[str] | None = None) -> pd.DataFrame:
         """All Parquet parts of a partition as one frame (a source may land a large run in several parts)."""
+        return self.read_partition_table(partition, columns).to_pandas()
+
+    def read_partition_table(self, partition: str, columns: list[str] | None = None) -> pa.Table:
+        """All Parquet parts of a partition as one Arrow table: for readers that convert only some
+        columns to pandas, or none."""
         tables = []
         for path in self.part_files(partition):
             with self.fs.open(path, "rb") as fh:
                 tables.append(pq.read_table(fh, columns=columns))
         if not tables:
             raise FileNotFoundError(f"partition {partition} has no part-*.parquet file")
-        return pa.concat_tables(tables).to_pandas()
+        return pa.concat_tables(tables)
 
     def complete_partitions(self, tier: str, source: str | None = None) -> list[str]:
         """Partitions of a tier whose manifest is written, oldest run first by name."""

@@ -11,7 +11,8 @@ is set, and writes the manifest last. The contract is in :mod:`pipelines.scoring
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -68,47 +69,99 @@ def score_frame(
     Raises:
         ScoreError: a schema column is missing, or the model answered with the wrong number of rows.
     """
-    missing = [c for c in (schema.key, schema.event_time, *schema.feature_names) if c not in frame.columns]
-    if missing:
-        raise ScoreError(f"validated rows lack column(s) {missing}; expected the schema's columns")
-    out = predict(frame[list(schema.feature_names)])
-    if len(out) != len(frame):
-        raise ScoreError(f"the model {model.uri} returned {len(out)} predictions for {len(frame)} rows")
+    return score_frames([frame], schema, predict, model, run_id)[0]
+
+
+def score_frames(
+    frames: Sequence[pd.DataFrame], schema: Schema, predict: Predict, model: Model, run_id: str
+) -> list[pd.DataFrame]:
+    """:func:`score_frame` of each frame, with one ``predict`` call for all of them (a model call has a
+    cost of its own, whatever its rows). Pure apart from ``predict``.
+
+    Raises:
+        ScoreError: a schema column is missing, or the model answered with the wrong number of rows.
+    """
+    for frame in frames:
+        missing = [
+            c for c in (schema.key, schema.event_time, *schema.feature_names) if c not in frame.columns
+        ]
+        if missing:
+            raise ScoreError(f"validated rows lack column(s) {missing}; expected the schema's columns")
+    features = [frame[list(schema.feature_names)] for frame in frames]
+    rows = features[0] if len(features) == 1 else pd.concat(features, ignore_index=True)
+    out = predict(rows)
+    if len(out) != len(rows):
+        raise ScoreError(f"the model {model.uri} returned {len(out)} predictions for {len(rows)} rows")
+    scores, classes = task_outputs(schema, out)
+    ends = np.cumsum([len(frame) for frame in frames]).tolist()
+    return [
+        _predictions(
+            frame, scores[end - len(frame) : end], classes[end - len(frame) : end], schema, model, run_id
+        )
+        for frame, end in zip(frames, ends, strict=True)
+    ]
+
+
+def _predictions(
+    frame: pd.DataFrame, scores: np.ndarray, classes: Any, schema: Schema, model: Model, run_id: str
+) -> pd.DataFrame:
     label = frame[schema.target] if schema.target in frame.columns else pd.Series(pd.NA, index=frame.index)
-    score, prediction, target = task_columns(schema, out, label)
     return pd.DataFrame(
         {
-            schema.key: frame[schema.key].astype("string").to_numpy(),
-            schema.event_time: frame[schema.event_time].to_numpy(),
-            SCORE: score,
-            PREDICTION: prediction,
-            schema.target: target,
-            "model_name": model.name,
-            "model_version": model.version,
-            "model_run_id": model.run_id,
-            "scoring_run_id": run_id,
+            # ``.array``, not ``.to_numpy()``: a zone-aware event time would become one object per row
+            schema.key: frame[schema.key].astype("string").array,
+            schema.event_time: frame[schema.event_time].array,
+            SCORE: scores,
+            PREDICTION: classes,
+            schema.target: task_label(schema, label),
+            **_run_values(model, run_id),
         }
     )
 
 
-def task_columns(schema: Schema, out: pd.DataFrame, label: pd.Series) -> tuple[Any, Any, Any]:
-    """``score``, ``prediction`` and the label per ``schema.task``: a binary model's probability and 0/1
-    label; a multiclass model's probability of the class it predicts and that class; a regression
-    model's prediction (both columns) and the numeric target."""
+def task_outputs(schema: Schema, out: pd.DataFrame) -> tuple[Any, Any]:
+    """``score`` and ``prediction`` per ``schema.task``: a binary model's probability and 0/1 label; a
+    multiclass model's probability of the class it predicts and that class; a regression model's number
+    (both columns)."""
     if schema.task == "regression":
         value = np.asarray(out["prediction"], dtype="float64")
-        return value, value, pd.array(pd.to_numeric(label, errors="coerce").to_numpy(), dtype="Float64")
+        return value, value
     if schema.task == "multiclass":
-        return (
-            np.asarray(out["probability"], dtype="float64"),
-            pd.array(out["label"].astype(str).to_numpy(), dtype="string"),
-            pd.array(label.astype("string").to_numpy(), dtype="string"),
+        return np.asarray(out["probability"], dtype="float64"), pd.array(
+            out["label"].astype(str), dtype="string"
         )
-    return (
-        np.asarray(out["probability"], dtype="float64"),
-        np.asarray(out["label"], dtype="int8"),
-        pd.array(label.to_numpy(), dtype="Int8"),
-    )
+    return np.asarray(out["probability"], dtype="float64"), np.asarray(out["label"], dtype="int8")
+
+
+def task_label(schema: Schema, label: pd.Series) -> Any:
+    """The label as the task types it: 0/1, a class name, or a number (missing where unknown)."""
+    if schema.task == "regression":
+        return pd.array(pd.to_numeric(label, errors="coerce").to_numpy(), dtype="Float64")
+    if schema.task == "multiclass":
+        return pd.array(label.astype("string").to_numpy(), dtype="string")
+    return pd.array(label.to_numpy(), dtype="Int8")
+
+
+def _run_values(model: Model, run_id: str) -> dict[str, str]:
+    """The columns that hold one value for a whole scoring run."""
+    return {
+        "model_name": model.name,
+        "model_version": model.version,
+        "model_run_id": model.run_id,
+        "scoring_run_id": run_id,
+    }
+
+
+def prediction_table(predictions: pd.DataFrame, constant: dict[str, str]) -> pa.Table:
+    """Predictions as the Arrow table written to the lake, the same as ``pa.Table.from_pandas`` gives;
+    the ``constant`` columns (one value each) are built in Arrow rather than converted one object a row.
+    """
+    table = pa.Table.from_pandas(predictions.drop(columns=list(constant)), preserve_index=False)
+    zeros = pa.array(np.zeros(len(predictions), dtype="int32"))
+    for name, value in constant.items():
+        column = pa.DictionaryArray.from_arrays(zeros, pa.array([value], pa.string())).cast(pa.string())
+        table = table.append_column(name, column)
+    return table
 
 
 def champion_model(params: Params, settings: Settings) -> Model:
@@ -134,6 +187,14 @@ def load_predict(model: Model) -> Predict:
     return lambda rows: pd.DataFrame(pyfunc.predict(rows))
 
 
+def read_validated(lake: Lake, name: str, schema: Schema) -> pd.DataFrame:
+    """The columns scoring reads of validated partition ``name`` (key, event time, features, target):
+    only those become pandas columns."""
+    table = lake.read_partition_table(manifest.partition_path(lake, name, manifest.VALIDATED))
+    wanted = (schema.key, schema.event_time, *schema.feature_names, schema.target)
+    return table.select([c for c in dict.fromkeys(wanted) if c in table.column_names]).to_pandas()
+
+
 def score_partition(
     lake: Lake,
     name: str,
@@ -144,12 +205,26 @@ def score_partition(
     publish: Callable[[pd.DataFrame], int] | None = None,
 ) -> dict[str, Any]:
     """Score one validated partition: predictions first, then (optionally) Kafka, then the manifest."""
-    source = manifest.partition_path(lake, name, manifest.VALIDATED)
-    frame = lake.read_partition(source)
-    predictions = score_frame(frame, params.schema, predict, model, run_id)
+    predictions = score_frame(
+        read_validated(lake, name, params.schema), params.schema, predict, model, run_id
+    )
+    return write_predictions(lake, name, params, predictions, model, run_id, publish)
+
+
+def write_predictions(
+    lake: Lake,
+    name: str,
+    params: Params,
+    predictions: pd.DataFrame,
+    model: Model,
+    run_id: str,
+    publish: Callable[[pd.DataFrame], int] | None = None,
+) -> dict[str, Any]:
+    """Write the predictions of validated partition ``name``, publish them (optionally), then write the
+    manifest that makes them count as scored; return the manifest."""
     target = manifest.partition_path(lake, name)
     lake.reset_partition(target)  # a partition written without its manifest, or one being rescored
-    lake.write_table(f"{target}/{PART}", pa.Table.from_pandas(predictions, preserve_index=False))
+    lake.write_table(f"{target}/{PART}", prediction_table(predictions, _run_values(model, run_id)))
     published = publish(predictions) if publish is not None else None
     entry = {
         "validated": f"{manifest.VALIDATED}/{name}",
@@ -166,6 +241,60 @@ def score_partition(
     lake.write_json(f"{target}/{MANIFEST}", entry)
     log.info("score: %s: %d rows by %s", name, len(predictions), model.uri)
     return entry
+
+
+def score_partitions(
+    lake: Lake,
+    names: Sequence[str],
+    params: Params,
+    load: Callable[[], Predict],
+    model: Model,
+    run_id: str,
+    publish: Callable[[pd.DataFrame], int] | None = None,
+) -> list[dict[str, Any]]:
+    """Score validated partitions in order as :func:`score_partition` does, with the model ``load``
+    returns (called once, while the first partition is read); return their manifests.
+
+    Consecutive partitions are scored together, about ``score.batch_rows`` rows per model call, while
+    one I/O thread reads the next partition and writes the previous batch's predictions. The thread
+    runs its tasks in the order they are submitted, so partitions are written one after another, each
+    its predictions, its publishing, then its manifest: a run killed anywhere still leaves at most one
+    predictions partition without its manifest. Parquet and fsync release the GIL, so the lake's I/O
+    overlaps the model's scoring instead of adding to it.
+    """
+    writes: list[Future[dict[str, Any]]] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flywheel-score-io") as io:
+        reads = [io.submit(read_validated, lake, name, params.schema) for name in names[:1]]
+        predict = load()
+        for batch in _read_batches(io, reads, lake, names, params.schema, params.score.batch_rows):
+            scored = score_frames([frame for _, frame in batch], params.schema, predict, model, run_id)
+            if writes:
+                writes[-1].result()  # a write that failed stops the run before anything more is written
+            writes += [
+                io.submit(write_predictions, lake, name, params, predictions, model, run_id, publish)
+                for (name, _), predictions in zip(batch, scored, strict=True)
+            ]
+        return [w.result() for w in writes]
+
+
+def _read_batches(
+    io: ThreadPoolExecutor,
+    following: list[Future[pd.DataFrame]],
+    lake: Lake,
+    names: Sequence[str],
+    schema: Schema,
+    rows: int,
+) -> Iterator[list[tuple[str, pd.DataFrame]]]:
+    """Validated partitions in order, grouped until a group holds ``rows`` rows; each read by ``io``
+    while the one before is scored (``following``: the first one's read, submitted)."""
+    batch: list[tuple[str, pd.DataFrame]] = []
+    for i, name in enumerate(names):
+        frame = following.pop().result()
+        following += [io.submit(read_validated, lake, n, schema) for n in names[i + 1 : i + 2]]
+        batch.append((name, frame))
+        if sum(len(f) for _, f in batch) >= rows or not following:
+            yield batch
+            batch = []
 
 
 def run(
@@ -192,8 +321,9 @@ def run(
     publish = _publisher(params, kafka)
     scored = []
     if todo.score:
-        predict = load_predict(model)
-        scored = [score_partition(lake, name, params, predict, model, run_id, publish) for name in todo.score]
+        scored = score_partitions(
+            lake, todo.score, params, lambda: load_predict(model), model, run_id, publish
+        )
     everything = manifest.scored_manifests(lake)
     return {
         "run_id": run_id,

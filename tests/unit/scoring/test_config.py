@@ -10,6 +10,7 @@ from tests.support.data import CHURN_SCHEMA
 
 def test_defaults_publish_nothing(demo_params):
     assert demo_params.score.publish_topic is None and demo_params.score.min_day_rows == 100
+    assert demo_params.score.batch_rows == 250_000
 
 
 @pytest.mark.parametrize(
@@ -17,6 +18,8 @@ def test_defaults_publish_nothing(demo_params):
     [
         ({"publish_topic": "bad topic!"}, ["score.publish_topic", "'bad topic!'", "pattern"]),
         ({"min_day_rows": 0}, ["score.min_day_rows", "0", "greater than or equal to 1"]),
+        ({"batch_rows": 0}, ["score.batch_rows", "0", "greater than or equal to 1"]),
+        ({"batch_rows": "many"}, ["score.batch_rows", "'many'", "integer"]),
         ({"min_rows": 5}, ["score.min_rows", "unknown key"]),
     ],
 )

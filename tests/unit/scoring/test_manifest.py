@@ -88,6 +88,8 @@ def test_score_frame_keeps_key_time_label_and_model():
     out = score_frame(events, PARAMS.schema, predict, V1, "score-1")
     assert list(out["customer_id"]) == list(events["customer_id"])
     assert (out["observed_at"] == events["observed_at"]).all()
+    assert out["observed_at"].dtype == events["observed_at"].dtype  # zone-aware, never object
+    assert out["customer_id"].dtype == "string"
     assert list(out["churned"]) == list(events["churned"])
     assert np.allclose(out["score"], predict(events)["probability"])
     assert set(out["model_version"]) == {"1"} and set(out["scoring_run_id"]) == {"score-1"}
