@@ -4,8 +4,19 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 
+# make run TASK=regression|multiclass: the same loop on the demo's delivery times or support tickets
+# (examples/delivery-times, examples/support-tickets), each in its own home beside the binary default's.
+TASK ?= binary
+ifeq ($(TASK),binary)
 export FLYWHEEL_HOME ?= $(CURDIR)/.flywheel
 export FLYWHEEL_PARAMS ?= $(CURDIR)/params.yaml
+else
+TASK_EXAMPLE := $(if $(filter regression,$(TASK)),delivery-times,$(if $(filter multiclass,$(TASK)),support-tickets,$(error TASK=$(TASK): expected binary, regression or multiclass)))
+export FLYWHEEL_HOME ?= $(CURDIR)/.flywheel-$(TASK)
+export FLYWHEEL_PARAMS ?= $(CURDIR)/examples/$(TASK_EXAMPLE)/params.yaml
+endif
+# One local Kafka for every task's run (the tests start their own services).
+run stop up clean: export FLYWHEEL_SERVICES_DIR ?= $(CURDIR)/.flywheel/services
 export FLYWHEEL_PROJECT ?= $(CURDIR)
 export AIRFLOW_HOME ?= $(FLYWHEEL_HOME)/airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
@@ -83,13 +94,13 @@ run: $(VENV)/.installed $(AIRFLOW_HOME)/airflow.db
 	$(BIN)/flywheel init
 	$(BIN)/flywheel services up kafka > $(FLYWHEEL_HOME)/services.log 2>&1 || (tail -40 $(FLYWHEEL_HOME)/services.log; exit 1)
 	mkdir -p $(DEMO_EVENTS)
-	$(BIN)/flywheel produce --to kafka --rows $(DEMO_ROWS) --batch demo --malformed-fraction 0.01 --seed 7 > /dev/null
+	$(BIN)/flywheel produce --to kafka --task $(TASK) --rows $(DEMO_ROWS) --batch demo $(if $(filter binary,$(TASK)),--malformed-fraction 0.01) --seed 7 > /dev/null
 	@set -e; trap '$(RUNNER) stop' EXIT; \
 	$(RUNNER) start --dag flywheel_drift --dag flywheel_registry --dag flywheel_scoring; \
 	$(RUNNER) trigger flywheel_ingest --conf $(KAFKA_CONF) --then flywheel_drift; \
 	$(RUNNER) trigger flywheel_training; \
 	echo "producing the drifted batch: $(DRIFT_ROWS) events to Kafka"; \
-	$(BIN)/flywheel produce --to kafka --rows $(DRIFT_ROWS) --batch drifted --seed 8 --covariate-drift 1.0 --concept-drift 0.3 --start $$(date -u +%Y-%m-%dT00:00:00Z) --end $$(date -u +%Y-%m-%dT%H:%M:%SZ) > /dev/null; \
+	$(BIN)/flywheel produce --to kafka --task $(TASK) --rows $(DRIFT_ROWS) --batch drifted --seed 8 --covariate-drift 1.0 --concept-drift 0.3 --start $$(date -u +%Y-%m-%dT00:00:00Z) --end $$(date -u +%Y-%m-%dT%H:%M:%SZ) > /dev/null; \
 	drifted_at=$$(date -u +%Y-%m-%dT%H:%M:%SZ); \
 	$(RUNNER) trigger flywheel_ingest --conf $(KAFKA_CONF) --then flywheel_drift flywheel_training; \
 	$(RUNNER) wait flywheel_scoring --after $$drifted_at
@@ -180,7 +191,7 @@ constraints: $(VENV)/.installed
 clean:
 	-test -x $(BIN)/python && $(RUNNER) stop > /dev/null
 	-test -x $(BIN)/flywheel && $(BIN)/flywheel services down > /dev/null
-	rm -rf $(FLYWHEEL_HOME) $(CURDIR)/demo
+	rm -rf $(FLYWHEEL_HOME) $(CURDIR)/.flywheel-regression $(CURDIR)/.flywheel-multiclass $(CURDIR)/demo
 
 # make stack: the production topology on this machine, from Debian and PyPI packages (docs/operations.md,
 # "The stack"): PostgreSQL, Redis, Kafka, the S3 API, MLflow behind basic auth, Airflow on Celery workers.

@@ -73,6 +73,9 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         from pipelines.demo import publish
 
         topic = args.topic or load_params(settings.params_path).ingest.kafka.topics[0]
+        if args.task != "binary":
+            task_demo = {k: v for k, v in demo.items() if k != "malformed_fraction"}
+            return publish.task_to_kafka(topic, args.task, partitions=args.partitions, **task_demo)
         return publish.to_kafka(topic, partitions=args.partitions, **demo)
     if args.to == "s3":
         from pipelines.demo import publish

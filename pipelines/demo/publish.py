@@ -101,6 +101,21 @@ def to_kafka(
     return {**summary, **send(topic, keys, values, endpoint, partitions), "to": "kafka"}
 
 
+def task_to_kafka(
+    topic: str,
+    task: str,
+    endpoint: KafkaEndpoint | None = None,
+    partitions: int = DEFAULT_PARTITIONS,
+    **demo: Any,
+) -> dict[str, Any]:
+    """The ``task`` demo (``regression`` or ``multiclass``, :mod:`pipelines.demo.variants`) on ``topic``."""
+    from pipelines.demo import variants
+
+    endpoint = endpoint or KafkaEndpoint.from_env()
+    keys, values, summary = variants.task_messages(task, **demo)
+    return {**summary, **send(topic, keys, values, endpoint, partitions), "to": "kafka"}
+
+
 def to_s3(url: str, endpoint: S3Endpoint | None = None, **demo: Any) -> dict[str, Any]:
     """Demo event files (see :func:`pipelines.demo.generator.produce`) under an ``s3://bucket/prefix`` URL."""
     endpoint = endpoint or S3Endpoint.from_env()

@@ -145,6 +145,22 @@ def _tickets(
     )
 
 
+def task_messages(task: str, rows: int, **options: Any) -> tuple[list[bytes], list[bytes], dict[str, Any]]:
+    """The ``task`` demo as Kafka messages: keys (the event key) and JSON values, and a summary."""
+    frame = generate_task(task, rows, **options)
+    time_column = frame.columns[1]
+    records = frame.assign(**{time_column: frame[time_column].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
+    keys, values = [], []
+    for row in records.to_dict("records"):
+        keys.append(str(row[frame.columns[0]]).encode())
+        values.append(json.dumps({k: _plain(v) for k, v in row.items()}).encode())
+    return (
+        keys,
+        values,
+        {"task": task, "rows": rows, **{k: v for k, v in options.items() if k != "start" and k != "end"}},
+    )
+
+
 def produce_task(
     out: str,
     task: str,

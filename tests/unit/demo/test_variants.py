@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from pipelines.common.config import load_params
-from pipelines.demo.variants import generate_task, produce_task
+from pipelines.demo.variants import generate_task, produce_task, task_messages
 from tests.support.install import ROOT
 
 START, END = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 15, tzinfo=UTC)
@@ -50,3 +50,14 @@ def test_an_unknown_task_or_drift_is_refused():
         generate_task("ranking", 10)
     with pytest.raises(ValueError, match=r"concept_drift = 2.0: expected a fraction in \[0, 1\]"):
         generate_task("regression", 10, concept_drift=2.0)
+
+
+@pytest.mark.parametrize("task", ["regression", "multiclass"])
+def test_task_messages_are_the_rows_keyed_by_their_event_key(task):
+    """What `flywheel produce --task ... --to kafka` sends: a JSON object per row, keyed by its event key."""
+    keys, values, summary = task_messages(task, 30, seed=4, batch="b")
+    frame = generate_task(task, 30, seed=4, batch="b")
+    rows = [json.loads(v) for v in values]
+    assert [k.decode() for k in keys] == list(frame[frame.columns[0]]) == [r[frame.columns[0]] for r in rows]
+    assert [r[frame.columns[-1]] for r in rows] == list(frame[frame.columns[-1]])
+    assert summary["task"] == task and summary["rows"] == 30 and summary["seed"] == 4
