@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipelines.common.config import Params
+from pipelines.common.config import LOWER_IS_BETTER, Params
 from pipelines.common.settings import Settings
 
 
@@ -130,8 +130,10 @@ def _gate_lines(gate: dict[str, Any] | None) -> list[str]:
     span = f"{gate['blocks']} blocks of {gate.get('block')} (promote.min_blocks {gate.get('min_blocks')})"
     if not interval:
         return [f"            block bootstrap: no interval ({gate.get('condition')}); test rows span {span}"]
+    # The interval is oriented so that positive is better: champion − candidate for an error metric.
+    difference = "champion − candidate" if metric in LOWER_IS_BETTER else "candidate − champion"
     return [
-        f"            block bootstrap: {interval['confidence']:.0%} CI of candidate − champion {metric} "
+        f"            block bootstrap: {interval['confidence']:.0%} CI of {difference} {metric} "
         f"[{interval['low']:+.4f}, {interval['high']:+.4f}] over {span}, {interval['rounds']} rounds"
     ]
 

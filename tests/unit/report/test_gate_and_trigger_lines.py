@@ -18,10 +18,10 @@ INTERVAL = {
 }
 
 
-def gate(condition: str, interval: dict | None, blocks: int = 48) -> dict:
+def gate(condition: str, interval: dict | None, blocks: int = 48, metric: str = "pr_auc") -> dict:
     return {
         "condition": condition,
-        "metric": "pr_auc",
+        "metric": metric,
         "block": "1d",
         "blocks": blocks,
         "min_blocks": 8,
@@ -55,6 +55,10 @@ DRIFT = {
             {"promoted": True, "reason": "clears", "gate": gate("clears_margin", INTERVAL)},
             "block bootstrap: 90% CI of candidate − champion pr_auc [+0.0120, +0.0310] over 48 blocks of 1d "
             "(promote.min_blocks 8), 500 rounds",
+        ),
+        (  # an error metric: the interval is the improvement, champion − candidate
+            {"promoted": True, "reason": "clears", "gate": gate("clears_margin", INTERVAL, metric="rmse")},
+            "block bootstrap: 90% CI of champion − candidate rmse [+0.0120, +0.0310] over 48 blocks of 1d",
         ),
         (
             {"promoted": False, "reason": "too few", "gate": gate("too_few_blocks", None, blocks=3)},
