@@ -55,6 +55,9 @@ def test_the_ingest_dag_drains_kafka_and_publishes_the_counts(
         "AIRFLOW_CONN_FLYWHEEL_KAFKA", f'{{"conn_type": "generic", "host": "{host}", "port": {port}}}'
     )
     monkeypatch.delenv("FLYWHEEL_KAFKA_BOOTSTRAP", raising=False)
+    # The tasks track to this installation's MLflow, whatever an earlier test left in the environment.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", install.settings().tracking_uri)
+    monkeypatch.delenv("AIRFLOW_CONN_FLYWHEEL_MLFLOW", raising=False)
     before = len(validated_events())
 
     run, states = run_dag(dagbag, "flywheel_ingest", run_conf={"sources": ["kafka"]})

@@ -70,7 +70,15 @@ def followed(trained, tmp_path_factory) -> dict:
                 results[" ".join(command[1:])] = cli_json(*command[1:])
                 if command[1:] == ["repro"]:  # as trained: a later failing run may remove models/model
                     model_json = (trained.settings().workspace / "models/model/model.json").read_text()
-    yield {"team": team, "results": results, "install": trained, "model_json": json.loads(model_json)}
+                    # ... and a later test's factory may be synced over the copied source
+                    copied = (trained.settings().workspace / "code" / "model_factory.py").read_text()
+    yield {
+        "team": team,
+        "results": results,
+        "install": trained,
+        "model_json": json.loads(model_json),
+        "copied_source": copied,
+    }
     mp.undo()
 
 
@@ -79,7 +87,6 @@ def test_the_guide_trains_tracks_and_promotes_the_custom_network(followed):
     assert code == 0, out
     assert out["stages"]["train"] == "ran" and out["promotion"]["promoted"] is True, out
     install = followed["install"]
-    workspace = install.settings().workspace
     arch = followed["model_json"]["architecture"]
     assert arch["factory"] == "team_models.tabular:residual_mlp"
     assert arch["model_params"] == {"width": 32, "blocks": 2, "dropout": 0.1}
@@ -89,7 +96,7 @@ def test_the_guide_trains_tracks_and_promotes_the_custom_network(followed):
     tags = client.get_run(version.run_id).data.tags
     assert tags["flywheel.model"] == "team_models.tabular:residual_mlp"
     assert len(tags["flywheel.model.source_sha256"]) == 64
-    copied = (workspace / "code" / "model_factory.py").read_text()
+    copied = followed["copied_source"]
     assert copied.endswith((followed["team"] / "team_models" / "tabular.py").read_text())
 
 
