@@ -108,12 +108,8 @@ def flywheel_training():
         )
 
     stages = [
-        DvcReproOperator(
-            task_id="snapshot", stage="snapshot", pool="dvc", execution_timeout=task_timeout("snapshot")
-        ),
-        DvcReproOperator(
-            task_id="featurize", stage="featurize", pool="dvc", execution_timeout=task_timeout("featurize")
-        ),
+        DvcReproOperator(task_id="snapshot", stage="snapshot", pool="dvc"),
+        DvcReproOperator(task_id="featurize", stage="featurize", pool="dvc"),
         # The full stack routes training to its GPU workers (FLYWHEEL_TRAIN_QUEUE=gpu in docker-compose.yml).
         DvcTrainOperator(
             task_id="train",
@@ -122,9 +118,7 @@ def flywheel_training():
             execution_timeout=task_timeout("train"),
             queue=os.environ.get("FLYWHEEL_TRAIN_QUEUE", "default"),
         ),
-        DvcReproOperator(
-            task_id="evaluate", stage="evaluate", pool="dvc", execution_timeout=task_timeout("evaluate")
-        ),
+        DvcReproOperator(task_id="evaluate", stage="evaluate", pool="dvc"),
     ]
 
     @linked_task(MlflowRunLink, MlflowModelVersionLink, pool="dvc", execution_timeout=task_timeout("promote"))

@@ -24,6 +24,10 @@ class DvcReproOperator(BaseOperator):
     ui_color = "#945dd6"
 
     def __init__(self, *, stage: str, mlflow_conn_id: str = FlywheelHook.default_conn_name, **kwargs: Any):
+        from flywheel_provider.timeouts import task_timeout
+
+        # Its limit from params (timeouts.tasks.<task_id>, else the default) unless the DAG gives one.
+        kwargs.setdefault("execution_timeout", task_timeout(kwargs["task_id"]))
         super().__init__(**kwargs)
         self.stage = stage
         self.mlflow_conn_id = mlflow_conn_id
