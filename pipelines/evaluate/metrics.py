@@ -11,6 +11,9 @@ value into "higher is better" (the gate and early stopping compare oriented valu
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import numpy as np
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
@@ -289,3 +292,17 @@ def best_f1_threshold(y: np.ndarray, proba: np.ndarray) -> tuple[float, float]:
     )
     best = int(np.argmax(f1[:-1]))
     return float(thresholds[best]), float(f1[best])
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Metrics and plot data of one model on one labelled set."""
+
+    metrics: dict[str, float]
+    roc: list[dict[str, float]]
+    pr: list[dict[str, float]]
+    calibration: list[dict[str, float]]
+    confusion: list[dict[str, Any]]
+    residuals: list[dict[str, float]] = field(default_factory=list)
+    task: str = "binary"
+    classes: tuple[str, ...] = ()

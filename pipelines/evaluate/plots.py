@@ -10,7 +10,7 @@ import numpy as np
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from pipelines.evaluate.stage import Evaluation
+    from pipelines.evaluate.metrics import Evaluation
 
 
 def _figure(title: str, xlabel: str, ylabel: str) -> tuple[Figure, Any]:

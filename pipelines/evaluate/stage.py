@@ -8,7 +8,6 @@ logs the ``test_*`` metrics and figures onto the MLflow run that trained the mod
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,7 @@ import pandas as pd
 from pipelines.common.errors import FlywheelError
 from pipelines.common.io import write_json
 from pipelines.evaluate.metrics import (
+    Evaluation,
     calibration_table,
     classification_metrics,
     confusion_rows,
@@ -40,20 +40,6 @@ log = logging.getLogger(__name__)
 
 class EvaluateError(FlywheelError):
     """The model or the test features are missing or unusable."""
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """Metrics and plot data of one model on one labelled set."""
-
-    metrics: dict[str, float]
-    roc: list[dict[str, float]]
-    pr: list[dict[str, float]]
-    calibration: list[dict[str, float]]
-    confusion: list[dict[str, Any]]
-    residuals: list[dict[str, float]] = field(default_factory=list)
-    task: str = "binary"
-    classes: tuple[str, ...] = ()
 
 
 MAX_CONFUSION_ROWS = 20_000  # DVC's confusion template counts rows; an even sample keeps the file small
