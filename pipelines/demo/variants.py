@@ -145,15 +145,18 @@ def _tickets(
     )
 
 
+def json_records(frame: pd.DataFrame) -> list[str]:
+    """Each row of a task demo frame as a JSON object, its event time (the second column) in ISO-8601."""
+    time_column = frame.columns[1]
+    records = frame.assign(**{time_column: frame[time_column].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
+    return [json.dumps({k: _plain(v) for k, v in row.items()}) for row in records.to_dict("records")]
+
+
 def task_messages(task: str, rows: int, **options: Any) -> tuple[list[bytes], list[bytes], dict[str, Any]]:
     """The ``task`` demo as Kafka messages: keys (the event key) and JSON values, and a summary."""
     frame = generate_task(task, rows, **options)
-    time_column = frame.columns[1]
-    records = frame.assign(**{time_column: frame[time_column].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
-    keys, values = [], []
-    for row in records.to_dict("records"):
-        keys.append(str(row[frame.columns[0]]).encode())
-        values.append(json.dumps({k: _plain(v) for k, v in row.items()}).encode())
+    keys = [str(key).encode() for key in frame[frame.columns[0]]]
+    values = [record.encode() for record in json_records(frame)]
     return (
         keys,
         values,
@@ -174,11 +177,7 @@ def produce_task(
 ) -> dict[str, Any]:
     """Write the ``task`` demo as one JSON Lines file ``<batch>-<task>.jsonl`` into a folder or URL."""
     frame = generate_task(task, rows, seed, start, end, batch, covariate_drift, concept_drift)
-    time_column = frame.columns[1]
-    records = frame.assign(**{time_column: frame[time_column].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
-    lines = "".join(
-        json.dumps({k: _plain(v) for k, v in row.items()}) + "\n" for row in records.to_dict("records")
-    )
+    lines = "".join(record + "\n" for record in json_records(frame))
     fs, root = fsspec.core.url_to_fs(out)
     fs.makedirs(root, exist_ok=True)
     path = f"{root.rstrip('/')}/{batch}-{task}.jsonl"
