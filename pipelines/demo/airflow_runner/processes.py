@@ -21,7 +21,8 @@ from typing import Any, TextIO
 
 import psutil
 
-from pipelines.demo.airflow_runner.rest import AirflowApi, dag_or_none, unpause
+from pipelines.common.airflow_api import AirflowApi
+from pipelines.demo.airflow_runner.rest import dag_or_none, unpause
 from pipelines.demo.airflow_runner.runs import AirflowRunError, Check, last_lines, say
 from pipelines.demo.services.supervisor import Spec, Supervisor, free_port, tail
 
