@@ -47,8 +47,9 @@ if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
     from mlflow.models.signature import ModelSignature
     from mlflow.types import Schema as MlflowSchema
+    from mlflow.types.schema import AnyType, DataType
 
-    from pipelines.common.config import MlflowConfig, Params, Schema
+    from pipelines.common.config import Column, MlflowConfig, Params, Schema
     from pipelines.common.settings import Settings
     from pipelines.train.data import TrainingData
     from pipelines.train.loop import EpochStats
@@ -299,18 +300,19 @@ def log_resumed(run_id: str, epoch: int, history: Iterable[EpochStats]) -> None:
 def model_signature(schema: Schema) -> ModelSignature:
     """The pyfunc signature: raw feature columns in, ``probability``/``label`` out.
 
-    Numeric columns are typed ``Any`` so raw rows in any of their real forms
-    (nullable ``Int64`` with NA, floats with NaN, plain integers from JSON) pass
-    MLflow's schema enforcement; the preprocessor coerces them. Optional schema
-    columns are optional inputs.
+    Each input has the exact type of its schema column, so MLflow enforces it a column at a time (an
+    ``Any`` column is checked one value at a time, most of a large ``predict``): ``float`` is
+    ``double`` (NaN is a missing value; integers of up to 32 bits are widened), ``category`` is
+    ``string``, a required ``int`` is ``long``. An optional ``int`` column stays ``Any``: no MLflow type
+    takes both its forms, int64 when every value is there and float64 with NaN (or nullable ``Int64``)
+    when one is missing; the preprocessor coerces it. Optional schema columns are optional inputs.
     """
     from mlflow.models.signature import ModelSignature
-    from mlflow.types.schema import AnyType, ColSpec, TensorSpec
+    from mlflow.types.schema import ColSpec, TensorSpec
     from mlflow.types.schema import Schema as MlflowSchema
 
-    any_type = AnyType()  # type: ignore[no-untyped-call]
     inputs: list[ColSpec | TensorSpec] = [
-        ColSpec(any_type if c.is_numeric else "string", c.name, required=c.required) for c in schema.columns
+        ColSpec(input_type(c), c.name, required=c.required) for c in schema.columns
     ]
     outputs: list[ColSpec | TensorSpec] = [ColSpec("double", "probability"), ColSpec("long", "label")]
     if schema.task == "regression":
@@ -321,10 +323,23 @@ def model_signature(schema: Schema) -> ModelSignature:
     return ModelSignature(inputs=MlflowSchema(inputs), outputs=MlflowSchema(outputs))
 
 
+def input_type(column: Column) -> DataType | AnyType:
+    """The MLflow type of a schema column as a model input (see :func:`model_signature`)."""
+    from mlflow.types.schema import AnyType, DataType
+
+    if column.type == "int" and not column.required:
+        return AnyType()  # type: ignore[no-untyped-call]
+    return {"float": DataType.double, "int": DataType.long, "category": DataType.string}[column.type]
+
+
 def input_example(workspace: Path, schema: Schema, rows: int = 5) -> pd.DataFrame:
-    """The first raw train rows, feature columns only, in JSON-friendly dtypes."""
+    """The first raw train rows, feature columns only, in JSON-friendly dtypes that match the signature:
+    float64 for ``float`` and optional ``int`` columns, int64 for required ``int`` columns."""
     raw = pd.read_parquet(workspace / split_file("train"), columns=list(schema.feature_names)).head(rows)
-    numeric = {c.name: pd.to_numeric(raw[c.name]).astype("float64") for c in schema.numeric}
+    numeric = {
+        c.name: pd.to_numeric(raw[c.name]).astype("int64" if c.type == "int" and c.required else "float64")
+        for c in schema.numeric
+    }
     return raw.assign(**numeric).astype({c.name: object for c in schema.categorical})
 
 

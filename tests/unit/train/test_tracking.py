@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from pipelines import featurize
-from pipelines.common.config import MlflowConfig
+from pipelines.common.config import MlflowConfig, parse_params
 from pipelines.common.settings import Settings
 from pipelines.train import tracking
-from tests.support.data import churn_events, churn_params, write_snapshot
+from tests.support.data import CHURN_SCHEMA, churn_events, churn_params, write_snapshot
 
 
 @pytest.mark.parametrize(
@@ -104,13 +106,66 @@ def test_a_long_window_is_shortened_to_fit_a_tag():
     assert json.loads(tag) == {"rows": 5, "partitions": "1000 items, see lineage/window.json"}
 
 
-def test_signature_accepts_raw_numeric_forms_and_optional_columns():
+def test_the_signature_has_exact_types_but_any_for_an_optional_integer():
     from mlflow.types.schema import DataType
 
-    inputs = {c.name: c for c in tracking.model_signature(churn_params().schema).inputs.inputs}
-    assert str(inputs["tenure"].type) == "Any" and inputs["tenure"].required
+    schema = parse_params(
+        {
+            "schema": {
+                **CHURN_SCHEMA,
+                "columns": [*CHURN_SCHEMA["columns"], {"name": "visits", "type": "int", "min": 0}],
+            }
+        }
+    ).schema
+    inputs = {c.name: c for c in tracking.model_signature(schema).inputs.inputs}
+    assert inputs["tenure"].type == DataType.double and inputs["tenure"].required
     assert inputs["plan"].type == DataType.string
-    assert not inputs["support_calls"].required
+    assert inputs["visits"].type == DataType.long
+    assert str(inputs["support_calls"].type) == "Any" and not inputs["support_calls"].required
+
+
+def _rows(**columns) -> pd.DataFrame:
+    base = {
+        "tenure": np.array([1.5, np.nan]),
+        "plan": np.array(["basic", None], dtype=object),
+        "support_calls": pd.array([3, None], dtype="Int64"),
+    }
+    return pd.DataFrame({**base, **columns})
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        _rows(),
+        _rows(support_calls=np.array([3.0, np.nan])),  # an optional integer read with a missing value
+        _rows(support_calls=np.array([3, 4])),  # ... and with none missing
+        _rows(tenure=np.array([1, 2], dtype="int32")),  # small integers widen to double
+        _rows().drop(columns="support_calls"),  # an optional column may be left out
+    ],
+    ids=["nullable-int", "float-with-nan", "int64", "int32-into-double", "optional-column-absent"],
+)
+def test_mlflow_accepts_the_raw_forms_the_lake_and_requests_hold(rows):
+    from mlflow.models import validate_schema
+
+    validate_schema(rows, tracking.model_signature(churn_params().schema).inputs)
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (_rows(tenure=np.array(["a", "b"], dtype=object)), "column tenure from type object"),
+        (_rows(tenure=np.array([1, 2])), "column tenure. Can not safely convert int64"),
+        (_rows(plan=np.array([1, 2])), "column plan"),
+        (_rows().drop(columns="tenure"), r"missing inputs \['tenure'\]"),
+    ],
+    ids=["text-for-a-float", "int64-for-a-float", "a-number-for-a-category", "a-required-column-missing"],
+)
+def test_mlflow_refuses_a_wrong_type_naming_the_column(rows, message):
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import validate_schema
+
+    with pytest.raises(MlflowException, match=message):
+        validate_schema(rows, tracking.model_signature(churn_params().schema).inputs)
 
 
 @pytest.mark.parametrize(
