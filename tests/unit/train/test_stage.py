@@ -65,7 +65,20 @@ def test_the_logged_model_predicts_raw_rows(trained):
     assert out.columns.tolist() == ["probability", "label"]
     assert out.probability.between(0, 1).all() and set(out.label) <= {0, 1}
     assert out.probability[0] > out.probability[1]  # short tenure, many calls, basic plan churns more
-    assert len(model.predict(pd.DataFrame({"tenure": [5], "plan": ["pro"]}))) == 1
+    assert len(model.predict(pd.DataFrame({"tenure": [5.0], "plan": ["pro"]}))) == 1  # optional column absent
+
+
+def test_the_logged_model_refuses_a_wrong_type_naming_the_column(trained):
+    """The signature has the schema's exact types: an int64 column where a float is expected is refused
+    by MLflow (as with any signature MLflow infers); JSON into either server is cast first."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    _, settings, summary = trained
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    model = mlflow.pyfunc.load_model(summary["model_uri"])
+    with pytest.raises(MlflowException, match="column tenure. Can not safely convert int64 to float64"):
+        model.predict(pd.DataFrame({"tenure": [5], "plan": ["pro"]}))
 
 
 @pytest.mark.slow
