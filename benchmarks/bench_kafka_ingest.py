@@ -43,12 +43,12 @@ import json, sys, time
 from kafka import KafkaConsumer
 from pipelines.common.config import load_params
 from pipelines.ingest.endpoints import KafkaEndpoint
-from pipelines.ingest.kafka import consumer_config
+from pipelines.ingest.kafka_clients import kafka_python_config
 
 cfg = load_params(sys.argv[1]).ingest.kafka
 expected = int(sys.argv[2])
 start = time.perf_counter()
-consumer = KafkaConsumer(**consumer_config(KafkaEndpoint.from_env(), cfg))
+consumer = KafkaConsumer(**kafka_python_config(KafkaEndpoint.from_env(), cfg))
 consumer.subscribe(list(cfg.topics))
 seen = 0
 while seen < expected:
