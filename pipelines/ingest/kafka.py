@@ -122,7 +122,7 @@ class ChunkBuilder:
         times = frame[self.target.schema.event_time]
         self.pieces.append(
             _Piece(
-                table=pa.Table.from_pandas(frame, schema=self.arrow_schema, preserve_index=False),
+                table=pa.Table.from_pandas(frame, schema=self.arrow_schema, preserve_index=False, nthreads=1),
                 quarantined=decoded.quarantined,
                 consumed=sum(len(s) for s in segments),
                 by_partition=_by_partition(segments, decoded.quarantined),
