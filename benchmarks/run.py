@@ -2,7 +2,8 @@
 
 Each benchmark returns ``{"name", "flywheel": {...}, "baseline": {...}, "ratio", "notes"}``, and may add
 ``"variants": {label: {"flywheel", "baseline", "ratio", ...}}`` (the same benchmark in another
-configuration, measured in the same run: a row of its own in RESULTS.md). Results
+configuration, measured in the same run: a row of its own in RESULTS.md, whose ``vs_*`` figures, ratios
+against the main row, follow its ratio). Results
 are merged into ``benchmarks/results.json`` by name, so later benchmarks add to the same files.
 Select some with ``python -m benchmarks.run NAME ...``.
 """
@@ -95,7 +96,10 @@ def write(results: dict) -> None:
         )
         rows = [(name, entry), *((f"{name} ({v})", sub) for v, sub in entry.get("variants", {}).items())]
         for label, row in rows:
-            figures = f"{_fmt(row['flywheel'])} | {_fmt(row['baseline'])} | {row['ratio']:.3f}"
+            versus = "".join(
+                f"; {k} {v:.3f}" for k, v in sorted(row.items()) if k.startswith(("vs_", "bare_vs_"))
+            )
+            figures = f"{_fmt(row['flywheel'])} | {_fmt(row['baseline'])} | {row['ratio']:.3f}{versus}"
             lines.append(f"| {label} | {figures} | {where} |")
     for name, entry in sorted(results["benchmarks"].items()):
         if entry.get("notes"):

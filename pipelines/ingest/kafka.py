@@ -20,6 +20,9 @@ were and a retry (same run id) resets and rewrites it. A crash between 3 and 4 l
 partition whose records the next run consumes again: the validation step drops event keys already
 validated, so validated data still holds each event once. A retry of a run whose partition is
 complete only finishes the commit. ``consumed == landed + quarantined`` in every manifest.
+
+The consumer library is ``ingest.kafka.client`` (kafka-python or confluent-kafka): only
+:mod:`pipelines.ingest.kafka_clients` knows it; everything here is the same for both.
 """
 
 from __future__ import annotations
