@@ -227,7 +227,12 @@ class KafkaPythonClient:
         return {TopicPartition(tp.topic, tp.partition) for tp in self.consumer.paused()}
 
     def committed(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]:
-        return {tp: self.consumer.committed(self._tp(tp)) for tp in partitions}
+        from kafka.errors import KafkaError
+
+        try:
+            return {tp: self.consumer.committed(self._tp(tp)) for tp in partitions}
+        except KafkaError as exc:
+            raise KafkaClientError(f"{type(exc).__name__}: {exc}") from None
 
     def commit(self, offsets: dict[TopicPartition, int], metadata: str) -> None:
         from kafka.errors import KafkaError
@@ -283,7 +288,9 @@ class ConfluentKafkaClient:
     """The confluent-kafka ``Consumer`` (librdkafka) behind :class:`KafkaClient`.
 
     librdkafka's position is only known once a record or an end-of-partition event came, so the
-    client tracks it from those; its log lines go to the ``pipelines.ingest.librdkafka`` logger.
+    client tracks it from those; its log lines go to the ``pipelines.ingest.librdkafka`` logger. Where
+    kafka-python keeps its partitions while the broker is away (and the drain's idle timeout fails the
+    run), librdkafka ends the group session and drops them as lost: that fails the run at once.
     """
 
     name = "confluent-kafka"
@@ -311,6 +318,7 @@ class ConfluentKafkaClient:
         self._positions: dict[TopicPartition, int] = {}
         self._paused: set[TopicPartition] = set()
         self._topics: set[str] | None = None
+        self._lost: list[str] = []  # partitions taken away without a rebalance: the group session ended
 
     def has_topic(self, topic: str) -> bool:
         if self._topics is None:
@@ -335,11 +343,20 @@ class ConfluentKafkaClient:
                     self._positions[TopicPartition(p.topic, p.partition)] = offset
             consumer.assign(partitions)
 
-        self.consumer.subscribe(list(topics), on_assign=assigned)
+        def lost(consumer: Any, partitions: list[Any]) -> None:
+            self._lost = sorted(str(TopicPartition(p.topic, p.partition)) for p in partitions)
+
+        self.consumer.subscribe(list(topics), on_assign=assigned, on_lost=lost)
 
     def poll(self, max_records: int, timeout_s: float) -> list[Segment]:
         segments: dict[tuple[str, int], Segment] = {}
         messages: list[Any] = self.consumer.consume(num_messages=max_records, timeout=timeout_s)
+        if self._lost:
+            raise SourceUnavailable(
+                f"{self.endpoint.describe()}: the consumer group session ended and partitions "
+                f"{self._lost} were lost (the broker is down or unreachable); nothing of this run was "
+                "committed"
+            )
         for message in messages:
             error = message.error()
             if error is not None:
