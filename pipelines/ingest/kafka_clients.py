@@ -42,7 +42,7 @@ OnAssigned = Callable[[list[TopicPartition]], dict[TopicPartition, int]]
 """Called with newly assigned partitions; returns the offsets to resume some of them from."""
 
 
-class KafkaClientError(Exception):
+class KafkaClientError(IngestError):
     """A client call failed; the message says how (the caller names the broker and what it means)."""
 
 
