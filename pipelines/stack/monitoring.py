@@ -15,18 +15,24 @@ from typing import Any
 
 import yaml
 
-from pipelines.demo.services.supervisor import Spec
+from pipelines.demo.services.supervisor import Spec, port_open
 from pipelines.stack import system
 from pipelines.stack.layout import Layout, client_env
 from pipelines.stack.parts import http_ok
 
 BIN = Path(sys.executable).parent
 SCRAPE_INTERVAL = "15s"
+# A scrape of the exporter reads MLflow and several prefixes of the lake: seconds, not milliseconds
+FLYWHEEL_SCRAPE = {"scrape_interval": "30s", "scrape_timeout": "25s"}
 PARTS = ("metrics-exporter", "prometheus")
 
 
 def metrics_exporter(layout: Layout, project: Path) -> Spec:
-    """``flywheel metrics-exporter`` on the stack's MLflow and lake; ready once ``/metrics`` answers."""
+    """``flywheel metrics-exporter`` on the stack's MLflow and lake; ready once it listens.
+
+    It listens only once its collector is built; a scrape itself takes seconds (MLflow, S3), longer
+    than a readiness probe should wait.
+    """
     home = layout.state / "metrics"
     home.mkdir(parents=True, exist_ok=True)
     port = layout.ports["metrics"]
@@ -37,7 +43,7 @@ def metrics_exporter(layout: Layout, project: Path) -> Spec:
         argv,
         port,
         layout.metrics_url,
-        lambda spec, log: http_ok(f"{spec.endpoint}/metrics"),
+        lambda spec, log: port_open(spec.port),
         env=env,
         cwd=home,
         start_timeout_s=120,
@@ -47,13 +53,13 @@ def metrics_exporter(layout: Layout, project: Path) -> Spec:
 def prometheus_config(layout: Layout) -> dict[str, Any]:
     """Prometheus's configuration: Flywheel's exporter (job ``flywheel``) and Prometheus itself."""
 
-    def job(name: str, url: str) -> dict[str, Any]:
-        return {"job_name": name, "static_configs": [{"targets": [url.removeprefix("http://")]}]}
+    def job(name: str, url: str, **options: str) -> dict[str, Any]:
+        return {"job_name": name, **options, "static_configs": [{"targets": [url.removeprefix("http://")]}]}
 
     return {
         "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
         "scrape_configs": [
-            job("flywheel", layout.metrics_url),
+            job("flywheel", layout.metrics_url, **FLYWHEEL_SCRAPE),
             job("prometheus", layout.prometheus_url),
         ],
     }
