@@ -35,7 +35,7 @@ from pipelines.demo.airflow_runner.processes import wait_parsed
 from pipelines.demo.airflow_runner.rest import task_log, wait_created
 from pipelines.stack.stage import supervisor
 from tests.support.install import ROOT
-from tests.support.stack import AIRFLOW_ENV, TIMEOUT_S, produce, prometheus_query, wait_scraped_after
+from tests.support.stack import AIRFLOW_ENV, TIMEOUT_S, produce
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -189,6 +189,8 @@ def prometheus_saw_the_loop(stack, client, name: str, retrain_started: str | Non
     registry through MLflow's auth, the lake on S3), the champion is the registry's, Kafka's rows
     landed, the drift check's share is a share, and the training report is no older than the retrain.
     """
+    from tests.support.stack import prometheus_query, wait_scraped_after
+
     wait_scraped_after(stack, "flywheel", time.time())
     ended = time.time()
 
@@ -206,10 +208,6 @@ def prometheus_saw_the_loop(stack, client, name: str, retrain_started: str | Non
             ("model", name),
         ): float(champion)
     }, f"Prometheus's champion of {name} is not the registry's v{champion}"
-    [evaluated] = values(
-        f'flywheel_champion_evaluated{{model="{name}", metric="roc_auc", stat="mean"}}'
-    ).values()
-    assert 0.5 <= evaluated <= 1, f"the champion's evaluated roc_auc is {evaluated}; expected in [0.5, 1]"
     [landed] = values('flywheel_rows_landed_total{source="kafka"}').values()
     assert landed > 0, "Prometheus shows no rows landed from Kafka"
     [share] = values("flywheel_drift_share").values()
