@@ -47,6 +47,9 @@ class FlywheelCollector(Collector):
         errors = GaugeMetricFamily(
             "flywheel_metrics_errors", "Parts of Flywheel's metrics that could not be read", labels=["part"]
         )
+        # This process lives long: an object store's cached listings (and ETags) would hide, or refuse to
+        # read, a report overwritten since the last scrape (runs/<dag_id>/latest.json, live.json)
+        Lake(self.settings.lake_root(self.params)).fs.invalidate_cache()
         parts = (
             ("registry", self._registry),
             ("drift", self._drift),
