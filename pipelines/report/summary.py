@@ -14,22 +14,53 @@ def report_dir(settings: Settings, dag_id: str) -> Path:
     return settings.home / "runs" / dag_id
 
 
-def write(settings: Settings, dag_id: str, run_id: str, data: dict[str, Any]) -> Path:
-    """Keep a run's report as ``runs/<dag_id>/<run_id>.json`` and ``latest.json``."""
-    from pipelines.common.lake import safe_run_id
+# In the lake: each DAG's latest run report, where every worker and the metrics exporter see it
+LAKE_RUNS = ("reports", "runs")  # <lake>/reports/runs/<dag_id>/latest.json
+
+
+def write(
+    settings: Settings, dag_id: str, run_id: str, data: dict[str, Any], params: Params | None = None
+) -> Path:
+    """Keep a run's report as ``runs/<dag_id>/<run_id>.json`` and ``latest.json`` under the home.
+
+    With ``params``, the report (and the time it was written, ``written_at``) also goes to the lake
+    as ``reports/runs/<dag_id>/latest.json``: on the stack and in compose a worker's home is its own
+    scratch space, and the lake is what the metrics exporter reads.
+    """
+    from datetime import UTC, datetime
+
+    from pipelines.common.lake import Lake, safe_run_id
 
     folder = report_dir(settings, dag_id)
     folder.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"dag_id": dag_id, "run_id": run_id, **data}, indent=2, default=str) + "\n"
+    record = {"dag_id": dag_id, "run_id": run_id, **data}
+    text = json.dumps(record, indent=2, default=str) + "\n"
     path = folder / f"{safe_run_id(run_id)}.json"
     path.write_text(text)
     (folder / "latest.json").write_text(text)
+    if params is not None:
+        lake = Lake(settings.lake_root(params))
+        written_at = datetime.now(UTC).isoformat()
+        lake.write_json(lake.path(*LAKE_RUNS, dag_id, "latest.json"), {**record, "written_at": written_at})
     return path
 
 
 def latest(settings: Settings, dag_id: str) -> dict[str, Any] | None:
     path = report_dir(settings, dag_id) / "latest.json"
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def latest_in_lake(params: Params, settings: Settings) -> dict[str, dict[str, Any]]:
+    """``{dag_id: report}``: each DAG's latest run report in the lake (with its ``written_at``)."""
+    from pipelines.common.lake import Lake
+
+    lake = Lake(settings.lake_root(params))
+    found = {}
+    for path in lake.fs.glob(lake.path(*LAKE_RUNS, "*", "latest.json")):
+        record = lake.read_json(path)
+        if isinstance(record, dict) and record.get("written_at"):
+            found[str(path).rstrip("/").split("/")[-2]] = record
+    return found
 
 
 def champion(params: Params, settings: Settings) -> dict[str, Any] | None:

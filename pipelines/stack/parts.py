@@ -214,7 +214,7 @@ def mlflow(layout: Layout) -> Spec:
         argv,
         port,
         layout.tracking_uri,
-        lambda spec, log: _http_ok(f"{spec.endpoint}/health"),
+        lambda spec, log: http_ok(f"{spec.endpoint}/health"),
         env=env,
         cwd=home,
         start_timeout_s=180,
@@ -228,7 +228,8 @@ def _text(path: Path) -> str:
         return ""
 
 
-def _http_ok(url: str) -> bool:
+def http_ok(url: str) -> bool:
+    """True when ``GET url`` answers 200 within 2 s (a part's readiness)."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return bool(response.status == 200)
@@ -330,7 +331,7 @@ def airflow(layout: Layout, project: Path, part: str, extra: Mapping[str, str] |
 
     def ready(spec: Spec, log: Path) -> bool:
         if part == "api-server":
-            return _http_ok(health)
+            return http_ok(health)
         if queue:  # Celery says "<hostname> ready." once connected to the broker
             return f"{part}@" in _text(log) and " ready." in _text(log)
         return True

@@ -177,3 +177,42 @@ def test_the_loop_on_celery_workers_survives_a_killed_worker_and_an_mlflow_outag
     url = f"{stack.layout.tracking_uri}/api/2.0/mlflow/registered-models/alias"
     assert unauthenticated(url, {"name": name, "alias": "champion", "version": "1"}) == 401
     assert alias(client, name, "champion") == now_champion
+
+    # -- metrics: what the stack's Prometheus scraped from Flywheel's exporter, once the story is over --
+    prometheus_saw_the_loop(stack, client, name, retrain_started=done.start_date)
+
+
+def prometheus_saw_the_loop(stack, client, name: str, retrain_started: str | None) -> None:
+    """The stack's Prometheus holds Flywheel's series with the values a person checks after the story.
+
+    A scrape that began after the story ended: the exporter answered, every part of it was read (the
+    registry through MLflow's auth, the lake on S3), the champion is the registry's, Kafka's rows
+    landed, the drift check's share is a share, and the training report is no older than the retrain.
+    """
+    from tests.support.stack import prometheus_query, wait_scraped_after
+
+    wait_scraped_after(stack, "flywheel", time.time())
+    ended = time.time()
+
+    def values(promql: str) -> dict[tuple[tuple[str, str], ...], float]:
+        return {tuple(sorted(labels.items())): value for labels, value in prometheus_query(stack, promql)}
+
+    assert set(values('up{job="flywheel"}').values()) == {1.0}, "Prometheus could not scrape the exporter"
+    errors = values("flywheel_metrics_errors")
+    assert errors and set(errors.values()) == {0.0}, f"parts the exporter could not read: {errors}"
+    champion = alias(client, name, "champion")
+    scraped = list(values(f'flywheel_champion_version{{model="{name}"}}').values())
+    assert scraped == [float(champion)], (
+        f"Prometheus's champion of {name} is {scraped}; the registry's v{champion}"
+    )
+    [landed] = values('flywheel_rows_landed_total{source="kafka"}').values()
+    assert landed > 0, "Prometheus shows no rows landed from Kafka"
+    [share] = values("flywheel_drift_share").values()
+    assert 0 < share <= 1, f"the last drift check (it asked for the retrain) shows a drift share of {share}"
+    ages = {dict(k)["dag_id"]: v for k, v in values("flywheel_last_run_age_seconds").items()}
+    assert {"flywheel_ingest", "flywheel_drift", "flywheel_training"} <= set(ages), ages
+    since_retrain = ended - datetime.fromisoformat(str(retrain_started)).timestamp()
+    assert 0 <= ages["flywheel_training"] <= since_retrain, (
+        f"flywheel_training's last report is {ages['flywheel_training']:.0f} s old; the retrain began "
+        f"{since_retrain:.0f} s before the scrape"
+    )

@@ -94,3 +94,26 @@ def produce(
         args += ["--covariate-drift", "1.0", "--concept-drift", "0.3"]
     proc = stack.flywheel(*args)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def prometheus_query(stack: Stack, promql: str) -> list[tuple[dict[str, str], float]]:
+    """``GET /api/v1/query`` on the stack's Prometheus: ``(labels, value)`` of each series in the vector."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    url = f"{stack.layout.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body = json.loads(response.read())
+    assert body["status"] == "success" and body["data"]["resultType"] == "vector", body
+    return [(dict(s["metric"]), float(s["value"][1])) for s in body["data"]["result"]]
+
+
+def wait_scraped_after(stack: Stack, job: str, since: float) -> None:
+    """Poll until Prometheus holds a scrape of ``job`` that started after ``since`` (epoch seconds)."""
+    import time
+
+    deadline = time.monotonic() + TIMEOUT_S
+    while not [v for _, v in prometheus_query(stack, f'timestamp(up{{job="{job}"}})') if v > since]:
+        assert time.monotonic() < deadline, f"Prometheus scraped job {job!r} not once within {TIMEOUT_S} s"
+        time.sleep(1.0)

@@ -52,3 +52,21 @@ def test_render_shows_counts_stages_metrics_and_champion(tmp_path):
     assert "ran snapshot; skipped as unchanged: featurize, train" in text
     assert "roc_auc 0.9100" in text and "not promoted: already the champion" in text
     assert "Champion:   m v3 (run abc)" in text
+
+
+def test_a_run_report_reaches_the_lake_where_a_home_without_it_reads_it(tmp_path, demo_params):
+    """On the stack each worker's home is its own: the metrics exporter finds the report in the lake."""
+    from datetime import datetime
+
+    params = demo_params.model_copy(
+        update={"storage": demo_params.storage.model_copy(update={"root": str(tmp_path / "lake")})}
+    )
+    worker = Settings.from_env({"FLYWHEEL_HOME": str(tmp_path / "worker")})
+    exporter = Settings.from_env({"FLYWHEEL_HOME": str(tmp_path / "exporter")})
+    report.write(worker, "flywheel_training", "run-1", {"trigger": "manual"})  # no params: home only
+    assert report.latest_in_lake(params, exporter) == {}
+    report.write(worker, "flywheel_training", "run-2", {"trigger": "drift"}, params)
+    found = report.latest_in_lake(params, exporter)
+    assert set(found) == {"flywheel_training"} and found["flywheel_training"]["run_id"] == "run-2"
+    assert datetime.fromisoformat(found["flywheel_training"]["written_at"]).tzinfo is not None
+    assert report.latest(worker, "flywheel_training")["run_id"] == "run-2"  # the home keeps its copy
