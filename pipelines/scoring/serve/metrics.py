@@ -141,7 +141,7 @@ class FlywheelCollector(Collector):
 
     def _runs(self) -> Iterator[Metric]:
         """Seconds since each DAG's last run report was written (its tasks write one when they succeed)."""
-        import time
+        from datetime import UTC, datetime
 
         from pipelines import report
 
@@ -150,9 +150,11 @@ class FlywheelCollector(Collector):
             "Seconds since the last successful run of each DAG wrote its run report",
             labels=["dag_id"],
         )
-        root = report.report_dir(self.settings, "flywheel_ingest").parent  # runs/<dag_id>/latest.json
-        for latest in sorted(root.glob("*/latest.json")) if root.exists() else []:
-            age.add_metric([latest.parent.name], max(0.0, time.time() - latest.stat().st_mtime))
+        now = datetime.now(UTC)
+        for dag_id, latest in report.latest_all(self.params, self.settings).items():
+            if latest.get("written_at"):
+                written = datetime.fromisoformat(str(latest["written_at"]))
+                age.add_metric([dag_id], max(0.0, (now - written).total_seconds()))
         yield age
 
     def _kafka(self) -> Iterator[Metric]:

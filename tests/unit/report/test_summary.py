@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pipelines.common.config import load_params
 from pipelines.common.settings import Settings
 from pipelines.report import summary as report
+from tests.support.install import ROOT
+
+PARAMS = load_params(ROOT / "params.yaml")  # storage.root: null, the lake under the home
 
 
 def test_render_without_runs(tmp_path):
@@ -17,6 +21,7 @@ def test_render_without_runs(tmp_path):
 def test_render_shows_counts_stages_metrics_and_champion(tmp_path):
     settings = Settings.from_env({"FLYWHEEL_HOME": str(tmp_path)})
     report.write(
+        PARAMS,
         settings,
         "flywheel_ingest",
         "run-1",
@@ -31,6 +36,7 @@ def test_render_shows_counts_stages_metrics_and_champion(tmp_path):
         },
     )
     report.write(
+        PARAMS,
         settings,
         "flywheel_training",
         "run-2",
@@ -42,8 +48,8 @@ def test_render_shows_counts_stages_metrics_and_champion(tmp_path):
         },
     )
     data = {
-        "ingest": report.latest(settings, "flywheel_ingest"),
-        "training": report.latest(settings, "flywheel_training"),
+        "ingest": report.latest(PARAMS, settings, "flywheel_ingest"),
+        "training": report.latest(PARAMS, settings, "flywheel_training"),
         "champion": {"name": "m", "version": "3", "run_id": "abc"},
     }
     text = report.render(data, settings)
