@@ -103,24 +103,24 @@ def produce(
 
 
 def kafka_offsets(stack: Stack) -> tuple[dict[str, int], dict[str, int]]:
-    """The ingest consumer group's committed offsets and the topics' end offsets, by ``topic:partition``."""
-    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+    """The ingest consumer group's committed offsets (0: none yet) and the topics' end offsets, by
+    ``topic:partition``. Asked of the broker as any client would, without joining the group."""
+    from kafka import KafkaConsumer, TopicPartition
 
     cfg = yaml.safe_load((stack.state / "params.yaml").read_text())["ingest"]["kafka"]
-    bootstrap = stack.env["FLYWHEEL_KAFKA_BOOTSTRAP"]
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        committed = admin.list_consumer_group_offsets(cfg["group_id"])
-    finally:
-        admin.close()
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    consumer = KafkaConsumer(
+        bootstrap_servers=stack.env["FLYWHEEL_KAFKA_BOOTSTRAP"],
+        group_id=cfg["group_id"],
+        enable_auto_commit=False,
+    )
     try:
         parts = [TopicPartition(t, p) for t in cfg["topics"] for p in consumer.partitions_for_topic(t) or ()]
+        committed = {tp: consumer.committed(tp) or 0 for tp in parts}
         end = consumer.end_offsets(parts)
     finally:
-        consumer.close()
+        consumer.close(autocommit=False)
     return (
-        {f"{tp.topic}:{tp.partition}": meta.offset for tp, meta in committed.items()},
+        {f"{tp.topic}:{tp.partition}": offset for tp, offset in committed.items()},
         {f"{tp.topic}:{tp.partition}": offset for tp, offset in end.items()},
     )
 
