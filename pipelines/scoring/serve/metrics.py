@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -146,20 +147,17 @@ class FlywheelCollector(Collector):
     def _runs(self) -> Iterator[Metric]:
         """Seconds since each DAG's last run report was written (its tasks write one when they succeed).
 
-        The newest of the report in the lake (``reports/runs/<dag_id>/latest.json``, what every worker
-        writes) and the one under this home (``runs/<dag_id>/latest.json``, the embedded default's).
+        Read from the lake (``reports/runs/<dag_id>/latest.json``), which every worker and client shares.
         """
-        import time
         from datetime import datetime
 
         from pipelines import report
 
-        written: dict[str, float] = {}
-        for dag_id, record in report.latest_in_lake(self.params, self.settings).items():
-            written[dag_id] = datetime.fromisoformat(str(record["written_at"])).timestamp()
-        root = report.report_dir(self.settings, "flywheel_ingest").parent  # runs/<dag_id>/latest.json
-        for latest in root.glob("*/latest.json") if root.exists() else []:
-            written[latest.parent.name] = max(written.get(latest.parent.name, 0.0), latest.stat().st_mtime)
+        written = {
+            dag_id: datetime.fromisoformat(str(latest["written_at"])).timestamp()
+            for dag_id, latest in report.latest_all(self.params, self.settings).items()
+            if latest.get("written_at")
+        }
         yield last_run_age_family(written, time.time())
 
     def _kafka(self) -> Iterator[Metric]:

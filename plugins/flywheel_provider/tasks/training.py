@@ -111,7 +111,7 @@ def record_training(run: dict, outcomes: dict, promotion: dict, run_id: str) -> 
         "workspace_commit": commit,
     }
     data["note"] = promote.run_note(promotion)
-    report.write(settings, "flywheel_training", run_id, data, hook.params())
+    report.write(hook.params(), settings, "flywheel_training", run_id, data)
     set_run_note("flywheel_training", run_id, data["note"])
     return data
 
