@@ -207,7 +207,7 @@ stack-down: $(VENV)/.installed
 
 # the stack tier: its own stack on a private state folder, the loop and the faults (about 20 minutes on 2 cores)
 test-stack: $(VENV)/.installed stack-packages
-	$(PYTEST) --timeout 1800 -p no:randomly tests/stack
+	$(PYTEST) --timeout 2700 -p no:randomly tests/stack
 
 # Debian's PostgreSQL, Redis and Prometheus, installed once with apt-get (as for the browser test's chromium).
 # bookworm has no prometheus-statsd-exporter and no Grafana: those are in the compose topology only.
