@@ -11,6 +11,10 @@ object with its ETag, size, sha256 and counts; only then does ``state/source=s3/
 remember the objects, so a crash before it makes the next run read them again (validation drops the
 event keys already validated). A changed object (same key, new ETag) is read again. The endpoint and
 credentials come from the environment or the ``flywheel_s3`` Connection, never from params.
+
+Progress (:mod:`pipelines.common.progress`): the listing says how many objects it found and in how long,
+and the reading counts objects as they land, with the megabytes read and the rows landed: a bar in a
+terminal, a log line at most every 30 s and one at the end under Airflow.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import logging
 import os
 import tempfile
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +37,7 @@ import pyarrow.parquet as pq
 from pipelines.common.config import Params, S3SourceConfig
 from pipelines.common.io import table_bytes
 from pipelines.common.lake import MANIFEST, Lake
+from pipelines.common.progress import Progress
 from pipelines.common.settings import Settings
 from pipelines.ingest import rows as records
 from pipelines.ingest.endpoints import S3Endpoint, SourceUnavailable
@@ -102,20 +107,22 @@ def list_objects(fs: Any, cfg: S3SourceConfig, endpoint: S3Endpoint) -> list[tup
     root = cfg.url.removeprefix("s3://").rstrip("/")
     bucket = root.split("/", 1)[0]
     keep = suffixes(cfg.formats)
-    try:
-        found = fs.find(root, detail=True)
-    except FileNotFoundError:
-        raise IngestError(
-            f"bucket {bucket!r} of ingest.s3.url {cfg.url} does not exist on "
-            f"{endpoint.describe()}; expected an existing bucket"
-        ) from None
-    except Exception as exc:
-        raise _unavailable(endpoint, f"listing {cfg.url}", exc) from None
-    out = []
-    for path, info in found.items():
-        wanted = path.lower().endswith(keep) and not hidden(relative_path(path, root))
-        if info.get("type", "file") == "file" and wanted:
-            out.append((f"s3://{path}", info))
+    with Progress(f"s3 objects listed under {cfg.url}", unit="object") as shown:
+        try:
+            found = fs.find(root, detail=True)  # one paginated listing of the whole prefix
+        except FileNotFoundError:
+            raise IngestError(
+                f"bucket {bucket!r} of ingest.s3.url {cfg.url} does not exist on "
+                f"{endpoint.describe()}; expected an existing bucket"
+            ) from None
+        except Exception as exc:
+            raise _unavailable(endpoint, f"listing {cfg.url}", exc) from None
+        out = []
+        for path, info in found.items():
+            wanted = path.lower().endswith(keep) and not hidden(relative_path(path, root))
+            if info.get("type", "file") == "file" and wanted:
+                out.append((f"s3://{path}", info))
+        shown.update(len(out))
     return sorted(out)
 
 
@@ -145,8 +152,7 @@ def _land(
     """Stream the objects, several at once, into their parts; then the manifests (quarantine, landing)."""
     now = pd.Timestamp.now(tz="UTC")
     target = _Target(fs, lake, landing, quarantine, params, now, endpoint)
-    with ThreadPoolExecutor(PARALLEL_OBJECTS, thread_name_prefix="flywheel-s3") as pool:
-        landed = list(pool.map(lambda item: _land_object(target, *item), enumerate(new)))
+    landed = _land_objects(target, new)
     objects = [entry for entry, _ in landed]
     parts = [o["part"] for o in objects if o["part"]]
     quarantine_parts = [part_name(i, ".jsonl") for i, o in enumerate(objects) if o["quarantined"]]
@@ -191,6 +197,24 @@ class _Target:
     params: Params
     now: pd.Timestamp
     endpoint: S3Endpoint
+
+
+def _land_objects(
+    target: _Target, new: list[tuple[str, dict[str, Any]]]
+) -> list[tuple[dict[str, Any], Counter[str]]]:
+    """Land the objects ``PARALLEL_OBJECTS`` at a time, in their order, counting each one as it lands."""
+    landed: dict[int, tuple[dict[str, Any], Counter[str]]] = {}
+    with (
+        Progress("s3 objects read", len(new), "object") as shown,
+        ThreadPoolExecutor(PARALLEL_OBJECTS, thread_name_prefix="flywheel-s3") as pool,
+    ):
+        futures = {pool.submit(_land_object, target, i, item): i for i, item in enumerate(new)}
+        read_bytes = rows = 0
+        for future in as_completed(futures):
+            landed[futures[future]] = entry, _ = future.result()
+            read_bytes, rows = read_bytes + entry["size"], rows + entry["landed"]
+            shown.update(MB=round(read_bytes / 1e6, 2), rows=rows)
+    return [landed[i] for i in range(len(new))]
 
 
 def _land_object(

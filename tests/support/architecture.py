@@ -9,7 +9,8 @@ The rules (DESIGN.md, "Inside pipelines/"):
   (``from pipelines.evaluate.metrics import ranking_metrics``), never its other internals;
 - no package but the CLI imports ``demo`` (the tools for trying Flywheel), except the operations tooling
   (``stack``: the production topology, built on demo's services); no stage imports ``stack`` either;
-- nothing imports ``airflow``.
+- nothing imports ``airflow``;
+- the Airflow integration (``plugins/``, ``dags/``) is product too: it never imports ``demo`` or ``stack``.
 
 The checker reads the source with :mod:`ast` (nothing is imported) and says, per violation, the file and
 line, what it imports, and how to fix it.
@@ -217,10 +218,29 @@ def _public(graph: Graph, imp: Import, package: str) -> bool:
     return len(parts) == 3 and parts[2] in api and module in graph.modules  # a public module
 
 
+INTEGRATION = ("plugins", "dags")  # the Airflow side of the product
+
+
+def integration_violations(root: Path) -> list[str]:
+    """Imports of the tools for trying or running Flywheel (``demo``, ``stack``) from plugins/ or dags/."""
+    found = []
+    for folder in INTEGRATION:
+        for path in sorted((root / folder).rglob("*.py")):
+            for imp in imports(str(path.relative_to(root)), path):
+                target = imp.module if imp.module != TOP else f"{TOP}.{imp.name}"
+                if package_of(target) in ("demo", *TOOLS) and target.startswith(TOP + "."):
+                    found.append(
+                        f"{_where(root, imp)} imports {_shown(imp)}: the Airflow integration is product and "
+                        f"{package_of(target)} holds the tools for trying or running Flywheel; move what it "
+                        "needs into pipelines.common or a stage"
+                    )
+    return found
+
+
 def check(root: Path) -> list[str]:
     """Every violation of the import rules in the tree under ``root``, as fix-it messages."""
     graph = Graph(root)
-    problems = boundary_violations(graph)
+    problems = boundary_violations(graph) + integration_violations(root)
     cycle = find_cycle(graph.edges())
     if cycle:
         problems.append(

@@ -1,4 +1,4 @@
-"""A live Airflow for the UI and backfill tests: ``airflow standalone`` on a private home and free ports.
+"""A live Airflow for the UI, backfill and run-note tests: ``airflow standalone``, private home and ports.
 
 The fixture is ``live_airflow`` in tests/conftest.py.
 
@@ -180,6 +180,10 @@ def environment(tmp: Path, port: int) -> dict[str, str]:
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",  # only the runs a test creates
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+            # record sets the training run's note through this API, as the admin user (as `make run` does)
+            "AIRFLOW_CONN_FLYWHEEL_AIRFLOW_API": json.dumps(
+                {"conn_type": "http", "host": "127.0.0.1", "port": port, "login": USER, "password": PASSWORD}
+            ),
             "FLYWHEEL_HOME": str(home),
             "FLYWHEEL_PARAMS": str(_params(tmp)),
             "FLYWHEEL_PROJECT": str(ROOT),

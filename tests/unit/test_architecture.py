@@ -114,6 +114,31 @@ def test_the_guard_names_each_broken_rule(tmp_path, files, expected):
     assert any(expected in p for p in problems), problems
 
 
+@pytest.mark.parametrize(
+    ("rel", "text", "expected"),
+    [
+        (
+            "plugins/flywheel_provider/tasks/training.py",
+            "def f():\n    from pipelines.demo.airflow_runner.rest import AirflowApi\n",
+            "plugins/flywheel_provider/tasks/training.py:2 imports pipelines.demo.airflow_runner.rest."
+            "AirflowApi: the Airflow integration is product and demo holds the tools",
+        ),
+        (
+            "dags/flywheel_x.py",
+            "from pipelines import stack\n",
+            "dags/flywheel_x.py:1 imports pipelines.stack: the Airflow integration is product and stack",
+        ),
+    ],
+    ids=["a-task-imports-demo", "a-dag-imports-stack"],
+)
+def test_the_airflow_integration_never_imports_the_tools(tmp_path, rel, text, expected):
+    path = tmp_path / rel
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    problems = check(tmp_path)
+    assert any(expected in p for p in problems), problems
+
+
 def test_public_names_and_public_modules_pass(tmp_path):
     root = _tree(
         tmp_path,

@@ -4,7 +4,7 @@ The real scheduler drives the loop: a triggered ``flywheel_ingest`` publishes ``
 scheduler creates the asset-triggered ``flywheel_drift`` run, whose ``drift_detected`` event makes it create
 the asset-triggered ``flywheel_training`` run. This package never touches Airflow's internals: it starts
 Airflow's own processes and talks to them through the public REST API (``/api/v2``, a JWT from
-``/auth/token``).
+``/auth/token``) with the product's client, :mod:`pipelines.common.airflow_api`.
 
 Airflow runs as three background processes on the LocalExecutor, each recorded by PID (and start time) in
 ``$AIRFLOW_HOME/processes`` by :class:`~pipelines.demo.services.supervisor.Supervisor`, logs in
@@ -25,11 +25,10 @@ scheduler does not run that slot as well.
 
 from __future__ import annotations
 
+from pipelines.common.airflow_api import AirflowApi, AirflowApiError, run_path
 from pipelines.demo.airflow_runner.processes import connect, running, start, stop
 from pipelines.demo.airflow_runner.rest import (
-    AirflowApi,
     find_runs,
-    run_path,
     run_status,
     trigger,
     trigger_and_follow,
@@ -41,6 +40,7 @@ from pipelines.demo.airflow_runner.runs import AirflowRunError, RunStatus
 
 __all__ = [
     "AirflowApi",
+    "AirflowApiError",
     "AirflowRunError",
     "RunStatus",
     "connect",

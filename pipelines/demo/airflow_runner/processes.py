@@ -21,7 +21,8 @@ from typing import Any, TextIO
 
 import psutil
 
-from pipelines.demo.airflow_runner.rest import AirflowApi, dag_or_none, unpause
+from pipelines.common.airflow_api import AirflowApi
+from pipelines.demo.airflow_runner.rest import dag_or_none, unpause
 from pipelines.demo.airflow_runner.runs import AirflowRunError, Check, last_lines, say
 from pipelines.demo.services.supervisor import Spec, Supervisor, free_port, tail
 
@@ -32,6 +33,8 @@ SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_mana
 # The DAG files are parsed when the DAG processor starts; re-parsing them every 30 s (Airflow's default)
 # would only take CPU from the tasks on a small machine. Set in the environment to override.
 DEFAULTS = {"AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600"}
+# The Connection flywheel_training's record task sets its run's note with (the REST API, as this user).
+API_CONN_ENV = "AIRFLOW_CONN_FLYWHEEL_AIRFLOW_API"
 
 
 def airflow_home(env: Mapping[str, str] | None = None) -> Path:
@@ -68,15 +71,21 @@ def process_env(
     log_port: int,
     extra: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
+    password: str | None = None,
 ) -> dict[str, str]:
     """What the three processes share: this home, the LocalExecutor, DAGs created paused, the API's address.
 
     ``log_port`` serves the task logs (Airflow's default, 8793, may be held by another Airflow here).
-    :data:`DEFAULTS` apply unless ``environ`` (the environment) or ``extra`` sets them.
+    :data:`DEFAULTS` apply unless ``environ`` (the environment) or ``extra`` sets them; so does, with the
+    user's ``password``, the Connection to this API that puts the training run's note in the UI.
     """
     environ = os.environ if environ is None else environ
+    defaults = dict(DEFAULTS)
+    if password is not None:
+        conn = {"conn_type": "http", "host": "127.0.0.1", "port": port, "login": USER, "password": password}
+        defaults[API_CONN_ENV] = json.dumps(conn)
     return {
-        **{key: value for key, value in DEFAULTS.items() if key not in environ},
+        **{key: value for key, value in defaults.items() if key not in environ},
         **(extra or {}),
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
@@ -151,10 +160,11 @@ def start(
             "(python -m pipelines.demo.airflow_runner stop, or make stop)"
         )
     port = port or free_port()
-    api = AirflowApi(f"http://127.0.0.1:{port}", USER, ensure_password(password_file(home, env)))
+    password = ensure_password(password_file(home, env))
+    api = AirflowApi(f"http://127.0.0.1:{port}", USER, password)
     check = process_check(home)
     try:
-        for spec in specs(port, process_env(home, port, free_port(), env), timeout_s):
+        for spec in specs(port, process_env(home, port, free_port(), env, password=password), timeout_s):
             supervisor.start(spec)
         say(
             out,

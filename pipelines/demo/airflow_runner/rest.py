@@ -1,4 +1,6 @@
-"""Airflow's public REST API (``/api/v2``) as the runner uses it: login, queries, and following runs.
+"""Airflow's public REST API (``/api/v2``) as the runner uses it: queries, and following runs.
+
+The client itself (login, calls, errors) is :mod:`pipelines.common.airflow_api`, shared with the product.
 
 A trigger is a ``POST`` of a manual run and an unpause a ``PATCH``; everything else the scheduler does by
 itself, and this module only watches: a run to its end, and the asset-triggered run the scheduler creates
@@ -10,13 +12,11 @@ from __future__ import annotations
 import json
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from pipelines.common.airflow_api import AirflowApi, AirflowApiError, quote, run_path
 from pipelines.demo.airflow_runner.runs import (
     TERMINAL_TASK_STATES,
     WAITING_TASK_STATES,
@@ -36,79 +36,6 @@ from pipelines.demo.airflow_runner.runs import (
 )
 
 POLL_S = 1.0
-RETRIES = 5  # a locked SQLite database makes the API answer 500 "Database error"
-
-
-class AirflowApi:
-    """Airflow's public REST API with the simple auth manager: a JWT from ``/auth/token``, renewed on 401."""
-
-    def __init__(self, base_url: str, username: str, password: str, timeout_s: float = 60.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.username, self.password, self.timeout_s = username, password, timeout_s
-        self._token: str | None = None
-
-    def _send(self, method: str, url: str, body: Any = None, token: str | None = None) -> Any:
-        headers = {"Accept": "application/json", "Content-Type": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, headers=headers, method=method)
-        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-            raw = response.read()
-        return json.loads(raw) if raw else None
-
-    def token(self) -> str:
-        """A fresh JWT for the user (``POST /auth/token``)."""
-        body = {"username": self.username, "password": self.password}
-        self._token = self._send("POST", f"{self.base_url}/auth/token", body)["access_token"]
-        return self._token
-
-    def _authorized(self, method: str, url: str, body: Any) -> Any:
-        try:
-            return self._send(method, url, body, self._token or self.token())
-        except urllib.error.HTTPError as exc:
-            if exc.code != 401:
-                raise
-            return self._send(method, url, body, self.token())
-
-    def call(self, method: str, path: str, body: Any = None, **query: Any) -> Any:
-        """``method /api/v2{path}?query``; the decoded JSON.
-
-        Retried while the database is locked (SQLite has one writer at a time) or the API does not answer.
-        """
-        params = urllib.parse.urlencode({k: v for k, v in query.items() if v is not None}, doseq=True)
-        url = f"{self.base_url}/api/v2{path}" + (f"?{params}" if params else "")
-        for attempt in range(RETRIES + 1):
-            try:
-                return self._authorized(method, url, body)
-            except urllib.error.HTTPError as exc:
-                detail = exc.read().decode(errors="replace")[:800]
-                if not (exc.code >= 500 and "Database error" in detail and attempt < RETRIES):
-                    raise AirflowRunError(f"{method} {path}: HTTP {exc.code}: {detail}") from None
-            except OSError as exc:  # refused, reset, timed out
-                if attempt == RETRIES:
-                    raise AirflowRunError(
-                        f"{method} {path}: the Airflow API at {self.base_url} does not answer ({exc})"
-                    ) from None
-            time.sleep(1.0 + attempt)
-        raise AssertionError("unreachable")
-
-    def health(self) -> dict[str, Any] | None:
-        """``GET /api/v2/monitor/health`` (no login needed); None while the API does not answer."""
-        try:
-            return dict(self._send("GET", f"{self.base_url}/api/v2/monitor/health"))
-        except (OSError, ValueError, TypeError):
-            return None
-
-
-def quote(value: str) -> str:
-    """A DAG, run or task id as one URL path segment (run ids hold ``:`` and ``+``)."""
-    return urllib.parse.quote(value, safe="")
-
-
-def run_path(dag_id: str, run_id: str) -> str:
-    """``/dags/{dag_id}/dagRuns/{run_id}``, quoted."""
-    return f"/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}"
 
 
 def run_status(api: AirflowApi, dag_id: str, run_id: str) -> RunStatus:
@@ -131,7 +58,7 @@ def task_log(api: AirflowApi, status: RunStatus, task: str) -> str:
     )
     try:
         return log_text(api.call("GET", path, full_content="true", map_index=index.rstrip("]") or None))
-    except AirflowRunError as exc:
+    except AirflowApiError as exc:
         return f"(no log: {exc})"
 
 
@@ -153,8 +80,8 @@ def dag_or_none(api: AirflowApi, dag_id: str) -> dict[str, Any] | None:
     """The DAG as the API knows it; None until the DAG processor has parsed it."""
     try:
         return dict(api.call("GET", f"/dags/{quote(dag_id)}"))
-    except AirflowRunError as exc:
-        if "HTTP 404" in str(exc):
+    except AirflowApiError as exc:
+        if exc.status == 404:
             return None
         raise
 
@@ -303,8 +230,8 @@ def trigger(
     body = {"dag_run_id": run_id, "logical_date": logical_date, "conf": dict(conf or {})}
     try:
         return parse_run(api.call("POST", f"/dags/{quote(dag_id)}/dagRuns", body))
-    except AirflowRunError as exc:
-        if "HTTP 409" not in str(exc) or logical_date:  # 409: made by an attempt whose answer was lost
+    except AirflowApiError as exc:
+        if exc.status != 409 or logical_date:  # 409: made by an attempt whose answer was lost
             raise
         return parse_run(api.call("GET", run_path(dag_id, run_id)))
 

@@ -13,7 +13,7 @@ from flywheel_provider.assets import DRIFT_DETECTED
 from flywheel_provider.hooks.flywheel import FlywheelHook
 
 log = logging.getLogger(__name__)
-AIRFLOW_API_CONN = "flywheel_airflow_api"
+AIRFLOW_API_CONN = "flywheel_airflow_api"  # AirflowApiHook.default_conn_name
 
 
 def prepare_training(
@@ -120,27 +120,21 @@ def set_run_note(dag_id: str, run_id: str, note: str) -> bool:
     """Put ``note`` on the DAG run through Airflow's REST API; False (logged) without API credentials.
 
     A task cannot set its own run's note through the execution API, so the public API does it, with the
-    Connection ``flywheel_airflow_api`` (host and port of the API server, login, password). A note is a
-    courtesy: an API that does not answer is logged, never fails the run.
+    Connection ``flywheel_airflow_api`` (:class:`AirflowApiHook`: host and port of the API server, login,
+    password). A note is a courtesy: an API that does not answer is logged, never fails the run.
     """
-    from urllib.parse import quote
+    from flywheel_provider.hooks.airflow_api import AirflowApiHook
 
-    from pipelines.demo.airflow_runner.rest import AirflowApi
-
+    hook = AirflowApiHook(AIRFLOW_API_CONN)
     try:
-        conn = FlywheelHook.get_connection(AIRFLOW_API_CONN)
+        api = hook.get_conn()
     except Exception:  # no Connection: the note stays in the run report and the log
         log.info("run note (no %s Connection, not set in the UI): %s", AIRFLOW_API_CONN, note)
         return False
-    host = conn.host if "://" in (conn.host or "") else f"{conn.schema or 'http'}://{conn.host}"
-    base = f"{host}:{conn.port}" if conn.port else host
     try:
-        api = AirflowApi(base, conn.login or "", conn.password or "", timeout_s=30)
-        api.call(
-            "PATCH", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}", {"note": note}, update_mask="note"
-        )
+        api.set_note(dag_id, run_id, note)
     except Exception as exc:  # the run's work is done; a missing note must not fail it
-        log.warning("run note not set through %s: %s; note: %s", base, exc, note)
+        log.warning("run note not set through %s: %s; note: %s", api.base_url, exc, note)
         return False
     log.info("run note: %s", note)
     return True

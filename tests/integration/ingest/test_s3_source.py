@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import logging
+import re
 import subprocess
 
 import pandas as pd
@@ -157,3 +159,26 @@ def test_objects_read_in_small_batches_land_what_whole_reads_land(s3_server, tmp
     }
     pd.testing.assert_frame_equal(small_rows, whole_rows)
     assert small_bad == whole_bad
+
+
+def test_the_listing_and_the_reading_say_how_far_they_got(s3_server, tmp_path, request, monkeypatch, caplog):
+    """Under Airflow (no terminal) each step ends with one progress line: objects, megabytes, rows."""
+    from pipelines.common import progress
+    from pipelines.demo import generator as produce
+    from pipelines.ingest import s3
+
+    monkeypatch.setattr(progress, "interactive", lambda: False)
+    caplog.set_level(logging.INFO, logger="flywheel.progress")
+    url = f"s3://{bucket_for(request)}/events"
+    for fmt, seed in (("jsonl", 1), ("csv", 2), ("parquet", 3)):
+        produce.produce(url, rows=400, seed=seed, fmt=fmt, storage_options=s3_server.storage_options())
+    install = s3_install(tmp_path, url)
+
+    summary = s3.run(install.params(), install.settings(), "run-1", s3_server)
+
+    listed, read = [r.getMessage() for r in caplog.records if r.name == "flywheel.progress"]
+    assert re.fullmatch(rf"s3 objects listed under {re.escape(url)}: 3 object, [\d.]+ s \(done\)", listed)
+    manifest = install.lake().read_json(f"{summary['landing_partition']}/_manifest.json")
+    megabytes = round(sum(o["size"] for o in manifest["objects"]) / 1e6, 2)
+    done = rf"MB={megabytes:.4g}, rows={summary['landed']} \(done\)"
+    assert re.fullmatch(rf"s3 objects read: 3/3 object \(100%\), [\d.]+ s, {done}", read), read

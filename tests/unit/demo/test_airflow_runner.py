@@ -258,6 +258,16 @@ def test_a_default_gives_way_to_what_is_asked(tmp_path, extra, environ, expected
     assert processes.process_env(tmp_path, 1, 2, extra, environ)[key] == expected
 
 
+def test_the_tasks_get_a_connection_to_this_api_unless_the_environment_has_one(tmp_path):
+    env = processes.process_env(tmp_path, 8123, 8124, {}, {}, password="pw")
+    conn = json.loads(env[processes.API_CONN_ENV])
+    assert (conn["host"], conn["port"], conn["login"], conn["password"]) == ("127.0.0.1", 8123, "admin", "pw")
+    assert processes.API_CONN_ENV not in processes.process_env(
+        tmp_path, 1, 2, {}, {processes.API_CONN_ENV: "x"}, "p"
+    )
+    assert processes.API_CONN_ENV not in processes.process_env(tmp_path, 1, 2, {}, {})
+
+
 def test_a_default_set_in_the_environment_is_left_to_the_environment(tmp_path):
     key = "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL"
     assert key not in processes.process_env(tmp_path, 1, 2, {}, {key: "30"})  # the processes inherit it
