@@ -277,6 +277,16 @@ def airflow_env(layout: Layout, project: Path, part: str) -> dict[str, str]:
         "AIRFLOW__API__PORT": str(layout.ports["api"]),
         "AIRFLOW__API__BASE_URL": api,
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+        # The Connection flywheel_training's record task sets its run's note with (the REST API, as admin)
+        "AIRFLOW_CONN_FLYWHEEL_AIRFLOW_API": json.dumps(
+            {
+                "conn_type": "http",
+                "host": "127.0.0.1",
+                "port": layout.ports["api"],
+                "login": AIRFLOW_ADMIN,
+                "password": layout.secrets["airflow_admin_password"],
+            }
+        ),
         # Task logs in one folder the api-server reads (on several hosts: remote logging to S3)
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(layout.state / "airflow" / "logs"),
         "FLYWHEEL_HOME": str(home / "flywheel"),

@@ -236,6 +236,8 @@ def test_the_loop_on_celery_workers_survives_a_killed_worker_a_postgres_restart_
     assert all((home / ".git").is_dir() for home in homes.values()), "each worker cloned its own workspace"
     champion = alias(client, name, "champion")
     assert champion == "1"
+    note = api.call("GET", runner.run_path(TRAINING, first.run_id))["note"]  # set by record, as the UI shows
+    assert note and note.startswith("v1 promoted"), note
 
     # 3. drifted events, ingested while PostgreSQL restarts: each lands once, offsets follow the landing;
     #    → drift_detected → the asset-triggered retrain; MLflow goes away during its promote

@@ -127,3 +127,13 @@ def test_a_state_folder_from_before_the_metrics_parts_gets_their_ports_at_the_ne
         k: v for k, v in first.ports.items() if k not in ("metrics", "prometheus")
     }
     assert again.secrets == first.secrets
+
+
+def test_the_workers_reach_the_api_server_as_the_admin_to_set_a_training_run_s_note(tmp_path):
+    from pipelines.stack import parts
+
+    layout = load(tmp_path, env={}, choose_port=ports())
+    env = parts.airflow_env(layout, ROOT, "worker")
+    conn = json.loads(env["AIRFLOW_CONN_FLYWHEEL_AIRFLOW_API"])
+    assert (conn["host"], conn["port"]) == ("127.0.0.1", layout.ports["api"])
+    assert (conn["login"], conn["password"]) == ("admin", layout.secrets["airflow_admin_password"])
