@@ -133,7 +133,7 @@ def test_an_s3_endpoint_that_dies_mid_run_leaves_nothing_and_the_next_run_lands_
             return found
 
         monkeypatch.setattr(s3, "list_objects", list_then_fail)
-        with pytest.raises(SourceUnavailable, match=f"S3 endpoint {url}: reading s3://flaky/events/demo-0"):
+        with pytest.raises(SourceUnavailable, match=rf"S3 endpoint {url}: reading s3://flaky/events/demo-\d"):
             s3.run(install.params(), install.settings(), "run-1", endpoint)
         assert nothing_landed(install)
         assert s3.read_state(install.lake())["objects"] == {}  # nothing remembered: the next run reads all
