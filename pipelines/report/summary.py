@@ -56,12 +56,12 @@ def latest_all(params: Params, settings: Settings) -> dict[str, dict[str, Any]]:
     root = lake.path(*REPORTS)
     if not lake.fs.exists(root):
         return {}
-    found = {}
+    found: dict[str, dict[str, Any]] = {}
     for path in sorted(lake.fs.glob(f"{root}/*/latest.json")):
         report = lake.read_json(path)
         if report:
             found[path.rsplit("/", 2)[-2]] = report
-    return dict(found)
+    return found
 
 
 def champion(params: Params, settings: Settings) -> dict[str, Any] | None:
