@@ -125,48 +125,35 @@ def kafka_offsets(stack: Stack) -> tuple[dict[str, int], dict[str, int]]:
     )
 
 
-def _s3(stack: Stack) -> Any:
-    import boto3
-
-    env = stack.env
-    return boto3.client(
-        "s3",
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        region_name=env["AWS_DEFAULT_REGION"],
-    )
-
-
-def landing_files(stack: Stack, run_id: str) -> list[str]:
-    """The file names in an ingest run's Kafka landing partition on S3, listed now (no cache)."""
-    from pipelines.common.lake import safe_run_id
-
-    bucket, _, root = stack_params()["storage"]["root"].removeprefix("s3://").partition("/")
-    prefix = f"{root}/landing/source=kafka/run={safe_run_id(run_id)}/"
-    pages = _s3(stack).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return [obj["Key"].rsplit("/", 1)[-1] for page in pages for obj in page.get("Contents", [])]
-
-
-def landing_manifests(stack: Stack) -> dict[str, dict[str, Any]]:
-    """Every complete Kafka landing partition's manifest, by partition, read from S3 now."""
-    bucket, _, root = stack_params()["storage"]["root"].removeprefix("s3://").partition("/")
-    s3, found = _s3(stack), {}
-    pages = s3.get_paginator("list_objects_v2").paginate(
-        Bucket=bucket, Prefix=f"{root}/landing/source=kafka/"
-    )
-    for key in [o["Key"] for page in pages for o in page.get("Contents", []) if o["Key"].endswith(MANIFEST)]:
-        found[key.rsplit("/", 1)[0]] = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    return found
-
-
-def validated_keys(stack: Stack) -> list[str]:
-    """The event keys in every complete validated partition of the lake, one entry per stored row."""
+def stack_lake(stack: Stack) -> tuple[Any, dict[str, Any]]:
+    """The stack's lake on S3 as Flywheel reads it (listings not cached), and its params."""
     from pipelines.common.lake import Lake
 
     params = yaml.safe_load((stack.state / "params.yaml").read_text())
     lake = Lake(params["storage"]["root"])
     lake.fs.invalidate_cache()
+    return lake, params
+
+
+def landing_files(stack: Stack, run_id: str) -> list[str]:
+    """The file names in an ingest run's Kafka landing partition on S3, listed now (no cache)."""
+    lake, _ = stack_lake(stack)
+    partition = lake.partition("landing", run_id, source="kafka")
+    if not lake.fs.exists(partition):
+        return []
+    return [path.rsplit("/", 1)[-1] for path in lake.fs.ls(partition, detail=False)]
+
+
+def landing_manifests(stack: Stack) -> dict[str, dict[str, Any]]:
+    """Every complete Kafka landing partition's manifest, by partition, read from S3 now."""
+    lake, _ = stack_lake(stack)
+    partitions = lake.complete_partitions("landing", source="kafka")
+    return {partition: lake.read_json(f"{partition}/{MANIFEST}") for partition in partitions}
+
+
+def validated_keys(stack: Stack) -> list[str]:
+    """The event keys in every complete validated partition of the lake, one entry per stored row."""
+    lake, params = stack_lake(stack)
     key = params["schema"]["key"]
     return [
         str(k)
