@@ -66,7 +66,7 @@ help:
 	@echo "make test-fast   the unit and DAG tests (a few minutes)"
 	@echo "make serve  serve the champion over HTTP on 127.0.0.1:$(SERVE_PORT) (/predict, /version, /health, /metrics)"
 	@echo "make clean  remove the embedded state (.flywheel) and the demo events"
-	@echo "make stack  the production topology here: PostgreSQL, Redis, MLflow with auth, Celery workers (make stack-down)"
+	@echo "make stack  the production topology here: PostgreSQL, Redis, MLflow with auth, Celery workers, Prometheus (make stack-down)"
 
 install: $(VENV)/.installed
 
@@ -194,7 +194,8 @@ clean:
 	rm -rf $(FLYWHEEL_HOME) $(CURDIR)/.flywheel-regression $(CURDIR)/.flywheel-multiclass $(CURDIR)/demo
 
 # make stack: the production topology on this machine, from Debian and PyPI packages (docs/operations.md,
-# "The stack"): PostgreSQL, Redis, Kafka, the S3 API, MLflow behind basic auth, Airflow on Celery workers.
+# "The stack"): PostgreSQL, Redis, Kafka, the S3 API, MLflow behind basic auth, Airflow on Celery workers,
+# Flywheel's metrics exporter and Prometheus scraping it.
 # State, ports, secrets and the client environment (stack.env) in $(FLYWHEEL_HOME)/stack.
 .PHONY: stack stack-down test-stack stack-packages
 stack: $(VENV)/.installed stack-packages
@@ -206,11 +207,12 @@ stack-down: $(VENV)/.installed
 
 # the stack tier: its own stack on a private state folder, the loop and the faults (about 20 minutes on 2 cores)
 test-stack: $(VENV)/.installed stack-packages
-	$(PYTEST) --timeout 1800 -p no:randomly tests/stack
+	$(PYTEST) --timeout 2700 -p no:randomly tests/stack
 
-# Debian's PostgreSQL and Redis, installed once with apt-get (as for the browser test's chromium)
+# Debian's PostgreSQL, Redis and Prometheus, installed once with apt-get (as for the browser test's chromium).
+# bookworm has no prometheus-statsd-exporter and no Grafana: those are in the compose topology only.
 stack-packages:
-	@ls /usr/lib/postgresql/*/bin/postgres > /dev/null 2>&1 && command -v redis-server > /dev/null || { \
-		echo "installing Debian's postgresql and redis-server (the stack's database and Celery broker)"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql redis-server > /dev/null \
-		|| { echo "could not install them: run 'apt-get install -y postgresql redis-server' as root, then make stack"; exit 1; }; }
+	@ls /usr/lib/postgresql/*/bin/postgres > /dev/null 2>&1 && command -v redis-server > /dev/null && command -v prometheus > /dev/null || { \
+		echo "installing Debian's postgresql, redis-server and prometheus (the stack's database, Celery broker and metrics)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends postgresql redis-server prometheus > /dev/null \
+		|| { echo "could not install them: run 'apt-get install -y postgresql redis-server prometheus' as root, then make stack"; exit 1; }; }

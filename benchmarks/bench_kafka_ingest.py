@@ -1,20 +1,24 @@
 """Kafka ingestion throughput and memory: Flywheel's consume → land Parquet → manifest → commit against a
-bare kafka-python poll loop over the same topic, in the same run, on a local Apache Kafka 2.3 broker.
+bare poll loop over the same topic, in the same run, on a local Apache Kafka 2.3 broker, for each client.
 
 The broker is started by ``pipelines.demo.services`` (free ports, a temporary state folder) and stopped at
-the end. ``messages`` demo events go to a 3-partition topic; then, alternately, ``repeats`` times each:
+the end. ``messages`` demo events go to a 3-partition topic; then, alternately, ``repeats`` times each, for
+kafka-python (the default client) and then confluent-kafka (``ingest.kafka.client``):
 
 - **Flywheel**: ``flywheel ingest --source kafka`` in a fresh process with a fresh consumer group: the
   run's own phases (connect, join, drain, land, manifests, commit) are timed;
-- **baseline**: a fresh process running the bare loop (same consumer settings, a fresh group):
-  ``KafkaConsumer`` → ``subscribe`` → ``poll(max_records=...)`` until every message was returned,
-  counting records and doing nothing else.
+- **baseline**: a fresh process running the bare loop of the same client (same consumer settings, a fresh
+  group): kafka-python's ``KafkaConsumer`` → ``subscribe`` → ``poll(max_records=...)``, or
+  confluent-kafka's ``Consumer`` → ``subscribe`` → ``consume(num_messages=...)``, until every message
+  was returned, counting records and doing nothing else.
 
 Both report messages/s from consumer creation to the end (Flywheel: to the committed offsets), the
 peak RSS and PSS of the process tree (Flywheel's includes its decode-and-land worker, a fork of the
 consumer: RSS counts the pages they share twice, PSS once), sampled every 10 ms, and the CPU time per
-message of the whole tree and of the consuming process alone. The best run of each counts. Peak memory
-at 100k and 1M messages shows that it stays flat. The ratio depends on free cores:
+message of the whole tree and of the consuming process alone. The best run of each counts. The top-level
+``flywheel``/``baseline``/``ratio`` are kafka-python's; ``variants["confluent-kafka"]`` holds the same for
+confluent-kafka, with ``vs_kafka_python`` = Flywheel with confluent-kafka / Flywheel with kafka-python
+msgs/s. Peak memory at 100k and 1M messages shows that it stays flat. The ratio depends on free cores:
 Flywheel's decoding runs in a second process, so on a busy machine it competes with the consumer.
 
     python -m benchmarks.bench_kafka_ingest --messages 1000000
@@ -43,12 +47,12 @@ import json, sys, time
 from kafka import KafkaConsumer
 from pipelines.common.config import load_params
 from pipelines.ingest.endpoints import KafkaEndpoint
-from pipelines.ingest.kafka import consumer_config
+from pipelines.ingest.kafka_clients import kafka_python_config
 
 cfg = load_params(sys.argv[1]).ingest.kafka
 expected = int(sys.argv[2])
 start = time.perf_counter()
-consumer = KafkaConsumer(**consumer_config(KafkaEndpoint.from_env(), cfg))
+consumer = KafkaConsumer(**kafka_python_config(KafkaEndpoint.from_env(), cfg))
 consumer.subscribe(list(cfg.topics))
 seen = 0
 while seen < expected:
@@ -58,6 +62,31 @@ seconds = time.perf_counter() - start
 consumer.close(autocommit=False)
 print(json.dumps({"consumed": seen, "seconds": seconds}))
 """
+
+
+_BARE_CONFLUENT_LOOP = """
+import json, sys, time
+from confluent_kafka import Consumer
+from pipelines.common.config import load_params
+from pipelines.ingest.endpoints import KafkaEndpoint
+from pipelines.ingest.kafka_clients import librdkafka_config
+
+cfg = load_params(sys.argv[1]).ingest.kafka
+expected = int(sys.argv[2])
+start = time.perf_counter()
+consumer = Consumer(librdkafka_config(KafkaEndpoint.from_env(), cfg))
+consumer.subscribe(list(cfg.topics))
+seen = 0
+while seen < expected:
+    for message in consumer.consume(num_messages=cfg.poll_records, timeout=0.5):
+        if message.error() is None:
+            seen += 1
+seconds = time.perf_counter() - start
+consumer.close()
+print(json.dumps({"consumed": seen, "seconds": seconds}))
+"""
+BARE_LOOPS = {"kafka-python": _BARE_LOOP, "confluent-kafka": _BARE_CONFLUENT_LOOP}
+CLIENTS = ("kafka-python", "confluent-kafka")
 
 
 def produce(bootstrap: str, messages: int) -> float:
@@ -107,17 +136,17 @@ def watch(argv: list[str], env: dict[str, str]) -> tuple[str, dict]:
     }
 
 
-def params_file(folder: Path, group: str, messages: int) -> Path:
+def params_file(folder: Path, group: str, client: str) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["ingest"]["sources"] = ["kafka"]
-    params["ingest"]["kafka"].update(topics=[TOPIC], group_id=group, session_timeout_ms=6000)
+    params["ingest"]["kafka"].update(topics=[TOPIC], group_id=group, session_timeout_ms=6000, client=client)
     path = folder / f"params-{group}.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
 
 
-def flywheel_run(folder: Path, env: dict[str, str], group: str, messages: int) -> dict:
-    params = params_file(folder, group, messages)
+def flywheel_run(folder: Path, env: dict[str, str], group: str, messages: int, client: str) -> dict:
+    params = params_file(folder, group, client)
     run_env = {**env, "FLYWHEEL_PARAMS": str(params), "FLYWHEEL_HOME": str(folder / group)}
     out, usage = watch(
         [sys.executable, "-m", "pipelines.cli", "ingest", "--source", "kafka", "--json"], run_env
@@ -135,15 +164,16 @@ def flywheel_run(folder: Path, env: dict[str, str], group: str, messages: int) -
     }
 
 
-def bare_run(folder: Path, env: dict[str, str], group: str, messages: int) -> dict:
-    params = params_file(folder, group, messages)
-    out, usage = watch([sys.executable, "-c", _BARE_LOOP, str(params), str(messages)], env)
+def bare_run(folder: Path, env: dict[str, str], group: str, messages: int, client: str) -> dict:
+    params = params_file(folder, group, client)
+    out, usage = watch([sys.executable, "-c", BARE_LOOPS[client], str(params), str(messages)], env)
     result = json.loads(out.strip().splitlines()[-1])
     return {"msgs_per_s": messages / result["seconds"], "seconds": result["seconds"], **usage}
 
 
 def bench(messages: int = 200_000, repeats: int = 2) -> dict:
-    """Best-of-``repeats`` msgs/s and peak RSS of Flywheel's Kafka ingestion and of the bare poll loop."""
+    """Best-of-``repeats`` msgs/s and peak RSS of Flywheel's Kafka ingestion and of the bare poll loop,
+    for each client, in one run on one broker and topic."""
     from pipelines.demo import services
     from pipelines.demo.services.supervisor import free_port
 
@@ -154,58 +184,74 @@ def bench(messages: int = 200_000, repeats: int = 2) -> dict:
         try:
             produced = produce(bootstrap, messages)
             env = {**os.environ, "FLYWHEEL_KAFKA_BOOTSTRAP": bootstrap, "PYTHONPATH": str(ROOT)}
-            flywheel, baseline = [], []
+            runs: dict[str, dict[str, list[dict]]] = {c: {"flywheel": [], "baseline": []} for c in CLIENTS}
             for i in range(repeats):
-                baseline.append(bare_run(folder, env, f"bare-{i}", messages))
-                flywheel.append(flywheel_run(folder, env, f"flywheel-{i}", messages))
+                for client in CLIENTS:
+                    runs[client]["baseline"].append(
+                        bare_run(folder, env, f"bare-{client}-{i}", messages, client)
+                    )
+                    runs[client]["flywheel"].append(
+                        flywheel_run(folder, env, f"flywheel-{client}-{i}", messages, client)
+                    )
         finally:
             services.down(None, folder / "services")
-    best_f = max(flywheel, key=lambda r: r["msgs_per_s"])
-    best_b = max(baseline, key=lambda r: r["msgs_per_s"])
-    per_msg = {
-        side: {
-            "cpu_us_per_msg": 1e6 * min(r["cpu_s"] for r in runs) / messages,
-            "consumer_process_cpu_us_per_msg": 1e6 * min(r["main_cpu_s"] for r in runs) / messages,
-        }
-        for side, runs in (("flywheel", flywheel), ("baseline", baseline))
-    }
+    sides = {client: compare(runs[client], messages) for client in CLIENTS}
+    default, confluent = sides["kafka-python"], sides["confluent-kafka"]
+    confluent["vs_kafka_python"] = confluent["flywheel"]["msgs_per_s"] / default["flywheel"]["msgs_per_s"]
+    confluent["bare_vs_kafka_python"] = (
+        confluent["baseline"]["msgs_per_s"] / default["baseline"]["msgs_per_s"]
+    )
     label = f"{messages // 1_000_000}m" if messages >= 1_000_000 else f"{messages // 1000}k"
     return {
         "name": f"kafka_ingest_{label}",
-        "flywheel": {
-            "msgs_per_s": best_f["msgs_per_s"],
-            "seconds": best_f["seconds"],
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in flywheel),
-            "peak_pss_mb": max(r["peak_pss_mb"] for r in flywheel),
-            **per_msg["flywheel"],
-        },
-        "baseline": {
-            "msgs_per_s": best_b["msgs_per_s"],
-            "seconds": best_b["seconds"],
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in baseline),
-            "peak_pss_mb": max(r["peak_pss_mb"] for r in baseline),
-            **per_msg["baseline"],
-        },
+        **default,
+        "variants": {"confluent-kafka": confluent},
         "load_average": [round(x, 2) for x in os.getloadavg()],
-        "ratio": best_f["msgs_per_s"] / best_b["msgs_per_s"],
-        "rss_ratio": max(r["peak_rss_mb"] for r in flywheel) / max(r["peak_rss_mb"] for r in baseline),
-        "pss_ratio": max(r["peak_pss_mb"] for r in flywheel) / max(r["peak_pss_mb"] for r in baseline),
         "messages": messages,
-        "flywheel_phases": best_f["phases"],
-        "flywheel_parts": best_f["parts"],
-        "all_runs": {"flywheel": flywheel, "baseline": baseline},
+        "all_runs": runs,
         "produce_seconds": produced,
         "notes": f"{messages:,} demo events (~230 bytes of JSON each) on a {PARTITIONS}-partition topic "
         "of a local Apache Kafka 2.3 broker; Flywheel = consume → decode and type (row rules) → "
         "land Parquet parts → manifests → commit, in a fresh process; "
-        "baseline = bare kafka-python poll loop with the same "
-        f"consumer settings, in a fresh process; best of {repeats}. Ratio = Flywheel / baseline msgs/s "
+        "baseline = the same client's bare poll loop (kafka-python's poll, confluent-kafka's consume) with "
+        f"the same consumer settings, in a fresh process; best of {repeats}. The main row is kafka-python "
+        "(the default client), the (confluent-kafka) row the same with ingest.kafka.client: confluent-kafka; "
+        "its vs_kafka_python = Flywheel with confluent-kafka / Flywheel with kafka-python msgs/s, "
+        "bare_vs_kafka_python = the two bare loops'. Ratio = Flywheel / baseline msgs/s "
         "(higher is better); peak RSS and PSS of the process tree (Flywheel's includes its forked worker, "
         "whose pages shared with the consumer RSS counts twice and PSS once); rss_ratio and pss_ratio: "
         "Flywheel / baseline. "
         "cpu_us_per_msg: CPU time of the process tree per message; consumer_process_cpu_us_per_msg: "
         "the consuming process alone (Flywheel decodes and lands in its worker process), which bounds "
         "the ratio when a core is free for the worker. load_average: the machine's, at the end.",
+    }
+
+
+def compare(runs: dict[str, list[dict]], messages: int) -> dict:
+    """The best Flywheel run against the best bare run of one client: figures and ratios."""
+    flywheel, baseline = runs["flywheel"], runs["baseline"]
+    best_f = max(flywheel, key=lambda r: r["msgs_per_s"])
+    best_b = max(baseline, key=lambda r: r["msgs_per_s"])
+
+    def figures(best: dict, side: list[dict]) -> dict:
+        return {
+            "msgs_per_s": best["msgs_per_s"],
+            "seconds": best["seconds"],
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in side),
+            "peak_pss_mb": max(r["peak_pss_mb"] for r in side),
+            "cpu_us_per_msg": 1e6 * min(r["cpu_s"] for r in side) / messages,
+            "consumer_process_cpu_us_per_msg": 1e6 * min(r["main_cpu_s"] for r in side) / messages,
+        }
+
+    f, b = figures(best_f, flywheel), figures(best_b, baseline)
+    return {
+        "flywheel": f,
+        "baseline": b,
+        "ratio": f["msgs_per_s"] / b["msgs_per_s"],
+        "rss_ratio": f["peak_rss_mb"] / b["peak_rss_mb"],
+        "pss_ratio": f["peak_pss_mb"] / b["peak_pss_mb"],
+        "flywheel_phases": best_f["phases"],
+        "flywheel_parts": best_f["parts"],
     }
 
 

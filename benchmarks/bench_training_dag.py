@@ -7,7 +7,6 @@ other in a fresh workspace without Airflow or DVC. The ratio is the orchestratio
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -84,8 +83,14 @@ def orchestrated(work: Path, events: Path, epochs: int | None = None) -> tuple[f
     for pool in ("gpu", "dvc"):
         _run([str(BIN / "airflow"), "pools", "set", pool, "1", pool], env)
     wall = _run([str(BIN / "airflow"), "dags", "test", "flywheel_training"], env)[0]
-    report = json.loads((home / "runs" / "flywheel_training" / "latest.json").read_text())
-    return wall, report["stage_seconds"]
+    from pipelines import report
+    from pipelines.common.config import load_params
+    from pipelines.common.settings import Settings
+
+    latest = report.latest(load_params(params), Settings.from_env(env), "flywheel_training")
+    if latest is None:
+        raise RuntimeError(f"flywheel_training wrote no run report in the lake of {home}")
+    return wall, latest["stage_seconds"]
 
 
 def bench(rows: int, epochs: int | None = None) -> dict:

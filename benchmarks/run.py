@@ -1,6 +1,9 @@
 """``make bench``: every benchmark beside its baseline, in one run; results to results.json and RESULTS.md.
 
-Each benchmark returns ``{"name", "flywheel": {...}, "baseline": {...}, "ratio", "notes"}``. Results
+Each benchmark returns ``{"name", "flywheel": {...}, "baseline": {...}, "ratio", "notes"}``, and may add
+``"variants": {label: {"flywheel", "baseline", "ratio", ...}}`` (the same benchmark in another
+configuration, measured in the same run: a row of its own in RESULTS.md, whose ``vs_*`` figures, ratios
+against the main row, follow its ratio). Results
 are merged into ``benchmarks/results.json`` by name, so later benchmarks add to the same files.
 Select some with ``python -m benchmarks.run NAME ...``.
 """
@@ -87,12 +90,17 @@ def write(results: dict) -> None:
         "|---|---|---|---|---|---|",
     ]
     for name, entry in sorted(results["benchmarks"].items()):
-        lines.append(
-            f"| {name} | {_fmt(entry['flywheel'])} | {_fmt(entry['baseline'])} | "
-            f"{entry['ratio']:.3f} | {entry['machine'].get('cpu', '?')} ×{entry['machine']['cpu_count']}"
-            f"{' + ' + entry['machine']['gpu'] if entry['machine'].get('gpu') else ''} | "
-            f"{entry['when'][:10]} |"
+        where = (
+            f"{entry['machine'].get('cpu', '?')} ×{entry['machine']['cpu_count']}"
+            f"{' + ' + entry['machine']['gpu'] if entry['machine'].get('gpu') else ''} | {entry['when'][:10]}"
         )
+        rows = [(name, entry), *((f"{name} ({v})", sub) for v, sub in entry.get("variants", {}).items())]
+        for label, row in rows:
+            versus = "".join(
+                f"; {k} {v:.3f}" for k, v in sorted(row.items()) if k.startswith(("vs_", "bare_vs_"))
+            )
+            figures = f"{_fmt(row['flywheel'])} | {_fmt(row['baseline'])} | {row['ratio']:.3f}{versus}"
+            lines.append(f"| {label} | {figures} | {where} |")
     for name, entry in sorted(results["benchmarks"].items()):
         if entry.get("notes"):
             lines += ["", f"**{name}**: {entry['notes']}"]
@@ -117,9 +125,10 @@ def main(argv: list[str]) -> int:
         entry = available[name]()
         entry.update(machine=host, when=datetime.now(UTC).isoformat())
         results["benchmarks"][name] = entry
-        print(
-            f"  {name}: ratio {entry['ratio']:.3f}  {_fmt(entry['flywheel'])}  vs  {_fmt(entry['baseline'])}"
-        )
+        for label, row in [(name, entry), *entry.get("variants", {}).items()]:
+            print(
+                f"  {label}: ratio {row['ratio']:.3f}  {_fmt(row['flywheel'])}  vs  {_fmt(row['baseline'])}"
+            )
         write(results)
     print(f"results: {RESULTS} and {TABLE}")
     return 0

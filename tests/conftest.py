@@ -191,6 +191,12 @@ def broker(request):
     return request.getfixturevalue(f"{request.param}_broker")
 
 
+@pytest.fixture(params=["kafka-python", "confluent-kafka"])
+def kafka_client(request) -> str:
+    """Each Kafka consumer client of the Kafka source in turn (``ingest.kafka.client``)."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """moto's S3 API server; yields its endpoint."""

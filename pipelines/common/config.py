@@ -161,9 +161,14 @@ SourceName = Literal["files", "kafka", "s3"]
 _TOPIC = r"^[A-Za-z0-9._-]{1,249}$"
 
 
+KafkaClientName = Literal["kafka-python", "confluent-kafka"]
+KAFKA_CLIENTS: tuple[str, ...] = ("kafka-python", "confluent-kafka")
+
+
 class KafkaSourceConfig(_Frozen):
     """What the Kafka source reads and how much per run; the brokers come from the environment."""
 
+    client: KafkaClientName = "kafka-python"  # the consumer library (pipelines/ingest/kafka_clients.py)
     topics: tuple[str, ...] = Field(default=("flywheel.events",), min_length=1)
     group_id: str = Field(default="flywheel-ingest", min_length=1)
     max_records: int | None = Field(default=None, ge=1)
@@ -175,6 +180,13 @@ class KafkaSourceConfig(_Frozen):
     connect_timeout_s: float = Field(default=10.0, gt=0)
     idle_timeout_s: float = Field(default=30.0, gt=0)
     group_instance_id: str | None = None
+
+    @field_validator("client", mode="before")
+    @classmethod
+    def _known_client(cls, value: Any) -> Any:
+        if value not in KAFKA_CLIENTS:
+            raise ValueError(f"one of {list(KAFKA_CLIENTS)} (kafka-python is the default)")
+        return value
 
     @model_validator(mode="after")
     def _check_topics(self) -> KafkaSourceConfig:

@@ -41,6 +41,18 @@ KAFKA_OPTIONS = frozenset(
         "client_id",
     }
 )
+# kafka-python's option names (the Connection's extra) -> librdkafka's (confluent-kafka)
+LIBRDKAFKA_OPTIONS = {
+    "security_protocol": "security.protocol",
+    "sasl_mechanism": "sasl.mechanism",
+    "sasl_plain_username": "sasl.username",
+    "sasl_plain_password": "sasl.password",
+    "ssl_cafile": "ssl.ca.location",
+    "ssl_certfile": "ssl.certificate.location",
+    "ssl_keyfile": "ssl.key.location",
+    "sasl_kerberos_service_name": "sasl.kerberos.service.name",
+    "client_id": "client.id",
+}
 
 
 class SourceUnavailable(IngestError):
@@ -84,6 +96,20 @@ class KafkaEndpoint:
     def client_config(self) -> dict[str, Any]:
         """Keyword arguments for kafka-python's clients."""
         return {"bootstrap_servers": self.servers, **self.options}
+
+    def librdkafka_config(self) -> dict[str, Any]:
+        """The same brokers and security settings in librdkafka's names (confluent-kafka's clients).
+
+        ``ssl_check_hostname`` becomes ``ssl.endpoint.identification.algorithm`` (``https`` or ``none``).
+        """
+        config: dict[str, Any] = {"bootstrap.servers": ",".join(self.servers)}
+        for key, value in self.options.items():
+            if key == "ssl_check_hostname":
+                check = str(value).strip().lower() not in ("false", "0", "no", "off", "")
+                config["ssl.endpoint.identification.algorithm"] = "https" if check else "none"
+            else:
+                config[LIBRDKAFKA_OPTIONS[key]] = value
+        return config
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,9 @@ were and a retry (same run id) resets and rewrites it. A crash between 3 and 4 l
 partition whose records the next run consumes again: the validation step drops event keys already
 validated, so validated data still holds each event once. A retry of a run whose partition is
 complete only finishes the commit. ``consumed == landed + quarantined`` in every manifest.
+
+The consumer library is ``ingest.kafka.client`` (kafka-python or confluent-kafka): only
+:mod:`pipelines.ingest.kafka_clients` knows it; everything here is the same for both.
 """
 
 from __future__ import annotations
@@ -37,7 +40,6 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing import get_context
-from operator import attrgetter
 from typing import Any
 
 import pandas as pd
@@ -50,6 +52,7 @@ from pipelines.common.progress import Progress
 from pipelines.common.settings import Settings
 from pipelines.ingest import rows as records
 from pipelines.ingest.endpoints import KafkaEndpoint, SourceUnavailable
+from pipelines.ingest.kafka_clients import KafkaClient, KafkaClientError, TopicPartition, open_client
 from pipelines.ingest.landing import IngestError, check_counts, jsonl_bytes, part_name, write_manifest
 from pipelines.ingest.messages import Segment, decode_segments
 
@@ -58,8 +61,7 @@ log = logging.getLogger(__name__)
 SOURCE = "kafka"
 MAX_IN_FLIGHT = 3  # batches handed to the worker and not yet decoded: bounds the consumer's memory
 DECODE_ROWS = 10_000  # records handed to the decoder at a time (a chunk is landed whole, in one part)
-_POLL_MS = 500
-_OFFSET, _KEY, _VALUE = attrgetter("offset"), attrgetter("key"), attrgetter("value")
+_POLL_S = 0.5
 
 
 # -- landing one chunk (in the worker process, or inline) ---------------------------------------
@@ -123,7 +125,7 @@ class ChunkBuilder:
         times = frame[self.target.schema.event_time]
         self.pieces.append(
             _Piece(
-                table=pa.Table.from_pandas(frame, schema=self.arrow_schema, preserve_index=False),
+                table=pa.Table.from_pandas(frame, schema=self.arrow_schema, preserve_index=False, nthreads=1),
                 quarantined=decoded.quarantined,
                 consumed=sum(len(s) for s in segments),
                 by_partition=_by_partition(segments, decoded.quarantined),
@@ -287,130 +289,68 @@ class Lander:
 # -- the consumer -------------------------------------------------------------------------------
 
 
-def consumer_config(endpoint: KafkaEndpoint, cfg: KafkaSourceConfig) -> dict[str, Any]:
-    """kafka-python settings of the ingestion consumer (the benchmark's bare loop uses the same)."""
-    return {
-        **endpoint.client_config(),
-        "group_id": cfg.group_id,
-        "group_instance_id": cfg.group_instance_id,
-        "client_id": endpoint.options.get("client_id", "flywheel-ingest"),
-        "enable_auto_commit": False,
-        "auto_offset_reset": "earliest",
-        "session_timeout_ms": cfg.session_timeout_ms,
-        "heartbeat_interval_ms": max(100, cfg.session_timeout_ms // 3),
-        "max_poll_records": cfg.poll_records,
-        "fetch_max_wait_ms": 100,  # an empty fetch (a partition at its end) answers fast
-        "max_partition_fetch_bytes": 4 * 1024 * 1024,
-        "bootstrap_timeout_ms": int(cfg.connect_timeout_s * 1000),
-        "request_timeout_ms": max(30_000, cfg.session_timeout_ms + 5000),
-    }
-
-
-def open_consumer(endpoint: KafkaEndpoint, cfg: KafkaSourceConfig) -> Any:
-    """A connected consumer, or :class:`SourceUnavailable` naming the broker."""
-    from kafka import KafkaConsumer
-    from kafka.errors import KafkaError
-
-    try:
-        consumer = KafkaConsumer(**consumer_config(endpoint, cfg))
-    except KafkaError as exc:
-        raise SourceUnavailable(
-            f"{endpoint.describe()} is not reachable ({type(exc).__name__}: {exc}); expected a running "
-            "broker: start one with `flywheel services up kafka`, or point the flywheel_kafka Connection "
-            "or FLYWHEEL_KAFKA_BOOTSTRAP at yours"
-        ) from None
-    missing = [t for t in cfg.topics if consumer.partitions_for_topic(t) is None]
-    if missing:
-        consumer.close()
-        raise IngestError(
-            f"Kafka topic(s) {missing} not found on {endpoint.describe()}; expected existing "
-            "topics (create them, or produce to them with `flywheel produce --to kafka`)"
-        )
-    return consumer
-
-
 @dataclass
 class Drained:
     """How far a run read: per topic partition the first/last offsets landed, and why it stopped."""
 
-    first: dict[Any, int] = field(default_factory=dict)
-    last: dict[Any, int] = field(default_factory=dict)
-    end: dict[Any, int] = field(default_factory=dict)
-    confirmed: dict[Any, int] = field(default_factory=dict)  # high watermark of the first fetch response
+    first: dict[TopicPartition, int] = field(default_factory=dict)
+    last: dict[TopicPartition, int] = field(default_factory=dict)
+    end: dict[TopicPartition, int] = field(default_factory=dict)
+    confirmed: dict[TopicPartition, int] = field(default_factory=dict)  # high watermark of the first fetch
     consumed: int = 0
     stopped_by: str = "end_offsets"
-
-
-def _rebalance_listener(consumer: Any, drained: Drained) -> Any:
-    """A listener that, after a rebalance, puts every partition this run already read back where it stopped.
-
-    (kafka-python resets a re-assigned partition to its committed offset, which would read again what
-    this run has landed.) Partitions lost to another consumer are simply no longer drained by this run.
-    """
-    from kafka import ConsumerRebalanceListener
-
-    class Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped
-        changed = False
-
-        def on_partitions_revoked(self, revoked: Any) -> None:
-            pass
-
-        def on_partitions_assigned(self, assigned: Any) -> None:
-            for tp in assigned:
-                if tp in drained.last:
-                    consumer.seek(tp, drained.last[tp] + 1)
-            self.changed = True
-
-    return Listener()
 
 
 class _Drain:
     """One run's polling: join the group, then poll batches into chunks until the run's bound."""
 
-    def __init__(self, consumer: Any, cfg: KafkaSourceConfig, endpoint: KafkaEndpoint, lander: Lander | None):
-        self.consumer, self.cfg, self.endpoint, self.lander = consumer, cfg, endpoint, lander
+    def __init__(
+        self, client: KafkaClient, cfg: KafkaSourceConfig, endpoint: KafkaEndpoint, lander: Lander | None
+    ):
+        self.client, self.cfg, self.endpoint, self.lander = client, cfg, endpoint, lander
         self.drained = Drained()
-        self.listener = _rebalance_listener(consumer, self.drained)
+        self.reassigned = False  # a rebalance happened since the end offsets were last looked up
         self.batch: list[Segment] = []  # polled, not yet handed to the decoder
         self.batch_rows = 0
         self.rows = 0  # in the current chunk
 
+    def _on_assigned(self, assigned: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """After a rebalance, every partition this run already read resumes where it stopped (a client
+        would restart it at its committed offset and read again what this run has landed). Partitions
+        lost to another consumer are simply no longer drained by this run."""
+        self.reassigned = True
+        return {tp: self.drained.last[tp] + 1 for tp in assigned if tp in self.drained.last}
+
     def join(self) -> None:
         """Subscribe and poll until partitions are assigned (records those polls return are kept)."""
-        self.consumer.subscribe(topics=list(self.cfg.topics), listener=self.listener)
+        self.client.subscribe(self.cfg.topics, self._on_assigned)
         timeout = max(30.0, 3 * self.cfg.session_timeout_ms / 1000)
         deadline = time.monotonic() + timeout
-        while not self.consumer.assignment():
+        while not self.client.assignment():
             if time.monotonic() > deadline:
                 raise SourceUnavailable(
                     f"{self.endpoint.describe()}: consumer group {self.cfg.group_id!r} got no partitions of "
                     f"{list(self.cfg.topics)} within {timeout:g} s"
                 )
-            budget = (
-                self.cfg.poll_records
-                if self.cfg.max_records is None
-                else min(self.cfg.poll_records, self.cfg.max_records - self.drained.consumed)
-            )
-            self.take(self.consumer.poll(timeout_ms=200, max_records=max(1, budget)))
+            self.take(self.client.poll(max(1, self._budget()), 0.2))
 
-    def take(self, batch: dict[Any, list[Any]]) -> None:
-        for tp, recs in batch.items():
-            if not recs:
-                continue
-            self.batch.append(
-                Segment(
-                    tp.topic,
-                    tp.partition,
-                    list(map(_OFFSET, recs)),
-                    list(map(_KEY, recs)),
-                    list(map(_VALUE, recs)),
-                )
-            )
-            self.drained.first.setdefault(tp, recs[0].offset)
-            self.drained.last[tp] = recs[-1].offset
-            self.rows += len(recs)
-            self.batch_rows += len(recs)
-            self.drained.consumed += len(recs)
+    def _budget(self) -> int:
+        """Records the next poll may return."""
+        if self.cfg.max_records is None:
+            return self.cfg.poll_records
+        return min(self.cfg.poll_records, self.cfg.max_records - self.drained.consumed)
+
+    def take(self, segments: list[Segment]) -> None:
+        drained = self.drained
+        for segment in segments:
+            tp = TopicPartition(segment.topic, segment.partition)
+            drained.first.setdefault(tp, segment.offsets[0])
+            drained.last[tp] = segment.offsets[-1]
+            n = len(segment)
+            self.rows += n
+            self.batch_rows += n
+            drained.consumed += n
+        self.batch += segments
         if self.batch_rows >= DECODE_ROWS:
             self._hand_over()
 
@@ -428,12 +368,7 @@ class _Drain:
             if stop:
                 drained.stopped_by = stop
                 break
-            limit = (
-                cfg.poll_records
-                if cfg.max_records is None
-                else min(cfg.poll_records, cfg.max_records - drained.consumed)
-            )
-            batch = self.consumer.poll(timeout_ms=_POLL_MS, max_records=limit)
+            batch = self.client.poll(self._budget(), _POLL_S)
             if batch:
                 before = drained.consumed
                 self.take(batch)
@@ -445,14 +380,14 @@ class _Drain:
                     f"{sorted(str(tp) for tp in behind)} are behind their end offsets; the broker is down or "
                     "unreachable. Nothing of this run was committed"
                 )
-            if self.listener.changed:
+            if self.reassigned:
                 self._track_new_partitions()
             behind = self._behind()
         shown.close()
         self._flush()
         return drained
 
-    def _stop_reason(self, behind: set[Any], started: float) -> str | None:
+    def _stop_reason(self, behind: set[TopicPartition], started: float) -> str | None:
         if not behind:
             return "end_offsets"
         if self.cfg.max_records is not None and self.drained.consumed >= self.cfg.max_records:
@@ -461,36 +396,36 @@ class _Drain:
             return "max_seconds"
         return None
 
-    def _behind(self) -> set[Any]:
+    def _behind(self) -> set[TopicPartition]:
         """Assigned partitions not yet at their bound; the others are paused.
 
         A partition's bound is its end offset seen at the start, raised to the high watermark of the
         first fetch response for it (a broker may report lagging end offsets: Tansu counts a batch as
         one offset). A partition is done only once a fetch response confirmed its bound.
         """
-        consumer, drained = self.consumer, self.drained
-        partitions = set(consumer.assignment())
+        client, drained = self.client, self.drained
+        partitions = client.assignment()
         for tp in partitions - set(drained.confirmed):
-            highwater = consumer.highwater(tp)
+            highwater = client.highwater(tp)
             if highwater is not None:
                 drained.confirmed[tp] = highwater
                 drained.end[tp] = max(drained.end.get(tp, 0), highwater)
-        behind = {
-            tp
-            for tp in partitions
-            if tp not in drained.confirmed or consumer.position(tp) < drained.end.get(tp, 0)
-        }
-        done = [tp for tp in partitions - behind if tp not in consumer.paused()]
+        behind = {tp for tp in partitions if tp not in drained.confirmed or self._short(tp)}
+        done = (partitions - behind) - client.paused()
         if done:
-            consumer.pause(*done)
+            client.pause(done)
         return behind
+
+    def _short(self, tp: TopicPartition) -> bool:
+        position = self.client.position(tp)
+        return position is None or position < self.drained.end.get(tp, 0)
 
     def _track_new_partitions(self) -> None:
         """End offsets of partitions assigned (at the start, or by a rebalance) that have none yet."""
-        self.listener.changed = False
-        new = [tp for tp in self.consumer.assignment() if tp not in self.drained.end]
+        self.reassigned = False
+        new = [tp for tp in self.client.assignment() if tp not in self.drained.end]
         if new:
-            self.drained.end.update(self.consumer.end_offsets(new))
+            self.drained.end.update(self.client.end_offsets(new))
 
     def _hand_over(self) -> None:
         """The polled batch to the decoder (kept back when this run lands nothing)."""
@@ -506,34 +441,34 @@ class _Drain:
         self.rows = 0
 
 
-def commit(consumer: Any, offsets: dict[Any, int], run_id: str, endpoint: KafkaEndpoint) -> dict[str, int]:
+def commit(
+    client: KafkaClient, offsets: dict[TopicPartition, int], run_id: str, endpoint: KafkaEndpoint
+) -> dict[str, int]:
     """Commit ``{TopicPartition: next offset}`` (never backwards); what was committed, by ``topic:partition``.
 
     Only partitions this consumer still owns are committed: one taken away by a rebalance belongs to
     another consumer now, which reads it again from its committed offset (the copies are dropped before
     the validated tier).
     """
-    from kafka.errors import KafkaError
-    from kafka.structs import OffsetAndMetadata
-
-    owned = set(consumer.assignment())
-    forward = {}
-    for tp, offset in offsets.items():
-        if tp not in owned:
-            continue
-        current = consumer.committed(tp)
-        if current is None or current < offset:
-            forward[tp] = OffsetAndMetadata(offset, f"flywheel run {run_id}", -1)
+    owned = client.assignment()
     try:
+        current = client.committed([tp for tp in offsets if tp in owned])
+        forward = {
+            tp: offset for tp, offset in offsets.items() if tp in current and _ahead(offset, current[tp])
+        }
         if forward:
-            consumer.commit(forward)
-    except KafkaError as exc:
+            client.commit(forward, f"flywheel run {run_id}")
+    except KafkaClientError as exc:
         raise SourceUnavailable(
-            f"{endpoint.describe()}: committing offsets failed ({type(exc).__name__}: {exc}); the landing "
+            f"{endpoint.describe()}: committing offsets failed ({exc}); the landing "
             "partition is complete, so a retry of this run finishes the commit, and a later run's copies "
             "of these records are dropped before the validated tier"
         ) from None
-    return {f"{tp.topic}:{tp.partition}": om.offset for tp, om in forward.items()}
+    return {str(tp): offset for tp, offset in forward.items()}
+
+
+def _ahead(offset: int, committed: int | None) -> bool:
+    return committed is None or committed < offset
 
 
 # -- one run ------------------------------------------------------------------------------------
@@ -584,9 +519,9 @@ def _ingest(
     target: ChunkTarget, lake: Lake, cfg: KafkaSourceConfig, endpoint: KafkaEndpoint, run_id: str
 ) -> dict[str, Any]:
     clock = _Phases()
-    with Lander(target, cfg.workers) as lander, _closing(open_consumer(endpoint, cfg)) as consumer:
+    with Lander(target, cfg.workers) as lander, _closing(open_client(endpoint, cfg)) as client:
         clock.lap("connect")
-        polling = _Drain(consumer, cfg, endpoint, lander)
+        polling = _Drain(client, cfg, endpoint, lander)
         polling.join()
         clock.lap("join")
         drained = polling.run()
@@ -598,7 +533,7 @@ def _ingest(
         manifest = _manifest(target, run_id, endpoint, cfg, drained, chunks, _next_offsets(drained))
         _write_manifests(lake, target, manifest)
         clock.lap("manifest")
-        committed = commit(consumer, _next_offsets(drained), run_id, endpoint)
+        committed = commit(client, _next_offsets(drained), run_id, endpoint)
         clock.lap("commit")
     log.info(
         "kafka ingest %s: %s consumed, %s landed, %s quarantined; committed %s",
@@ -637,15 +572,15 @@ def _write_manifests(lake: Lake, target: ChunkTarget, manifest: dict[str, Any]) 
 
 
 @contextlib.contextmanager
-def _closing(consumer: Any) -> Iterator[Any]:
+def _closing(client: KafkaClient) -> Iterator[KafkaClient]:
     try:
-        yield consumer
+        yield client
     finally:
         with contextlib.suppress(Exception):
-            consumer.close(autocommit=False, timeout_ms=5000)
+            client.close()
 
 
-def _next_offsets(drained: Drained) -> dict[Any, int]:
+def _next_offsets(drained: Drained) -> dict[TopicPartition, int]:
     """The offsets to commit: each partition read from, at the next offset after what was landed."""
     return {tp: last + 1 for tp, last in drained.last.items()}
 
@@ -657,7 +592,7 @@ def _manifest(
     cfg: KafkaSourceConfig,
     drained: Drained,
     chunks: list[ChunkSummary],
-    next_offsets: dict[Any, int],
+    next_offsets: dict[TopicPartition, int],
 ) -> dict[str, Any]:
     consumed = sum(c.consumed for c in chunks)
     landed = sum(c.landed for c in chunks)
@@ -769,11 +704,9 @@ def _finish_commit(
 
     The partition may already be validated, so it is never reset: its records stay exactly where they are.
     """
-    from kafka.structs import TopicPartition
-
     offsets = {TopicPartition(o["topic"], o["partition"]): o["next"] for o in manifest["offsets"]}
-    with _closing(open_consumer(endpoint, cfg)) as consumer:
-        _Drain(consumer, cfg, endpoint, None).join()
-        committed = commit(consumer, offsets, run_id, endpoint)
+    with _closing(open_client(endpoint, cfg)) as client:
+        _Drain(client, cfg, endpoint, None).join()
+        committed = commit(client, offsets, run_id, endpoint)
     log.info("kafka ingest %s: partition already complete; committed %s", run_id, committed or "nothing new")
     return _summary(manifest, landing, quarantine, committed, resumed=True)

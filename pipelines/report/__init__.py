@@ -7,14 +7,15 @@ from typing import TYPE_CHECKING
 from pipelines.common.exports import lazy_exports
 
 if TYPE_CHECKING:
-    from pipelines.report.summary import collect, latest, render, report_dir, write
+    from pipelines.report.summary import collect, latest, latest_all, render, report_dir, write
 
 _API = {
     "write": "summary",
     "latest": "summary",
+    "latest_all": "summary",
     "collect": "summary",
     "render": "summary",
     "report_dir": "summary",
 }
-__all__ = ["collect", "latest", "render", "report_dir", "write"]
+__all__ = ["collect", "latest", "latest_all", "render", "report_dir", "write"]
 __getattr__ = lazy_exports(__name__, _API)

@@ -3,33 +3,65 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from pipelines.common.config import LOWER_IS_BETTER, Params
 from pipelines.common.settings import Settings
 
-
-def report_dir(settings: Settings, dag_id: str) -> Path:
-    return settings.home / "runs" / dag_id
+REPORTS = ("reports", "runs")  # <lake>/reports/runs/<dag_id>/<run id>.json and latest.json
 
 
-def write(settings: Settings, dag_id: str, run_id: str, data: dict[str, Any]) -> Path:
-    """Keep a run's report as ``runs/<dag_id>/<run_id>.json`` and ``latest.json``."""
-    from pipelines.common.lake import safe_run_id
+def report_dir(params: Params, settings: Settings, dag_id: str) -> str:
+    """Where a DAG's run reports live: in the lake, which every worker and client shares (S3 on the stack)."""
+    from pipelines.common.lake import Lake
 
-    folder = report_dir(settings, dag_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"dag_id": dag_id, "run_id": run_id, **data}, indent=2, default=str) + "\n"
-    path = folder / f"{safe_run_id(run_id)}.json"
-    path.write_text(text)
-    (folder / "latest.json").write_text(text)
+    return Lake(settings.lake_root(params)).path(*REPORTS, dag_id)
+
+
+def write(params: Params, settings: Settings, dag_id: str, run_id: str, data: dict[str, Any]) -> str:
+    """Keep a run's report as ``<lake>/reports/runs/<dag_id>/<run_id>.json`` and ``latest.json``.
+
+    In the lake, not on the worker's disk: the task that writes it may run on any worker, and the summary,
+    the metrics exporter and a person read it from anywhere. Returns the report's path.
+    """
+    from datetime import UTC, datetime
+
+    from pipelines.common.lake import Lake, safe_run_id
+
+    lake = Lake(settings.lake_root(params))
+    folder = report_dir(params, settings, dag_id)
+    report = {"dag_id": dag_id, "run_id": run_id, "written_at": datetime.now(UTC).isoformat(), **data}
+    text = (json.dumps(report, indent=2, default=str) + "\n").encode()
+    path = f"{folder}/{safe_run_id(run_id)}.json"
+    lake.write_bytes(path, text)
+    lake.write_bytes(f"{folder}/latest.json", text)
     return path
 
 
-def latest(settings: Settings, dag_id: str) -> dict[str, Any] | None:
-    path = report_dir(settings, dag_id) / "latest.json"
-    return json.loads(path.read_text()) if path.exists() else None
+def latest(params: Params, settings: Settings, dag_id: str) -> dict[str, Any] | None:
+    """The last run report of a DAG, or None before its first."""
+    from pipelines.common.lake import Lake
+
+    found: dict[str, Any] | None = Lake(settings.lake_root(params)).read_json(
+        f"{report_dir(params, settings, dag_id)}/latest.json"
+    )
+    return found
+
+
+def latest_all(params: Params, settings: Settings) -> dict[str, dict[str, Any]]:
+    """The last run report of every DAG that wrote one, by DAG id."""
+    from pipelines.common.lake import Lake
+
+    lake = Lake(settings.lake_root(params))
+    root = lake.path(*REPORTS)
+    if not lake.fs.exists(root):
+        return {}
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(lake.fs.glob(f"{root}/*/latest.json")):
+        report = lake.read_json(path)
+        if report:
+            found[path.rsplit("/", 2)[-2]] = report
+    return found
 
 
 def champion(params: Params, settings: Settings) -> dict[str, Any] | None:
@@ -51,10 +83,10 @@ def champion(params: Params, settings: Settings) -> dict[str, Any] | None:
 def collect(params: Params, settings: Settings) -> dict[str, Any]:
     """Everything the summary shows, from the run reports and the registry."""
     return {
-        "ingest": latest(settings, "flywheel_ingest"),
-        "training": latest(settings, "flywheel_training"),
-        "drift": latest(settings, "flywheel_drift"),
-        "scoring": latest(settings, "flywheel_scoring"),
+        "ingest": latest(params, settings, "flywheel_ingest"),
+        "training": latest(params, settings, "flywheel_training"),
+        "drift": latest(params, settings, "flywheel_drift"),
+        "scoring": latest(params, settings, "flywheel_scoring"),
         "champion": champion(params, settings),
     }
 

@@ -9,6 +9,8 @@ params.yaml        the stack's params: the lake on S3, ingest from Kafka (writte
 postgres/          PostgreSQL's data folder (Airflow's metadata, MLflow's store and its users)
 workspace.git      the DVC workspace's shared git remote (bare): what every worker clones and pushes
 services/          Kafka (and ZooKeeper) and the S3 API, as ``flywheel services`` runs them
+metrics/           ``flywheel metrics-exporter``'s FLYWHEEL_HOME (scratch space only)
+prometheus/        prometheus.yml (written at every start) and Prometheus's TSDB (``data/``)
 airflow/<part>/    each Airflow process's own AIRFLOW_HOME and working directory; a worker's
                    FLYWHEEL_HOME is ``airflow/<worker>/flywheel``, scratch space only
 logs/              one log per process; ``processes.json`` their PIDs
@@ -29,7 +31,7 @@ import yaml
 
 from pipelines.stack.errors import StackError
 
-PORTS = ("postgres", "redis", "kafka", "zookeeper", "s3", "mlflow", "api")
+PORTS = ("postgres", "redis", "kafka", "zookeeper", "s3", "mlflow", "api", "metrics", "prometheus")
 WORKER_LOG_PORTS = ("worker", "worker-gpu", "triggerer")
 BUCKET = "flywheel"
 MLFLOW_ADMIN = "admin"
@@ -95,6 +97,15 @@ class Layout:
     @property
     def s3_endpoint(self) -> str:
         return f"http://127.0.0.1:{self.ports['s3']}"
+
+    @property
+    def metrics_url(self) -> str:
+        """``flywheel metrics-exporter``: Flywheel's series, scraped by the stack's Prometheus."""
+        return f"http://127.0.0.1:{self.ports['metrics']}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['prometheus']}"
 
 
 def load(state: Path, env: Mapping[str, str] | None = None, choose_port: Any = None) -> Layout:

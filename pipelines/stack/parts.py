@@ -8,6 +8,7 @@ deployment shares: PostgreSQL, Redis, the S3 buckets, the workspace's git remote
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import urllib.error
@@ -97,7 +98,13 @@ def postgres(layout: Layout) -> Spec:
         "max_connections=200",
     ]
     return Spec(
-        "postgres", argv, port, f"127.0.0.1:{port}", lambda spec, log: _pg_ready(layout), start_timeout_s=60
+        "postgres",
+        argv,
+        port,
+        f"127.0.0.1:{port}",
+        lambda spec, log: _pg_ready(layout),
+        start_timeout_s=60,
+        stop_signal=signal.SIGINT,  # "fast" shutdown, as pg_ctl stop: sessions end, a checkpoint, exit
     )
 
 
@@ -214,7 +221,7 @@ def mlflow(layout: Layout) -> Spec:
         argv,
         port,
         layout.tracking_uri,
-        lambda spec, log: _http_ok(f"{spec.endpoint}/health"),
+        lambda spec, log: http_ok(f"{spec.endpoint}/health"),
         env=env,
         cwd=home,
         start_timeout_s=180,
@@ -228,7 +235,8 @@ def _text(path: Path) -> str:
         return ""
 
 
-def _http_ok(url: str) -> bool:
+def http_ok(url: str) -> bool:
+    """True when ``GET url`` answers 200 within 2 s (a part's readiness)."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return bool(response.status == 200)
@@ -269,6 +277,16 @@ def airflow_env(layout: Layout, project: Path, part: str) -> dict[str, str]:
         "AIRFLOW__API__PORT": str(layout.ports["api"]),
         "AIRFLOW__API__BASE_URL": api,
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+        # The Connection flywheel_training's record task sets its run's note with (the REST API, as admin)
+        "AIRFLOW_CONN_FLYWHEEL_AIRFLOW_API": json.dumps(
+            {
+                "conn_type": "http",
+                "host": "127.0.0.1",
+                "port": layout.ports["api"],
+                "login": AIRFLOW_ADMIN,
+                "password": layout.secrets["airflow_admin_password"],
+            }
+        ),
         # Task logs in one folder the api-server reads (on several hosts: remote logging to S3)
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(layout.state / "airflow" / "logs"),
         "FLYWHEEL_HOME": str(home / "flywheel"),
@@ -330,7 +348,7 @@ def airflow(layout: Layout, project: Path, part: str, extra: Mapping[str, str] |
 
     def ready(spec: Spec, log: Path) -> bool:
         if part == "api-server":
-            return _http_ok(health)
+            return http_ok(health)
         if queue:  # Celery says "<hostname> ready." once connected to the broker
             return f"{part}@" in _text(log) and " ready." in _text(log)
         return True

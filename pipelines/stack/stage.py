@@ -1,7 +1,8 @@
 """``flywheel stack up|down|status``: the production topology as processes on this machine.
 
 PostgreSQL and Redis (Debian), Kafka and the S3 API (``flywheel services``), an authenticated MLflow
-server with the PostgreSQL store and S3 artifacts, and Airflow on the CeleryExecutor: api-server,
+server with the PostgreSQL store and S3 artifacts, ``flywheel metrics-exporter`` scraped by Debian's
+Prometheus, and Airflow on the CeleryExecutor: api-server,
 scheduler, dag-processor, triggerer and two Celery workers, one on the ``gpu`` queue. Ports are chosen
 at the first start and kept in the state folder (:mod:`pipelines.stack.layout`); every process is
 recorded by PID and stopped by PID.
@@ -24,14 +25,15 @@ from pipelines.demo import services
 from pipelines.demo.airflow_runner.processes import descendants, end_processes
 from pipelines.demo.services.supervisor import ServiceError, Supervisor, free_port, port_open
 from pipelines.stack import layout as layouts
-from pipelines.stack import parts, system
+from pipelines.stack import monitoring, parts, system
 from pipelines.stack.errors import StackError
 
-START_ORDER = ("postgres", "redis", "mlflow", *parts.AIRFLOW_PARTS)
+START_ORDER = ("postgres", "redis", "mlflow", *monitoring.PARTS, *parts.AIRFLOW_PARTS)
 STOP_ORDER = (
     tuple(w for w, _ in parts.WORKERS),
     ("triggerer", "scheduler", "dag-processor"),
     ("api-server",),
+    monitoring.PARTS,
     ("mlflow",),
     ("redis",),
     ("postgres",),
@@ -53,7 +55,7 @@ def up(
     """Start every part not running yet, in order, and wait until Airflow is healthy; the stack's status.
 
     ``airflow_env`` adds configuration to every Airflow process (``AIRFLOW__...`` variables).
-    ``install`` apt-get installs PostgreSQL and Redis when missing (as root).
+    ``install`` apt-get installs PostgreSQL, Redis and Prometheus when missing (as root).
     """
     system.require(install_missing=install)
     project = (project or Path(__file__).resolve().parents[2]).resolve()
@@ -73,6 +75,8 @@ def up(
     parts.create_databases(layout)
     _start(sup, parts.redis(layout))
     _start(sup, parts.mlflow(layout))
+    _start(sup, monitoring.metrics_exporter(layout, project))
+    _start(sup, monitoring.prometheus(layout))
     if not any(sup.status().get(p, {}).get("alive") for p in parts.AIRFLOW_PARTS):
         parts.migrate_airflow(layout, project)
     for part in parts.AIRFLOW_PARTS:
@@ -124,7 +128,7 @@ def down(state: Path | None = None, timeout_s: float = 10.0) -> dict[str, str]:
     root = state or layouts.state_dir()
     if not (root / "stack.json").exists():
         return {}
-    layout = layouts.load(root)
+    layout = layouts.load(root, choose_port=free_port)  # a state folder from before a new part: still stops
     sup = supervisor(layout)
     records = sup.status()
     stopped: dict[str, str] = {}
@@ -167,6 +171,8 @@ def status(state: Path | None = None) -> dict[str, Any]:
         "airflow": layout.api_url,
         "airflow_login": f"{layouts.AIRFLOW_ADMIN}, password in {layout.state / 'airflow/passwords.json'}",
         "mlflow": layout.tracking_uri,
+        "prometheus": layout.prometheus_url,
+        "metrics": f"{layout.metrics_url}/metrics",
         "client_env": str(layout.state / "stack.env"),
     }
 

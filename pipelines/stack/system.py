@@ -1,4 +1,4 @@
-"""The Debian packages the stack runs: PostgreSQL 15 and Redis, found on this machine or installed.
+"""The Debian packages the stack runs: PostgreSQL 15, Redis and Prometheus, found here or installed.
 
 ``make stack`` installs them with apt-get when it may (as root); otherwise :func:`require` fails
 naming the apt-get command to run.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pipelines.stack.errors import StackError
 
-APT_PACKAGES = ("postgresql", "redis-server")
+APT_PACKAGES = ("postgresql", "redis-server", "prometheus")
 APT_COMMAND = "apt-get install -y " + " ".join(APT_PACKAGES)
 POSTGRES_ROOT = Path("/usr/lib/postgresql")
 
@@ -34,6 +34,11 @@ def redis_server() -> str | None:
     return shutil.which("redis-server")
 
 
+def prometheus() -> str | None:
+    """The ``prometheus`` server on PATH (Debian: ``/usr/bin/prometheus``, 2.42 in bookworm); None if none."""
+    return shutil.which("prometheus")
+
+
 def missing() -> list[str]:
     """The Debian packages not installed here (of :data:`APT_PACKAGES`)."""
     gone = []
@@ -41,6 +46,8 @@ def missing() -> list[str]:
         gone.append("postgresql")
     if redis_server() is None:
         gone.append("redis-server")
+    if prometheus() is None:
+        gone.append("prometheus")
     return gone
 
 
@@ -63,7 +70,7 @@ def install(packages: list[str]) -> None:
 
 
 def require(install_missing: bool = False) -> None:
-    """Fail, naming the apt-get command, when PostgreSQL or Redis is missing (or install them first)."""
+    """Fail, naming the apt-get command, when PostgreSQL, Redis or Prometheus is missing (or install them)."""
     gone = missing()
     if gone and install_missing:
         install(gone)
@@ -71,7 +78,8 @@ def require(install_missing: bool = False) -> None:
     if gone:
         raise StackError(
             f"the stack needs the Debian packages {gone}, which are not installed; expected "
-            f"PostgreSQL under {POSTGRES_ROOT}/<version>/bin and redis-server on PATH: run `{APT_COMMAND}`"
+            f"PostgreSQL under {POSTGRES_ROOT}/<version>/bin, redis-server and prometheus on PATH: "
+            f"run `{APT_COMMAND}`"
         )
 
 

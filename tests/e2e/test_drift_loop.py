@@ -120,7 +120,7 @@ def test_drift_triggers_one_asset_triggered_retrain_that_records_why_and_the_gat
     # flywheel_training was paused until now: its first trigger takes the due nightly slot, which unpausing
     # would otherwise start at once, and trains the first model; the slot does not run a second time
     (first_run,) = runner.trigger_and_follow(api, "flywheel_training", timeout_s=TIMEOUT_S)
-    first = report.latest(settings, "flywheel_training")
+    first = report.latest(install.params(), settings, "flywheel_training")
     assert first_run.run_type == "manual" and first["trigger"] == "manual"
     assert first["promotion"]["promoted"] is True
     assert runner.find_runs(api, "flywheel_training", run_type="scheduled") == []
@@ -130,7 +130,7 @@ def test_drift_triggers_one_asset_triggered_retrain_that_records_why_and_the_gat
     produce(install, "calm", rows=1500, seed=4, start=today, end=calm_until)
     _, calm_run = ingest_then(api, "flywheel_drift")
     assert calm_run.tasks == {"check": "success", "trigger_retrain": "skipped"}
-    calm = report.latest(settings, "flywheel_drift")
+    calm = report.latest(install.params(), settings, "flywheel_drift")
     assert calm["rows_current"] == 1500 and calm["verdict"]["retrain"] is False, calm["verdict"]
     assert drift_events(api) == []
 
@@ -138,7 +138,7 @@ def test_drift_triggers_one_asset_triggered_retrain_that_records_why_and_the_gat
     produce(install, "drifted", rows=10_000, seed=5, start=calm_until, end=now, drift=True)
     ingest, drift_run, retrain_run = ingest_then(api, "flywheel_drift", "flywheel_training")
     assert drift_run.tasks == {"check": "success", "trigger_retrain": "success"}
-    detected = report.latest(settings, "flywheel_drift")
+    detected = report.latest(install.params(), settings, "flywheel_drift")
     assert (
         detected["verdict"]["retrain"] is True and detected["champion"] == f"models:/{name}/{first_version}"
     )
@@ -165,7 +165,7 @@ def test_drift_triggers_one_asset_triggered_retrain_that_records_why_and_the_gat
     )
     assert retrain_run.run_type == "asset_triggered"
     assert [e["id"] for e in consumed["asset_events"]] == [event["id"]]
-    retrain = report.latest(settings, "flywheel_training")
+    retrain = report.latest(install.params(), settings, "flywheel_training")
     promotion = retrain["promotion"]
     assert retrain["trigger"] == "drift" and retrain["trigger_reason"]["details"]["report"] == html
     assert promotion["previous_champion"] == first_version and promotion["test_rows"] > 0
@@ -190,7 +190,7 @@ def test_drift_triggers_one_asset_triggered_retrain_that_records_why_and_the_gat
     produce(install, "drifted-more", rows=1500, seed=6, start=now, end=datetime.now(UTC), drift=True)
     _, cooled_run = ingest_then(api, "flywheel_drift")
     assert cooled_run.tasks == {"check": "success", "trigger_retrain": "skipped"}
-    cooled = report.latest(settings, "flywheel_drift")
+    cooled = report.latest(install.params(), settings, "flywheel_drift")
     assert cooled["champion"] == f"models:/{name}/{champion}" and cooled["verdict"]["retrain"] is False
     assert cooled["verdict"]["drift_detected"] is not promotion["promoted"]
     assert ("cooldown" in cooled["verdict"]["reasons"][-1]) is cooled["verdict"]["drift_detected"]

@@ -72,7 +72,7 @@ def test_sensor_dataset_through_the_whole_loop(dagbag, tmp_path, monkeypatch):
     run, states = run_dag(dagbag, "flywheel_training")
     assert run.state == "success", states
 
-    record = report.latest(install.settings(), "flywheel_training")
+    record = report.latest(install.params(), install.settings(), "flywheel_training")
     assert record["promotion"]["promoted"] is True
     champ = report.champion(install.params(), install.settings())
     assert champ["name"] == "pump-failures"

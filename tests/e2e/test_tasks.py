@@ -45,7 +45,7 @@ def train(dagbag, install) -> dict:
 
     run, states = run_dag(dagbag, "flywheel_training")
     assert run.state == "success", states
-    return report.latest(install.settings(), "flywheel_training")
+    return report.latest(install.params(), install.settings(), "flywheel_training")
 
 
 @pytest.mark.parametrize(

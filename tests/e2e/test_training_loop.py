@@ -26,7 +26,7 @@ def test_loop_ends_with_a_champion_and_a_rerun_skips_training(dagbag, demo_insta
 
     run, states = run_dag(dagbag, "flywheel_ingest")
     assert run.state == "success", states
-    ingest = report.latest(demo_install.settings(), "flywheel_ingest")
+    ingest = report.latest(demo_install.params(), demo_install.settings(), "flywheel_ingest")
     landed = ingest["ingest"]
     assert landed["consumed"] == landed["landed"] + landed["quarantined"] > 0
     assert landed["quarantined"] > 0  # the malformed 1% went to quarantine, with reasons
@@ -34,14 +34,14 @@ def test_loop_ends_with_a_champion_and_a_rerun_skips_training(dagbag, demo_insta
 
     run, states = run_dag(dagbag, "flywheel_training")
     assert run.state == "success", states
-    first = report.latest(demo_install.settings(), "flywheel_training")
+    first = report.latest(demo_install.params(), demo_install.settings(), "flywheel_training")
     assert first["stages"] == {"snapshot": "ran", "featurize": "ran", "train": "ran", "evaluate": "ran"}
     assert first["promotion"]["promoted"] is True
     assert champion_version(demo_install) == first["promotion"]["version"]
 
     run, states = run_dag(dagbag, "flywheel_training")
     assert run.state == "success", states
-    second = report.latest(demo_install.settings(), "flywheel_training")
+    second = report.latest(demo_install.params(), demo_install.settings(), "flywheel_training")
     assert second["stages"]["featurize"] == "skipped" and second["stages"]["train"] == "skipped"
     assert second["promotion"]["promoted"] is False
     assert champion_version(demo_install) == first["promotion"]["version"]
@@ -60,7 +60,7 @@ def test_forced_promotion_needs_a_reason_and_is_recorded(dagbag, demo_install):
 
     run, states = run_dag(dagbag, "flywheel_training", run_conf={"force_promote": True})
     assert run.state == "failed" and states["prepare"] == "failed"  # refused before any work
-    assert report.latest(demo_install.settings(), "flywheel_training") is None
+    assert report.latest(demo_install.params(), demo_install.settings(), "flywheel_training") is None
 
     run, states = run_dag(
         dagbag,
@@ -68,7 +68,7 @@ def test_forced_promotion_needs_a_reason_and_is_recorded(dagbag, demo_install):
         run_conf={"force_promote": True, "force_reason": "relabelled fraud cases", "epochs": 2},
     )
     assert run.state == "success", states
-    record = report.latest(demo_install.settings(), "flywheel_training")
+    record = report.latest(demo_install.params(), demo_install.settings(), "flywheel_training")
     assert record["promotion"]["forced"] is True
     client = MlflowClient(demo_install.settings().tracking_uri)
     version = client.get_model_version(install_name(demo_install), record["promotion"]["version"])

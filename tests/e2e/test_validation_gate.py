@@ -37,7 +37,7 @@ def test_rejected_batch_never_reaches_training_and_champion_stays(dagbag, demo_i
     assert "amount" in json.dumps(manifest["failures"])
     landing = [p for p in lake.complete_partitions("landing") if p.endswith(rejected[0].rsplit("/", 1)[1])]
     assert len(lake.read_frame(f"{landing[0]}/part-00000.parquet")) == 1000  # kept, not lost
-    ingest = report.latest(settings, "flywheel_ingest")
+    ingest = report.latest(demo_install.params(), settings, "flywheel_ingest")
     assert ingest["validate"]["verdict"] == "fail"
     assert any(
         "expect_column_values_to_be_between(amount)" in f

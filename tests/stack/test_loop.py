@@ -8,8 +8,11 @@ Airflow's REST API as a person would, each fault injected by PID as a dying host
 2. the first model by hand: ``train`` runs on the ``gpu`` queue's worker; that worker is killed (``kill -9``,
    its task with it) mid-training; the scheduler notices the lost task, the restarted worker runs the
    retry, which resumes from the checkpoint on its disk, and the run succeeds: the champion moves;
-3. drifted events → ``drift_detected`` → the asset-triggered ``flywheel_training``, whose ``promote`` loses
-   the MLflow server: no alias moves, the failure names the server, and the retry succeeds once it is back;
+3. drifted events, whose ingest loses PostgreSQL (stopped by PID while the task drains Kafka, then started
+   again): the consumer group's offsets move only behind a complete landing partition, and every event
+   reaches the validated tier exactly once; → ``drift_detected`` → the asset-triggered
+   ``flywheel_training``, whose ``promote`` loses the MLflow server: no alias moves, the failure names the
+   server, and the retry succeeds once it is back;
 4. lineage from a client that shares no disk with the workers: S3 partitions and the git commit; MLflow
    refuses an anonymous alias change.
 
@@ -18,6 +21,7 @@ The workers share no disk: the DVC workspace travels through its git remote and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -30,16 +34,26 @@ import psutil
 import pytest
 
 from pipelines import stack as topology
+from pipelines.common.lake import MANIFEST
 from pipelines.demo import airflow_runner as runner
 from pipelines.demo.airflow_runner.processes import wait_parsed
 from pipelines.demo.airflow_runner.rest import task_log, wait_created
 from pipelines.stack.stage import supervisor
 from tests.support.install import ROOT
-from tests.support.stack import AIRFLOW_ENV, TIMEOUT_S, produce
+from tests.support.stack import (
+    AIRFLOW_ENV,
+    TIMEOUT_S,
+    kafka_offsets,
+    landing_files,
+    landing_manifests,
+    produce,
+    validated_keys,
+)
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 TRAINING = "flywheel_training"
+INGEST = "flywheel_ingest"
 
 
 def task_queues(api, dag_id: str, run_id: str) -> dict[str, str]:
@@ -114,7 +128,86 @@ def kill_gpu_worker_mid_training(stack, run_id: str) -> None:
     restart_missing(stack)
 
 
-def test_the_loop_on_celery_workers_survives_a_killed_worker_and_an_mlflow_outage(stack, monkeypatch):
+def ingest_through_a_postgres_restart(stack) -> runner.RunStatus:
+    """A ``flywheel_ingest`` run whose metadata database stops (by PID) while its ingest task drains Kafka.
+
+    While PostgreSQL is down the task keeps draining (it needs Kafka and S3, not the database); the
+    consumer group's offsets may move only once the landing manifest is on S3. PostgreSQL comes back with
+    ``flywheel stack up``, as do the Airflow parts that lost their database; the run then ends, after a retry
+    if the task could not report to Airflow. A run that still failed is triggered again: its partition is
+    complete, so the new run lands nothing twice. Returns the run that succeeded.
+    """
+    api = stack.api
+    before, _ = kafka_offsets(stack)
+    run = runner.trigger(api, INGEST, None, None)
+    wait_task(api, INGEST, run.run_id, "ingest", {"running"})
+    deadline = time.monotonic() + TIMEOUT_S
+    while not parts_in(files := landing_files(stack, run.run_id)):
+        assert MANIFEST not in files, f"the ingest of {run.run_id} landed before a part was seen: {files}"
+        assert time.monotonic() < deadline, f"the ingest of {run.run_id} landed no part within {TIMEOUT_S} s"
+        time.sleep(0.05)
+    assert supervisor(stack.layout).stop("postgres", timeout_s=30) == "stopped"
+    files = landing_files(stack, run.run_id)
+    assert MANIFEST not in files, (
+        f"PostgreSQL stopped after the drain ended, not during it: {len(files)} files"
+    )
+    while True:  # database down: the drain goes on; offsets move only behind a complete partition
+        committed, _ = kafka_offsets(stack)
+        landed = landed_up_to(
+            landing_manifests(stack)
+        )  # read after the offsets: a commit follows its manifest
+        ahead = {tp: o for tp, o in committed.items() if o > before.get(tp, 0) and o > landed.get(tp, 0)}
+        assert not ahead, f"offsets {ahead} committed beyond the landing manifests' {landed}"
+        if committed != before:
+            break
+        assert time.monotonic() < deadline, (
+            f"the ingest of {run.run_id} committed nothing within {TIMEOUT_S} s"
+        )
+        time.sleep(0.2)
+    done = follow_restarting(stack, INGEST, run.run_id)
+    print(f"ingest {run.run_id} through a PostgreSQL restart: {done.state}, tries {done.tries}")
+    if done.state == "success":
+        return done
+    again = runner.trigger(api, INGEST, None, None)  # the run's retries are spent; the next run finishes it
+    done = follow_restarting(stack, INGEST, again.run_id)
+    assert done.state == "success", f"the ingest after the PostgreSQL restart: {done}"
+    return done
+
+
+def parts_in(files: list[str]) -> list[str]:
+    return [name for name in files if name.startswith("part-")]
+
+
+def landed_up_to(manifests: dict[str, dict]) -> dict[str, int]:
+    """Per ``topic:partition``, the next offset after the last record landed by any of the manifests."""
+    upto: dict[str, int] = {}
+    for manifest in manifests.values():
+        for o in manifest["offsets"]:
+            name = f"{o['topic']}:{o['partition']}"
+            upto[name] = max(upto.get(name, 0), int(o["next"]))
+    return upto
+
+
+def follow_restarting(stack, dag_id: str, run_id: str) -> runner.RunStatus:
+    """Wait for a run to end while restarting the stack's parts that died (as a process manager would)."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        assert time.monotonic() < deadline, f"{dag_id} {run_id} did not end within {TIMEOUT_S} s"
+        records = supervisor(stack.layout).status()
+        if "postgres" not in records or not all(r["alive"] for r in records.values()):
+            with contextlib.suppress(topology.StackError):  # a part may die while the others start
+                restart_missing(stack)
+            continue
+        with contextlib.suppress(runner.AirflowRunError):  # the API answers 500 until its database is back
+            status = runner.run_status(stack.api, dag_id, run_id)
+            if status.finished:
+                return status
+        time.sleep(1.0)
+
+
+def test_the_loop_on_celery_workers_survives_a_killed_worker_a_postgres_restart_and_an_mlflow_outage(
+    stack, monkeypatch
+):
     api = stack.api
     for key, value in stack.env.items():
         monkeypatch.setenv(key, value)  # the MLflow client authenticates with the stack's credentials
@@ -126,7 +219,9 @@ def test_the_loop_on_celery_workers_survives_a_killed_worker_and_an_mlflow_outag
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
 
     # 1. clean events: ingested from Kafka into the lake on S3; the drift check skips (no champion yet)
-    produce(stack, "clean", rows=4000, seed=3, start=today - timedelta(days=12), end=today)
+    produced = produce(stack, "clean", rows=4000, seed=3, start=today - timedelta(days=12), end=today)[
+        "messages"
+    ]
     _, drift = runner.trigger_and_follow(api, "flywheel_ingest", then=["flywheel_drift"], timeout_s=TIMEOUT_S)
     assert drift.tasks == {"check": "skipped", "trigger_retrain": "skipped"}
 
@@ -141,12 +236,23 @@ def test_the_loop_on_celery_workers_survives_a_killed_worker_and_an_mlflow_outag
     assert all((home / ".git").is_dir() for home in homes.values()), "each worker cloned its own workspace"
     champion = alias(client, name, "champion")
     assert champion == "1"
+    note = api.call("GET", runner.run_path(TRAINING, first.run_id))["note"]  # set by record, as the UI shows
+    assert note and note.startswith("v1 promoted"), note
 
-    # 3. drifted events → drift_detected → the asset-triggered retrain; MLflow goes away during its promote
-    produce(stack, "drifted", rows=8000, seed=5, start=today, end=datetime.now(UTC), drift=True)
-    _, drift_run = runner.trigger_and_follow(
-        api, "flywheel_ingest", then=["flywheel_drift"], timeout_s=TIMEOUT_S
+    # 3. drifted events, ingested while PostgreSQL restarts: each lands once, offsets follow the landing;
+    #    → drift_detected → the asset-triggered retrain; MLflow goes away during its promote
+    produced += produce(stack, "drifted", rows=8000, seed=5, start=today, end=datetime.now(UTC), drift=True)[
+        "messages"
+    ]
+    ingest = ingest_through_a_postgres_restart(stack)
+    keys = validated_keys(stack)
+    assert len(keys) == len(set(keys)) == produced, (
+        f"{len(keys)} rows, {len(set(keys))} keys, {produced} sent"
     )
+    committed, end = kafka_offsets(stack)
+    assert committed == end, f"committed {committed}, end offsets {end}"
+    after = ingest.start_date or ""
+    drift_run = runner.wait_asset_triggered(api, "flywheel_drift", after, TIMEOUT_S, upstream=ingest)
     assert drift_run.tasks == {"check": "success", "trigger_retrain": "success"}
     query = {"run_type": "asset_triggered", "run_after_gte": drift_run.start_date}
     retrain = wait_created(api, TRAINING, "the drift retrain", query, TIMEOUT_S)
@@ -177,3 +283,42 @@ def test_the_loop_on_celery_workers_survives_a_killed_worker_and_an_mlflow_outag
     url = f"{stack.layout.tracking_uri}/api/2.0/mlflow/registered-models/alias"
     assert unauthenticated(url, {"name": name, "alias": "champion", "version": "1"}) == 401
     assert alias(client, name, "champion") == now_champion
+
+    # -- metrics: what the stack's Prometheus scraped from Flywheel's exporter, once the story is over --
+    prometheus_saw_the_loop(stack, client, name, retrain_started=done.start_date)
+
+
+def prometheus_saw_the_loop(stack, client, name: str, retrain_started: str | None) -> None:
+    """The stack's Prometheus holds Flywheel's series with the values a person checks after the story.
+
+    A scrape that began after the story ended: the exporter answered, every part of it was read (the
+    registry through MLflow's auth, the lake on S3), the champion is the registry's, Kafka's rows
+    landed, the drift check's share is a share, and the training report is no older than the retrain.
+    """
+    from tests.support.stack import prometheus_query, wait_scraped_after
+
+    wait_scraped_after(stack, "flywheel", time.time())
+    ended = time.time()
+
+    def values(promql: str) -> dict[tuple[tuple[str, str], ...], float]:
+        return {tuple(sorted(labels.items())): value for labels, value in prometheus_query(stack, promql)}
+
+    assert set(values('up{job="flywheel"}').values()) == {1.0}, "Prometheus could not scrape the exporter"
+    errors = values("flywheel_metrics_errors")
+    assert errors and set(errors.values()) == {0.0}, f"parts the exporter could not read: {errors}"
+    champion = alias(client, name, "champion")
+    scraped = list(values(f'flywheel_champion_version{{model="{name}"}}').values())
+    assert scraped == [float(champion)], (
+        f"Prometheus's champion of {name} is {scraped}; the registry's v{champion}"
+    )
+    [landed] = values('flywheel_rows_landed_total{source="kafka"}').values()
+    assert landed > 0, "Prometheus shows no rows landed from Kafka"
+    [share] = values("flywheel_drift_share").values()
+    assert 0 < share <= 1, f"the last drift check (it asked for the retrain) shows a drift share of {share}"
+    ages = {dict(k)["dag_id"]: v for k, v in values("flywheel_last_run_age_seconds").items()}
+    assert {"flywheel_ingest", "flywheel_drift", "flywheel_training"} <= set(ages), ages
+    since_retrain = ended - datetime.fromisoformat(str(retrain_started)).timestamp()
+    assert 0 <= ages["flywheel_training"] <= since_retrain, (
+        f"flywheel_training's last report is {ages['flywheel_training']:.0f} s old; the retrain began "
+        f"{since_retrain:.0f} s before the scrape"
+    )

@@ -7,6 +7,7 @@ MLflow, ``flywheel lineage``) gets the stack's client environment, as ``stack.en
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from pipelines.common.lake import MANIFEST
 from tests.support.install import ROOT
 
 BIN = Path(sys.executable).parent
@@ -72,6 +74,9 @@ def stack_params() -> dict:
     params["schedules"] = {**params.get("schedules", {}), "ingest": "0 0 1 1 *", "drift": "0 0 1 1 *"}
     params.setdefault("storage", {})["root"] = "s3://flywheel/lake"
     params["ingest"]["sources"] = ["kafka"]
+    # small parts: an ingest of a few thousand events writes a hundred parts, one after the other, so the
+    # PostgreSQL restart lands while the ingest task is still draining Kafka
+    params["ingest"]["kafka"].update(poll_records=50, chunk_rows=50)
     return params
 
 
@@ -86,7 +91,7 @@ def client_environment(layout: Any, home: Path) -> dict[str, str]:
 
 def produce(
     stack: Stack, batch: str, rows: int, seed: int, start: Any, end: Any, drift: bool = False
-) -> None:
+) -> dict[str, Any]:
     """Demo events on the stack's Kafka topic (as ``flywheel produce --to kafka`` with ``stack.env``)."""
     args = ["produce", "--to", "kafka", "--rows", str(rows), "--seed", str(seed), "--batch", batch]
     args += ["--start", start.isoformat(), "--end", end.isoformat(), "--json"]
@@ -94,3 +99,87 @@ def produce(
         args += ["--covariate-drift", "1.0", "--concept-drift", "0.3"]
     proc = stack.flywheel(*args)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def kafka_offsets(stack: Stack) -> tuple[dict[str, int], dict[str, int]]:
+    """The ingest consumer group's committed offsets (0: none yet) and the topics' end offsets, by
+    ``topic:partition``. Asked of the broker as any client would, without joining the group."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    cfg = yaml.safe_load((stack.state / "params.yaml").read_text())["ingest"]["kafka"]
+    consumer = KafkaConsumer(
+        bootstrap_servers=stack.env["FLYWHEEL_KAFKA_BOOTSTRAP"],
+        group_id=cfg["group_id"],
+        enable_auto_commit=False,
+    )
+    try:
+        parts = [TopicPartition(t, p) for t in cfg["topics"] for p in consumer.partitions_for_topic(t) or ()]
+        committed = {tp: consumer.committed(tp) or 0 for tp in parts}
+        end = consumer.end_offsets(parts)
+    finally:
+        consumer.close(autocommit=False)
+    return (
+        {f"{tp.topic}:{tp.partition}": offset for tp, offset in committed.items()},
+        {f"{tp.topic}:{tp.partition}": offset for tp, offset in end.items()},
+    )
+
+
+def stack_lake(stack: Stack) -> tuple[Any, dict[str, Any]]:
+    """The stack's lake on S3 as Flywheel reads it (listings not cached), and its params."""
+    from pipelines.common.lake import Lake
+
+    params = yaml.safe_load((stack.state / "params.yaml").read_text())
+    lake = Lake(params["storage"]["root"])
+    lake.fs.invalidate_cache()
+    return lake, params
+
+
+def landing_files(stack: Stack, run_id: str) -> list[str]:
+    """The file names in an ingest run's Kafka landing partition on S3, listed now (no cache)."""
+    lake, _ = stack_lake(stack)
+    partition = lake.partition("landing", run_id, source="kafka")
+    if not lake.fs.exists(partition):
+        return []
+    return [path.rsplit("/", 1)[-1] for path in lake.fs.ls(partition, detail=False)]
+
+
+def landing_manifests(stack: Stack) -> dict[str, dict[str, Any]]:
+    """Every complete Kafka landing partition's manifest, by partition, read from S3 now."""
+    lake, _ = stack_lake(stack)
+    partitions = lake.complete_partitions("landing", source="kafka")
+    return {partition: lake.read_json(f"{partition}/{MANIFEST}") for partition in partitions}
+
+
+def validated_keys(stack: Stack) -> list[str]:
+    """The event keys in every complete validated partition of the lake, one entry per stored row."""
+    lake, params = stack_lake(stack)
+    key = params["schema"]["key"]
+    return [
+        str(k)
+        for partition in lake.complete_partitions("validated")
+        for k in lake.read_partition_table(partition, columns=[key]).column(key).to_pylist()
+    ]
+
+
+def prometheus_query(stack: Stack, promql: str) -> list[tuple[dict[str, str], float]]:
+    """``GET /api/v1/query`` on the stack's Prometheus: ``(labels, value)`` of each series in the vector."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    url = f"{stack.layout.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body = json.loads(response.read())
+    assert body["status"] == "success" and body["data"]["resultType"] == "vector", body
+    return [(dict(s["metric"]), float(s["value"][1])) for s in body["data"]["result"]]
+
+
+def wait_scraped_after(stack: Stack, job: str, since: float) -> None:
+    """Poll until Prometheus holds a scrape of ``job`` that started after ``since`` (epoch seconds)."""
+    import time
+
+    deadline = time.monotonic() + TIMEOUT_S
+    while not [v for _, v in prometheus_query(stack, f'timestamp(up{{job="{job}"}})') if v > since]:
+        assert time.monotonic() < deadline, f"Prometheus scraped job {job!r} not once within {TIMEOUT_S} s"
+        time.sleep(1.0)

@@ -41,7 +41,9 @@ def lock_at(workspace, rev: str) -> dict:
 def report(live, run_id: str) -> dict:
     from pipelines.common.lake import safe_run_id
 
-    return json.loads((live.home / "runs" / DAG_ID / f"{safe_run_id(run_id)}.json").read_text())
+    # run reports live in the lake (storage.root: null, so under the home)
+    folder = live.home / "lake" / "reports" / "runs" / DAG_ID
+    return json.loads((folder / f"{safe_run_id(run_id)}.json").read_text())
 
 
 def test_backfill_three_dates_then_rerun_one_identically(live_airflow):

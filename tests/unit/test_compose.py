@@ -5,11 +5,14 @@ triggerer and CeleryExecutor workers (one on the `gpu` queue with a GPU reserved
 sharing one configuration, on PostgreSQL and Redis, the workers waiting for the api-server's health; Kafka in
 KRaft mode and the params ingesting from it; a maintained S3 server with its buckets; MLflow in its own image
 behind basic auth, on PostgreSQL with artifacts on S3; the DVC remote on S3; StatsD metrics with the right
-labels; an init process; the git commit baked in; layer caching; secrets from .env only.
+labels; Prometheus scraping the services that exist on the ports they listen on, and Grafana provisioned with
+that Prometheus and the Flywheel dashboard; an init process; the git commit baked in; layer caching; secrets
+from .env only.
 """
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -59,9 +62,18 @@ def command_text(service) -> str:
 
 
 def test_compose_parses_and_services_are_healthchecked_and_pinned(services):
-    assert {"postgres", "redis", "kafka", "s3", "mlflow", "statsd-exporter", *AIRFLOW_SERVICES} <= set(
-        services
-    )
+    assert {
+        "postgres",
+        "redis",
+        "kafka",
+        "s3",
+        "mlflow",
+        "statsd-exporter",
+        "metrics-exporter",
+        "prometheus",
+        "grafana",
+        *AIRFLOW_SERVICES,
+    } <= set(services)
     jobs = one_shot(services)
     for name, service in services.items():
         image = service.get("image", "")
@@ -123,6 +135,7 @@ def test_compose_holds_no_secrets_and_every_variable_is_in_the_example(repo_root
         "AIRFLOW_JWT_SECRET",
         "AIRFLOW_API_SECRET_KEY",
         "AIRFLOW_ADMIN_PASSWORD",
+        "GRAFANA_ADMIN_PASSWORD",
     ):
         assert re.search(rf"\$\{{{secret}:\?", text), (
             f"require {secret} with ${{{secret}:?...}}: no silent empty value"
@@ -359,3 +372,93 @@ def test_the_image_installs_the_project_with_its_pins(repo_root):
     stack = re.search(r"^stack = \[(.*?)\]", pyproject, flags=re.M | re.S).group(1)
     for package in re.findall(r'"([\w.-]+)', stack):
         assert f"\n{package.lower()}==" in constraints, f"pin {package} in constraints.txt"
+
+
+def mounts(service) -> dict[str, str]:
+    """``{target: source}`` of a service's bind mounts from the repository (``./source:target[:ro]``)."""
+    found = {}
+    for volume in service.get("volumes") or []:
+        source, target = re.sub(r"^\$\{\w+:-([^}]*)\}", r"\1", volume).split(":")[:2]
+        if source.startswith("./"):
+            found[target] = source[2:]
+    return found
+
+
+def listen_port(service) -> int:
+    """The port a service's command listens on: ``--port N`` or ``--web.listen-address=:N``."""
+    command = command_text(service)
+    found = re.search(r"--port (\d+)\b", command) or re.search(r"listen-address=[\w.]*:(\d+)\b", command)
+    assert found, f"no listening port in the command {command!r}"
+    return int(found.group(1))
+
+
+def prometheus_config(repo_root, services) -> dict:
+    prometheus = services["prometheus"]
+    [config] = re.findall(r"--config\.file=(\S+)", command_text(prometheus))
+    return yaml.safe_load((repo_root / mounts(prometheus)[config]).read_text())
+
+
+def test_prometheus_scrapes_flywheel_and_airflow_on_services_and_ports_that_exist(repo_root, services):
+    jobs = {
+        job["job_name"]: [t for c in job["static_configs"] for t in c["targets"]]
+        for job in prometheus_config(repo_root, services)["scrape_configs"]
+    }
+    assert {"flywheel", "airflow"} <= set(jobs), jobs
+    for job, targets in jobs.items():
+        for target in targets:
+            host, port = target.rsplit(":", 1)
+            name = "prometheus" if host == "localhost" else host
+            assert name in services, f"job {job} scrapes {target}: no service {host}"
+            assert listen_port(services[name]) == int(port), (
+                f"job {job} scrapes {target}; {name} listens on {listen_port(services[name])}"
+            )
+    assert jobs["flywheel"] == ["metrics-exporter:9108"] and jobs["airflow"] == ["statsd-exporter:9102"]
+    assert "flywheel metrics-exporter" in command_text(services["metrics-exporter"])
+    assert "--statsd.mapping-config=/etc/statsd/mapping.yml" in command_text(services["statsd-exporter"])
+    assert mounts(services["statsd-exporter"])["/etc/statsd/mapping.yml"] == "docker/statsd-mapping.yml"
+    assert services["prometheus"]["depends_on"].keys() >= {"metrics-exporter", "statsd-exporter"}
+
+
+def test_the_metrics_exporter_reads_the_workers_mlflow_and_lake_with_credentials(services):
+    exporter, worker = services["metrics-exporter"], services["airflow-worker"]
+    env, shared = exporter["environment"], worker["environment"]
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "AWS_ENDPOINT_URL", "FLYWHEEL_PARAMS"):
+        assert env[key] == shared[key], (
+            f"metrics-exporter's {key} is {env[key]!r}; the workers' {shared[key]!r}"
+        )
+    assert env["MLFLOW_TRACKING_PASSWORD"].startswith("${MLFLOW_ADMIN_PASSWORD")
+    assert env["AWS_SECRET_ACCESS_KEY"].startswith("${S3_SECRET_ACCESS_KEY")
+    assert mounts(exporter)[env["FLYWHEEL_PARAMS"]] == mounts(worker)[env["FLYWHEEL_PARAMS"]]
+    assert exporter["depends_on"]["mlflow"]["condition"] == "service_healthy"
+    assert exporter["image"] == worker["image"] and exporter.get("init") is True
+
+
+def test_grafana_provisions_the_prometheus_service_and_the_flywheel_dashboard(repo_root, services):
+    grafana = services["grafana"]
+    mounted = mounts(grafana)
+    provisioning = {t.rsplit("/", 1)[-1]: repo_root / s for t, s in mounted.items() if "/provisioning/" in t}
+    assert set(provisioning) == {"datasources", "dashboards"}, mounted
+    [datasource] = [
+        d
+        for f in sorted(provisioning["datasources"].glob("*.yml"))
+        for d in yaml.safe_load(f.read_text())["datasources"]
+    ]
+    dashboard = json.loads((repo_root / "docker" / "grafana" / "flywheel.json").read_text())
+    [variable] = [v for v in dashboard["templating"]["list"] if v["type"] == "datasource"]
+    assert datasource["type"] == variable["query"] == "prometheus" and datasource["isDefault"] is True
+    host, port = re.fullmatch(r"http://([\w-]+):(\d+)", datasource["url"]).groups()
+    assert host == "prometheus" and int(port) == listen_port(services["prometheus"]), datasource["url"]
+    [provider] = [
+        p
+        for f in sorted(provisioning["dashboards"].glob("*.yml"))
+        for p in yaml.safe_load(f.read_text())["providers"]
+    ]
+    folder = provider["options"]["path"].rstrip("/")
+    held = {t.rsplit("/", 1)[-1]: s for t, s in mounted.items() if t.rsplit("/", 1)[0] == folder}
+    assert held == {"flywheel.json": "docker/grafana/flywheel.json"}, (
+        f"the dashboard provider reads {folder}, which holds {held}; expected flywheel.json"
+    )
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+    assert grafana["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    for name in ("prometheus", "grafana"):
+        assert all(p.startswith("127.0.0.1:") for p in services[name]["ports"]), f"{name}: this machine only"

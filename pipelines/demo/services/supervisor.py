@@ -46,6 +46,9 @@ class Spec:
     cwd: Path | None = None
     start_timeout_s: float = 90.0
     stop_timeout_s: float = 30.0
+    # the signal that asks it to stop cleanly (PostgreSQL: SIGINT, its "fast" shutdown; its SIGTERM waits
+    # for every client to disconnect first, which a connection pool never does)
+    stop_signal: int = signal.SIGTERM
 
 
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.3) -> bool:
@@ -139,6 +142,7 @@ class Supervisor:
                 "endpoint": spec.endpoint,
                 "log": str(log_path),
                 "argv": spec.argv,
+                "stop_signal": int(spec.stop_signal),
                 "started_at": datetime.now(UTC).isoformat(),
             }
             state[spec.name] = record
@@ -168,7 +172,7 @@ class Supervisor:
             state.pop(name, None)
 
     def stop(self, name: str, timeout_s: float = 30.0) -> str:
-        """SIGTERM the recorded PID, SIGKILL after ``timeout_s``.
+        """Send the recorded PID its spec's stop signal (SIGTERM by default), SIGKILL after ``timeout_s``.
 
         Returns ``stopped``, ``not running`` or ``unknown``.
         """
@@ -179,7 +183,7 @@ class Supervisor:
         if not self.alive(record):
             return "not running"
         proc = psutil.Process(record["pid"])
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(record.get("stop_signal", signal.SIGTERM))
         try:
             proc.wait(timeout_s)
         except psutil.TimeoutExpired:

@@ -6,14 +6,16 @@ the registry (the ``flywheel.gate.evaluated`` tag the gate records), the last dr
 reports in the lake (``reports/drift/run=<run>/summary.json``, docs/architecture.md), rows landed and
 quarantined per source from the landing manifests, rows scored per model version from the predictions
 manifests, the champion's live metric from ``reports/performance/live.json``, the age of each DAG's last
-run report, and the Kafka lag the last ingest run left (its manifest). A part that cannot be read is
-counted in ``flywheel_metrics_errors`` with its name, and the other series are still exported.
+run report (``reports/runs/<dag_id>/latest.json`` in the lake, or under the home), and the Kafka lag
+the last ingest run left (its manifest). A part that cannot be read is counted in
+``flywheel_metrics_errors`` with its name, and the other series are still exported.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +48,9 @@ class FlywheelCollector(Collector):
         errors = GaugeMetricFamily(
             "flywheel_metrics_errors", "Parts of Flywheel's metrics that could not be read", labels=["part"]
         )
+        # This process lives long: an object store's cached listings (and ETags) would hide, or refuse to
+        # read, a report overwritten since the last scrape (runs/<dag_id>/latest.json, live.json)
+        Lake(self.settings.lake_root(self.params)).fs.invalidate_cache()
         parts = (
             ("registry", self._registry),
             ("drift", self._drift),
@@ -140,20 +145,20 @@ class FlywheelCollector(Collector):
         yield live_metric_family(lake.read_json(lake.path(*live.REPORT)) or {})
 
     def _runs(self) -> Iterator[Metric]:
-        """Seconds since each DAG's last run report was written (its tasks write one when they succeed)."""
-        import time
+        """Seconds since each DAG's last run report was written (its tasks write one when they succeed).
+
+        Read from the lake (``reports/runs/<dag_id>/latest.json``), which every worker and client shares.
+        """
+        from datetime import datetime
 
         from pipelines import report
 
-        age = GaugeMetricFamily(
-            "flywheel_last_run_age_seconds",
-            "Seconds since the last successful run of each DAG wrote its run report",
-            labels=["dag_id"],
-        )
-        root = report.report_dir(self.settings, "flywheel_ingest").parent  # runs/<dag_id>/latest.json
-        for latest in sorted(root.glob("*/latest.json")) if root.exists() else []:
-            age.add_metric([latest.parent.name], max(0.0, time.time() - latest.stat().st_mtime))
-        yield age
+        written = {
+            dag_id: datetime.fromisoformat(str(latest["written_at"])).timestamp()
+            for dag_id, latest in report.latest_all(self.params, self.settings).items()
+            if latest.get("written_at")
+        }
+        yield last_run_age_family(written, time.time())
 
     def _kafka(self) -> Iterator[Metric]:
         """Consumer lag each partition was left with by the last Kafka ingest run (no broker call)."""
@@ -193,6 +198,18 @@ def live_metric_family(report: dict[str, Any]) -> GaugeMetricFamily:
         for stat in ("low", "high"):
             if (day.get("interval") or {}).get(stat) is not None:
                 family.add_metric([*labels, stat], float(day["interval"][stat]))
+    return family
+
+
+def last_run_age_family(written: dict[str, float], now: float) -> GaugeMetricFamily:
+    """Per DAG: seconds from when its last run report was written (epoch seconds) to ``now``."""
+    family = GaugeMetricFamily(
+        "flywheel_last_run_age_seconds",
+        "Seconds since the last successful run of each DAG wrote its run report",
+        labels=["dag_id"],
+    )
+    for dag_id, at in sorted(written.items()):
+        family.add_metric([dag_id], max(0.0, now - at))
     return family
 
 

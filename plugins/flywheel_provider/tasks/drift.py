@@ -29,7 +29,7 @@ def check_drift(run_id: str, as_of: datetime | None) -> dict:
         raise AirflowSkipException(f"no drift check: {exc}") from None
     except (ParamsError, drift.ReferenceNotFound, drift.DriftInputError) as exc:  # a retry cannot help
         raise AirflowFailException(str(exc)) from None
-    report.write(settings, "flywheel_drift", run_id, summary)
+    report.write(params, settings, "flywheel_drift", run_id, summary)
     if (summary.get("report") or {}).get("html"):  # the UI's "Evidently drift report" link
         summary["report_artifact"] = "drift/report.html"
     return {

@@ -39,7 +39,7 @@ def validate_and_publish(landed: dict, run_id: str, outlet: Any) -> dict:
     params = hook.params()
     summary = validate.run(params, settings)
     summary |= validate.log_data_docs(params, settings, summary, run_id)  # the UI's "GX Data Docs" link
-    report.write(settings, "flywheel_ingest", run_id, {"ingest": landed, "validate": summary})
+    report.write(params, settings, "flywheel_ingest", run_id, {"ingest": landed, "validate": summary})
     if summary["verdict"] == "nothing_to_validate":  # no new data: no asset event, nothing downstream
         raise AirflowSkipException("no new landed batches to validate")
     if summary["verdict"] == "pass" and not summary["validated_rows"]:  # only copies of validated events

@@ -46,10 +46,10 @@ def measure_live(scored: dict, run_id: str) -> dict:
     hook = FlywheelHook()
     params, settings = hook.params(), hook.settings()
     if params.schema.task != "binary":
-        report.write(settings, "flywheel_scoring", run_id, {"score": scored})
+        report.write(params, settings, "flywheel_scoring", run_id, {"score": scored})
         raise AirflowSkipException(
             f"live performance is measured for binary models; schema.task is {params.schema.task}"
         )
     performance = scoring.measure(params, settings, run_id)
-    report.write(settings, "flywheel_scoring", run_id, {"score": scored, "performance": performance})
+    report.write(params, settings, "flywheel_scoring", run_id, {"score": scored, "performance": performance})
     return {"days": len(performance["days"]), "report": performance["report"]}

@@ -93,7 +93,8 @@ def record_training(run: dict, outcomes: dict, promotion: dict, run_id: str) -> 
     from pipelines import promote, report, workspace
     from pipelines.promote import registry
 
-    settings = FlywheelHook().settings()
+    hook = FlywheelHook()
+    settings = hook.settings()
     with workspace.attached(settings, run_id, "record", merge=True):  # a shared remote: main moves too
         commit = workspace.commit(settings, f"flywheel_training {run_id}: model v{promotion.get('version')}")
         registry.tag_workspace_commit(settings, promotion, commit)
@@ -110,7 +111,7 @@ def record_training(run: dict, outcomes: dict, promotion: dict, run_id: str) -> 
         "workspace_commit": commit,
     }
     data["note"] = promote.run_note(promotion)
-    report.write(settings, "flywheel_training", run_id, data)
+    report.write(hook.params(), settings, "flywheel_training", run_id, data)
     set_run_note("flywheel_training", run_id, data["note"])
     return data
 

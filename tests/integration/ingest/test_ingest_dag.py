@@ -63,7 +63,7 @@ def test_the_ingest_dag_drains_kafka_and_publishes_the_counts(
     run, states = run_dag(dagbag, "flywheel_ingest", run_conf={"sources": ["kafka"]})
 
     assert run.state == "success", states
-    landed = report.latest(install.settings(), "flywheel_ingest")["ingest"]
+    landed = report.latest(install.params(), install.settings(), "flywheel_ingest")["ingest"]
     assert landed["sources"] == ["kafka"] and landed["consumed"] == 3000
     assert landed["quarantined"] == sent["malformed"] and landed["landed"] == 3000 - sent["malformed"]
     events = validated_events()
@@ -74,7 +74,7 @@ def test_the_ingest_dag_drains_kafka_and_publishes_the_counts(
         "validated_rows": landed["landed"],
         "verdict": "pass",
     }
-    validated = report.latest(install.settings(), "flywheel_ingest")["validate"]
+    validated = report.latest(install.params(), install.settings(), "flywheel_ingest")["validate"]
     docs = mlflow_artifacts(install, validated["mlflow_run_id"], validated["docs_artifact"].rsplit("/", 1)[0])
     assert validated["docs_artifact"].endswith("/index.html") and "index.html" in docs
 

@@ -1,5 +1,5 @@
 """A corpus of malformed Kafka messages: each is quarantined with the right reason, raw bytes and
-topic/partition/offset, and every good message around them lands."""
+topic/partition/offset, and every good message around them lands; on both brokers, with both clients."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ CORPUS = [
 
 
 def test_every_malformed_kind_is_quarantined_with_its_reason_and_good_ones_land(
-    kafka_broker, tmp_path, request
+    broker, kafka_client, tmp_path, request
 ):
     from pipelines.demo import publish
     from pipelines.ingest import kafka
@@ -111,14 +111,20 @@ def test_every_malformed_kind_is_quarantined_with_its_reason_and_good_ones_land(
         values += [good(f"good-{i}a"), value, good(f"good-{i}b")]
         expected[3 * i + 1] = (kind, value, reason)
     topic = unique_topic(request)
-    publish.send(topic, keys, values, kafka_broker.endpoint(), partitions=1)  # one partition: offsets = order
+    publish.send(topic, keys, values, broker.endpoint(), partitions=1)  # one partition: offsets = order
     install = make_source_install(
         tmp_path,
         sources=["kafka"],
-        kafka={"topics": [topic], "group_id": f"g-{topic}", "session_timeout_ms": SESSION_TIMEOUT_MS},
+        kafka={
+            "topics": [topic],
+            "group_id": f"g-{topic}",
+            "session_timeout_ms": SESSION_TIMEOUT_MS,
+            "client": kafka_client,
+        },
     )
 
-    summary = kafka.run(install.params(), install.settings(), "corpus", kafka_broker.endpoint())
+    summary = kafka.run(install.params(), install.settings(), "corpus", broker.endpoint())
+    again = kafka.run(install.params(), install.settings(), "again", broker.endpoint())
 
     assert len(CORPUS) >= 20
     assert summary["consumed"] == 3 * len(CORPUS) == summary["landed"] + summary["quarantined"]
@@ -143,3 +149,5 @@ def test_every_malformed_kind_is_quarantined_with_its_reason_and_good_ones_land(
         f"good-{i}{s}" for i in range(len(CORPUS)) for s in "ab"
     )
     assert set(landed["_origin"]) == {f"{topic}:0:{o}" for o in range(3 * len(CORPUS)) if o not in expected}
+    assert summary["committed"] == {f"{topic}:0": 3 * len(CORPUS)}  # past the malformed ones too
+    assert again["consumed"] == 0  # committed: nothing is read twice

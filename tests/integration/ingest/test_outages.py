@@ -28,20 +28,24 @@ def nothing_landed(install) -> bool:
     return lake.complete_partitions("landing") == [] and leftovers == []
 
 
-def test_an_unreachable_broker_fails_fast_naming_it(tmp_path):
+def test_an_unreachable_broker_fails_fast_naming_it(tmp_path, kafka_client):
     from pipelines.demo.services.supervisor import free_port
     from pipelines.ingest import kafka
     from pipelines.ingest.endpoints import KafkaEndpoint, SourceUnavailable
 
     port = free_port()
-    install = make_source_install(tmp_path, sources=["kafka"], kafka={"connect_timeout_s": 1})
+    install = make_source_install(
+        tmp_path, sources=["kafka"], kafka={"connect_timeout_s": 1, "client": kafka_client}
+    )
 
     with pytest.raises(SourceUnavailable, match=f"Kafka broker at 127.0.0.1:{port} is not reachable"):
         kafka.run(install.params(), install.settings(), "run-1", KafkaEndpoint(f"127.0.0.1:{port}"))
     assert nothing_landed(install)
 
 
-def test_a_broker_that_dies_mid_run_fails_the_run_and_the_next_run_loses_nothing(tmp_path, request):
+def test_a_broker_that_dies_mid_run_fails_the_run_and_the_next_run_loses_nothing(
+    tmp_path, request, kafka_client
+):
     from pipelines.demo import generator as produce
     from pipelines.demo import publish, services
     from pipelines.demo.services.supervisor import free_port
@@ -67,6 +71,7 @@ def test_a_broker_that_dies_mid_run_fails_the_run_and_the_next_run_loses_nothing
                 "workers": 0,
                 "idle_timeout_s": 3,
                 "connect_timeout_s": 2,
+                "client": kafka_client,
             },
         )  # slow on purpose
         landing = install.lake().partition("landing", "run-1", "kafka")
@@ -128,7 +133,7 @@ def test_an_s3_endpoint_that_dies_mid_run_leaves_nothing_and_the_next_run_lands_
             return found
 
         monkeypatch.setattr(s3, "list_objects", list_then_fail)
-        with pytest.raises(SourceUnavailable, match=f"S3 endpoint {url}: reading s3://flaky/events/demo-0"):
+        with pytest.raises(SourceUnavailable, match=rf"S3 endpoint {url}: reading s3://flaky/events/demo-\d"):
             s3.run(install.params(), install.settings(), "run-1", endpoint)
         assert nothing_landed(install)
         assert s3.read_state(install.lake())["objects"] == {}  # nothing remembered: the next run reads all

@@ -37,7 +37,9 @@ def test_a_training_run_ends_with_the_gate_outcome_as_its_note(live_airflow):
         live.task_log(DAG_ID, run_id, "record"),
     )
 
-    report = json.loads((live.home / "runs" / DAG_ID / f"{safe_run_id(run_id)}.json").read_text())
+    report = json.loads(
+        (live.home / "lake" / "reports" / "runs" / DAG_ID / f"{safe_run_id(run_id)}.json").read_text()
+    )
     status, run = live.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.parse.quote(run_id, safe='')}")
     assert status == 200, run
     assert run["note"] == report["note"], live.task_log(DAG_ID, run_id, "record")

@@ -67,6 +67,15 @@ def lake(trained, champion, tmp_path, monkeypatch):
     return root
 
 
+def last_scoring(trained) -> dict:
+    """The last scoring run's report, from the lake of the params in force (this test's own lake)."""
+    from pipelines.common.config import load_params
+    from pipelines.report import summary as report
+
+    settings = trained.settings()
+    return report.latest(load_params(settings.params_path), settings, "flywheel_scoring")
+
+
 def validated_keys(root) -> pd.Series:
     frames = [pd.read_parquet(p) for p in sorted(root.glob("validated/*/*/part-00000.parquet"))]
     return pd.concat(frames)["transaction_id"].astype(str)
@@ -225,12 +234,11 @@ def test_predictions_are_published_to_the_topic_keyed_by_event(
 
 
 def test_the_scoring_dag_scores_new_events_once_and_reports_them(trained, lake, dagbag):
-    from pipelines.report import summary as report
     from tests.support.install import run_dag
 
     run, states = run_dag(dagbag, "flywheel_scoring")
     assert run.state == "success" and states == {"score": "success", "measure": "success"}, states
-    first = report.latest(trained.settings(), "flywheel_scoring")
+    first = last_scoring(trained)
     assert first["score"]["rows_scored"] == len(validated_keys(lake))
     assert first["performance"]["days"] and first["performance"]["report"].startswith(str(lake))
     version = str(champion_now(trained).version)
@@ -238,6 +246,6 @@ def test_the_scoring_dag_scores_new_events_once_and_reports_them(trained, lake, 
 
     run, states = run_dag(dagbag, "flywheel_scoring")
     assert run.state == "success", states
-    again = report.latest(trained.settings(), "flywheel_scoring")["score"]
+    again = last_scoring(trained)["score"]
     assert again["rows_scored"] == 0 and again["partitions_skipped"] == BATCHES + 1
     assert predictions(lake)["transaction_id"].is_unique

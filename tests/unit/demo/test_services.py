@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import zipfile
 from pathlib import Path
@@ -35,6 +36,33 @@ def test_a_service_starts_is_recorded_by_pid_and_stops_by_pid(tmp_path):
         assert supervisor.stop("web") == "stopped"
     assert not supervisor.alive(record) and supervisor.status() == {}
     assert supervisor.stop("web") == "unknown"
+
+
+def test_a_service_is_stopped_with_the_signal_its_spec_names(tmp_path):
+    """PostgreSQL's SIGTERM waits for its clients: its spec asks for SIGINT, and stop sends that."""
+    port, said = free_port(), tmp_path / "stopped-by"
+    server = (
+        "import http.server, signal, sys\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "def bye(signum, frame):\n"
+        f"    open({str(said)!r}, 'w').write(signal.Signals(signum).name)\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGINT, bye)\n"
+        f"http.server.HTTPServer(('127.0.0.1', {port}), http.server.BaseHTTPRequestHandler).serve_forever()\n"
+    )
+    spec = Spec(
+        "db",
+        [sys.executable, "-c", server],
+        port,
+        f"127.0.0.1:{port}",
+        lambda spec, log: port_open(spec.port),
+        stop_signal=signal.SIGINT,
+    )
+    supervisor = Supervisor(tmp_path)
+    record = supervisor.start(spec)
+    assert supervisor.stop("db") == "stopped"
+    assert not supervisor.alive(record)
+    assert said.read_text() == "SIGINT", "the service was killed instead of being asked to stop"
 
 
 def test_a_service_that_dies_while_starting_fails_with_its_log(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.ingest.endpoints import DEFAULT_BOOTSTRAP, KafkaEndpoint, S3Endpoint
+from pipelines.ingest.endpoints import DEFAULT_BOOTSTRAP, KAFKA_OPTIONS, KafkaEndpoint, S3Endpoint
 from pipelines.ingest.landing import IngestError
 
 
@@ -35,6 +35,33 @@ def test_a_bootstrap_without_ports_is_refused(servers):
 def test_unknown_kafka_options_are_refused():
     with pytest.raises(IngestError, match="not supported"):
         KafkaEndpoint("a:1", {"acks": "all"})
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "librdkafka"),
+    [
+        ("security_protocol", "SASL_SSL", {"security.protocol": "SASL_SSL"}),
+        ("sasl_mechanism", "SCRAM-SHA-512", {"sasl.mechanism": "SCRAM-SHA-512"}),
+        ("sasl_plain_username", "u", {"sasl.username": "u"}),
+        ("sasl_plain_password", "p", {"sasl.password": "p"}),
+        ("ssl_cafile", "/ca.pem", {"ssl.ca.location": "/ca.pem"}),
+        ("ssl_certfile", "/c.pem", {"ssl.certificate.location": "/c.pem"}),
+        ("ssl_keyfile", "/k.pem", {"ssl.key.location": "/k.pem"}),
+        ("sasl_kerberos_service_name", "kafka", {"sasl.kerberos.service.name": "kafka"}),
+        ("client_id", "ingest-7", {"client.id": "ingest-7"}),
+        ("ssl_check_hostname", True, {"ssl.endpoint.identification.algorithm": "https"}),
+        ("ssl_check_hostname", False, {"ssl.endpoint.identification.algorithm": "none"}),
+        ("ssl_check_hostname", "false", {"ssl.endpoint.identification.algorithm": "none"}),
+    ],
+)
+def test_the_same_settings_reach_librdkafka_under_its_names(option, value, librdkafka):
+    endpoint = KafkaEndpoint("a:9092, b:9093", {option: value})
+    assert endpoint.librdkafka_config() == {"bootstrap.servers": "a:9092,b:9093", **librdkafka}
+
+
+def test_every_supported_kafka_option_has_a_librdkafka_name():
+    endpoint = KafkaEndpoint("a:1", {option: "x" for option in KAFKA_OPTIONS})
+    assert len(endpoint.librdkafka_config()) == 1 + len(KAFKA_OPTIONS)
 
 
 def test_s3_reads_the_standard_aws_variables():

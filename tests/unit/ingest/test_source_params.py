@@ -33,6 +33,11 @@ def test_the_default_reads_files_and_the_old_single_source_key_still_works():
         ({"kafka": {"topics": ["bad topic"]}}, "Kafka topic names"),
         ({"kafka": {"session_timeout_ms": 10}}, "ingest.kafka.session_timeout_ms = 10"),
         ({"kafka": {"workers": 4}}, "ingest.kafka.workers = 4"),
+        (
+            {"kafka": {"client": "confluent"}},
+            "ingest.kafka.client = 'confluent': expected one of ['kafka-python', 'confluent-kafka']",
+        ),
+        ({"kafka": {"client": None}}, "ingest.kafka.client = None: expected one of"),
         ({"kafka": {"bootstrap_servers": "h:9092"}}, "unknown key"),  # endpoints never come from params
         ({"s3": {"url": "http://bucket/x"}}, "ingest.s3.url = 'http://bucket/x'"),
     ],
@@ -40,3 +45,9 @@ def test_the_default_reads_files_and_the_old_single_source_key_still_works():
 def test_invalid_source_settings_fail_naming_the_key(repo_root, ingest, message):
     with pytest.raises(ParamsError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_params(with_ingest(repo_root, **ingest), source="params.yaml")
+
+
+def test_kafka_python_is_the_default_client_and_confluent_kafka_can_be_chosen(repo_root):
+    assert parse_params(with_ingest(repo_root)).ingest.kafka.client == "kafka-python"
+    chosen = parse_params(with_ingest(repo_root, kafka={"client": "confluent-kafka"}))
+    assert chosen.ingest.kafka.client == "confluent-kafka"

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pipelines.common.config import load_params
 from pipelines.common.settings import Settings
 from pipelines.report import summary as report
+from tests.support.install import ROOT
+
+PARAMS = load_params(ROOT / "params.yaml")  # storage.root: null, the lake under the home
 
 
 def test_summary_shows_the_drift_the_reason_and_both_models(tmp_path):
     settings = Settings.from_env({"FLYWHEEL_HOME": str(tmp_path)})
     report.write(
+        PARAMS,
         settings,
         "flywheel_drift",
         "drift-run",
@@ -25,6 +30,7 @@ def test_summary_shows_the_drift_the_reason_and_both_models(tmp_path):
         },
     )
     report.write(
+        PARAMS,
         settings,
         "flywheel_training",
         "train-run",
@@ -50,8 +56,8 @@ def test_summary_shows_the_drift_the_reason_and_both_models(tmp_path):
     )
     summary = {
         "ingest": None,
-        "training": report.latest(settings, "flywheel_training"),
-        "drift": report.latest(settings, "flywheel_drift"),
+        "training": report.latest(PARAMS, settings, "flywheel_training"),
+        "drift": report.latest(PARAMS, settings, "flywheel_drift"),
         "champion": None,
     }
     text = report.render(summary, settings)

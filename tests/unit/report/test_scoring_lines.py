@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pipelines.common.config import load_params
 from pipelines.common.settings import Settings
 from pipelines.report import summary as report
+from tests.support.install import ROOT
+
+PARAMS = load_params(ROOT / "params.yaml")  # storage.root: null, the lake under the home
 
 
 def test_scoring_lines_name_the_versions_and_the_live_metric(tmp_path):
@@ -18,8 +22,10 @@ def test_scoring_lines_name_the_versions_and_the_live_metric(tmp_path):
     }
     day = {"day": "2026-11-28", "metric": "roc_auc", "model_version": "2", "rows": 2900, "value": 0.71}
     day["interval"] = {"low": 0.69, "high": 0.73}
-    report.write(settings, "flywheel_scoring", "run-9", {"score": scored, "performance": {"days": [day]}})
-    text = report.render({"scoring": report.latest(settings, "flywheel_scoring")}, settings)
+    report.write(
+        PARAMS, settings, "flywheel_scoring", "run-9", {"score": scored, "performance": {"days": [day]}}
+    )
+    text = report.render({"scoring": report.latest(PARAMS, settings, "flywheel_scoring")}, settings)
     assert (
         "Scoring:    run run-9: 3000 events scored by card-fraud v2 (1 partitions; 1 already scored)" in text
     )

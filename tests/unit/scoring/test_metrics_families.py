@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.scoring.serve.metrics import kafka_lag_family, live_metric_family
+from pipelines.scoring.serve.metrics import kafka_lag_family, last_run_age_family, live_metric_family
 
 
 def samples(family) -> dict[tuple[str, ...], float]:
@@ -49,3 +49,19 @@ def test_live_metric(report, expected):
 )
 def test_kafka_lag(offsets, expected):
     assert samples(kafka_lag_family({"offsets": offsets})) == expected
+
+
+@pytest.mark.parametrize(
+    ("written", "now", "expected"),
+    [
+        (
+            {"flywheel_training": 100.0, "flywheel_ingest": 160.0},
+            200.0,
+            {("flywheel_ingest",): 40.0, ("flywheel_training",): 100.0},
+        ),
+        ({"flywheel_drift": 250.0}, 200.0, {("flywheel_drift",): 0.0}),  # a clock ahead: never negative
+        ({}, 200.0, {}),
+    ],
+)
+def test_last_run_age(written, now, expected):
+    assert samples(last_run_age_family(written, now)) == expected

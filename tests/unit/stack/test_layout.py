@@ -65,7 +65,9 @@ def test_missing_debian_packages_are_named_with_the_apt_command(tmp_path, monkey
     monkeypatch.setattr(system, "POSTGRES_ROOT", tmp_path / "none")
     monkeypatch.setattr(system.shutil, "which", lambda name: None)
     with pytest.raises(
-        StackError, match=r"\['postgresql', 'redis-server'\].*apt-get install -y postgresql redis-server"
+        StackError,
+        match=r"\['postgresql', 'redis-server', 'prometheus'\].*"
+        r"apt-get install -y postgresql redis-server prometheus",
     ):
         system.require()
 
@@ -84,3 +86,54 @@ def test_a_folder_without_a_stack_has_nothing_to_stop_or_show(tmp_path):
 
     assert down(tmp_path) == {}
     assert status(tmp_path) == {"state": str(tmp_path), "parts": {}, "running": False}
+
+
+def test_prometheus_scrapes_the_stack_s_metrics_exporter(tmp_path):
+    from pipelines.stack import monitoring
+
+    layout = load(tmp_path, env={}, choose_port=ports())
+    config = monitoring.prometheus_config(layout)
+    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
+    assert targets == {
+        "flywheel": [f"127.0.0.1:{layout.ports['metrics']}"],
+        "prometheus": [f"127.0.0.1:{layout.ports['prometheus']}"],
+    }
+    assert layout.ports["metrics"] != layout.ports["prometheus"]
+
+
+def test_the_metrics_exporter_reads_the_stack_s_mlflow_and_lake_as_the_admin(tmp_path):
+    from pipelines.stack import monitoring
+
+    layout = load(tmp_path, env={}, choose_port=ports())
+    spec = monitoring.metrics_exporter(layout, ROOT)
+    assert spec.argv[-4:] == ["--host", "127.0.0.1", "--port", str(layout.ports["metrics"])]
+    assert spec.env["MLFLOW_TRACKING_URI"] == layout.tracking_uri
+    assert spec.env["MLFLOW_TRACKING_PASSWORD"] == layout.secrets["mlflow_admin_password"]
+    assert spec.env["FLYWHEEL_PARAMS"] == str(layout.params_path)  # the lake on S3 (storage.root)
+    assert spec.env["AWS_ENDPOINT_URL"] == layout.s3_endpoint
+    assert not any(layout.secrets["mlflow_admin_password"] in arg for arg in spec.argv)  # ps shows argv
+
+
+def test_a_state_folder_from_before_the_metrics_parts_gets_their_ports_at_the_next_start(tmp_path):
+    first = load(tmp_path, env={}, choose_port=ports())
+    saved = json.loads((tmp_path / "stack.json").read_text())
+    for name in ("metrics", "prometheus"):
+        del saved["ports"][name]
+    (tmp_path / "stack.json").write_text(json.dumps(saved))
+    with pytest.raises(StackError, match="no port for metrics; run `flywheel stack up`"):
+        load(tmp_path, env={})
+    again = load(tmp_path, env={}, choose_port=itertools.count(42000).__next__)
+    assert {k: v for k, v in again.ports.items() if k not in ("metrics", "prometheus")} == {
+        k: v for k, v in first.ports.items() if k not in ("metrics", "prometheus")
+    }
+    assert again.secrets == first.secrets
+
+
+def test_the_workers_reach_the_api_server_as_the_admin_to_set_a_training_run_s_note(tmp_path):
+    from pipelines.stack import parts
+
+    layout = load(tmp_path, env={}, choose_port=ports())
+    env = parts.airflow_env(layout, ROOT, "worker")
+    conn = json.loads(env["AIRFLOW_CONN_FLYWHEEL_AIRFLOW_API"])
+    assert (conn["host"], conn["port"]) == ("127.0.0.1", layout.ports["api"])
+    assert (conn["login"], conn["password"]) == ("admin", layout.secrets["airflow_admin_password"])

@@ -202,7 +202,9 @@ def test_metrics_expose_the_champion_its_evaluated_metric_drift_and_landed_rows(
     assert code in (0, 3)  # a drift check ran and wrote its summary (3: it asked for a retrain)
     name, version = trained.params().promote.model_name, current_champion(trained)
     scored = run_cli("score")["scored_by_version"]
-    report.write(trained.settings(), "flywheel_drift", "manual__metrics", {"verdict": "test"})
+    report.write(
+        trained.params(), trained.settings(), "flywheel_drift", "manual__metrics", {"verdict": "test"}
+    )
     with serve(trained, token="s3cret") as url:
         refused = httpx.get(f"{url}/metrics")
         served = samples(httpx.get(f"{url}/metrics", headers={"Authorization": "Bearer s3cret"}).text)
