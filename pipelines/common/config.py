@@ -427,7 +427,7 @@ class ScoreConfig(_Frozen):
 
     publish_topic: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,249}$")
     min_day_rows: int = Field(default=100, ge=1)
-    batch_rows: int = Field(default=250_000, ge=1)
+    batch_rows: int = Field(default=20_000, ge=1)
 
 
 class ServeConfig(_Frozen):

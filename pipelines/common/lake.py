@@ -144,13 +144,21 @@ class Lake:
         """All Parquet parts of a partition as one frame (a source may land a large run in several parts)."""
         return self.read_partition_table(partition, columns).to_pandas()
 
-    def read_partition_table(self, partition: str, columns: list[str] | None = None) -> pa.Table:
+    def read_partition_table(
+        self, partition: str, columns: list[str] | None = None, *, missing_ok: bool = False
+    ) -> pa.Table:
         """All Parquet parts of a partition as one Arrow table: for readers that convert only some
-        columns to pandas, or none."""
+        columns to pandas, or none. ``columns``: only these are decoded; ``missing_ok``: a column a
+        part lacks is left out rather than an error."""
         tables = []
         for path in self.part_files(partition):
             with self.fs.open(path, "rb") as fh:
-                tables.append(pq.read_table(fh, columns=columns))
+                if columns is not None and missing_ok:
+                    part = pq.ParquetFile(fh)
+                    names = set(part.schema_arrow.names)
+                    tables.append(part.read(columns=[c for c in columns if c in names]))
+                else:
+                    tables.append(pq.read_table(fh, columns=columns))
         if not tables:
             raise FileNotFoundError(f"partition {partition} has no part-*.parquet file")
         return pa.concat_tables(tables)

@@ -82,11 +82,7 @@ def score_frames(
         ScoreError: a schema column is missing, or the model answered with the wrong number of rows.
     """
     for frame in frames:
-        missing = [
-            c for c in (schema.key, schema.event_time, *schema.feature_names) if c not in frame.columns
-        ]
-        if missing:
-            raise ScoreError(f"validated rows lack column(s) {missing}; expected the schema's columns")
+        _check_columns(list(frame.columns), schema)
     features = [frame[list(schema.feature_names)] for frame in frames]
     rows = features[0] if len(features) == 1 else pd.concat(features, ignore_index=True)
     out = predict(rows)
@@ -190,9 +186,89 @@ def load_predict(model: Model) -> Predict:
 def read_validated(lake: Lake, name: str, schema: Schema) -> pd.DataFrame:
     """The columns scoring reads of validated partition ``name`` (key, event time, features, target):
     only those become pandas columns."""
-    table = lake.read_partition_table(manifest.partition_path(lake, name, manifest.VALIDATED))
-    wanted = (schema.key, schema.event_time, *schema.feature_names, schema.target)
-    return table.select([c for c in dict.fromkeys(wanted) if c in table.column_names]).to_pandas()
+    return read_validated_table(lake, name, schema).to_pandas()
+
+
+def read_validated_table(lake: Lake, name: str, schema: Schema) -> pa.Table:
+    """The Arrow columns scoring reads of validated partition ``name``: key, event time, features and the
+    target when the partition has it."""
+    wanted = list(dict.fromkeys((schema.key, schema.event_time, *schema.feature_names, schema.target)))
+    path = manifest.partition_path(lake, name, manifest.VALIDATED)
+    table = lake.read_partition_table(path, wanted, missing_ok=True)
+    return table.select([c for c in wanted if c in table.column_names])
+
+
+def score_tables(
+    tables: Sequence[pa.Table], schema: Schema, predict: Predict, model: Model, run_id: str
+) -> list[pa.Table]:
+    """The predictions of validated Arrow tables, one ``predict`` call for all of them: the same rows,
+    types and pandas metadata :func:`score_frames` and :func:`prediction_table` give, but only the
+    features become pandas; key, event time and label stay Arrow columns (no Python object per row).
+
+    Raises:
+        ScoreError: a schema column is missing, or the model answered with the wrong number of rows.
+    """
+    if not tables:
+        return []
+    for table in tables:
+        _check_columns(table.column_names, schema)
+    features = [table.select(list(schema.feature_names)).to_pandas() for table in tables]
+    rows = features[0] if len(features) == 1 else pd.concat(features, ignore_index=True)
+    out = predict(rows)
+    if len(out) != len(rows):
+        raise ScoreError(f"the model {model.uri} returned {len(out)} predictions for {len(rows)} rows")
+    scores, classes = task_outputs(schema, out)
+    layout = _prediction_schema(tables[0], schema, model, run_id)
+    constant = _run_values(model, run_id)
+    tables_out, start = [], 0
+    for table in tables:
+        end = start + table.num_rows
+        arrays = [
+            table[schema.key].cast(pa.string()),
+            table[schema.event_time],
+            pa.array(scores[start:end], pa.float64()),
+            pa.array(classes[start:end]),
+            _label_array(schema, table),
+            *(_constant_array(value, table.num_rows) for value in constant.values()),
+        ]
+        tables_out.append(
+            pa.Table.from_arrays([a.cast(f.type) for a, f in zip(arrays, layout, strict=True)], schema=layout)
+        )
+        start = end
+    return tables_out
+
+
+def _check_columns(columns: Sequence[str], schema: Schema) -> None:
+    missing = [c for c in (schema.key, schema.event_time, *schema.feature_names) if c not in columns]
+    if missing:
+        raise ScoreError(f"validated rows lack column(s) {missing}; expected the schema's columns")
+
+
+def _label_array(schema: Schema, table: pa.Table) -> pa.ChunkedArray | pa.Array:
+    """The label column as :func:`task_label` types it, from Arrow: null where unknown."""
+    kind = {"regression": pa.float64(), "multiclass": pa.string()}.get(schema.task, pa.int8())
+    if schema.target not in table.column_names:
+        return pa.nulls(table.num_rows, kind)
+    return table[schema.target].cast(kind)
+
+
+def _constant_array(value: str, rows: int) -> pa.Array:
+    zeros = pa.array(np.zeros(rows, dtype="int32"))
+    return pa.DictionaryArray.from_arrays(zeros, pa.array([value], pa.string())).cast(pa.string())
+
+
+def _prediction_schema(table: pa.Table, schema: Schema, model: Model, run_id: str) -> pa.Schema:
+    """The predictions table's Arrow schema, pandas metadata included, as the pandas path writes it."""
+    empty = table.slice(0, 0).to_pandas()
+    scores, classes = task_outputs(schema, _empty_output(schema))
+    frame = _predictions(empty, scores, classes, schema, model, run_id)
+    return prediction_table(frame, _run_values(model, run_id)).schema
+
+
+def _empty_output(schema: Schema) -> pd.DataFrame:
+    if schema.task == "regression":
+        return pd.DataFrame({"prediction": np.empty(0, dtype="float64")})
+    return pd.DataFrame({"probability": np.empty(0, dtype="float64"), "label": np.empty(0, dtype="int64")})
 
 
 def score_partition(
@@ -205,8 +281,8 @@ def score_partition(
     publish: Callable[[pd.DataFrame], int] | None = None,
 ) -> dict[str, Any]:
     """Score one validated partition: predictions first, then (optionally) Kafka, then the manifest."""
-    predictions = score_frame(
-        read_validated(lake, name, params.schema), params.schema, predict, model, run_id
+    (predictions,) = score_tables(
+        [read_validated_table(lake, name, params.schema)], params.schema, predict, model, run_id
     )
     return write_predictions(lake, name, params, predictions, model, run_id, publish)
 
@@ -215,7 +291,7 @@ def write_predictions(
     lake: Lake,
     name: str,
     params: Params,
-    predictions: pd.DataFrame,
+    predictions: pa.Table,
     model: Model,
     run_id: str,
     publish: Callable[[pd.DataFrame], int] | None = None,
@@ -224,12 +300,13 @@ def write_predictions(
     manifest that makes them count as scored; return the manifest."""
     target = manifest.partition_path(lake, name)
     lake.reset_partition(target)  # a partition written without its manifest, or one being rescored
-    lake.write_table(f"{target}/{PART}", prediction_table(predictions, _run_values(model, run_id)))
-    published = publish(predictions) if publish is not None else None
+    lake.write_table(f"{target}/{PART}", predictions)
+    published = publish(predictions.to_pandas()) if publish is not None else None
+    labels = predictions[params.schema.target]
     entry = {
         "validated": f"{manifest.VALIDATED}/{name}",
-        "rows": len(predictions),
-        "labelled": int(predictions[params.schema.target].notna().sum()),
+        "rows": predictions.num_rows,
+        "labelled": len(labels) - labels.null_count,
         "model_name": model.name,
         "model_version": model.version,
         "model_run_id": model.run_id,
@@ -239,7 +316,7 @@ def write_predictions(
         "written_at": datetime.now(UTC).isoformat(),
     }
     lake.write_json(f"{target}/{MANIFEST}", entry)
-    log.info("score: %s: %d rows by %s", name, len(predictions), model.uri)
+    log.info("score: %s: %d rows by %s", name, predictions.num_rows, model.uri)
     return entry
 
 
@@ -264,10 +341,10 @@ def score_partitions(
     """
     writes: list[Future[dict[str, Any]]] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flywheel-score-io") as io:
-        reads = [io.submit(read_validated, lake, name, params.schema) for name in names[:1]]
+        reads = [io.submit(read_validated_table, lake, name, params.schema) for name in names[:1]]
         predict = load()
         for batch in _read_batches(io, reads, lake, names, params.schema, params.score.batch_rows):
-            scored = score_frames([frame for _, frame in batch], params.schema, predict, model, run_id)
+            scored = score_tables([table for _, table in batch], params.schema, predict, model, run_id)
             if writes:
                 writes[-1].result()  # a write that failed stops the run before anything more is written
             writes += [
@@ -279,20 +356,20 @@ def score_partitions(
 
 def _read_batches(
     io: ThreadPoolExecutor,
-    following: list[Future[pd.DataFrame]],
+    following: list[Future[pa.Table]],
     lake: Lake,
     names: Sequence[str],
     schema: Schema,
     rows: int,
-) -> Iterator[list[tuple[str, pd.DataFrame]]]:
+) -> Iterator[list[tuple[str, pa.Table]]]:
     """Validated partitions in order, grouped until a group holds ``rows`` rows; each read by ``io``
     while the one before is scored (``following``: the first one's read, submitted)."""
-    batch: list[tuple[str, pd.DataFrame]] = []
+    batch: list[tuple[str, pa.Table]] = []
     for i, name in enumerate(names):
-        frame = following.pop().result()
-        following += [io.submit(read_validated, lake, n, schema) for n in names[i + 1 : i + 2]]
-        batch.append((name, frame))
-        if sum(len(f) for _, f in batch) >= rows or not following:
+        table = following.pop().result()
+        following += [io.submit(read_validated_table, lake, n, schema) for n in names[i + 1 : i + 2]]
+        batch.append((name, table))
+        if sum(t.num_rows for _, t in batch) >= rows or not following:
             yield batch
             batch = []
 

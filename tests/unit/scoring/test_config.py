@@ -10,7 +10,7 @@ from tests.support.data import CHURN_SCHEMA
 
 def test_defaults_publish_nothing(demo_params):
     assert demo_params.score.publish_topic is None and demo_params.score.min_day_rows == 100
-    assert demo_params.score.batch_rows == 250_000
+    assert demo_params.score.batch_rows == 20_000
 
 
 @pytest.mark.parametrize(
