@@ -88,8 +88,9 @@ class KeyIndex:
 
     @classmethod
     def of_validated(cls, lake: Lake, schema: Schema) -> KeyIndex:
-        """The keys of every complete validated partition (only the key column is read), with their labels
-        and the ``labels/`` tier's when the task's late labels are kept (:func:`measures_late_labels`)."""
+        """The keys of every complete validated partition (only the key column is read), and, when the
+        task's late labels are kept (:func:`measures_late_labels`), their 0/1 labels (the target column)
+        and the ``labels/`` tier's latest label per key."""
         tracked = measures_late_labels(schema)
         columns = [schema.key, schema.target] if tracked else [schema.key]
         arrays, labels = [], []
