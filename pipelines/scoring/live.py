@@ -1,9 +1,11 @@
 """Live performance: the champion's predictions joined with labels that arrive later, per day.
 
-A prediction carries the event's label when it was known at scoring time. Labels that come later (a
-label file: the event key and the label) are landed in the lake's ``labels/`` tier
-(:func:`land_labels`); :func:`join_labels` puts them on the predictions, a later label winning over an
-earlier one. :func:`daily_performance` scores each day's labelled predictions of each model version with
+A prediction carries the event's label when it was known at scoring time. Labels that come later are
+landed in the lake's ``labels/`` tier (:func:`write_labels`: the event key and the label, the manifest
+last): from a label file (:func:`land_labels`), or by validation, from a later event with the same key
+(``labels/source=<src>/run=<run>/``, named after the validated partition). :func:`join_labels` puts them
+on the predictions, a later label winning over an earlier one, and flags the rows whose label it changed
+or filled. :func:`daily_performance` scores each day's labelled predictions of each model version with
 :mod:`pipelines.evaluate.metrics` and a block-bootstrap interval over blocks of ``promote.block`` event
 time (:func:`pipelines.promote.bootstrap_metric`), as the promotion gate judges. :func:`measure` is the
 edge (``flywheel performance``, the ``measure`` task of ``flywheel_scoring``), and :func:`live_scores` is
@@ -71,14 +73,34 @@ def read_label_file(path: str | Path, schema: Schema) -> pd.DataFrame:
     )
 
 
-def land_labels(lake: Lake, labels: pd.DataFrame, run_id: str, origin: str) -> str:
-    """Land late labels as ``labels/run=<run>/``: the rows, then the manifest; the partition's path."""
-    partition = lake.partition(LABELS, run_id)
+def measures_late_labels(schema: Schema) -> bool:
+    """Whether live performance from late labels is measured for the schema's task (binary only: the
+    labels tier holds 0/1 labels, and the metric per day is a binary ranking metric)."""
+    return schema.task == "binary"
+
+
+def land_labels(lake: Lake, labels: pd.DataFrame, run_id: str, origin: str, schema: Schema) -> str:
+    """Land a label file's labels as ``labels/run=<run>/`` (:func:`write_labels`); the partition's path."""
+    return write_labels(lake, lake.partition(LABELS, run_id), labels, schema, origin)
+
+
+def write_labels(lake: Lake, partition: str, labels: pd.DataFrame, schema: Schema, origin: str) -> str:
+    """Write late labels as one partition of the ``labels/`` tier: the rows (the key as a string, the 0/1
+    label as int8), then the manifest naming their ``origin``; the partition's path.
+
+    A partition written before is reset first, so a retried run rewrites its own labels, never adds to them.
+    """
+    rows = pd.DataFrame(
+        {
+            schema.key: labels[schema.key].astype("string").to_numpy(),
+            schema.target: labels[schema.target].astype("int8").to_numpy(),
+        }
+    )
     lake.reset_partition(partition)
-    lake.write_table(f"{partition}/{PART}", pa.Table.from_pandas(labels, preserve_index=False))
+    lake.write_table(f"{partition}/{PART}", pa.Table.from_pandas(rows, preserve_index=False))
     lake.write_json(
         f"{partition}/{MANIFEST}",
-        {"rows": len(labels), "origin": origin, "written_at": datetime.now(UTC).isoformat()},
+        {"rows": len(rows), "origin": origin, "written_at": datetime.now(UTC).isoformat()},
     )
     return partition
 
@@ -104,7 +126,9 @@ def read_labels(lake: Lake, schema: Schema) -> pd.DataFrame | None:
 def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame | None, schema: Schema) -> pd.DataFrame:
     """The predictions with each late label put on its event (it replaces a label known at scoring time).
 
-    Pure. ``late_label`` says which rows took a late label.
+    Pure. ``late_label`` says which rows a late label told something new: the prediction had no label,
+    or a different one. A late label equal to the one known at scoring time (an event delivered again)
+    changes nothing and is not flagged.
     """
     joined = predictions.copy()
     joined["late_label"] = False
@@ -112,9 +136,10 @@ def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame | None, schema: 
         return joined
     late = labels.set_index(labels[schema.key].astype("string"))[schema.target]
     found = joined[schema.key].astype("string").map(late).astype("Float64")
+    known = joined[schema.target].astype("Float64")
     has = found.notna()
-    joined[schema.target] = found.where(has, joined[schema.target].astype("Float64")).astype("Int8")
-    joined["late_label"] = has.to_numpy()
+    joined[schema.target] = found.where(has, known).astype("Int8")
+    joined["late_label"] = (has & found.ne(known).fillna(True)).to_numpy(dtype=bool)
     return joined
 
 
@@ -193,7 +218,7 @@ def live_scores(
     """The labelled predictions of model ``version`` with event time in ``[start, end)``, late labels
     joined; None when there are none, or when the task is not binary (live performance is measured for
     binary models; the drift check then judges the window's own labels)."""
-    if schema.task != "binary":
+    if not measures_late_labels(schema):
         return None
     predictions = read_predictions(lake)
     if predictions is None:
@@ -215,14 +240,14 @@ def measure(
     Writes ``reports/performance/live.json`` in the lake; returns the same summary.
     """
     lake, schema = Lake(settings.lake_root(params)), params.schema
-    if schema.task != "binary":
+    if not measures_late_labels(schema):
         raise LabelError(
             f"live performance from late labels is measured for binary models; schema.task is "
             f"{schema.task!r} (its predictions are in the lake; the drift check judges each window's labels)"
         )
     landed = None
     if labels is not None:
-        landed = land_labels(lake, read_label_file(labels, schema), safe_run_id(run_id), str(labels))
+        landed = land_labels(lake, read_label_file(labels, schema), safe_run_id(run_id), str(labels), schema)
     predictions = read_predictions(lake)
     days: list[dict[str, Any]] = []
     if predictions is not None:

@@ -199,11 +199,18 @@ def read_validated_table(lake: Lake, name: str, schema: Schema) -> pa.Table:
 
 
 def score_tables(
-    tables: Sequence[pa.Table], schema: Schema, predict: Predict, model: Model, run_id: str
+    tables: Sequence[pa.Table],
+    schema: Schema,
+    predict: Predict,
+    model: Model,
+    run_id: str,
+    layout: pa.Schema | None = None,
 ) -> list[pa.Table]:
     """The predictions of validated Arrow tables, one ``predict`` call for all of them: the same rows,
     types and pandas metadata :func:`score_frames` and :func:`prediction_table` give, but only the
     features become pandas; key, event time and label stay Arrow columns (no Python object per row).
+    ``layout``: the predictions' Arrow schema (:func:`prediction_schema`), when the caller made it once
+    for a run.
 
     Raises:
         ScoreError: a schema column is missing, or the model answered with the wrong number of rows.
@@ -218,7 +225,7 @@ def score_tables(
     if len(out) != len(rows):
         raise ScoreError(f"the model {model.uri} returned {len(out)} predictions for {len(rows)} rows")
     scores, classes = task_outputs(schema, out)
-    layout = _prediction_schema(tables[0], schema, model, run_id)
+    layout = layout or prediction_schema(tables[0], schema, model, run_id)
     constant = _run_values(model, run_id)
     tables_out, start = [], 0
     for table in tables:
@@ -257,8 +264,9 @@ def _constant_array(value: str, rows: int) -> pa.Array:
     return pa.DictionaryArray.from_arrays(zeros, pa.array([value], pa.string())).cast(pa.string())
 
 
-def _prediction_schema(table: pa.Table, schema: Schema, model: Model, run_id: str) -> pa.Schema:
-    """The predictions table's Arrow schema, pandas metadata included, as the pandas path writes it."""
+def prediction_schema(table: pa.Table, schema: Schema, model: Model, run_id: str) -> pa.Schema:
+    """The Arrow schema, pandas metadata included, of the predictions of validated ``table`` (its
+    columns' types matter, not its rows), as the pandas path writes them."""
     empty = table.slice(0, 0).to_pandas()
     scores, classes = task_outputs(schema, _empty_output(schema))
     frame = _predictions(empty, scores, classes, schema, model, run_id)
@@ -343,8 +351,11 @@ def score_partitions(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flywheel-score-io") as io:
         reads = [io.submit(read_validated_table, lake, name, params.schema) for name in names[:1]]
         predict = load()
+        layout: pa.Schema | None = None
         for batch in _read_batches(io, reads, lake, names, params.schema, params.score.batch_rows):
-            scored = score_tables([table for _, table in batch], params.schema, predict, model, run_id)
+            tables = [table for _, table in batch]
+            layout = layout or prediction_schema(tables[0], params.schema, model, run_id)
+            scored = score_tables(tables, params.schema, predict, model, run_id, layout)
             if writes:
                 writes[-1].result()  # a write that failed stops the run before anything more is written
             writes += [

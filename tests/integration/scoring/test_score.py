@@ -1,5 +1,5 @@
 """`flywheel score` against a real champion in MLflow: exactly once across a kill -9, a champion change,
-and late labels giving the champion's metric per day.
+and late labels (a label file, or events sent again with another label) giving the champion's metric per day.
 
 One installation (validated demo events in several partitions, `flywheel repro` ran once) is shared by
 the module; each test scores into its own lake (a copy of the validated tier), and a test that moves
@@ -194,6 +194,41 @@ def test_labels_joined_later_give_the_champions_metric_per_day(trained, lake, tm
     others = [d for d in after if d != day]
     assert all(after[d]["value"] == before[d]["value"] for d in others)
     assert (lake / "reports" / "performance" / "live.json").exists()
+
+
+def test_events_sent_again_with_another_label_are_late_labels_of_the_champions_day(trained, lake, tmp_path):
+    from pipelines.demo import generator as produce
+    from pipelines.evaluate.metrics import metric
+
+    cli("score")
+    before = {d["day"]: d for d in cli("performance")["days"]}
+    judged = [day for day, d in before.items() if d["interval"] is not None]
+    assert len(judged) >= 2, before
+    day, other = judged[len(judged) // 2], judged[0]
+    scored = predictions(lake)
+    days = pd.to_datetime(scored["event_time"], utc=True).dt.strftime("%Y-%m-%d")
+    chargebacks = scored[(days == day) & (scored["is_fraud"] == 0)].head(40)["transaction_id"]
+    resent = scored[days == other].head(30)["transaction_id"]  # delivered again, labels unchanged
+    validated = pd.concat(pd.read_parquet(p) for p in sorted(lake.glob("validated/*/*/part-00000.parquet")))
+    events = validated.set_index("transaction_id").drop(columns="_origin")
+    again = pd.concat([events.loc[chargebacks].assign(is_fraud=1), events.loc[resent]]).reset_index()
+    folder = tmp_path / "later"
+    produce.produce(str(folder), rows=600, seed=500, batch="later")  # new events with them
+    again.to_json(folder / "again.jsonl", orient="records", lines=True, date_format="iso", date_unit="us")
+    cli("ingest", "--path", str(folder))
+
+    checked = cli("validate")
+
+    assert checked["verdict"] == "pass" and checked["late_labels"] == len(chargebacks) == 40
+    (partition,) = checked["partitions"]
+    assert partition["rows"] == 600  # each event once: the copies are not validated again
+    after = {d["day"]: d for d in cli("performance")["days"]}
+    on_day = scored[days == day].assign(is_fraud=lambda f: f["is_fraud"].astype(int))
+    on_day.loc[on_day["transaction_id"].isin(chargebacks), "is_fraud"] = 1
+    expected = metric("roc_auc", on_day["is_fraud"].to_numpy(), on_day["score"].to_numpy())
+    assert after[day]["late_labels"] == 40 and after[day]["rows"] == before[day]["rows"]
+    assert after[day]["value"] == pytest.approx(expected) and after[day]["value"] != before[day]["value"]
+    assert after[other]["late_labels"] == 0 and after[other]["value"] == before[other]["value"]
 
 
 def test_predictions_are_published_to_the_topic_keyed_by_event(

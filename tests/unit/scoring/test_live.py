@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from pipelines.common.config import PromoteConfig
+from pipelines.common.lake import MANIFEST, Lake
 from pipelines.evaluate.metrics import metric
-from pipelines.scoring import LabelError, daily_performance, join_labels
+from pipelines.scoring import LABELS, LabelError, daily_performance, join_labels, read_labels, write_labels
 from pipelines.scoring.live import read_label_file
 from tests.support.data import churn_params
 
@@ -41,6 +42,44 @@ def test_late_labels_replace_or_fill_labels_by_key():
     assert joined.loc[0, "churned"] == 0 and joined.loc[3, "churned"] == 1  # replaced, filled
     assert joined["churned"].notna().sum() == 2 and len(joined) == 10
     assert list(joined["late_label"]) == [True, False, False, True] + [False] * 6
+
+
+@pytest.mark.parametrize(
+    ("known", "late", "label", "flagged"),
+    [
+        (None, 1, 1, True),  # the prediction had no label: a late label fills it
+        (0, 1, 1, True),  # a different label replaces it
+        (1, 1, 1, False),  # the same label again (an event delivered again): nothing new
+        (0, None, 0, False),  # no late label: the label known at scoring time stays
+    ],
+)
+def test_only_a_late_label_that_is_news_is_flagged(known, late, label, flagged):
+    preds = predictions(1, 2, labelled=False)
+    preds.loc[0, "churned"] = pd.NA if known is None else known
+    labels = None if late is None else pd.DataFrame({"customer_id": ["c00000"], "churned": [late]})
+    joined = join_labels(preds, labels, SCHEMA)
+    assert joined.loc[0, "churned"] == label and bool(joined.loc[0, "late_label"]) is flagged
+    assert not joined.loc[1, "late_label"]
+
+
+def test_late_labels_land_as_string_keys_and_int8_labels_and_a_rewrite_replaces_them(tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    partition = lake.path(LABELS, "source=files", "run=r1")
+    labels = pd.DataFrame({"customer_id": ["c1", "c2", "c3"], "churned": [1, 0, 1]})
+    write_labels(lake, partition, labels, SCHEMA, "landing/source=files/run=r1")
+    write_labels(lake, partition, labels.head(2), SCHEMA, "landing/source=files/run=r1")
+    assert lake.complete_partitions(LABELS) == [partition]
+    frame = read_labels(lake, SCHEMA)
+    assert frame is not None and list(frame["customer_id"]) == ["c1", "c2"]
+    assert str(frame["churned"].dtype) == "int8" and lake.read_json(f"{partition}/{MANIFEST}")["rows"] == 2
+
+
+def test_the_last_landed_label_of_a_key_wins(tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    for run, label in (("r1", 1), ("r2", 0)):
+        frame = pd.DataFrame({"customer_id": ["c1"], "churned": [label]})
+        write_labels(lake, lake.path(LABELS, f"run={run}"), frame, SCHEMA, run)
+    assert read_labels(lake, SCHEMA)["churned"].tolist() == [0]
 
 
 def test_each_day_gets_its_metric_and_a_block_bootstrap_interval():

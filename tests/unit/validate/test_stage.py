@@ -86,6 +86,7 @@ def test_a_second_run_finds_nothing_to_validate(tmp_settings):
         "partitions": [],
         "validated_rows": 0,
         "rejected_rows": 0,
+        "late_labels": 0,
     }
 
 
