@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from pipelines.common.config import LOWER_IS_BETTER, TASK_METRICS
 
@@ -41,6 +40,8 @@ def roc_points(y: np.ndarray, proba: np.ndarray, max_points: int = MAX_POINTS) -
     """ROC curve as ``{fpr, tpr, threshold}`` points (empty for a single class)."""
     if not _two_classes(y):
         return []
+    from sklearn.metrics import roc_curve  # curves only: scoring and the gate never import scikit-learn
+
     fpr, tpr, thresholds = roc_curve(y, proba)
     points = [
         {"fpr": float(f), "tpr": float(t), "threshold": float(min(th, 1.0))}
@@ -53,6 +54,8 @@ def pr_points(y: np.ndarray, proba: np.ndarray, max_points: int = MAX_POINTS) ->
     """Precision-recall curve as ``{recall, precision, threshold}`` points (empty without positives)."""
     if y.sum() == 0:
         return []
+    from sklearn.metrics import precision_recall_curve
+
     precision, recall, thresholds = precision_recall_curve(y, proba)
     thresholds = np.append(thresholds, 1.0)
     points = [
@@ -131,15 +134,14 @@ def metric(name: str, y: np.ndarray, proba: np.ndarray) -> float:
 
     Binary (``roc_auc``, ``pr_auc``): labels 0/1 and probabilities. Multiclass (``macro_f1``,
     ``log_loss``, ``accuracy``): class codes and ``[n, k]`` probabilities. Regression (``rmse``,
-    ``mae``, ``r2``): targets and predictions.
+    ``mae``, ``r2``): targets and predictions. Every metric is :func:`resampled_metric` of the rows
+    drawn once each, so a score and its bootstrap never disagree; ROC-AUC and PR-AUC equal
+    scikit-learn's ``roc_auc_score`` and ``average_precision_score``, ties included. Only the curves
+    import scikit-learn: importing it costs a process about a second, the promotion gate's included.
     """
     if name not in ALL_METRICS:
         raise ValueError(f"metric {name!r}: expected one of {ALL_METRICS}")
-    if name not in RANKING_METRICS:
-        return float(resampled_metric(name, y, proba, np.ones((1, len(y))))[0])
-    if name == "roc_auc":
-        return float(roc_auc_score(y, proba)) if _two_classes(y) else float("nan")
-    return float(average_precision_score(y, proba)) if y.sum() else float("nan")
+    return float(resampled_metric(name, y, proba, np.ones((1, len(y))))[0])
 
 
 def resampled_metric(name: str, y: np.ndarray, proba: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -286,6 +288,8 @@ def best_f1_threshold(y: np.ndarray, proba: np.ndarray) -> tuple[float, float]:
     """The probability threshold maximizing F1, and that F1 (0.5 and 0 without positives)."""
     if y.sum() == 0:
         return 0.5, 0.0
+    from sklearn.metrics import precision_recall_curve
+
     precision, recall, thresholds = precision_recall_curve(y, proba)
     f1 = np.divide(
         2 * precision * recall, precision + recall, out=np.zeros_like(precision), where=precision + recall > 0

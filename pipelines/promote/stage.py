@@ -2,9 +2,10 @@
 
 :func:`run` is the edge. The candidate and the current champion are scored on
 the same held-out rows and the pure gate (:mod:`.gate`) decides; before the
-alias moves, the registered model is loaded back in a fresh process and asked
-to predict. Every decision, promoted or not, is recorded as tags on the model
-version. Only MLflow 3 aliases are used (``champion``, ``challenger``,
+alias moves, the registered model is loaded back in a fresh process (started
+while the gate scores, :class:`FreshProcessCheck`) and asked to predict.
+Every decision, promoted or not, is recorded as tags on the model version.
+Only MLflow 3 aliases are used (``champion``, ``challenger``,
 ``previous_champion``, see :mod:`.registry`), never the deprecated stages.
 """
 
@@ -12,10 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,35 +147,42 @@ def _gate(
     labels = rows[schema.target].to_numpy()
     if schema.task == "multiclass":
         labels = class_codes(labels, tuple(schema.classes or ()))
-    cand_proba = predict_model(f"models:/{name}/{version}", rows, schema)
-    champ_proba, note = None, None
-    if champion is not None:
-        try:
-            champ_proba = predict_model(f"models:/{name}/{champion}", rows, schema)
-        except Exception as exc:  # recorded as the gate's condition, not taken for "no champion"
-            note = f"champion v{champion} could not score the test rows: {str(exc)[:500]}"
-    decision = judge(
-        labels,
-        cand_proba,
-        champ_proba,
-        rows[schema.event_time],
-        policy,
-        force,
-        force_reason,
-        note,
-        task=schema.task,
-    )
-    details = gate_details(decision, params, len(rows), note)
-    if decision.promote:
-        details["infra_check"] = _infra_check(params, settings, f"models:/{name}/{version}", rows)
-        if not details["infra_check"]["ok"]:
-            decision = replace(
-                decision,
-                promote=False,
-                reason=f"infra check failed: {details['infra_check']['reason']}",
-                condition=INFRA_CHECK_FAILED,
-            )
-            details["gate"]["condition"] = INFRA_CHECK_FAILED
+    candidate = f"models:/{name}/{version}"
+    # The fresh-process check loads the candidate while this process scores; its answer is read only
+    # when the gate passes, and the alias moves only after it.
+    check = FreshProcessCheck.start(candidate, rows[list(schema.feature_names)].head(100), settings)
+    try:
+        cand_proba = predict_model(candidate, rows, schema)
+        champ_proba, note = None, None
+        if champion is not None:
+            try:
+                champ_proba = predict_model(f"models:/{name}/{champion}", rows, schema)
+            except Exception as exc:  # recorded as the gate's condition, not taken for "no champion"
+                note = f"champion v{champion} could not score the test rows: {str(exc)[:500]}"
+        decision = judge(
+            labels,
+            cand_proba,
+            champ_proba,
+            rows[schema.event_time],
+            policy,
+            force,
+            force_reason,
+            note,
+            task=schema.task,
+        )
+        details = gate_details(decision, params, len(rows), note)
+        if decision.promote:
+            details["infra_check"] = check.result(policy.max_latency_ms)
+            if not details["infra_check"]["ok"]:
+                decision = replace(
+                    decision,
+                    promote=False,
+                    reason=f"infra check failed: {details['infra_check']['reason']}",
+                    condition=INFRA_CHECK_FAILED,
+                )
+                details["gate"]["condition"] = INFRA_CHECK_FAILED
+    finally:
+        check.stop()  # a rejected candidate's check is not waited for
     return decision, details
 
 
@@ -213,49 +223,90 @@ def predict_model(model_uri: str, rows: pd.DataFrame, schema: Schema) -> np.ndar
     return prediction_scores(predicted, schema.classes if schema.task == "multiclass" else None)
 
 
-def _infra_check(params: Params, settings: Settings, model_uri: str, rows: pd.DataFrame) -> dict[str, Any]:
-    start = time.perf_counter()
-    sample = rows[list(params.schema.feature_names)].head(100)
-    check = check_in_fresh_process(model_uri, sample, settings, params.promote.max_latency_ms)
-    return {**check, "wall_ms": (time.perf_counter() - start) * 1000}
+CHECK_CODE = (
+    "import json, sys, time, pandas as pd, mlflow\n"
+    "model = mlflow.pyfunc.load_model(sys.argv[1])\n"
+    "rows = pd.DataFrame(json.loads(open(sys.argv[2]).read()))\n"
+    "start = time.perf_counter(); out = model.predict(rows)\n"
+    "print(json.dumps({'latency_ms': (time.perf_counter() - start) * 1000, 'rows': len(out),"
+    " 'finite': bool(pd.Series(out['probability']).between(0, 1).all()) if 'probability' in out"
+    " else bool(pd.Series(out['prediction']).abs().lt(float('inf')).all())}))\n"
+)
+CHECK_TIMEOUT_S = 600.0
+
+
+@dataclass
+class FreshProcessCheck:
+    """A registered model loaded in a new Python process and asked to predict sample rows.
+
+    :meth:`start` launches it and returns at once (loading MLflow and torch takes that process a few
+    seconds, while the gate scores); :meth:`result` waits for its verdict: it loads, it answers, in time.
+    """
+
+    model_uri: str
+    rows: int
+    proc: subprocess.Popen[bytes]
+    folder: Path
+    started: float
+
+    @classmethod
+    def start(cls, model_uri: str, sample: pd.DataFrame, settings: Settings) -> FreshProcessCheck:
+        """Write ``sample`` where the new process reads it, and start that process."""
+        folder = Path(tempfile.mkdtemp(prefix="flywheel-check-"))
+        (folder / "rows.json").write_text(sample.to_json(orient="records", date_format="iso"))
+        with (folder / "out").open("wb") as out, (folder / "err").open("wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", CHECK_CODE, model_uri, str(folder / "rows.json")],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env={**os.environ, **settings.as_env()},
+            )
+        return cls(model_uri, len(sample), proc, folder, time.perf_counter())
+
+    def result(self, max_latency_ms: float, timeout_s: float = CHECK_TIMEOUT_S) -> dict[str, Any]:
+        """Wait for the process; ``{"ok", "reason", "wall_ms", ...}`` with its latency and row count."""
+        try:
+            code = self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            late = f"model {self.model_uri} did not load and predict within {timeout_s:.0f} s"
+            return self._verdict(False, late)
+        if code != 0:
+            stderr = (self.folder / "err").read_text(errors="replace")
+            return self._verdict(False, f"model {self.model_uri} failed to load or predict: {stderr[-2000:]}")
+        result = json.loads((self.folder / "out").read_text().strip().splitlines()[-1])
+        ok = result["rows"] == self.rows and result["finite"] and result["latency_ms"] <= max_latency_ms
+        reason = (
+            "loads and predicts"
+            if ok
+            else (
+                f"predicted {result['rows']} of {self.rows} rows, "
+                f"probabilities in [0,1]: {result['finite']}, "
+                f"latency {result['latency_ms']:.0f} ms (budget {max_latency_ms:.0f} ms)"
+            )
+        )
+        return self._verdict(ok, reason, **result)
+
+    def _verdict(self, ok: bool, reason: str, **result: Any) -> dict[str, Any]:
+        return {"ok": ok, "reason": reason, **result, "wall_ms": (time.perf_counter() - self.started) * 1000}
+
+    def stop(self) -> None:
+        """End the process if it still runs and remove its files."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def check_in_fresh_process(
     model_uri: str, sample: pd.DataFrame, settings: Settings, max_latency_ms: float
 ) -> dict[str, Any]:
     """Load the model in a new Python process and predict ``sample``: it loads, it answers, in time."""
-    sample_json = sample.to_json(orient="records", date_format="iso")
-    code = (
-        "import json, sys, time, pandas as pd, mlflow\n"
-        "rows = pd.DataFrame(json.loads(sys.stdin.read()))\n"
-        "model = mlflow.pyfunc.load_model(sys.argv[1])\n"
-        "start = time.perf_counter(); out = model.predict(rows)\n"
-        "print(json.dumps({'latency_ms': (time.perf_counter() - start) * 1000, 'rows': len(out),"
-        " 'finite': bool(pd.Series(out['probability']).between(0, 1).all()) if 'probability' in out"
-        " else bool(pd.Series(out['prediction']).abs().lt(float('inf')).all())}))\n"
-    )
-    env = {**os.environ, **settings.as_env()}
-    proc = subprocess.run(
-        [sys.executable, "-c", code, model_uri],
-        input=sample_json,
-        text=True,
-        capture_output=True,
-        env=env,
-        timeout=600,
-    )
-    if proc.returncode != 0:
-        return {"ok": False, "reason": f"model {model_uri} failed to load or predict: {proc.stderr[-2000:]}"}
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    ok = result["rows"] == len(sample) and result["finite"] and result["latency_ms"] <= max_latency_ms
-    reason = (
-        "loads and predicts"
-        if ok
-        else (
-            f"predicted {result['rows']} of {len(sample)} rows, probabilities in [0,1]: {result['finite']}, "
-            f"latency {result['latency_ms']:.0f} ms (budget {max_latency_ms:.0f} ms)"
-        )
-    )
-    return {"ok": ok, "reason": reason, **result}
+    check = FreshProcessCheck.start(model_uri, sample, settings)
+    try:
+        return check.result(max_latency_ms)
+    finally:
+        check.stop()
 
 
 def _record(

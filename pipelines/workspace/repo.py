@@ -124,11 +124,10 @@ def init(settings: Settings) -> Path:
         _run(["git", "config", "user.email", "flywheel@localhost"], ws, settings, "git config")
     if not (ws / ".dvc").exists():
         _run([dvc_executable(), "init", "-q"], ws, settings, "dvc init")
-        _run([dvc_executable(), "config", "core.autostage", "true"], ws, settings, "dvc config")
     remote = remote_url(settings)
     if remote == str(settings.dvc_remote):
         settings.dvc_remote.mkdir(parents=True, exist_ok=True)
-    _run([dvc_executable(), "remote", "add", "-f", "-d", "store", remote], ws, settings, "dvc remote add")
+    configure_dvc(ws, remote)
     link = ws / "pipelines"
     if not link.exists():
         # Stages list their own source as deps: a code change reruns them.
@@ -139,6 +138,36 @@ def init(settings: Settings) -> Path:
     # Stages depend on their package folders: bytecode caches are not code.
     _write_if_changed(ws / ".dvcignore", "__pycache__/\n*.pyc\n")
     return ws
+
+
+DVC_REMOTE = "store"
+
+
+def configure_dvc(ws: Path, remote: str) -> bool:
+    """Autostage on and ``remote`` as the default remote ``store`` in the workspace's ``.dvc/config``.
+
+    What ``dvc config core.autostage true`` and ``dvc remote add -f -d store <remote>`` would write,
+    written only when something differs: each run of the training DAG calls :func:`init`, and each
+    ``dvc`` command costs a process that imports DVC. The file is DVC's own INI format, read and
+    written with the library DVC uses for it (configobj), so other settings and comments stay.
+    Returns whether the file changed.
+    """
+    from configobj import ConfigObj
+
+    if "://" not in remote and not os.path.isabs(remote):  # `dvc remote add` resolves a relative path
+        remote = os.path.abspath(remote)
+    path = ws / ".dvc" / "config"
+    config = ConfigObj(str(path), encoding="utf-8")
+    wanted = {
+        "core": {"autostage": "true", "remote": DVC_REMOTE},
+        f'remote "{DVC_REMOTE}"': {"url": remote},
+    }
+    if all(config.get(section, {}).get(k) == v for section, keys in wanted.items() for k, v in keys.items()):
+        return False
+    for section, keys in wanted.items():
+        config.setdefault(section, {}).update(keys)
+    config.write()
+    return True
 
 
 def sync(settings: Settings, overrides: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from sklearn.metrics import (
     accuracy_score,
+    average_precision_score,
     f1_score,
     log_loss,
     mean_absolute_error,
     mean_squared_error,
     r2_score,
+    roc_auc_score,
 )
 
 from pipelines.evaluate.metrics import (
@@ -29,6 +34,8 @@ Y_CLASS = RNG.integers(0, 4, 300)
 PROBA = RNG.dirichlet(np.ones(4), 300)
 Y_NUM = RNG.normal(30, 8, 300)
 PRED = Y_NUM + RNG.normal(0, 4, 300)
+Y_BIN = (RNG.random(300) < 0.2).astype(int)
+SCORE = np.round(RNG.random(300) * 0.8 + 0.2 * Y_BIN, 1)  # many ties
 
 
 @pytest.mark.parametrize(
@@ -40,10 +47,32 @@ PRED = Y_NUM + RNG.normal(0, 4, 300)
         ("rmse", Y_NUM, PRED, mean_squared_error(Y_NUM, PRED) ** 0.5),
         ("mae", Y_NUM, PRED, mean_absolute_error(Y_NUM, PRED)),
         ("r2", Y_NUM, PRED, r2_score(Y_NUM, PRED)),
+        ("roc_auc", Y_BIN, SCORE, roc_auc_score(Y_BIN, SCORE)),
+        ("pr_auc", Y_BIN, SCORE, average_precision_score(Y_BIN, SCORE)),
+        ("roc_auc", 1 - Y_BIN, 1 - SCORE, roc_auc_score(1 - Y_BIN, 1 - SCORE)),
+        ("pr_auc", np.ones(4, dtype=int), np.array([0.1, 0.4, 0.4, 0.9]), 1.0),
     ],
 )
 def test_each_task_metric_equals_scikit_learns(name, y, scores, expected):
     assert metric(name, y, scores) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("name", "y"), [("roc_auc", np.zeros(5, dtype=int)), ("pr_auc", np.zeros(5, dtype=int))]
+)
+def test_a_ranking_metric_of_one_class_is_nan(name, y):
+    assert np.isnan(metric(name, y, np.linspace(0, 1, 5)))
+
+
+def test_scoring_and_the_gate_do_not_import_scikit_learn():
+    code = (
+        "import sys, numpy as np, pipelines.promote.stage\n"
+        "from pipelines.evaluate.metrics import metric\n"
+        "metric('roc_auc', np.array([0, 1, 1]), np.array([0.2, 0.7, 0.4]))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn')[:3])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", f"scikit-learn imported by the gate's path: {out.stdout.strip()}"
 
 
 @pytest.mark.parametrize("name", ["macro_f1", "log_loss", "accuracy", "rmse", "mae", "r2"])

@@ -1,0 +1,26 @@
+"""The training DAG benchmark's split of a `dags test` log into each task's span."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.bench_training_dag import task_spans
+
+LOG = """\
+2026-11-29T02:22:57.900000Z [info     ] DAG bundles loaded: dags-folder [airflow.dag_processing]
+2026-11-29T02:22:58.000000Z [info     ] [DAG TEST] starting task_id=prepare map_index=-1 [airflow.sdk]
+2026-11-29T02:22:58.500000Z [info     ] dvc: [DAG TEST] end task task_id=prepare quoted in a message
+2026-11-29T02:23:02.600000Z [info     ] [DAG TEST] end task task_id=prepare map_index=-1 [airflow.sdk]
+2026-11-29T02:23:02.640000Z [info     ] [DAG TEST] starting task_id=snapshot map_index=-1 [airflow.sdk]
+2026-11-29T02:23:04.140000Z [info     ] [DAG TEST] end task task_id=snapshot map_index=-1 [airflow.sdk]
+2026-11-29T02:23:04.200000Z [info     ] [DAG TEST] starting task_id=record map_index=-1 [airflow.sdk]
+"""
+
+
+def test_each_finished_task_gets_its_span():
+    assert task_spans(LOG) == {"prepare": pytest.approx(4.6), "snapshot": pytest.approx(1.5)}
+
+
+@pytest.mark.parametrize("log", ["", "no task lines at all\n", LOG.splitlines()[-1]])
+def test_a_log_without_finished_tasks_gives_no_spans(log):
+    assert task_spans(log) == {}
