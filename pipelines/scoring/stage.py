@@ -153,10 +153,8 @@ def prediction_table(predictions: pd.DataFrame, constant: dict[str, str]) -> pa.
     the ``constant`` columns (one value each) are built in Arrow rather than converted one object a row.
     """
     table = pa.Table.from_pandas(predictions.drop(columns=list(constant)), preserve_index=False)
-    zeros = pa.array(np.zeros(len(predictions), dtype="int32"))
     for name, value in constant.items():
-        column = pa.DictionaryArray.from_arrays(zeros, pa.array([value], pa.string())).cast(pa.string())
-        table = table.append_column(name, column)
+        table = table.append_column(name, _constant_array(value, len(predictions)))
     return table
 
 
@@ -260,6 +258,7 @@ def _label_array(schema: Schema, table: pa.Table) -> pa.ChunkedArray | pa.Array:
 
 
 def _constant_array(value: str, rows: int) -> pa.Array:
+    """``value`` ``rows`` times, as a string column (built from a one-entry dictionary)."""
     zeros = pa.array(np.zeros(rows, dtype="int32"))
     return pa.DictionaryArray.from_arrays(zeros, pa.array([value], pa.string())).cast(pa.string())
 
