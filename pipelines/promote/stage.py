@@ -298,17 +298,6 @@ class FreshProcessCheck:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def check_in_fresh_process(
-    model_uri: str, sample: pd.DataFrame, settings: Settings, max_latency_ms: float
-) -> dict[str, Any]:
-    """Load the model in a new Python process and predict ``sample``: it loads, it answers, in time."""
-    check = FreshProcessCheck.start(model_uri, sample, settings)
-    try:
-        return check.result(max_latency_ms)
-    finally:
-        check.stop()
-
-
 def _record(
     client: MlflowClient, name: str, version: str, decision: Decision, details: dict[str, Any], trigger: str
 ) -> None:
