@@ -6,7 +6,8 @@ the end. ``messages`` demo events go to a 3-partition topic; then, alternately, 
 kafka-python (the default client) and then confluent-kafka (``ingest.kafka.client``):
 
 - **Flywheel**: ``flywheel ingest --source kafka`` in a fresh process with a fresh consumer group: the
-  run's own phases (connect, join, drain, land, manifests, commit) are timed;
+  run's own phases (connect, join, drain, land, manifests, commit) are timed; one decode-and-land child
+  with kafka-python, two with confluent-kafka (``ingest.kafka.workers``);
 - **baseline**: a fresh process running the bare loop of the same client (same consumer settings, a fresh
   group): kafka-python's ``KafkaConsumer`` → ``subscribe`` → ``poll(max_records=...)``, or
   confluent-kafka's ``Consumer`` → ``subscribe`` → ``consume(num_messages=...)``, until every message
@@ -41,6 +42,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 TOPIC = "bench.events"
 PARTITIONS = 3
+PSS_EVERY = 20  # samples (of 10 ms) between two PSS readings
 
 _BARE_LOOP = """
 import json, sys, time
@@ -87,6 +89,9 @@ print(json.dumps({"consumed": seen, "seconds": seconds}))
 """
 BARE_LOOPS = {"kafka-python": _BARE_LOOP, "confluent-kafka": _BARE_CONFLUENT_LOOP}
 CLIENTS = ("kafka-python", "confluent-kafka")
+# decode-and-land children of each client's Flywheel run: kafka-python's consumer is the bottleneck and
+# one child keeps up; confluent-kafka fetches faster than one child decodes (docs/sources.md)
+WORKERS = {"kafka-python": 1, "confluent-kafka": 2}
 
 
 def produce(bootstrap: str, messages: int) -> float:
@@ -107,17 +112,22 @@ def produce(bootstrap: str, messages: int) -> float:
 def watch(argv: list[str], env: dict[str, str]) -> tuple[str, dict]:
     """Run a process to the end; its stdout, and the peak RSS and PSS (MB) and CPU seconds of it and its
     children. RSS counts a page shared by two processes in each (a forked worker shares its parent's
-    libraries), PSS counts it once, divided between them: the memory the tree really takes."""
+    libraries), PSS counts it once, divided between them: the memory the tree really takes.
+
+    RSS is sampled every 10 ms (a cheap read of ``statm``), PSS every 200 ms: reading it walks every
+    mapping of a process, and at 10 ms that took 30-40 % of a core from the two measured on two cores."""
     proc = subprocess.Popen(
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT
     )
     root, peak, peak_pss, cpu = psutil.Process(proc.pid), 0, 0, {}
+    samples = 0
     while proc.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
-            memory = [p.memory_full_info() for p in tree]
-            peak = max(peak, sum(m.rss for m in memory))
-            peak_pss = max(peak_pss, sum(m.pss for m in memory))
+            peak = max(peak, sum(p.memory_info().rss for p in tree))
+            if samples % PSS_EVERY == 0:  # PSS walks every mapping: ~1 ms a process, too dear each 10 ms
+                peak_pss = max(peak_pss, sum(p.memory_full_info().pss for p in tree))
+            samples += 1
             for p in tree:
                 times = p.cpu_times()
                 cpu[p.pid] = times.user + times.system
@@ -139,7 +149,9 @@ def watch(argv: list[str], env: dict[str, str]) -> tuple[str, dict]:
 def params_file(folder: Path, group: str, client: str) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["ingest"]["sources"] = ["kafka"]
-    params["ingest"]["kafka"].update(topics=[TOPIC], group_id=group, session_timeout_ms=6000, client=client)
+    params["ingest"]["kafka"].update(
+        topics=[TOPIC], group_id=group, session_timeout_ms=6000, client=client, workers=WORKERS[client]
+    )
     path = folder / f"params-{group}.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
@@ -212,14 +224,16 @@ def bench(messages: int = 200_000, repeats: int = 2) -> dict:
         "produce_seconds": produced,
         "notes": f"{messages:,} demo events (~230 bytes of JSON each) on a {PARTITIONS}-partition topic "
         "of a local Apache Kafka 2.3 broker; Flywheel = consume → decode and type (row rules) → "
-        "land Parquet parts → manifests → commit, in a fresh process; "
+        "land Parquet parts → manifests → commit, in a fresh process (ingest.kafka.workers: 1 child with "
+        "kafka-python, 2 with confluent-kafka); "
         "baseline = the same client's bare poll loop (kafka-python's poll, confluent-kafka's consume) with "
         f"the same consumer settings, in a fresh process; best of {repeats}. The main row is kafka-python "
         "(the default client), the (confluent-kafka) row the same with ingest.kafka.client: confluent-kafka; "
         "its vs_kafka_python = Flywheel with confluent-kafka / Flywheel with kafka-python msgs/s, "
         "bare_vs_kafka_python = the two bare loops'. Ratio = Flywheel / baseline msgs/s "
-        "(higher is better); peak RSS and PSS of the process tree (Flywheel's includes its forked worker, "
-        "whose pages shared with the consumer RSS counts twice and PSS once); rss_ratio and pss_ratio: "
+        "(higher is better); peak RSS (sampled every 10 ms) and PSS (every 200 ms) of the process tree "
+        "(Flywheel's includes its forked workers, whose pages shared with the consumer RSS counts twice "
+        "and PSS once); rss_ratio and pss_ratio: "
         "Flywheel / baseline. "
         "cpu_us_per_msg: CPU time of the process tree per message; consumer_process_cpu_us_per_msg: "
         "the consuming process alone (Flywheel decodes and lands in its worker process), which bounds "

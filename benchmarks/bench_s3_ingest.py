@@ -86,7 +86,7 @@ def bare_run(env: dict[str, str], bucket: str, keys: list[str], size: int) -> di
     return {"mb_per_s": size / 2**20 / seconds, "seconds": seconds, "download_s": result["seconds"], **usage}
 
 
-def bench(sizes_mb: tuple[int, ...] = (100, 400)) -> dict:
+def bench(sizes_mb: tuple[int, ...] = (100, 1000)) -> dict:
     """Flywheel's streamed S3 ingestion and a bare boto3 download at each total size."""
     from pipelines.demo import services
     from pipelines.demo.services.supervisor import free_port
@@ -121,7 +121,7 @@ def bench(sizes_mb: tuple[int, ...] = (100, 400)) -> dict:
     small, large = min(sizes_mb), max(sizes_mb)
     fly, base = runs[large]["flywheel"], runs[large]["baseline"]
     return {
-        "name": f"s3_ingest_{small}mb_{large}mb",
+        "name": f"s3_ingest_{_size(small)}_{_size(large)}",
         "flywheel": {
             "mb_per_s": fly["mb_per_s"],
             "peak_rss_mb": fly["peak_rss_mb"],
@@ -135,7 +135,7 @@ def bench(sizes_mb: tuple[int, ...] = (100, 400)) -> dict:
             "rss_growth": base["peak_rss_mb"] / runs[small]["baseline"]["peak_rss_mb"],
         },
         "ratio": fly["mb_per_s"] / base["mb_per_s"],
-        "runs": {f"{mb}mb": r for mb, r in runs.items()},
+        "runs": {_size(mb): r for mb, r in runs.items()},
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "notes": f"{OBJECTS} JSON Lines objects of demo events (~230 bytes a line) per size on a local moto "
         "S3 "
@@ -149,10 +149,14 @@ def bench(sizes_mb: tuple[int, ...] = (100, 400)) -> dict:
     }
 
 
+def _size(mb: int) -> str:
+    return f"{mb // 1000}gb" if mb >= 1000 and mb % 1000 == 0 else f"{mb}mb"
+
+
 def main() -> None:
     """Print the benchmark result as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes-mb", type=int, nargs="+", default=[100, 400])
+    parser.add_argument("--sizes-mb", type=int, nargs="+", default=[100, 1000])
     args = parser.parse_args()
     print(json.dumps(bench(tuple(args.sizes_mb)), indent=2))
 

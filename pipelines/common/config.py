@@ -175,7 +175,7 @@ class KafkaSourceConfig(_Frozen):
     max_seconds: float | None = Field(default=None, gt=0)
     poll_records: int = Field(default=10_000, ge=1)
     chunk_rows: int = Field(default=50_000, ge=1)
-    workers: int = Field(default=1, ge=0, le=1)
+    workers: int = Field(default=1, ge=0, le=16)  # decode-and-land child processes (0: inline)
     session_timeout_ms: int = Field(default=6000, ge=1000)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     idle_timeout_s: float = Field(default=30.0, gt=0)

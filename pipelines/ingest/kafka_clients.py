@@ -276,6 +276,9 @@ def librdkafka_config(endpoint: KafkaEndpoint, cfg: KafkaSourceConfig) -> dict[s
         "heartbeat.interval.ms": max(100, cfg.session_timeout_ms // 3),
         "fetch.wait.max.ms": 100,
         "max.partition.fetch.bytes": 4 * 1024 * 1024,
+        # once queued.min.messages are prefetched, librdkafka waits this long before fetching again
+        # (default 1 s): a backlog drained faster than that would stall a second at a time
+        "fetch.queue.backoff.ms": 10,
         "socket.connection.setup.timeout.ms": max(1000, int(cfg.connect_timeout_s * 1000)),
         "socket.timeout.ms": max(30_000, cfg.session_timeout_ms + 5000),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 
 import pandas as pd
@@ -45,7 +46,7 @@ def validated_keys(install) -> pd.Series:
     return pd.concat(frames)["transaction_id"] if frames else pd.Series(dtype=object)
 
 
-@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize("workers", [0, 1, 2])
 def test_a_backlog_lands_in_chunks_with_a_manifest_and_offsets_are_committed(
     broker, tmp_path, request, workers
 ):
@@ -81,6 +82,7 @@ def test_a_backlog_lands_in_chunks_with_a_manifest_and_offsets_are_committed(
 
     again = kafka.run(install.params(), install.settings(), "run-2", broker.endpoint())
     assert again["consumed"] == 0 and again["landing_partition"] is None  # nothing new: nothing written
+    assert gc.get_freeze_count() == 0  # the run's frozen heap is handed back to the collector
 
 
 def test_max_records_bounds_a_run_and_the_next_run_continues(broker, tmp_path, request):

@@ -66,8 +66,8 @@ def test_a_chunk_of_only_bad_messages_writes_no_parquet_part(target):
     assert summary.part is None and summary.quarantined == 5
 
 
-@pytest.mark.parametrize("workers", [0, 1])
-def test_the_lander_keeps_chunk_order_inline_and_in_its_worker(target, workers):
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_the_lander_keeps_chunk_order_inline_and_in_its_workers(target, workers):
     with Lander(target, workers) as lander:
         for i in range(5):
             lander.submit(chunk(200, 200 * i))
@@ -99,7 +99,7 @@ def test_counts_that_do_not_add_up_are_refused():
         check_counts(3, 2, 0)
 
 
-@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize("workers", [0, 1, 2])
 def test_batches_decoded_as_they_come_land_as_one_part_per_chunk(target, workers):
     with Lander(target, workers) as lander:
         for i in range(3):

@@ -32,7 +32,7 @@ def test_the_default_reads_files_and_the_old_single_source_key_still_works():
         ({"source": "kafka", "sources": ["files"]}, "give 'sources' only"),
         ({"kafka": {"topics": ["bad topic"]}}, "Kafka topic names"),
         ({"kafka": {"session_timeout_ms": 10}}, "ingest.kafka.session_timeout_ms = 10"),
-        ({"kafka": {"workers": 4}}, "ingest.kafka.workers = 4"),
+        ({"kafka": {"workers": 17}}, "ingest.kafka.workers = 17"),
         (
             {"kafka": {"client": "confluent"}},
             "ingest.kafka.client = 'confluent': expected one of ['kafka-python', 'confluent-kafka']",
