@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -231,7 +232,9 @@ def bench(messages: int = 200_000, repeats: int = 2) -> dict:
         "(the default client), the (confluent-kafka) row the same with ingest.kafka.client: confluent-kafka; "
         "its vs_kafka_python = Flywheel with confluent-kafka / Flywheel with kafka-python msgs/s, "
         "bare_vs_kafka_python = the two bare loops'. Ratio = Flywheel / baseline msgs/s "
-        "(higher is better); peak RSS (sampled every 10 ms) and PSS (every 200 ms) of the process tree "
+        "(higher is better), best run against best run; pair_ratios: each repeat's Flywheel run against the "
+        "bare run just before it, and their median (the machine's speed drifts between repeats); "
+        "peak RSS (sampled every 10 ms) and PSS (every 200 ms) of the process tree "
         "(Flywheel's includes its forked workers, whose pages shared with the consumer RSS counts twice "
         "and PSS once); rss_ratio and pss_ratio: "
         "Flywheel / baseline. "
@@ -258,10 +261,13 @@ def compare(runs: dict[str, list[dict]], messages: int) -> dict:
         }
 
     f, b = figures(best_f, flywheel), figures(best_b, baseline)
+    pairs = [fr["msgs_per_s"] / br["msgs_per_s"] for fr, br in zip(flywheel, baseline, strict=True)]
     return {
         "flywheel": f,
         "baseline": b,
         "ratio": f["msgs_per_s"] / b["msgs_per_s"],
+        "pair_ratios": pairs,
+        "median_pair_ratio": statistics.median(pairs),
         "rss_ratio": f["peak_rss_mb"] / b["peak_rss_mb"],
         "pss_ratio": f["peak_pss_mb"] / b["peak_pss_mb"],
         "flywheel_phases": best_f["phases"],
