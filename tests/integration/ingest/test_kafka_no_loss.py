@@ -1,6 +1,7 @@
 """kill -9 the ingestion process at random points while it drains a backlog, many times, then let it finish.
 
-Against both brokers, with both clients (``ingest.kafka.client``): every produced event ends up exactly
+Against both brokers, with both clients (``ingest.kafka.client``; confluent-kafka with two decode-and-land
+children, ``ingest.kafka.workers: 2``): every produced event ends up exactly
 once in the validated tier, every offset of every partition is landed or quarantined, and
 ``consumed == landed + quarantined`` in every manifest. Some restarts reuse the killed run's id (an
 Airflow retry), others take a new one (the next scheduled run).
@@ -33,6 +34,8 @@ MESSAGES = 50_000
 # kills per client: kafka-python, the default, takes the most; confluent-kafka runs the same kill points
 # (every kind of point is still reached) in fewer rounds, to keep the tier's time
 KILLS = {"kafka-python": 9, "confluent-kafka": 6}
+# decode-and-land children per client, as docs/sources.md advises: kills land in either child's chunks too
+WORKERS = {"kafka-python": 1, "confluent-kafka": 2}
 
 
 def ingest_process(install, broker, run_id: str) -> subprocess.Popen:
@@ -65,6 +68,7 @@ def test_kill_9_at_random_points_loses_nothing_and_duplicates_nothing(
             "poll_records": 1000,
             "idle_timeout_s": 30,
             "client": kafka_client,
+            "workers": WORKERS[kafka_client],
         },
     )
     rng = random.Random(7)
