@@ -176,6 +176,7 @@ class KafkaSourceConfig(_Frozen):
     poll_records: int = Field(default=10_000, ge=1)
     chunk_rows: int = Field(default=50_000, ge=1)
     workers: int = Field(default=1, ge=0, le=16)  # decode-and-land child processes (0: inline)
+    readers: int = Field(default=1, ge=1, le=16)  # >1: child processes drain the partitions in parallel
     session_timeout_ms: int = Field(default=6000, ge=1000)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     idle_timeout_s: float = Field(default=30.0, gt=0)
@@ -196,6 +197,12 @@ class KafkaSourceConfig(_Frozen):
         if bad or len(set(self.topics)) != len(self.topics):
             raise ValueError(
                 f"topics must be unique Kafka topic names (letters, digits, '._-'), got {list(self.topics)}"
+            )
+        if self.readers > 1 and (self.max_records is not None or self.max_seconds is not None):
+            raise ValueError(
+                f"readers = {self.readers} drains every partition to its end offset; expected readers: 1 "
+                f"with max_records ({self.max_records}) or max_seconds ({self.max_seconds}), which bound "
+                "one consumer's drain"
             )
         return self
 

@@ -37,7 +37,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing import get_context
@@ -197,6 +197,11 @@ def _worker_init(target: ChunkTarget, parent: int) -> None:
     """In the worker: remember the run, and die with the consumer process (even on ``kill -9``)."""
     global _BUILDER
     _BUILDER = ChunkBuilder(target)
+    _die_with(parent)
+
+
+def _die_with(parent: int) -> None:
+    """In a child: ignore Ctrl-C (the parent handles it) and die with the parent, even on ``kill -9``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError, AttributeError):  # Linux: the kernel kills us when the parent dies
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -231,14 +236,15 @@ class Lander:
     consumer: the children are forked while the process has no client threads.
     """
 
-    def __init__(self, target: ChunkTarget, workers: int) -> None:
+    def __init__(self, target: ChunkTarget, workers: int, first: int = 0, stride: int = 1) -> None:
         self.target = target
         self.workers = workers
         self.summaries: list[ChunkSummary] = []
         self._pools: list[ProcessPoolExecutor] = []
         self._pending: list[deque[Future[ChunkSummary | None]]] = [deque() for _ in range(workers)]
         self._builder = ChunkBuilder(target)
-        self._next = 0
+        self._chunk = 0  # chunks landed so far; chunk c is part first + c * stride (readers share a run)
+        self._first, self._stride = first, stride
 
     def __enter__(self) -> Lander:
         try:
@@ -265,15 +271,16 @@ class Lander:
         if not self._pools:
             self._builder.add(segments)
             return
-        self._submit(self._next % len(self._pools), _add_in_worker, segments)
+        self._submit(self._chunk % len(self._pools), _add_in_worker, segments)
 
     def land(self) -> None:
         """The batches added since the last chunk become the next chunk's parts."""
-        index, self._next = self._next, self._next + 1
+        chunk, self._chunk = self._chunk, self._chunk + 1
+        index = self._first + chunk * self._stride
         if not self._pools:
             self.summaries.append(self._builder.land(index))
             return
-        self._submit(index % len(self._pools), _land_in_worker, index)
+        self._submit(chunk % len(self._pools), _land_in_worker, index)
 
     def submit(self, segments: list[Segment]) -> None:
         """Land ``segments`` as one chunk."""
@@ -297,6 +304,117 @@ class Lander:
             summary = pending.popleft().result()
             if summary is not None:
                 self.summaries.append(summary)
+
+
+# -- readers in parallel: each drains some partitions outside the group and lands its own chunks --
+
+
+Ranges = dict[TopicPartition, tuple[int | None, int]]  # partition -> (first offset or None: earliest, end)
+
+
+@dataclass(frozen=True)
+class _ReaderJob:
+    """Everything a reader needs (sent once, when the readers start)."""
+
+    target: ChunkTarget
+    cfg: KafkaSourceConfig
+    endpoint: KafkaEndpoint
+
+
+_READER: _ReaderJob | None = None
+
+
+def _reader_init(job: _ReaderJob, parent: int) -> None:
+    global _READER
+    _READER = job
+    _die_with(parent)
+
+
+def _read_partitions(reader: int, readers: int, ranges: Ranges) -> tuple[Drained, list[ChunkSummary]]:
+    """In a reader: drain ``{partition: (start, end)}`` (start None: the earliest) and land the chunks as
+    parts ``reader``, ``reader + readers``, ... so that the readers' parts never collide."""
+    assert _READER is not None, "reader not initialised"
+    job = _READER
+    with _closing(open_client(job.endpoint, job.cfg)) as client:
+        client.assign({tp: start for tp, (start, _) in ranges.items()})
+        lander = Lander(job.target, 0, first=reader, stride=readers)
+        drain = _Drain(client, job.cfg, job.endpoint, lander)
+        drain.drained.end.update({tp: end for tp, (_, end) in ranges.items()})
+        drained = drain.run()
+        return drained, lander.finish()
+
+
+class Readers:
+    """``readers`` child processes that drain the run's partitions in parallel, each landing its chunks.
+
+    The run's own consumer stays the group member: it holds the partitions (paused, polled only to stay
+    in the group), writes the manifest and commits. The readers read outside the group, from the
+    committed offsets up to the end offsets seen at the start. Create it *before* the Kafka consumer:
+    the readers are forked while the process has no client threads.
+    """
+
+    def __init__(self, job: _ReaderJob, readers: int) -> None:
+        self.job, self.readers = job, readers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> Readers:
+        self._pool = ProcessPoolExecutor(
+            self.readers,
+            mp_context=get_context("fork"),
+            initializer=_reader_init,
+            initargs=(self.job, os.getpid()),
+        )
+        self._pool.submit(_ready).result()  # fork them all now, before any client thread exists
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def drain(self, client: KafkaClient) -> tuple[Drained, list[ChunkSummary]]:
+        """Split the assigned partitions among the readers by backlog, wait for them, merge what they read."""
+        assert self._pool is not None, "use Readers as a context manager"
+        partitions = sorted(client.assignment())
+        committed = client.committed(partitions)
+        ends = client.end_offsets(partitions)
+        client.pause(partitions)
+        ranges = {
+            tp: (committed.get(tp), ends[tp]) for tp in partitions if ends[tp] > (committed.get(tp) or 0)
+        }
+        groups = _split(ranges, self.readers)
+        futures = [
+            self._pool.submit(_read_partitions, i, len(groups), group) for i, group in enumerate(groups)
+        ]
+        while not all(f.done() for f in futures):
+            wait(futures, timeout=_POLL_S, return_when=FIRST_EXCEPTION)
+            if any(f.done() and f.exception() is not None for f in futures):
+                break
+            client.poll(1, 0.1)  # keeps this consumer in the group (and lets it finish a rebalance)
+            unpaused = client.assignment() - client.paused()
+            if unpaused:  # a rebalance assigned them again: the readers read them, not this consumer
+                client.pause(unpaused)
+        merged, chunks = Drained(), []
+        for future in futures:
+            drained, summaries = future.result()
+            merged.first.update(drained.first)
+            merged.last.update(drained.last)
+            merged.end.update(drained.end)
+            merged.consumed += drained.consumed
+            chunks += summaries
+        return merged, sorted(chunks, key=lambda c: c.index)
+
+
+def _split(ranges: Ranges, readers: int) -> list[Ranges]:
+    """The partitions in at most ``readers`` groups of about equal backlog (largest first, to the lightest
+    group)."""
+    groups: list[Ranges] = [{} for _ in range(min(readers, len(ranges)))]
+    loads = [0] * len(groups)
+    backlog = sorted(ranges, key=lambda tp: ranges[tp][1] - (ranges[tp][0] or 0), reverse=True)
+    for tp in backlog:
+        lightest = loads.index(min(loads))
+        groups[lightest][tp] = ranges[tp]
+        loads[lightest] += ranges[tp][1] - (ranges[tp][0] or 0)
+    return groups
 
 
 # -- the consumer -------------------------------------------------------------------------------
@@ -532,19 +650,27 @@ def _ingest(
     target: ChunkTarget, lake: Lake, cfg: KafkaSourceConfig, endpoint: KafkaEndpoint, run_id: str
 ) -> dict[str, Any]:
     clock = _Phases()
-    with (
-        _frozen_heap(),
-        Lander(target, cfg.workers) as lander,
-        _closing(open_client(endpoint, cfg)) as client,
-    ):
-        clock.lap("connect")
-        polling = _Drain(client, cfg, endpoint, lander)
-        polling.join()
-        clock.lap("join")
-        drained = polling.run()
-        clock.lap("drain")
-        chunks = lander.finish()
-        clock.lap("land")
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_frozen_heap())
+        if cfg.readers > 1:
+            readers = stack.enter_context(Readers(_ReaderJob(target, cfg, endpoint), cfg.readers))
+            client = stack.enter_context(_closing(open_client(endpoint, cfg)))
+            clock.lap("connect")
+            _Drain(client, cfg, endpoint, None).join()  # what the join's polls returned, a reader reads again
+            clock.lap("join")
+            drained, chunks = readers.drain(client)
+            clock.lap("drain")
+        else:
+            lander = stack.enter_context(Lander(target, cfg.workers))
+            client = stack.enter_context(_closing(open_client(endpoint, cfg)))
+            clock.lap("connect")
+            polling = _Drain(client, cfg, endpoint, lander)
+            polling.join()
+            clock.lap("join")
+            drained = polling.run()
+            clock.lap("drain")
+            chunks = lander.finish()
+            clock.lap("land")
         if not drained.consumed:
             return {**_nothing_new(run_id, endpoint, cfg, drained), "seconds": clock.laps}
         manifest = _manifest(target, run_id, endpoint, cfg, drained, chunks, _next_offsets(drained))

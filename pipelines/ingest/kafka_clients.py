@@ -59,6 +59,10 @@ class KafkaClient(Protocol):
         """Join the consumer group on ``topics``; ``on_assigned`` runs at every (re)assignment."""
         ...
 
+    def assign(self, starts: dict[TopicPartition, int | None]) -> None:
+        """Read these partitions outside the group, each from its offset (None: the earliest)."""
+        ...
+
     def poll(self, max_records: int, timeout_s: float) -> list[Segment]:
         """Up to ``max_records`` records, grouped by partition in offset order (empty on timeout)."""
         ...
@@ -190,6 +194,16 @@ class KafkaPythonClient:
                     consumer.seek(KafkaTopicPartition(*tp), offset)
 
         consumer.subscribe(topics=list(topics), listener=Listener())
+
+    def assign(self, starts: dict[TopicPartition, int | None]) -> None:
+        chosen = {tp: self._tp(tp) for tp in starts}
+        self.consumer.assign(list(chosen.values()))
+        earliest = [chosen[tp] for tp, offset in starts.items() if offset is None]
+        if earliest:
+            self.consumer.seek_to_beginning(*earliest)
+        for tp, offset in starts.items():
+            if offset is not None:
+                self.consumer.seek(chosen[tp], offset)
 
     def poll(self, max_records: int, timeout_s: float) -> list[Segment]:
         batch = self.consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
@@ -350,6 +364,18 @@ class ConfluentKafkaClient:
             self._lost = sorted(str(TopicPartition(p.topic, p.partition)) for p in partitions)
 
         self.consumer.subscribe(list(topics), on_assign=assigned, on_lost=lost)
+
+    def assign(self, starts: dict[TopicPartition, int | None]) -> None:
+        beginning = self.ck.OFFSET_BEGINNING
+        self.consumer.assign(
+            [
+                self.ck.TopicPartition(tp.topic, tp.partition, beginning if offset is None else offset)
+                for tp, offset in starts.items()
+            ]
+        )
+        for tp, offset in starts.items():
+            if offset is not None:
+                self._positions[tp] = offset
 
     def poll(self, max_records: int, timeout_s: float) -> list[Segment]:
         segments: dict[tuple[str, int], Segment] = {}

@@ -182,3 +182,30 @@ def test_an_interrupted_run_leaves_nothing_visible_and_its_retry_rewrites_it(
     retry = kafka.run(install.params(), install.settings(), "run-1", broker.endpoint())
     assert retry["consumed"] == 4000 and not retry["resumed"]
     assert len(landed_keys(install)) == 4000
+
+
+def test_readers_in_parallel_land_every_record_once_and_commit_after(broker, kafka_client, tmp_path, request):
+    from pipelines.demo import publish
+    from pipelines.ingest import kafka
+
+    topic = unique_topic(request)
+    sent = publish.to_kafka(topic, broker.endpoint(), rows=9000, seed=21, malformed_fraction=0.01)
+    install = kafka_install(
+        tmp_path, topic, chunk_rows=1500, poll_records=500, readers=2, client=kafka_client
+    )
+
+    summary = kafka.run(install.params(), install.settings(), "run-1", broker.endpoint())
+
+    assert summary["consumed"] == 9000 == summary["landed"] + summary["quarantined"]
+    assert summary["quarantined"] == sent["malformed"]
+    lake = install.lake()
+    manifest = lake.read_json(f"{summary['landing_partition']}/_manifest.json")
+    assert len(set(manifest["parts"])) == len(manifest["parts"]) >= 6  # the readers' parts never collide
+    keys = landed_keys(install)
+    assert len(keys) == 9000 - sent["malformed"] and keys.is_unique
+    assert sum(o["consumed"] for o in manifest["offsets"]) == 9000
+    assert committed(broker, topic, f"g-{topic}") == {o["partition"]: o["next"] for o in manifest["offsets"]}
+
+    publish.to_kafka(topic, broker.endpoint(), rows=1000, seed=22)
+    again = kafka.run(install.params(), install.settings(), "run-2", broker.endpoint())
+    assert again["consumed"] == 1000  # the next run starts at the committed offsets
