@@ -200,9 +200,8 @@ class KafkaSourceConfig(_Frozen):
             )
         if self.readers > 1 and (self.max_records is not None or self.max_seconds is not None):
             raise ValueError(
-                f"readers = {self.readers} drains every partition to its end offset; expected readers: 1 "
-                f"with max_records ({self.max_records}) or max_seconds ({self.max_seconds}), which bound "
-                "one consumer's drain"
+                f"readers: 1 when max_records ({self.max_records}) or max_seconds ({self.max_seconds}) "
+                f"bounds a run; readers = {self.readers} drain every partition to its end offset"
             )
         return self
 

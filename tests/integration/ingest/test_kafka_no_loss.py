@@ -52,7 +52,6 @@ def test_kill_9_at_random_points_loses_nothing_and_duplicates_nothing(
     broker, kafka_client, tmp_path, request
 ):
     from pipelines.demo import publish
-    from pipelines.validate import stage as validate
 
     topic = unique_topic(request, "noloss")
     sent = publish.to_kafka(topic, broker.endpoint(), rows=MESSAGES, seed=31, malformed_fraction=0.01)
@@ -102,21 +101,64 @@ def test_kill_9_at_random_points_loses_nothing_and_duplicates_nothing(
     else:
         pytest.fail("the backlog never drained")
 
+    print(f"{kafka_client}: {kills} kills at {points}, {finished} runs finished before their kill")
+    check_nothing_lost_nothing_twice(install, broker, topic, MESSAGES - sent["malformed"])
+
+
+def test_kill_9_of_readers_in_parallel_loses_nothing_and_duplicates_nothing(broker, tmp_path, request):
+    """The same with ``readers: 2``, whose runs drain to the end offsets: a batch arrives, a run is killed."""
+    from pipelines.demo import publish
+
+    topic = unique_topic(request, "noloss-readers")
+    install = make_source_install(
+        tmp_path,
+        sources=["kafka"],
+        kafka={
+            "topics": [topic],
+            "group_id": f"g-{topic}",
+            "session_timeout_ms": SESSION_TIMEOUT_MS,
+            "chunk_rows": 2000,
+            "poll_records": 1000,
+            "idle_timeout_s": 30,
+            "readers": 2,
+        },
+    )
+    rng = random.Random(11)
+    good, kills = 0, 0
+    for attempt in range(6):
+        sent = publish.to_kafka(
+            topic, broker.endpoint(), rows=8000, seed=40 + attempt, malformed_fraction=0.01
+        )
+        good += 8000 - sent["malformed"]
+        run_id = f"run-{attempt}" if attempt % 3 else "run-retried"  # some restarts retry a killed run
+        proc = ingest_process(install, broker, run_id)
+        point = KILL_POINTS[attempt % len(KILL_POINTS)]
+        kills += kill_at(proc, point, install.lake().partition("landing", run_id, "kafka"), rng)
+        proc.communicate()
+    assert kills >= 3
+    for last in range(10):
+        proc = ingest_process(install, broker, f"final-{last}")
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-3000:]
+        if last_json(out)["consumed"] == 0:
+            break
+    else:
+        pytest.fail("the backlog never drained")
+    check_nothing_lost_nothing_twice(install, broker, topic, good)
+
+
+def check_nothing_lost_nothing_twice(install, broker, topic: str, good: int) -> None:
+    """Every offset of every partition landed or quarantined; every good event validated exactly once."""
+    from pipelines.validate import stage as validate
+
     assert validate.run(install.params(), install.settings())["verdict"] == "pass"
     lake = install.lake()
     landed, quarantined = check_every_partition_adds_up(lake)
     offsets = set(landed["_origin"]) | {q["origin"] for q in quarantined}
     expected = {f"{topic}:{p}:{o}" for p, end in end_offsets(broker, topic).items() for o in range(end)}
-    assert offsets == expected  # every offset of every partition landed or quarantined: nothing lost
-
-    print(
-        f"{kafka_client}: {kills} kills at {points}, {finished} runs finished before their kill, "
-        f"{len(lake.complete_partitions('landing'))} landing partitions, "
-        f"{len(landed) - landed['transaction_id'].nunique()} events landed twice (crash after the manifest)"
-    )
+    assert offsets == expected  # nothing lost
     validated = pd.concat([lake.read_partition(p) for p in lake.complete_partitions("validated")])
     assert validated["transaction_id"].is_unique  # nothing twice
-    good = MESSAGES - sent["malformed"]
     assert len(validated) == good == landed["transaction_id"].nunique()  # every good event once
 
 

@@ -33,6 +33,11 @@ def test_the_default_reads_files_and_the_old_single_source_key_still_works():
         ({"kafka": {"topics": ["bad topic"]}}, "Kafka topic names"),
         ({"kafka": {"session_timeout_ms": 10}}, "ingest.kafka.session_timeout_ms = 10"),
         ({"kafka": {"workers": 17}}, "ingest.kafka.workers = 17"),
+        ({"kafka": {"readers": 0}}, "ingest.kafka.readers = 0"),
+        (
+            {"kafka": {"readers": 2, "max_records": 1000}},
+            "expected readers: 1 when max_records .1000. or max_seconds .None. bounds a run; readers = 2",
+        ),
         (
             {"kafka": {"client": "confluent"}},
             "ingest.kafka.client = 'confluent': expected one of ['kafka-python', 'confluent-kafka']",
