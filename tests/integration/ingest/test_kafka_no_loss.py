@@ -38,6 +38,19 @@ KILLS = {"kafka-python": 9, "confluent-kafka": 6}
 WORKERS = {"kafka-python": 1, "confluent-kafka": 2}
 
 
+def kafka_install(tmp_path, topic: str, **kafka):
+    """An installation whose Kafka source drains ``topic`` in 1000-record polls, with ``kafka`` on top."""
+    settings = {
+        "topics": [topic],
+        "group_id": f"g-{topic}",
+        "session_timeout_ms": SESSION_TIMEOUT_MS,
+        "poll_records": 1000,
+        "idle_timeout_s": 30,
+        **kafka,
+    }
+    return make_source_install(tmp_path, sources=["kafka"], kafka=settings)
+
+
 def ingest_process(install, broker, run_id: str) -> subprocess.Popen:
     return subprocess.Popen(
         flywheel_cli("ingest", "--source", "kafka", "--run-id", run_id, "--json"),
@@ -55,20 +68,13 @@ def test_kill_9_at_random_points_loses_nothing_and_duplicates_nothing(
 
     topic = unique_topic(request, "noloss")
     sent = publish.to_kafka(topic, broker.endpoint(), rows=MESSAGES, seed=31, malformed_fraction=0.01)
-    install = make_source_install(
+    install = kafka_install(
         tmp_path,
-        sources=["kafka"],
-        kafka={
-            "topics": [topic],
-            "group_id": f"g-{topic}",
-            "session_timeout_ms": SESSION_TIMEOUT_MS,
-            "max_records": 12_000,
-            "chunk_rows": 3000,
-            "poll_records": 1000,
-            "idle_timeout_s": 30,
-            "client": kafka_client,
-            "workers": WORKERS[kafka_client],
-        },
+        topic,
+        max_records=12_000,
+        chunk_rows=3000,
+        client=kafka_client,
+        workers=WORKERS[kafka_client],
     )
     rng = random.Random(7)
 
@@ -92,14 +98,7 @@ def test_kill_9_at_random_points_loses_nothing_and_duplicates_nothing(
     unbounded = yaml.safe_load(install.params_path.read_text())
     unbounded["ingest"]["kafka"]["max_records"] = None
     install.params_path.write_text(yaml.safe_dump(unbounded))
-    for last in range(10):  # then let it finish: until a run finds nothing new
-        proc = ingest_process(install, broker, f"final-{last}")
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err[-3000:]
-        if last_json(out)["consumed"] == 0:
-            break
-    else:
-        pytest.fail("the backlog never drained")
+    drain_to_the_end(install, broker)  # then let it finish
 
     print(f"{kafka_client}: {kills} kills at {points}, {finished} runs finished before their kill")
     check_nothing_lost_nothing_twice(install, broker, topic, MESSAGES - sent["malformed"])
@@ -110,19 +109,7 @@ def test_kill_9_of_readers_in_parallel_loses_nothing_and_duplicates_nothing(brok
     from pipelines.demo import publish
 
     topic = unique_topic(request, "noloss-readers")
-    install = make_source_install(
-        tmp_path,
-        sources=["kafka"],
-        kafka={
-            "topics": [topic],
-            "group_id": f"g-{topic}",
-            "session_timeout_ms": SESSION_TIMEOUT_MS,
-            "chunk_rows": 2000,
-            "poll_records": 1000,
-            "idle_timeout_s": 30,
-            "readers": 2,
-        },
-    )
+    install = kafka_install(tmp_path, topic, chunk_rows=2000, readers=2)
     rng = random.Random(11)
     good, kills = 0, 0
     for attempt in range(6):
@@ -136,15 +123,19 @@ def test_kill_9_of_readers_in_parallel_loses_nothing_and_duplicates_nothing(brok
         kills += kill_at(proc, point, install.lake().partition("landing", run_id, "kafka"), rng)
         proc.communicate()
     assert kills >= 3
+    drain_to_the_end(install, broker)
+    check_nothing_lost_nothing_twice(install, broker, topic, good)
+
+
+def drain_to_the_end(install, broker) -> None:
+    """Run ingestion until a run finds nothing new."""
     for last in range(10):
         proc = ingest_process(install, broker, f"final-{last}")
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err[-3000:]
         if last_json(out)["consumed"] == 0:
-            break
-    else:
-        pytest.fail("the backlog never drained")
-    check_nothing_lost_nothing_twice(install, broker, topic, good)
+            return
+    pytest.fail("the backlog never drained")
 
 
 def check_nothing_lost_nothing_twice(install, broker, topic: str, good: int) -> None:
