@@ -13,6 +13,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -96,6 +97,18 @@ def make_source_install(tmp_path: Path, **ingest: dict) -> SourceInstall:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     (tmp_path / "home").mkdir()
     return SourceInstall(tmp_path / "home", path)
+
+
+def kafka_install(tmp_path: Path, topic: str, **kafka: Any) -> SourceInstall:
+    """An installation whose Kafka source drains ``topic`` with its own consumer group, ``kafka`` on top."""
+    settings = {
+        "topics": [topic],
+        "group_id": f"g-{topic}",
+        "session_timeout_ms": SESSION_TIMEOUT_MS,
+        "idle_timeout_s": 20,
+        **kafka,
+    }
+    return make_source_install(tmp_path, sources=["kafka"], kafka=settings)
 
 
 def flywheel_cli(*args: str) -> list[str]:

@@ -21,10 +21,9 @@ import pytest
 import yaml
 
 from tests.support.sources import (
-    SESSION_TIMEOUT_MS,
     flywheel_cli,
+    kafka_install,
     last_json,
-    make_source_install,
     unique_topic,
 )
 
@@ -36,19 +35,6 @@ MESSAGES = 50_000
 KILLS = {"kafka-python": 9, "confluent-kafka": 6}
 # decode-and-land children per client, as docs/sources.md advises: kills land in either child's chunks too
 WORKERS = {"kafka-python": 1, "confluent-kafka": 2}
-
-
-def kafka_install(tmp_path, topic: str, **kafka):
-    """An installation whose Kafka source drains ``topic`` in 1000-record polls, with ``kafka`` on top."""
-    settings = {
-        "topics": [topic],
-        "group_id": f"g-{topic}",
-        "session_timeout_ms": SESSION_TIMEOUT_MS,
-        "poll_records": 1000,
-        "idle_timeout_s": 30,
-        **kafka,
-    }
-    return make_source_install(tmp_path, sources=["kafka"], kafka=settings)
 
 
 def ingest_process(install, broker, run_id: str) -> subprocess.Popen:
@@ -73,6 +59,8 @@ def test_kill_9_at_random_points_loses_nothing_and_duplicates_nothing(
         topic,
         max_records=12_000,
         chunk_rows=3000,
+        poll_records=1000,
+        idle_timeout_s=30,
         client=kafka_client,
         workers=WORKERS[kafka_client],
     )
@@ -109,7 +97,7 @@ def test_kill_9_of_readers_in_parallel_loses_nothing_and_duplicates_nothing(brok
     from pipelines.demo import publish
 
     topic = unique_topic(request, "noloss-readers")
-    install = kafka_install(tmp_path, topic, chunk_rows=2000, readers=2)
+    install = kafka_install(tmp_path, topic, chunk_rows=2000, poll_records=1000, idle_timeout_s=30, readers=2)
     rng = random.Random(11)
     good, kills = 0, 0
     for attempt in range(6):

@@ -8,20 +8,9 @@ import json
 import pandas as pd
 import pytest
 
-from tests.support.sources import SESSION_TIMEOUT_MS, make_source_install, unique_topic
+from tests.support.sources import kafka_install, unique_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def kafka_install(tmp_path, topic: str, **kafka):
-    cfg = {
-        "topics": [topic],
-        "group_id": f"g-{topic}",
-        "session_timeout_ms": SESSION_TIMEOUT_MS,
-        "idle_timeout_s": 20,
-        **kafka,
-    }
-    return make_source_install(tmp_path, sources=["kafka"], kafka=cfg)
 
 
 def committed(broker, topic: str, group: str) -> dict[int, int | None]:
