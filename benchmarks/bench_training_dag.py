@@ -7,6 +7,12 @@ other in a fresh workspace without Airflow or DVC. The ratio is the orchestratio
 Flywheel's side also reports each task's span in the ``dags test`` log (``task_<id>_s``: Airflow's task
 start-up and XCom included, the first task's also the in-process execution API's start) and what is
 outside every task (``outside_tasks_s``: the CLI's start, parsing the DAGs, creating the run, the exit).
+
+The ``scheduler`` variant runs the same DAG as a nightly retrain runs: triggered through the REST API of
+the embedded Airflow (``make run``'s: scheduler, DAG processor and API server on the LocalExecutor, started
+before the clock starts, as they run all the time), from the trigger to the run's end as Airflow records
+it; ``task_<id>_s`` are the task instances' durations, ``between_tasks_s`` the scheduler's time from one
+task's end to the next one's start, ``queued_s`` from the trigger to the run's start.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -56,8 +63,6 @@ def _run(args: list[str], env: dict[str, str]) -> tuple[float, str]:
 
 def task_spans(log: str) -> dict[str, float]:
     """Seconds from ``[DAG TEST] starting`` to ``[DAG TEST] end task`` of each task in a ``dags test`` log."""
-    from datetime import datetime
-
     started: dict[str, datetime] = {}
     spans: dict[str, float] = {}
     for line in log.splitlines():
@@ -127,10 +132,60 @@ def orchestrated(work: Path, events: Path, epochs: int | None = None) -> tuple[f
     return wall, {**latest["stage_seconds"], **tasks, "outside_tasks": wall - sum(spans.values())}
 
 
-def bench(rows: int, epochs: int | None = None, repeats: int = 1) -> dict:
-    """Time both paths on ``rows`` produced events (``epochs`` overrides train.epochs for both).
+def scheduled(work: Path, events: Path, epochs: int | None = None) -> tuple[float, dict[str, float]]:
+    """The training DAG run by the embedded Airflow's scheduler: seconds from the trigger to the run's end."""
+    from pipelines import report
+    from pipelines.common.config import load_params
+    from pipelines.common.settings import Settings
+    from pipelines.demo import airflow_runner as runner
 
-    With ``repeats`` > 1 the sides alternate (Flywheel then bare, bare then Flywheel, ...) and each side's
+    home, params = _installation(work, "scheduler", events, epochs)
+    env = _env(home, params)
+    _land(env)
+    _run([str(BIN / "airflow"), "db", "migrate"], env)
+    for pool in ("gpu", "dvc"):
+        _run([str(BIN / "airflow"), "pools", "set", pool, "1", pool], env)
+    airflow_home = Path(env["AIRFLOW_HOME"])
+    api = runner.start(airflow_home, env=env, out=None)
+    try:
+        triggered = time.time()
+        (run,) = runner.trigger_and_follow(api, "flywheel_training", out=None)
+        path = runner.run_path("flywheel_training", run.run_id)
+        body, listing = api.call("GET", path), api.call("GET", f"{path}/taskInstances")
+    finally:
+        runner.stop(airflow_home, out=None)
+    latest = report.latest(load_params(params), Settings.from_env(env), "flywheel_training")
+    if latest is None:
+        raise RuntimeError(f"flywheel_training wrote no run report in the lake of {home}")
+    spans = run_spans(body, listing["task_instances"])
+    return _epoch(body["end_date"]) - triggered, {
+        **latest["stage_seconds"],
+        **spans,
+        "queued": _epoch(body["start_date"]) - triggered,
+    }
+
+
+def run_spans(run: dict, task_instances: list[dict]) -> dict[str, float]:
+    """From the REST API's bodies of a finished run and its task instances: each task's duration
+    (``task_<id>``) and ``between_tasks``, the time from the run's start to its first task's start and from
+    each task's end to the next one's start (the tasks run one after the other)."""
+    spans: dict[str, float] = {}
+    between, previous = 0.0, _epoch(run["start_date"])
+    for ti in sorted(task_instances, key=lambda ti: ti["start_date"]):
+        spans[f"task_{ti['task_id']}"] = float(ti["duration"])
+        between += _epoch(ti["start_date"]) - previous
+        previous = _epoch(ti["end_date"])
+    return {**spans, "between_tasks": between}
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def bench(rows: int, epochs: int | None = None, repeats: int = 1) -> dict:
+    """Time the three paths on ``rows`` produced events (``epochs`` overrides train.epochs for all).
+
+    With ``repeats`` > 1 the order alternates (dags test, bare, scheduler; then the reverse) and each side's
     fastest run, the one least disturbed by other work, is reported, every repeat's wall time beside it
     (``repeats_s``): on a shared machine one run's figures move by more than the overhead being measured.
     """
@@ -141,31 +196,42 @@ def bench(rows: int, epochs: int | None = None, repeats: int = 1) -> dict:
     shutil.rmtree(events, ignore_errors=True)
     produce.produce(str(events), rows=rows, seed=1, fmt="parquet", files=max(1, rows // 250_000))
     load_before = os.getloadavg()[0]
-    dag_runs: list[tuple[float, dict[str, float]]] = []
-    bare_runs: list[dict[str, float]] = []
-    for repeat in range(repeats):
-        sides = ("dag", "bare") if repeat % 2 == 0 else ("bare", "dag")
-        for side in sides:
-            if side == "dag":
-                dag_runs.append(orchestrated(work, events, epochs))
+    runs: dict[str, list[tuple[float, dict[str, float]]]] = {"dag": [], "bare": [], "scheduler": []}
+    sides = {"dag": orchestrated, "scheduler": scheduled}
+    for repeat in range(repeats):  # the bare run sits between the two orchestrated ones; the order alternates
+        for side in ("dag", "bare", "scheduler") if repeat % 2 == 0 else ("scheduler", "bare", "dag"):
+            if side == "bare":
+                times = bare(work, events, epochs)
+                runs[side].append((sum(times.values()), times))
             else:
-                bare_runs.append(bare(work, events, epochs))
+                runs[side].append(sides[side](work, events, epochs))
     load = [load_before, os.getloadavg()[0]]  # the machine is shared: its 1-minute load average, before/after
-    walls, bare_walls = [w for w, _ in dag_runs], [sum(b.values()) for b in bare_runs]
-    wall, stages = min(dag_runs, key=lambda run: run[0])
-    baseline = min(bare_runs, key=lambda b: sum(b.values()))
-    bare_total = sum(baseline.values())
+    bare_total, baseline = min(runs["bare"], key=lambda run: run[0])
+    bare_walls = [wall for wall, _ in runs["bare"]]
+
+    def row(side: str) -> dict:
+        wall, stages = min(runs[side], key=lambda run: run[0])
+        return {
+            "flywheel": {"wall_s": wall, **{f"{k}_s": v for k, v in stages.items()}},
+            "baseline": {"wall_s": bare_total, **{f"{k}_s": v for k, v in baseline.items()}},
+            "ratio": wall / bare_total,
+            "overhead_s": wall - bare_total,
+            "repeats_s": {"flywheel": [wall for wall, _ in runs[side]], "baseline": bare_walls},
+        }
+
     return {
         "name": f"training_dag_{rows}",
-        "flywheel": {"wall_s": wall, **{f"{k}_s": v for k, v in stages.items()}},
-        "baseline": {"wall_s": bare_total, **{f"{k}_s": v for k, v in baseline.items()}},
-        "ratio": wall / bare_total,
-        "overhead_s": wall - bare_total,
-        "repeats_s": {"flywheel": walls, "baseline": bare_walls},
+        **row("dag"),
+        "variants": {"scheduler": row("scheduler")},
         "load_average": load,
         "notes": f"{rows:,} events, train.epochs {epochs or 'from params.yaml'}; "
         "`airflow dags test flywheel_training` vs the same stage commands run bare "
         f"(no Airflow, no DVC), {repeats} alternating run(s) of each, the fastest reported. "
         "Ratio = time overhead of orchestration (lower is better); task_*_s: each task's span, "
-        "outside_tasks_s: the dags test CLI's start, DAG parsing and exit.",
+        "outside_tasks_s: the dags test CLI's start, DAG parsing and exit. The (scheduler) row: the "
+        "same DAG triggered through the REST API of the embedded Airflow (make run's: scheduler, DAG "
+        "processor and API server on the LocalExecutor, already running, as for a nightly retrain), from "
+        "the trigger to the run's end; between_tasks_s: the scheduler's time from one task's end to the "
+        "next one's start, "
+        "queued_s: from the trigger to the run's start.",
     }

@@ -108,6 +108,17 @@ class AirflowApi:
         except (OSError, ValueError, TypeError):
             return None
 
+    def execution_health(self) -> dict[str, Any] | None:
+        """``GET /execution/health`` of the task execution API (no login); None while it does not answer.
+
+        The API server builds its task execution API on the first request to it, which takes seconds: a
+        first call here, once the server is up, spares the first task of the first run that wait.
+        """
+        try:
+            return dict(self._send("GET", f"{self.base_url}/execution/health"))
+        except (OSError, ValueError, TypeError):
+            return None
+
     def set_note(self, dag_id: str, run_id: str, note: str) -> dict[str, Any]:
         """Put ``note`` on a DAG run (``PATCH .../dagRuns/{run_id}``, ``update_mask=note``); the run."""
         return dict(self.call("PATCH", run_path(dag_id, run_id), {"note": note}, update_mask="note"))

@@ -324,7 +324,8 @@ def migrate_airflow(layout: Layout, project: Path) -> None:
 
 
 def airflow(layout: Layout, project: Path, part: str, extra: Mapping[str, str] | None = None) -> Spec:
-    """One Airflow process; the api-server is ready when its health endpoint answers."""
+    """One Airflow process; the api-server is ready when its health endpoint and the task execution API's
+    answer (the execution API is built on its first request: the first task does not wait for that)."""
     home = layout.airflow_home(part)
     home.mkdir(parents=True, exist_ok=True)
     airflow_bin = str(BIN / "airflow")
@@ -344,11 +345,11 @@ def airflow(layout: Layout, project: Path, part: str, extra: Mapping[str, str] |
     else:
         argv = [airflow_bin, part]
     port = layout.ports["api"] if part == "api-server" else 0
-    health = f"{layout.api_url}/api/v2/monitor/health"
+    health = (f"{layout.api_url}/api/v2/monitor/health", f"{layout.api_url}/execution/health")
 
     def ready(spec: Spec, log: Path) -> bool:
         if part == "api-server":
-            return http_ok(health)
+            return all(http_ok(url) for url in health)
         if queue:  # Celery says "<hostname> ready." once connected to the broker
             return f"{part}@" in _text(log) and " ready." in _text(log)
         return True

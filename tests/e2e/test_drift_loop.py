@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from contextlib import redirect_stdout
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -90,18 +91,28 @@ def scheduler(loop_install, tmp_path):
     home = tmp_path / "airflow"
     prepare_airflow({**os.environ, "AIRFLOW_HOME": str(home)}, home)
     path = os.pathsep.join(str(p) for p in (ROOT / "plugins", ROOT / "dags", ROOT))
-    with runner.running(home, ("flywheel_drift",), env={"PYTHONPATH": path}, timeout_s=TIMEOUT_S) as api:
+    env = {"PYTHONPATH": path, "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO"}  # INFO: the API's access log
+    with runner.running(home, ("flywheel_drift",), env=env, timeout_s=TIMEOUT_S) as api:
         yield api
 
 
+def execution_api_requests(airflow_home: Path) -> list[str]:
+    """``METHOD path`` of each request the API server answered on its task execution API, in order."""
+    log = airflow_home / "processes" / "logs" / "api-server.log"
+    found = (re.search(r"method=(\S+) path=(/execution/\S*)", line) for line in log.read_text().splitlines())
+    return [f"{match[1]} {match[2]}" for match in found if match]
+
+
 def test_drift_triggers_one_asset_triggered_retrain_that_records_why_and_the_gate_decision(
-    loop_install, scheduler
+    loop_install, scheduler, tmp_path
 ):
     from mlflow import MlflowClient
 
     from pipelines.report import summary as report
 
     api, install, settings = scheduler, loop_install, loop_install.settings()
+    # the runner built the task execution API (its first request) before any DAG was unpaused
+    assert execution_api_requests(tmp_path / "airflow")[0] == "GET /execution/health"
     name = install.params().promote.model_name
     client = MlflowClient(settings.tracking_uri)
     now = datetime.now(UTC)

@@ -182,7 +182,8 @@ def start(
 
 
 def wait_healthy(api: AirflowApi, timeout_s: float, check: Check) -> None:
-    """Wait until the metadata database, the scheduler and the DAG processor report healthy."""
+    """Wait until the metadata database, the scheduler and the DAG processor report healthy, and the task
+    execution API answers (its first request builds it: the first task does not wait for that)."""
     deadline = time.monotonic() + timeout_s
     while True:
         health = api.health() or {}
@@ -190,6 +191,7 @@ def wait_healthy(api: AirflowApi, timeout_s: float, check: Check) -> None:
             part: (health.get(part) or {}).get("status")
             for part in ("metadatabase", "scheduler", "dag_processor")
         }
+        states["execution_api"] = (api.execution_health() or {}).get("status")
         if all(state == "healthy" for state in states.values()):
             return
         if time.monotonic() > deadline:
