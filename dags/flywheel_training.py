@@ -26,8 +26,9 @@ workspace: one at a time, and **prepare** refuses a run while another one is run
 
 Tasks: **prepare** (sync `dvc.yaml` and the run's `params.yaml` into the DVC workspace) → **snapshot** →
 **featurize** → **train** (pool `gpu`) → **evaluate** (each `dvc repro` of its stage: DVC skips what did not
-change) → **promote** (register; move `champion` only if the gate passes, keeping `previous_champion`) →
-**record** (commit `dvc.lock` in the workspace, push to the DVC remote, write the run report).
+change) → **promote** (register; move `champion` only if the gate passes, keeping `previous_champion`;
+commit `dvc.lock` in the workspace, push to the DVC remote, tag the version with the commit) → **record**
+(write the run report, put the gate's decision on the run as its note).
 
 Every run says why it ran: **prepare** reads the triggering asset events, and a new model version and its
 MLflow run get `flywheel.trigger` (`schedule`, `manual`, or `drift`) and `flywheel.trigger.reason`; a drift

@@ -21,6 +21,7 @@ from pipelines.common.config import TASK_METRICS, Params
 from pipelines.common.errors import FlywheelError
 from pipelines.common.lake import MANIFEST, Lake
 from pipelines.common.settings import Settings
+from pipelines.promote.registry import WORKSPACE_COMMIT
 from pipelines.workspace import command_env, dvc_executable, lock_at_commit
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ def trace(params: Params, settings: Settings, ref: str) -> dict[str, Any]:
     run = client.get_run(run_id)
     tags, lake = run.data.tags, Lake(settings.lake_root(params))
     window = window_of(client, run_id)
-    commit = version.tags.get("flywheel.workspace_commit")
+    commit = version.tags.get(WORKSPACE_COMMIT)
     return {
         "model": {
             "name": version.name,
@@ -200,7 +201,7 @@ def reproduce(params: Params, settings: Settings, ref: str) -> dict[str, Any]:
     """
     client = tracking.client(settings)
     version = resolve(client, ref, params.promote.model_name)
-    commit = version.tags.get("flywheel.workspace_commit")
+    commit = version.tags.get(WORKSPACE_COMMIT)
     if not commit:
         raise LineageError(
             f"{version.name} v{version.version} has no recorded workspace commit "

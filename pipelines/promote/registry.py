@@ -27,6 +27,7 @@ _ABSENT = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
 LOG_TAG = "flywheel.alias_log"
 LOG_LIMIT = 40  # MLflow caps a tag value; keep the latest moves
+WORKSPACE_COMMIT = "flywheel.workspace_commit"  # the DVC workspace commit whose dvc.lock made a version
 
 
 class RegistryError(FlywheelError):
@@ -84,11 +85,13 @@ def move_alias(mlflow_client: MlflowClient, name: str, alias: str, version: str,
 
 
 def tag_workspace_commit(settings: Settings, promotion: dict[str, Any], commit: str) -> None:
-    """Record on a newly registered version the workspace commit whose ``dvc.lock`` made it."""
-    if promotion.get("registered_now"):
-        client(settings).set_model_version_tag(
-            promotion["model_name"], promotion["version"], "flywheel.workspace_commit", commit
-        )
+    """Record on a version the workspace commit whose ``dvc.lock`` made it: on a newly registered one, and on
+    one without it (registered by a try that failed before its commit). An older version keeps its commit."""
+    mlflow_client, name, version = client(settings), promotion["model_name"], promotion["version"]
+    if not promotion.get("registered_now"):
+        if version is None or WORKSPACE_COMMIT in mlflow_client.get_model_version(name, version).tags:
+            return
+    mlflow_client.set_model_version_tag(name, version, WORKSPACE_COMMIT, commit)
 
 
 def rollback(params: Params, settings: Settings, reason: str) -> dict[str, Any]:

@@ -68,12 +68,20 @@ def refuse_concurrent_runs() -> None:
 
 
 def promote_model(run: dict, run_id: str = "local") -> dict:
-    """Register the trained model and let the gate decide on the ``champion`` alias; record why it ran."""
+    """Register the trained model and let the gate decide on the ``champion`` alias; record why it ran;
+    commit the workspace (``dvc.lock``), push to the DVC remote, and tag the version with the commit.
+
+    The sequence of ``flywheel repro``, in the one process that has MLflow loaded already. Returns the
+    promotion with ``workspace_commit`` and the evaluation's ``metrics``, for **record**'s run report.
+    """
+    import json
+
     from pipelines import promote, workspace
     from pipelines.common.config import load_params
+    from pipelines.promote import registry
 
     settings = FlywheelHook().settings()
-    with workspace.attached(settings, run_id, "promote"):
+    with workspace.attached(settings, run_id, "promote", merge=True):  # a shared remote: main moves too
         params = load_params(settings.workspace / "params.yaml")
         promotion = promote.run(
             params,
@@ -83,23 +91,22 @@ def promote_model(run: dict, run_id: str = "local") -> dict:
             force_reason=run["force_reason"],
             trigger=run["trigger"],
         )
-    return {**promotion, "trigger_tags": record_trigger(run, promotion)}
-
-
-def record_training(run: dict, outcomes: dict, promotion: dict, run_id: str) -> dict:
-    """Commit the workspace (dvc.lock), push to the DVC remote and write the run report."""
-    import json
-
-    from pipelines import promote, report, workspace
-    from pipelines.promote import registry
-
-    hook = FlywheelHook()
-    settings = hook.settings()
-    with workspace.attached(settings, run_id, "record", merge=True):  # a shared remote: main moves too
         commit = workspace.commit(settings, f"flywheel_training {run_id}: model v{promotion.get('version')}")
         registry.tag_workspace_commit(settings, promotion, commit)
         metrics_path = settings.workspace / "metrics" / "evaluate.json"
         metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    trigger_tags = record_trigger(run, promotion)
+    return {**promotion, "trigger_tags": trigger_tags, "workspace_commit": commit, "metrics": metrics}
+
+
+def record_training(run: dict, outcomes: dict, promotion: dict, run_id: str) -> dict:
+    """Write the run report (why it ran, each stage, the promotion, the metrics, the workspace commit)
+    and put the gate's decision on the run as its note."""
+    from pipelines import promote, report
+
+    hook = FlywheelHook()
+    promotion = dict(promotion)
+    metrics, commit = promotion.pop("metrics", {}), promotion.pop("workspace_commit", None)
     data = {
         "trigger": run["trigger"],
         "trigger_reason": run.get("trigger_reason"),
@@ -111,7 +118,7 @@ def record_training(run: dict, outcomes: dict, promotion: dict, run_id: str) -> 
         "workspace_commit": commit,
     }
     data["note"] = promote.run_note(promotion)
-    report.write(hook.params(), settings, "flywheel_training", run_id, data)
+    report.write(hook.params(), hook.settings(), "flywheel_training", run_id, data)
     set_run_note("flywheel_training", run_id, data["note"])
     return data
 

@@ -257,3 +257,21 @@ def test_a_champion_that_cannot_score_the_test_rows_is_named_not_taken_for_none(
     finally:
         for alias in ("champion", "challenger"):
             client.set_registered_model_alias(name, alias, before[alias])
+
+
+def test_the_workspace_commit_tags_a_version_once_and_a_retry_adds_a_missing_one(trained, first_runs):
+    from pipelines.promote import registry
+
+    settings, name = trained.settings(), trained.params().promote.model_name
+    version = first_runs["first"][1]["promotion"]["version"]
+    made_by = version_tags(trained, version)[registry.WORKSPACE_COMMIT]
+    again = {"model_name": name, "version": version, "registered_now": False}
+
+    # a later run that found the version registered (DVC restored the model) keeps the commit that made it
+    registry.tag_workspace_commit(settings, again, "0" * 40)
+    assert version_tags(trained, version)[registry.WORKSPACE_COMMIT] == made_by
+
+    # a try that registered the version but failed before its commit: the retry tags it
+    MlflowClient(settings.tracking_uri).delete_model_version_tag(name, version, registry.WORKSPACE_COMMIT)
+    registry.tag_workspace_commit(settings, again, made_by)
+    assert version_tags(trained, version)[registry.WORKSPACE_COMMIT] == made_by
