@@ -149,7 +149,8 @@ def scheduled(work: Path, events: Path, epochs: int | None = None) -> tuple[floa
     api = runner.start(airflow_home, env=env, out=None)
     try:
         triggered = time.time()
-        (run,) = runner.trigger_and_follow(api, "flywheel_training", out=None)
+        # asked for its state every 5 s, not make run's 1 s: each ask takes CPU from the run's tasks
+        (run,) = runner.trigger_and_follow(api, "flywheel_training", out=None, poll_s=5.0)
         path = runner.run_path("flywheel_training", run.run_id)
         body, listing = api.call("GET", path), api.call("GET", f"{path}/taskInstances")
     finally:

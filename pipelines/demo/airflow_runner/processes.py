@@ -30,17 +30,9 @@ COMPONENTS = ("dag-processor", "scheduler", "api-server")  # start order; the AP
 STOP_ORDER = (("scheduler", "dag-processor"), ("api-server",))  # the tasks report their end to the API
 USER = "admin"
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
-# Set in the environment to override:
-# - The DAG files are parsed when the DAG processor starts; re-parsing them every 30 s (Airflow's default)
-#   would only take CPU from the tasks on a small machine.
-# - An idle scheduler sleeps 1 s between loops by default, and a run waits for its loop at its start and
-#   after each task: about 0.8 s each, 5.8 s of a training run's seven tasks. This Airflow runs while
-#   someone waits for it (make run, the tests), so its scheduler sleeps 0.25 s, for some 7 % more of a core
-#   while it runs. Long-running installations (the stack, docker-compose.yml) keep Airflow's default.
-DEFAULTS = {
-    "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
-    "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
-}
+# The DAG files are parsed when the DAG processor starts; re-parsing them every 30 s (Airflow's default)
+# would only take CPU from the tasks on a small machine. Set in the environment to override.
+DEFAULTS = {"AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600"}
 # The Connection flywheel_training's record task sets its run's note with (the REST API, as this user).
 API_CONN_ENV = "AIRFLOW_CONN_FLYWHEEL_AIRFLOW_API"
 

@@ -35,7 +35,7 @@ from pipelines.demo.airflow_runner.runs import (
     say,
 )
 
-POLL_S = 1.0
+POLL_S = 1.0  # how often a run being followed is asked for its state (two API calls)
 
 
 def run_status(api: AirflowApi, dag_id: str, run_id: str) -> RunStatus:
@@ -96,11 +96,13 @@ def wait_run(
     timeout_s: float,
     out: TextIO | None = sys.stdout,
     check: Check | None = None,
+    poll_s: float = POLL_S,
 ) -> RunStatus:
     """Follow a run until it succeeds; raise :class:`AirflowRunError` with log tails on failure or timeout.
 
     A task waiting for a retry is reported once per try with the end of its log: retries are real, and
-    the retry delay can be long.
+    the retry delay can be long. The run's state is asked for every ``poll_s`` seconds: each time costs the
+    API server CPU that the run's tasks may be waiting for.
     """
     progress, total, started = Progress(out), task_count(api, dag_id), time.monotonic()
     retried: set[str] = set()
@@ -127,7 +129,7 @@ def wait_run(
             )
         if check:
             check()
-        time.sleep(POLL_S)
+        time.sleep(poll_s)
     progress.end(format_progress(status, time.monotonic() - started, total))
     if status.state != "success":
         raise AirflowRunError(
@@ -244,6 +246,7 @@ def trigger_and_follow(
     timeout_s: float = 1200.0,
     out: TextIO | None = sys.stdout,
     check: Check | None = None,
+    poll_s: float = POLL_S,
 ) -> list[RunStatus]:
     """Trigger ``dag_id`` and wait for its run, then for the asset-triggered run of each DAG in ``then``.
 
@@ -261,7 +264,7 @@ def trigger_and_follow(
     if dag.get("is_paused"):
         api.call("PATCH", f"/dags/{quote(dag_id)}", {"is_paused": False})
         say(out, f"unpaused {dag_id}")
-    runs = [wait_run(api, dag_id, run.run_id, timeout_s, out, check)]
+    runs = [wait_run(api, dag_id, run.run_id, timeout_s, out, check, poll_s)]
     after = runs[0].start_date or runs[0].run_after or ""
     for downstream in then:
         runs.append(wait_asset_triggered(api, downstream, after, timeout_s, out, runs[-1], check))
