@@ -106,13 +106,33 @@ def bare(work: Path, events: Path, epochs: int | None = None) -> dict[str, float
     return times
 
 
-def orchestrated(work: Path, events: Path, epochs: int | None = None) -> tuple[float, dict[str, float]]:
-    home, params = _installation(work, "dag", events, epochs)
+def _airflow_installation(
+    work: Path, name: str, events: Path, epochs: int | None
+) -> tuple[Path, Path, dict[str, str]]:
+    """An installation with the events validated, Airflow's database migrated and the DAG's pools set."""
+    home, params = _installation(work, name, events, epochs)
     env = _env(home, params)
     _land(env)
     _run([str(BIN / "airflow"), "db", "migrate"], env)
     for pool in ("gpu", "dvc"):
         _run([str(BIN / "airflow"), "pools", "set", pool, "1", pool], env)
+    return home, params, env
+
+
+def _stage_seconds(home: Path, params: Path, env: dict[str, str]) -> dict[str, float]:
+    """Each DVC stage's seconds, from the run report ``flywheel_training`` wrote."""
+    from pipelines import report
+    from pipelines.common.config import load_params
+    from pipelines.common.settings import Settings
+
+    latest = report.latest(load_params(params), Settings.from_env(env), "flywheel_training")
+    if latest is None:
+        raise RuntimeError(f"flywheel_training wrote no run report in the lake of {home}")
+    return dict(latest["stage_seconds"])
+
+
+def orchestrated(work: Path, events: Path, epochs: int | None = None) -> tuple[float, dict[str, float]]:
+    home, params, env = _airflow_installation(work, "dag", events, epochs)
     start = time.perf_counter()
     proc = subprocess.run(
         [str(BIN / "airflow"), "dags", "test", "flywheel_training"], env=env, capture_output=True, text=True
@@ -121,30 +141,15 @@ def orchestrated(work: Path, events: Path, epochs: int | None = None) -> tuple[f
     if proc.returncode != 0:
         raise RuntimeError(f"airflow dags test failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     spans = task_spans(proc.stdout + "\n" + proc.stderr)
-    from pipelines import report
-    from pipelines.common.config import load_params
-    from pipelines.common.settings import Settings
-
-    latest = report.latest(load_params(params), Settings.from_env(env), "flywheel_training")
-    if latest is None:
-        raise RuntimeError(f"flywheel_training wrote no run report in the lake of {home}")
     tasks = {f"task_{task}": seconds for task, seconds in spans.items()}
-    return wall, {**latest["stage_seconds"], **tasks, "outside_tasks": wall - sum(spans.values())}
+    return wall, {**_stage_seconds(home, params, env), **tasks, "outside_tasks": wall - sum(spans.values())}
 
 
 def scheduled(work: Path, events: Path, epochs: int | None = None) -> tuple[float, dict[str, float]]:
     """The training DAG run by the embedded Airflow's scheduler: seconds from the trigger to the run's end."""
-    from pipelines import report
-    from pipelines.common.config import load_params
-    from pipelines.common.settings import Settings
     from pipelines.demo import airflow_runner as runner
 
-    home, params = _installation(work, "scheduler", events, epochs)
-    env = _env(home, params)
-    _land(env)
-    _run([str(BIN / "airflow"), "db", "migrate"], env)
-    for pool in ("gpu", "dvc"):
-        _run([str(BIN / "airflow"), "pools", "set", pool, "1", pool], env)
+    home, params, env = _airflow_installation(work, "scheduler", events, epochs)
     airflow_home = Path(env["AIRFLOW_HOME"])
     api = runner.start(airflow_home, env=env, out=None)
     try:
@@ -155,13 +160,9 @@ def scheduled(work: Path, events: Path, epochs: int | None = None) -> tuple[floa
         body, listing = api.call("GET", path), api.call("GET", f"{path}/taskInstances")
     finally:
         runner.stop(airflow_home, out=None)
-    latest = report.latest(load_params(params), Settings.from_env(env), "flywheel_training")
-    if latest is None:
-        raise RuntimeError(f"flywheel_training wrote no run report in the lake of {home}")
-    spans = run_spans(body, listing["task_instances"])
     return _epoch(body["end_date"]) - triggered, {
-        **latest["stage_seconds"],
-        **spans,
+        **_stage_seconds(home, params, env),
+        **run_spans(body, listing["task_instances"]),
         "queued": _epoch(body["start_date"]) - triggered,
     }
 
