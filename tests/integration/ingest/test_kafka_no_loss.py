@@ -135,10 +135,33 @@ def check_nothing_lost_nothing_twice(install, broker, topic: str, good: int) -> 
     landed, quarantined = check_every_partition_adds_up(lake)
     offsets = set(landed["_origin"]) | {q["origin"] for q in quarantined}
     expected = {f"{topic}:{p}:{o}" for p, end in end_offsets(broker, topic).items() for o in range(end)}
-    assert offsets == expected  # nothing lost
+    assert offsets == expected, lost_report(lake, expected - offsets, offsets - expected)  # nothing lost
     validated = pd.concat([lake.read_partition(p) for p in lake.complete_partitions("validated")])
     assert validated["transaction_id"].is_unique  # nothing twice
     assert len(validated) == good == landed["transaction_id"].nunique()  # every good event once
+
+
+def lost_report(lake, missing: set[str], unexpected: set[str]) -> str:
+    """What a failed no-loss check needs to be understood: the offsets missing per partition, as ranges,
+    and the offset ranges each complete landing partition's manifest records."""
+    by_partition: dict[str, list[int]] = {}
+    for origin in missing:
+        topic_partition, offset = origin.rsplit(":", 1)
+        by_partition.setdefault(topic_partition, []).append(int(offset))
+    lines = [f"{len(missing)} offsets missing, {len(unexpected)} unexpected"]
+    for topic_partition, found in sorted(by_partition.items()):
+        ranges: list[list[int]] = []
+        for offset in sorted(found):
+            if ranges and offset == ranges[-1][1] + 1:
+                ranges[-1][1] = offset
+            else:
+                ranges.append([offset, offset])
+        lines.append(f"missing {topic_partition}: {', '.join(f'{a}-{b}' for a, b in ranges)}")
+    for partition in lake.complete_partitions("landing", "kafka"):
+        manifest = lake.read_json(f"{partition}/_manifest.json")
+        spans = [f"p{o['partition']} {o['first']}-{o['last']} ({o['consumed']})" for o in manifest["offsets"]]
+        lines.append(f"{partition.rsplit('/', 1)[-1]}: {'; '.join(spans)}")
+    return "\n".join(lines)
 
 
 KILL_POINTS = ("time", "parts", "manifest", "time", "parts")
