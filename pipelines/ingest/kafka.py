@@ -453,17 +453,32 @@ class _Drain:
         return {tp: self.drained.last[tp] + 1 for tp in assigned if tp in self.drained.last}
 
     def join(self) -> None:
-        """Subscribe and poll until partitions are assigned (records those polls return are kept)."""
+        """Subscribe and poll until every partition of the topics is assigned (records those polls return
+        are kept).
+
+        A run is alone in its group, but a run killed before it left stays a member until its session
+        times out, and a broker may hand it partitions meanwhile (Tansu does): those partitions are
+        waited for. Taking them as drained would end the run with its backlog left behind.
+        """
         self.client.subscribe(self.cfg.topics, self._on_assigned)
         timeout = max(30.0, 3 * self.cfg.session_timeout_ms / 1000)
         deadline = time.monotonic() + timeout
-        while not self.client.assignment():
+        wanted = self.client.partitions(self.cfg.topics)
+        while not (held := self.client.assignment()) or not wanted <= held:
             if time.monotonic() > deadline:
+                if not held:
+                    raise SourceUnavailable(
+                        f"{self.endpoint.describe()}: consumer group {self.cfg.group_id!r} got no partitions "
+                        f"of {list(self.cfg.topics)} within {timeout:g} s"
+                    )
                 raise SourceUnavailable(
-                    f"{self.endpoint.describe()}: consumer group {self.cfg.group_id!r} got no partitions of "
-                    f"{list(self.cfg.topics)} within {timeout:g} s"
+                    f"{self.endpoint.describe()}: consumer group {self.cfg.group_id!r} gave this run "
+                    f"{_names(held)} of {_names(wanted)} within {timeout:g} s; the others are held by "
+                    "another member of the group (another consumer with this group_id); expected the run "
+                    "alone in its group. Nothing of this run was committed"
                 )
-            self.take(self.client.poll(max(1, self._budget()), 0.2))
+            # until every partition is held, poll one record at a time: enough to stay in the group
+            self.take(self.client.poll(1 if held else max(1, self._budget()), 0.2))
 
     def _budget(self) -> int:
         """Records the next poll may return."""
@@ -736,6 +751,10 @@ def _closing(client: KafkaClient) -> Iterator[KafkaClient]:
     finally:
         with contextlib.suppress(Exception):
             client.close()
+
+
+def _names(partitions: set[TopicPartition]) -> list[str]:
+    return sorted(f"{tp.topic}:{tp.partition}" for tp in partitions)
 
 
 def _next_offsets(drained: Drained) -> dict[TopicPartition, int]:

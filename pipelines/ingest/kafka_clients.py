@@ -55,6 +55,10 @@ class KafkaClient(Protocol):
         """Whether the cluster knows ``topic``."""
         ...
 
+    def partitions(self, topics: Sequence[str]) -> set[TopicPartition]:
+        """Every partition of ``topics`` the cluster's metadata lists."""
+        ...
+
     def subscribe(self, topics: Sequence[str], on_assigned: OnAssigned) -> None:
         """Join the consumer group on ``topics``; ``on_assigned`` runs at every (re)assignment."""
         ...
@@ -176,6 +180,10 @@ class KafkaPythonClient:
 
     def has_topic(self, topic: str) -> bool:
         return self.consumer.partitions_for_topic(topic) is not None
+
+    def partitions(self, topics: Sequence[str]) -> set[TopicPartition]:
+        listed = {topic: self.consumer.partitions_for_topic(topic) or set() for topic in topics}
+        return {TopicPartition(topic, p) for topic, numbers in listed.items() for p in numbers}
 
     def subscribe(self, topics: Sequence[str], on_assigned: OnAssigned) -> None:
         from kafka import ConsumerRebalanceListener
@@ -345,6 +353,18 @@ class ConfluentKafkaClient:
                 raise KafkaClientError(str(exc.args[0] if exc.args else exc)) from None
             self._topics = {name for name, t in metadata.topics.items() if t.error is None}
         return topic in self._topics
+
+    def partitions(self, topics: Sequence[str]) -> set[TopicPartition]:
+        try:
+            metadata = self.consumer.list_topics(timeout=self.cfg.connect_timeout_s)
+        except self.ck.KafkaException as exc:
+            raise KafkaClientError(str(exc.args[0] if exc.args else exc)) from None
+        return {
+            TopicPartition(topic, p)
+            for topic in topics
+            if topic in metadata.topics
+            for p in metadata.topics[topic].partitions
+        }
 
     def subscribe(self, topics: Sequence[str], on_assigned: OnAssigned) -> None:
         def assigned(consumer: Any, partitions: list[Any]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,3 +123,24 @@ def last_json(text: str) -> dict:
 def unique_topic(request, prefix: str = "t") -> str:
     name = "".join(c if c.isalnum() else "-" for c in request.node.name)[-60:]
     return f"{prefix}-{name}-{os.getpid()}"
+
+
+def end_offsets(broker, topic: str) -> dict[int, int]:
+    """The true end of each partition: one past the last offset a plain consumer reads."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=broker.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        consumer.assign(partitions)
+        last: dict[int, int] = {}
+        idle = time.monotonic()
+        while time.monotonic() - idle < 3:
+            for tp, recs in consumer.poll(timeout_ms=500, max_records=10_000).items():
+                last[tp.partition] = recs[-1].offset
+                idle = time.monotonic()
+        return {p: last[p] + 1 for p in last}
+    finally:
+        consumer.close(autocommit=False)

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from tests.support.sources import (
+    end_offsets,
     flywheel_cli,
     kafka_install,
     last_json,
@@ -210,24 +211,3 @@ def check_every_partition_adds_up(lake) -> tuple[pd.DataFrame, list[dict]]:
         frames.append(frame)
         entries += lines
     return pd.concat(frames), entries
-
-
-def end_offsets(broker, topic: str) -> dict[int, int]:
-    """The true end of each partition: one past the last offset a plain consumer reads."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(
-        bootstrap_servers=broker.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        consumer.assign(partitions)
-        last: dict[int, int] = {}
-        idle = time.monotonic()
-        while time.monotonic() - idle < 3:
-            for tp, recs in consumer.poll(timeout_ms=500, max_records=10_000).items():
-                last[tp.partition] = recs[-1].offset
-                idle = time.monotonic()
-        return {p: last[p] + 1 for p in last}
-    finally:
-        consumer.close(autocommit=False)

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from tests.support.sources import kafka_install, unique_topic
+from tests.support.sources import end_offsets, kafka_install, unique_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -198,3 +198,38 @@ def test_readers_in_parallel_land_every_record_once_and_commit_after(broker, kaf
     publish.to_kafka(topic, broker.endpoint(), rows=1000, seed=22)
     again = kafka.run(install.params(), install.settings(), "run-2", broker.endpoint())
     assert again["consumed"] == 1000  # the next run starts at the committed offsets
+
+
+def test_members_left_by_killed_runs_do_not_end_the_next_run_early(broker, tmp_path, request):
+    """A run killed before it left its group stays a member until its session times out, and a broker
+    may hand the next run only some partitions meanwhile (Tansu does, for a member killed while it
+    joined): the next run waits for the rest and lands the whole backlog, instead of taking the
+    partitions it lacks as drained."""
+    import subprocess
+    import time
+
+    from pipelines.demo import publish
+    from pipelines.ingest import kafka
+    from tests.support.sources import flywheel_cli
+
+    topic = unique_topic(request, "left")
+    publish.to_kafka(topic, broker.endpoint(), rows=30_000, seed=21)
+    install = kafka_install(tmp_path, topic, poll_records=1000)
+    env = install.env(FLYWHEEL_KAFKA_BOOTSTRAP=broker.bootstrap)
+    for n, delay in enumerate((0.4, 0.8, 1.2, 1.6, 2.0, 0.6)):  # killed while they join or drain
+        proc = subprocess.Popen(
+            flywheel_cli("ingest", "--source", "kafka", "--run-id", f"killed-{n}", "--json"),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        proc.kill()  # SIGKILL: it never leaves the group
+        proc.wait()
+
+    kafka.run(install.params(), install.settings(), "run-1", broker.endpoint())
+
+    keys = landed_keys(install)  # a killed run may have landed (and committed) part of it first
+    assert keys.nunique() == 30_000
+    group = install.params().ingest.kafka.group_id
+    assert committed(broker, topic, group) == end_offsets(broker, topic)
