@@ -234,6 +234,5 @@ def bench(rows: int, epochs: int | None = None, repeats: int = 1) -> dict:
         "same DAG triggered through the REST API of the embedded Airflow (make run's: scheduler, DAG "
         "processor and API server on the LocalExecutor, already running, as for a nightly retrain), from "
         "the trigger to the run's end; between_tasks_s: the scheduler's time from one task's end to the "
-        "next one's start, "
-        "queued_s: from the trigger to the run's start.",
+        "next one's start, queued_s: from the trigger to the run's start.",
     }

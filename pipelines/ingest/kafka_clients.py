@@ -345,20 +345,21 @@ class ConfluentKafkaClient:
         self._topics: set[str] | None = None
         self._lost: list[str] = []  # partitions taken away without a rebalance: the group session ended
 
+    def _metadata(self) -> Any:
+        """The cluster's metadata (topics and their partitions), fetched now."""
+        try:
+            return self.consumer.list_topics(timeout=self.cfg.connect_timeout_s)
+        except self.ck.KafkaException as exc:
+            raise KafkaClientError(str(exc.args[0] if exc.args else exc)) from None
+
     def has_topic(self, topic: str) -> bool:
         if self._topics is None:
-            try:
-                metadata = self.consumer.list_topics(timeout=self.cfg.connect_timeout_s)
-            except self.ck.KafkaException as exc:
-                raise KafkaClientError(str(exc.args[0] if exc.args else exc)) from None
+            metadata = self._metadata()
             self._topics = {name for name, t in metadata.topics.items() if t.error is None}
         return topic in self._topics
 
     def partitions(self, topics: Sequence[str]) -> set[TopicPartition]:
-        try:
-            metadata = self.consumer.list_topics(timeout=self.cfg.connect_timeout_s)
-        except self.ck.KafkaException as exc:
-            raise KafkaClientError(str(exc.args[0] if exc.args else exc)) from None
+        metadata = self._metadata()
         return {
             TopicPartition(topic, p)
             for topic in topics

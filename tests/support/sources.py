@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -114,6 +115,17 @@ def kafka_install(tmp_path: Path, topic: str, **kafka: Any) -> SourceInstall:
 
 def flywheel_cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "pipelines.cli", *args]
+
+
+def ingest_process(install: SourceInstall, broker: Any, run_id: str) -> subprocess.Popen:
+    """``flywheel ingest --source kafka`` of ``install`` from ``broker``, started in its own process."""
+    return subprocess.Popen(
+        flywheel_cli("ingest", "--source", "kafka", "--run-id", run_id, "--json"),
+        env=install.env(FLYWHEEL_KAFKA_BOOTSTRAP=broker.bootstrap),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def last_json(text: str) -> dict:

@@ -22,7 +22,7 @@ import yaml
 
 from tests.support.sources import (
     end_offsets,
-    flywheel_cli,
+    ingest_process,
     kafka_install,
     last_json,
     unique_topic,
@@ -36,16 +36,6 @@ MESSAGES = 50_000
 KILLS = {"kafka-python": 9, "confluent-kafka": 6}
 # decode-and-land children per client, as docs/sources.md advises: kills land in either child's chunks too
 WORKERS = {"kafka-python": 1, "confluent-kafka": 2}
-
-
-def ingest_process(install, broker, run_id: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        flywheel_cli("ingest", "--source", "kafka", "--run-id", run_id, "--json"),
-        env=install.env(FLYWHEEL_KAFKA_BOOTSTRAP=broker.bootstrap),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def test_kill_9_at_random_points_loses_nothing_and_duplicates_nothing(

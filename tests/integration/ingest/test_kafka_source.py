@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from tests.support.sources import end_offsets, kafka_install, unique_topic
+from tests.support.sources import end_offsets, ingest_process, kafka_install, unique_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -205,27 +205,19 @@ def test_members_left_by_killed_runs_do_not_end_the_next_run_early(broker, tmp_p
     may hand the next run only some partitions meanwhile (Tansu does, for a member killed while it
     joined): the next run waits for the rest and lands the whole backlog, instead of taking the
     partitions it lacks as drained."""
-    import subprocess
     import time
 
     from pipelines.demo import publish
     from pipelines.ingest import kafka
-    from tests.support.sources import flywheel_cli
 
     topic = unique_topic(request, "left")
     publish.to_kafka(topic, broker.endpoint(), rows=30_000, seed=21)
     install = kafka_install(tmp_path, topic, poll_records=1000)
-    env = install.env(FLYWHEEL_KAFKA_BOOTSTRAP=broker.bootstrap)
     for n, delay in enumerate((0.4, 0.8, 1.2, 1.6, 2.0, 0.6)):  # killed while they join or drain
-        proc = subprocess.Popen(
-            flywheel_cli("ingest", "--source", "kafka", "--run-id", f"killed-{n}", "--json"),
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proc = ingest_process(install, broker, f"killed-{n}")
         time.sleep(delay)
         proc.kill()  # SIGKILL: it never leaves the group
-        proc.wait()
+        proc.communicate()
 
     kafka.run(install.params(), install.settings(), "run-1", broker.endpoint())
 
