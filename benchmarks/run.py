@@ -63,7 +63,7 @@ def benchmarks() -> dict:
     available = {
         "train_loop_samples_per_s": lambda: bench_train_loop.bench(rows=200_000),
         "training_dag_100k": lambda: bench_training_dag.bench(rows=100_000, repeats=2),
-        "training_dag_1m": lambda: bench_training_dag.bench(rows=1_000_000, epochs=3),
+        "training_dag_1m": lambda: bench_training_dag.bench(rows=1_000_000, epochs=3, repeats=2),
         "drift_check_1m": lambda: bench_drift.bench(rows=1_000_000),
         "kafka_ingest_100k": lambda: bench_kafka_ingest.bench(messages=100_000),
         "kafka_ingest_1m": lambda: bench_kafka_ingest.bench(messages=1_000_000, repeats=3),

@@ -5,6 +5,7 @@ Helpers (installations, datasets, services, a live Airflow) are plain functions 
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -31,6 +32,7 @@ from tests.support.live_airflow import (
 from tests.support.sources import Broker, start_services
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="flywheel-tests-"))
+atexit.register(shutil.rmtree, _SESSION_HOME, ignore_errors=True)
 
 os.environ["AIRFLOW_HOME"] = str(_SESSION_HOME / "airflow")
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
@@ -43,6 +45,9 @@ os.environ["GX_ANALYTICS_ENABLED"] = "false"
 os.environ["MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"] = "false"
 os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
 os.environ["DVC_NO_ANALYTICS"] = "1"
+# DVC keeps each repository's state (file hashes, its index) in a site cache, /var/tmp/dvc by default: the
+# tests' many workspaces keep theirs in the session's home, which goes when the session ends.
+os.environ["DVC_SITE_CACHE_DIR"] = str(_SESSION_HOME / "dvc-site-cache")
 os.environ.setdefault("GIT_AUTHOR_NAME", "flywheel-tests")
 os.environ.setdefault("GIT_AUTHOR_EMAIL", "tests@localhost")
 os.environ.setdefault("GIT_COMMITTER_NAME", "flywheel-tests")
