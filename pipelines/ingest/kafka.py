@@ -473,9 +473,9 @@ class _Drain:
                     )
                 raise SourceUnavailable(
                     f"{self.endpoint.describe()}: consumer group {self.cfg.group_id!r} gave this run "
-                    f"{_names(held)} of {_names(wanted)} within {timeout:g} s; the others are held by "
-                    "another member of the group (another consumer with this group_id); expected the run "
-                    "alone in its group. Nothing of this run was committed"
+                    f"{sorted(map(str, held))} of {sorted(map(str, wanted))} within {timeout:g} s; "
+                    "the others are held by another member of the group (another consumer with this "
+                    "group_id); expected the run alone in its group. Nothing of this run was committed"
                 )
             # until every partition is held, poll one record at a time: enough to stay in the group
             self.take(self.client.poll(1 if held else max(1, self._budget()), 0.2))
@@ -751,10 +751,6 @@ def _closing(client: KafkaClient) -> Iterator[KafkaClient]:
     finally:
         with contextlib.suppress(Exception):
             client.close()
-
-
-def _names(partitions: set[TopicPartition]) -> list[str]:
-    return sorted(f"{tp.topic}:{tp.partition}" for tp in partitions)
 
 
 def _next_offsets(drained: Drained) -> dict[TopicPartition, int]:
