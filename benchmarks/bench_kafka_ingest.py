@@ -6,21 +6,23 @@ the end. ``messages`` demo events go to a 3-partition topic; then, alternately, 
 kafka-python (the default client) and then confluent-kafka (``ingest.kafka.client``):
 
 - **Flywheel**: ``flywheel ingest --source kafka`` in a fresh process with a fresh consumer group: the
-  run's own phases (connect, join, drain, land, manifests, commit) are timed; one decode-and-land child
-  with kafka-python, two with confluent-kafka (``ingest.kafka.workers``);
+  run's own phases (connect, join, drain, land, manifests, commit) are timed; ``ingest.kafka.workers``
+  1 with kafka-python (the consumer in a process of its own, the run's process decodes and lands), 2 with
+  confluent-kafka (and one forked decode-and-land child);
 - **baseline**: a fresh process running the bare loop of the same client (same consumer settings, a fresh
   group): kafka-python's ``KafkaConsumer`` → ``subscribe`` → ``poll(max_records=...)``, or
   confluent-kafka's ``Consumer`` → ``subscribe`` → ``consume(num_messages=...)``, until every message
   was returned, counting records and doing nothing else.
 
 Both report messages/s from consumer creation to the end (Flywheel: to the committed offsets), the
-peak RSS and PSS of the process tree (Flywheel's includes its decode-and-land worker, a fork of the
-consumer: RSS counts the pages they share twice, PSS once), sampled every 10 ms, and the CPU time per
-message of the whole tree and of the consuming process alone. The best run of each counts. The top-level
+peak RSS and PSS of the process tree (Flywheel's includes its consumer process and, with two workers,
+a forked decode-and-land child: RSS counts the pages a fork shares twice, PSS once), sampled every 10 ms,
+and the CPU time per message of the whole tree and of the consuming process alone. The bare loops import
+their client alone. The best run of each counts. The top-level
 ``flywheel``/``baseline``/``ratio`` are kafka-python's; ``variants["confluent-kafka"]`` holds the same for
 confluent-kafka, with ``vs_kafka_python`` = Flywheel with confluent-kafka / Flywheel with kafka-python
 msgs/s. Peak memory at 100k and 1M messages shows that it stays flat. The ratio depends on free cores:
-Flywheel's decoding runs in a second process, so on a busy machine it competes with the consumer.
+Flywheel's consumer and its decoding run in two processes, so on a busy machine they compete.
 
     python -m benchmarks.bench_kafka_ingest --messages 1000000
 """
@@ -44,54 +46,52 @@ ROOT = Path(__file__).resolve().parents[1]
 TOPIC = "bench.events"
 PARTITIONS = 3
 PSS_EVERY = 20  # samples (of 10 ms) between two PSS readings
+CONSUMER_MODULE = "pipelines.ingest.kafka_consumer"  # in the command line of Flywheel's consumer process
 
+# The bare loops import their client and nothing of Flywheel: Flywheel's modules bring pandas and pyarrow
+# (about 100 MB of RSS, and a larger heap for the garbage collector to walk), which a bare client does
+# not need. They get the consumer settings Flywheel uses, computed here, as JSON.
 _BARE_LOOP = """
 import json, sys, time
 from kafka import KafkaConsumer
-from pipelines.common.config import load_params
-from pipelines.ingest.endpoints import KafkaEndpoint
-from pipelines.ingest.kafka_clients import kafka_python_config
 
-cfg = load_params(sys.argv[1]).ingest.kafka
-expected = int(sys.argv[2])
+settings, topics = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+poll_records, expected = int(sys.argv[3]), int(sys.argv[4])
 start = time.perf_counter()
-consumer = KafkaConsumer(**kafka_python_config(KafkaEndpoint.from_env(), cfg))
-consumer.subscribe(list(cfg.topics))
+consumer = KafkaConsumer(**settings)
+consumer.subscribe(topics)
 seen = 0
 while seen < expected:
-    for records in consumer.poll(timeout_ms=500, max_records=cfg.poll_records).values():
+    for records in consumer.poll(timeout_ms=500, max_records=poll_records).values():
         seen += len(records)
 seconds = time.perf_counter() - start
 consumer.close(autocommit=False)
-print(json.dumps({"consumed": seen, "seconds": seconds}))
+print(json.dumps({"consumed": seen, "seconds": seconds, "modules": len(sys.modules)}))
 """
 
 
 _BARE_CONFLUENT_LOOP = """
 import json, sys, time
 from confluent_kafka import Consumer
-from pipelines.common.config import load_params
-from pipelines.ingest.endpoints import KafkaEndpoint
-from pipelines.ingest.kafka_clients import librdkafka_config
 
-cfg = load_params(sys.argv[1]).ingest.kafka
-expected = int(sys.argv[2])
+settings, topics = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+poll_records, expected = int(sys.argv[3]), int(sys.argv[4])
 start = time.perf_counter()
-consumer = Consumer(librdkafka_config(KafkaEndpoint.from_env(), cfg))
-consumer.subscribe(list(cfg.topics))
+consumer = Consumer(settings)
+consumer.subscribe(topics)
 seen = 0
 while seen < expected:
-    for message in consumer.consume(num_messages=cfg.poll_records, timeout=0.5):
+    for message in consumer.consume(num_messages=poll_records, timeout=0.5):
         if message.error() is None:
             seen += 1
 seconds = time.perf_counter() - start
 consumer.close()
-print(json.dumps({"consumed": seen, "seconds": seconds}))
+print(json.dumps({"consumed": seen, "seconds": seconds, "modules": len(sys.modules)}))
 """
 BARE_LOOPS = {"kafka-python": _BARE_LOOP, "confluent-kafka": _BARE_CONFLUENT_LOOP}
 CLIENTS = ("kafka-python", "confluent-kafka")
-# decode-and-land children of each client's Flywheel run: kafka-python's consumer is the bottleneck and
-# one child keeps up; confluent-kafka fetches faster than one child decodes (docs/sources.md)
+# decoding processes of each client's Flywheel run: kafka-python's consumer is the bottleneck and one
+# keeps up; confluent-kafka fetches faster than one process decodes (docs/sources.md)
 WORKERS = {"kafka-python": 1, "confluent-kafka": 2}
 
 
@@ -115,35 +115,49 @@ def watch(argv: list[str], env: dict[str, str]) -> tuple[str, dict]:
     children. RSS counts a page shared by two processes in each (a forked worker shares its parent's
     libraries), PSS counts it once, divided between them: the memory the tree really takes.
 
+    The consuming process is Flywheel's consumer process where there is one (``workers`` >= 1), else the
+    process itself; ``peak_rss_mb_by_process`` has each process's own peak, by role.
+
     RSS is sampled every 10 ms (a cheap read of ``statm``), PSS every 200 ms: reading it walks every
     mapping of a process, and at 10 ms that took 30-40 % of a core from the two measured on two cores."""
     proc = subprocess.Popen(
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT
     )
-    root, peak, peak_pss, cpu = psutil.Process(proc.pid), 0, 0, {}
+    root, peak, peak_pss = psutil.Process(proc.pid), 0, 0
+    cpu: dict[int, float] = {}
+    own_peak: dict[int, int] = {}
+    roles: dict[int, str] = {proc.pid: "run"}
     samples = 0
     while proc.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree))
+            rss = {p.pid: p.memory_info().rss for p in tree}
+            peak = max(peak, sum(rss.values()))
             if samples % PSS_EVERY == 0:  # PSS walks every mapping: ~1 ms a process, too dear each 10 ms
                 peak_pss = max(peak_pss, sum(p.memory_full_info().pss for p in tree))
             samples += 1
             for p in tree:
                 times = p.cpu_times()
                 cpu[p.pid] = times.user + times.system
+                own_peak[p.pid] = max(own_peak.get(p.pid, 0), rss[p.pid])
+                if p.pid not in roles:
+                    roles[p.pid] = "consumer" if CONSUMER_MODULE in " ".join(p.cmdline()) else "decoder"
         except psutil.Error:
             pass
         time.sleep(0.01)
     out = proc.stdout.read() if proc.stdout else ""
     if proc.returncode != 0:
         raise RuntimeError(f"{argv[2:5]} failed with exit status {proc.returncode}: {out[-2000:]}")
-    main = cpu.pop(proc.pid, 0.0)
+    consumer = next((pid for pid, role in roles.items() if role == "consumer"), proc.pid)
+    by_role: dict[str, float] = {}
+    for pid, value in own_peak.items():
+        by_role[roles.get(pid, "decoder")] = max(by_role.get(roles.get(pid, "decoder"), 0), value / 2**20)
     return out, {
         "peak_rss_mb": peak / 2**20,
         "peak_pss_mb": peak_pss / 2**20,
-        "cpu_s": main + sum(cpu.values()),
-        "main_cpu_s": main,
+        "cpu_s": sum(cpu.values()),
+        "consumer_cpu_s": cpu.get(consumer, 0.0),
+        "peak_rss_mb_by_process": by_role,
     }
 
 
@@ -177,11 +191,31 @@ def flywheel_run(folder: Path, env: dict[str, str], group: str, messages: int, c
     }
 
 
+def bare_settings(params: Path, bootstrap: str, client: str) -> tuple[dict, list[str], int]:
+    """The consumer settings, topics and poll size Flywheel's run with ``params`` uses, for a bare loop."""
+    from pipelines.common.config import load_params
+    from pipelines.ingest.endpoints import KafkaEndpoint
+    from pipelines.ingest.kafka_clients import kafka_python_config, librdkafka_config
+
+    cfg = load_params(params).ingest.kafka
+    endpoint = KafkaEndpoint(bootstrap)
+    build = kafka_python_config if client == "kafka-python" else librdkafka_config
+    return build(endpoint, cfg), list(cfg.topics), cfg.poll_records
+
+
 def bare_run(folder: Path, env: dict[str, str], group: str, messages: int, client: str) -> dict:
-    params = params_file(folder, group, client)
-    out, usage = watch([sys.executable, "-c", BARE_LOOPS[client], str(params), str(messages)], env)
+    settings, topics, poll_records = bare_settings(
+        params_file(folder, group, client), env["FLYWHEEL_KAFKA_BOOTSTRAP"], client
+    )
+    argv = [json.dumps(settings), json.dumps(topics), str(poll_records), str(messages)]
+    out, usage = watch([sys.executable, "-c", BARE_LOOPS[client], *argv], env)
     result = json.loads(out.strip().splitlines()[-1])
-    return {"msgs_per_s": messages / result["seconds"], "seconds": result["seconds"], **usage}
+    return {
+        "msgs_per_s": messages / result["seconds"],
+        "seconds": result["seconds"],
+        "modules": result["modules"],
+        **usage,
+    }
 
 
 def bench(messages: int = 200_000, repeats: int = 2) -> dict:
@@ -225,22 +259,26 @@ def bench(messages: int = 200_000, repeats: int = 2) -> dict:
         "produce_seconds": produced,
         "notes": f"{messages:,} demo events (~230 bytes of JSON each) on a {PARTITIONS}-partition topic "
         "of a local Apache Kafka 2.3 broker; Flywheel = consume → decode and type (row rules) → "
-        "land Parquet parts → manifests → commit, in a fresh process (ingest.kafka.workers: 1 child with "
-        "kafka-python, 2 with confluent-kafka); "
+        "land Parquet parts → manifests → commit, in a fresh process (ingest.kafka.workers: 1 with "
+        "kafka-python: the consumer in a process of its own, the run's process decodes and lands; 2 with "
+        "confluent-kafka: and one forked decode-and-land child); "
         "baseline = the same client's bare poll loop (kafka-python's poll, confluent-kafka's consume) with "
-        f"the same consumer settings, in a fresh process; best of {repeats}. The main row is kafka-python "
+        "the same consumer settings, in a fresh process importing the client alone; "
+        f"best of {repeats}. The main row is kafka-python "
         "(the default client), the (confluent-kafka) row the same with ingest.kafka.client: confluent-kafka; "
         "its vs_kafka_python = Flywheel with confluent-kafka / Flywheel with kafka-python msgs/s, "
         "bare_vs_kafka_python = the two bare loops'. Ratio = Flywheel / baseline msgs/s "
         "(higher is better), best run against best run; pair_ratios: each repeat's Flywheel run against the "
         "bare run just before it, and their median (the machine's speed drifts between repeats); "
         "peak RSS (sampled every 10 ms) and PSS (every 200 ms) of the process tree "
-        "(Flywheel's includes its forked workers, whose pages shared with the consumer RSS counts twice "
-        "and PSS once); rss_ratio and pss_ratio: "
+        "(Flywheel's includes its consumer process and a forked child's, whose pages shared with the "
+        "run's process RSS counts twice and PSS once; flywheel_peak_rss_mb_by_process: each process's "
+        "own peak, by role); rss_ratio and pss_ratio: "
         "Flywheel / baseline. "
         "cpu_us_per_msg: CPU time of the process tree per message; consumer_process_cpu_us_per_msg: "
-        "the consuming process alone (Flywheel decodes and lands in its worker process), which bounds "
-        "the ratio when a core is free for the worker. load_average: the machine's, at the end.",
+        "the consuming process alone (Flywheel's consumer process; it hands batches over and decodes "
+        "nothing), which bounds the ratio when a core is free for decoding. load_average: the machine's, "
+        "at the end.",
     }
 
 
@@ -257,7 +295,7 @@ def compare(runs: dict[str, list[dict]], messages: int) -> dict:
             "peak_rss_mb": max(r["peak_rss_mb"] for r in side),
             "peak_pss_mb": max(r["peak_pss_mb"] for r in side),
             "cpu_us_per_msg": 1e6 * min(r["cpu_s"] for r in side) / messages,
-            "consumer_process_cpu_us_per_msg": 1e6 * min(r["main_cpu_s"] for r in side) / messages,
+            "consumer_process_cpu_us_per_msg": 1e6 * min(r["consumer_cpu_s"] for r in side) / messages,
         }
 
     f, b = figures(best_f, flywheel), figures(best_b, baseline)
@@ -271,6 +309,10 @@ def compare(runs: dict[str, list[dict]], messages: int) -> dict:
         "rss_ratio": f["peak_rss_mb"] / b["peak_rss_mb"],
         "pss_ratio": f["peak_pss_mb"] / b["peak_pss_mb"],
         "flywheel_phases": best_f["phases"],
+        "flywheel_peak_rss_mb_by_process": {
+            role: max(r["peak_rss_mb_by_process"].get(role, 0.0) for r in flywheel)
+            for role in sorted({role for r in flywheel for role in r["peak_rss_mb_by_process"]})
+        },
         "flywheel_parts": best_f["parts"],
     }
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, NamedTuple, Protocol
 
 from pipelines.common.config import KafkaSourceConfig
 from pipelines.ingest.endpoints import KafkaEndpoint, SourceUnavailable
 from pipelines.ingest.landing import IngestError
-from pipelines.ingest.messages import Segment
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,20 @@ class TopicPartition(NamedTuple):
 
     def __str__(self) -> str:
         return f"{self.topic}:{self.partition}"
+
+
+@dataclass
+class Segment:
+    """Records of one topic partition as one poll returned them (offsets ascending)."""
+
+    topic: str
+    partition: int
+    offsets: list[int]
+    keys: list[bytes | None]
+    values: list[bytes | None]
+
+    def __len__(self) -> int:
+        return len(self.offsets)
 
 
 OnAssigned = Callable[[list[TopicPartition]], dict[TopicPartition, int]]

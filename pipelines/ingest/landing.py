@@ -16,10 +16,12 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.common.errors import FlywheelError
-from pipelines.common.lake import MANIFEST, Lake
+
+if TYPE_CHECKING:  # the lake (pandas, pyarrow) is not imported here: Kafka's consumer process imports this
+    from pipelines.common.lake import Lake
 
 
 class IngestError(FlywheelError):
@@ -47,6 +49,8 @@ def jsonl_bytes(entries: Iterable[dict[str, Any]]) -> bytes:
 
 def write_manifest(lake: Lake, partition: str, manifest: dict[str, Any]) -> None:
     """The partition's manifest, durably, last: from now on readers see the partition."""
+    from pipelines.common.lake import MANIFEST
+
     lake.write_json(f"{partition}/{MANIFEST}", manifest)
 
 

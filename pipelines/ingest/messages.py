@@ -21,21 +21,8 @@ import pyarrow.compute as pc
 
 from pipelines.common.config import IngestConfig, Schema
 from pipelines.ingest import rows as records
+from pipelines.ingest.kafka_clients import Segment
 from pipelines.ingest.landing import b64
-
-
-@dataclass
-class Segment:
-    """Records of one topic partition as one poll returned them (offsets ascending)."""
-
-    topic: str
-    partition: int
-    offsets: list[int]
-    keys: list[bytes | None]
-    values: list[bytes | None]
-
-    def __len__(self) -> int:
-        return len(self.offsets)
 
 
 @dataclass
