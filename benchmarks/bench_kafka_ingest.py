@@ -6,23 +6,22 @@ the end. ``messages`` demo events go to a 3-partition topic; then, alternately, 
 kafka-python (the default client) and then confluent-kafka (``ingest.kafka.client``):
 
 - **Flywheel**: ``flywheel ingest --source kafka`` in a fresh process with a fresh consumer group: the
-  run's own phases (connect, join, drain, land, manifests, commit) are timed; ``ingest.kafka.workers``
-  1 with kafka-python (the consumer in a process of its own, the run's process decodes and lands), 2 with
-  confluent-kafka (and one forked decode-and-land child);
+  run's own phases (connect, join, drain, land, manifests, commit) are timed; one decode-and-land child
+  with kafka-python, two with confluent-kafka (``ingest.kafka.workers``);
 - **baseline**: a fresh process running the bare loop of the same client (same consumer settings, a fresh
   group): kafka-python's ``KafkaConsumer`` → ``subscribe`` → ``poll(max_records=...)``, or
   confluent-kafka's ``Consumer`` → ``subscribe`` → ``consume(num_messages=...)``, until every message
   was returned, counting records and doing nothing else.
 
-Both report messages/s from consumer creation to the end (Flywheel: to the committed offsets), the
-peak RSS and PSS of the process tree (Flywheel's includes its consumer process and, with two workers,
-a forked decode-and-land child: RSS counts the pages a fork shares twice, PSS once), sampled every 10 ms,
-and the CPU time per message of the whole tree and of the consuming process alone. The bare loops import
-their client alone. The best run of each counts. The top-level
-``flywheel``/``baseline``/``ratio`` are kafka-python's; ``variants["confluent-kafka"]`` holds the same for
-confluent-kafka, with ``vs_kafka_python`` = Flywheel with confluent-kafka / Flywheel with kafka-python
-msgs/s. Peak memory at 100k and 1M messages shows that it stays flat. The ratio depends on free cores:
-Flywheel's consumer and its decoding run in two processes, so on a busy machine they compete.
+Both report messages/s from consumer creation to the end (Flywheel: to the committed offsets), the peak
+RSS and PSS of the process tree (Flywheel's includes its decode-and-land workers, forks of the consumer:
+RSS counts the pages they share twice, PSS once), sampled every 10 ms, and the CPU time per message of
+the whole tree and of the consuming process alone. The bare loops import their client alone. The best run
+of each counts. The top-level ``flywheel``/``baseline``/``ratio`` are kafka-python's;
+``variants["confluent-kafka"]`` holds the same for confluent-kafka, with ``vs_kafka_python`` = Flywheel
+with confluent-kafka / Flywheel with kafka-python msgs/s. Peak memory at 100k and 1M messages shows that
+it stays flat. The ratio depends on free cores: Flywheel's decoding runs in a second process, so on a
+busy machine it competes with the consumer.
 
     python -m benchmarks.bench_kafka_ingest --messages 1000000
 """
@@ -46,7 +45,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TOPIC = "bench.events"
 PARTITIONS = 3
 PSS_EVERY = 20  # samples (of 10 ms) between two PSS readings
-CONSUMER_MODULE = "pipelines.ingest.kafka_consumer"  # in the command line of Flywheel's consumer process
 
 # The bare loops import their client and nothing of Flywheel: Flywheel's modules bring pandas and pyarrow
 # (about 100 MB of RSS, and a larger heap for the garbage collector to walk), which a bare client does
@@ -90,8 +88,8 @@ print(json.dumps({"consumed": seen, "seconds": seconds, "modules": len(sys.modul
 """
 BARE_LOOPS = {"kafka-python": _BARE_LOOP, "confluent-kafka": _BARE_CONFLUENT_LOOP}
 CLIENTS = ("kafka-python", "confluent-kafka")
-# decoding processes of each client's Flywheel run: kafka-python's consumer is the bottleneck and one
-# keeps up; confluent-kafka fetches faster than one process decodes (docs/sources.md)
+# decode-and-land children of each client's Flywheel run: kafka-python's consumer is the bottleneck and
+# one child keeps up; confluent-kafka fetches faster than one child decodes (docs/sources.md)
 WORKERS = {"kafka-python": 1, "confluent-kafka": 2}
 
 
@@ -115,8 +113,8 @@ def watch(argv: list[str], env: dict[str, str]) -> tuple[str, dict]:
     children. RSS counts a page shared by two processes in each (a forked worker shares its parent's
     libraries), PSS counts it once, divided between them: the memory the tree really takes.
 
-    The consuming process is Flywheel's consumer process where there is one (``workers`` >= 1), else the
-    process itself; ``peak_rss_mb_by_process`` has each process's own peak, by role.
+    ``peak_rss_mb_by_process`` has each process's own peak: the process itself (``run``, the consumer)
+    and the largest of its children (``decoder``).
 
     RSS is sampled every 10 ms (a cheap read of ``statm``), PSS every 200 ms: reading it walks every
     mapping of a process, and at 10 ms that took 30-40 % of a core from the two measured on two cores."""
@@ -126,7 +124,6 @@ def watch(argv: list[str], env: dict[str, str]) -> tuple[str, dict]:
     root, peak, peak_pss = psutil.Process(proc.pid), 0, 0
     cpu: dict[int, float] = {}
     own_peak: dict[int, int] = {}
-    roles: dict[int, str] = {proc.pid: "run"}
     samples = 0
     while proc.poll() is None:
         try:
@@ -140,23 +137,20 @@ def watch(argv: list[str], env: dict[str, str]) -> tuple[str, dict]:
                 times = p.cpu_times()
                 cpu[p.pid] = times.user + times.system
                 own_peak[p.pid] = max(own_peak.get(p.pid, 0), rss[p.pid])
-                if p.pid not in roles:
-                    roles[p.pid] = "consumer" if CONSUMER_MODULE in " ".join(p.cmdline()) else "decoder"
         except psutil.Error:
             pass
         time.sleep(0.01)
     out = proc.stdout.read() if proc.stdout else ""
     if proc.returncode != 0:
         raise RuntimeError(f"{argv[2:5]} failed with exit status {proc.returncode}: {out[-2000:]}")
-    consumer = next((pid for pid, role in roles.items() if role == "consumer"), proc.pid)
-    by_role: dict[str, float] = {}
-    for pid, value in own_peak.items():
-        by_role[roles.get(pid, "decoder")] = max(by_role.get(roles.get(pid, "decoder"), 0), value / 2**20)
+    by_role = {"run": own_peak.pop(proc.pid, 0) / 2**20}
+    if own_peak:
+        by_role["decoder"] = max(own_peak.values()) / 2**20
     return out, {
         "peak_rss_mb": peak / 2**20,
         "peak_pss_mb": peak_pss / 2**20,
         "cpu_s": sum(cpu.values()),
-        "consumer_cpu_s": cpu.get(consumer, 0.0),
+        "consumer_cpu_s": cpu.get(proc.pid, 0.0),
         "peak_rss_mb_by_process": by_role,
     }
 
@@ -259,9 +253,8 @@ def bench(messages: int = 200_000, repeats: int = 2) -> dict:
         "produce_seconds": produced,
         "notes": f"{messages:,} demo events (~230 bytes of JSON each) on a {PARTITIONS}-partition topic "
         "of a local Apache Kafka 2.3 broker; Flywheel = consume → decode and type (row rules) → "
-        "land Parquet parts → manifests → commit, in a fresh process (ingest.kafka.workers: 1 with "
-        "kafka-python: the consumer in a process of its own, the run's process decodes and lands; 2 with "
-        "confluent-kafka: and one forked decode-and-land child); "
+        "land Parquet parts → manifests → commit, in a fresh process (ingest.kafka.workers: 1 child with "
+        "kafka-python, 2 with confluent-kafka); "
         "baseline = the same client's bare poll loop (kafka-python's poll, confluent-kafka's consume) with "
         "the same consumer settings, in a fresh process importing the client alone; "
         f"best of {repeats}. The main row is kafka-python "
@@ -271,14 +264,13 @@ def bench(messages: int = 200_000, repeats: int = 2) -> dict:
         "(higher is better), best run against best run; pair_ratios: each repeat's Flywheel run against the "
         "bare run just before it, and their median (the machine's speed drifts between repeats); "
         "peak RSS (sampled every 10 ms) and PSS (every 200 ms) of the process tree "
-        "(Flywheel's includes its consumer process and a forked child's, whose pages shared with the "
-        "run's process RSS counts twice and PSS once; flywheel_peak_rss_mb_by_process: each process's "
-        "own peak, by role); rss_ratio and pss_ratio: "
+        "(Flywheel's includes its forked workers, whose pages shared with the consumer RSS counts twice "
+        "and PSS once; flywheel_peak_rss_mb_by_process: the consumer's own peak (run) and the largest "
+        "worker's (decoder)); rss_ratio and pss_ratio: "
         "Flywheel / baseline. "
         "cpu_us_per_msg: CPU time of the process tree per message; consumer_process_cpu_us_per_msg: "
-        "the consuming process alone (Flywheel's consumer process; it hands batches over and decodes "
-        "nothing), which bounds the ratio when a core is free for decoding. load_average: the machine's, "
-        "at the end.",
+        "the consuming process alone (Flywheel decodes and lands in its worker process), which bounds "
+        "the ratio when a core is free for the worker. load_average: the machine's, at the end.",
     }
 
 

@@ -9,10 +9,8 @@ One run, in this order, so that a crash anywhere loses nothing:
 2. poll in batches; every ``chunk_rows`` records become one chunk, decoded and typed by the files
    source's row rules ``DECODE_ROWS`` records at a time as they arrive (the working memory is a
    batch's, and only the last batch is left to decode when the drain ends), and written whole as
-   ``part-NNNNN.parquet`` (and ``part-NNNNN.jsonl`` in quarantine). With ``workers: N`` >= 1 the
-   consumer runs in a lean process of its own (:mod:`pipelines.ingest.kafka_consumer`) and keeps
-   fetching while this process and ``N - 1`` forked children decode and land, chunk ``k`` in the
-   ``k % N``-th of them;
+   ``part-NNNNN.parquet`` (and ``part-NNNNN.jsonl`` in quarantine). With ``workers: N`` child
+   processes do this while the consumer keeps fetching, chunk ``k`` in child ``k % N``;
 3. write the quarantine manifest, then the landing manifest (offset ranges and counts per topic
    partition), durably, last;
 4. commit the offsets, and only now.
@@ -30,13 +28,17 @@ The consumer library is ``ingest.kafka.client`` (kafka-python or confluent-kafka
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import logging
 import os
+import signal
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing import get_context
 from typing import Any
@@ -47,27 +49,20 @@ import pyarrow as pa
 from pipelines.common.config import IngestConfig, KafkaSourceConfig, Params, Schema
 from pipelines.common.io import table_bytes
 from pipelines.common.lake import MANIFEST, Lake
+from pipelines.common.progress import Progress
 from pipelines.common.settings import Settings
 from pipelines.ingest import rows as records
-from pipelines.ingest.endpoints import KafkaEndpoint
-from pipelines.ingest.kafka_clients import KafkaClient, Segment, TopicPartition
-from pipelines.ingest.kafka_consumer import (
-    MAX_IN_FLIGHT,
-    POLL_S,
-    Consumer,
-    ConsumerProcess,
-    Drain,
-    Drained,
-    LocalConsumer,
-    die_with,
-    frozen_heap,
-)
+from pipelines.ingest.endpoints import KafkaEndpoint, SourceUnavailable
+from pipelines.ingest.kafka_clients import KafkaClient, KafkaClientError, Segment, TopicPartition, open_client
 from pipelines.ingest.landing import IngestError, check_counts, jsonl_bytes, part_name, write_manifest
 from pipelines.ingest.messages import decode_segments
 
 log = logging.getLogger(__name__)
 
 SOURCE = "kafka"
+MAX_IN_FLIGHT = 3  # batches handed to a worker and not yet decoded: bounds the consumer's memory
+DECODE_ROWS = 10_000  # records handed to the decoder at a time (a chunk is landed whole, in one part)
+_POLL_S = 0.5
 
 
 # -- landing one chunk (in the worker process, or inline) ---------------------------------------
@@ -202,23 +197,21 @@ def _worker_init(target: ChunkTarget, parent: int) -> None:
     """In the worker: remember the run, and die with the consumer process (even on ``kill -9``)."""
     global _BUILDER
     _BUILDER = ChunkBuilder(target)
-    die_with(parent)
-    pa.set_memory_pool(pa.system_memory_pool())  # a child for this run only: see _system_memory_pool
+    _die_with(parent)
 
 
-@contextlib.contextmanager
-def _system_memory_pool() -> Iterator[None]:
-    """Arrow allocates from the C library's heap while a run decodes, which hands freed pages back.
+def _die_with(parent: int) -> None:
+    """In a child: ignore Ctrl-C (the parent handles it) and die with the parent, even on ``kill -9``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError, AttributeError):  # Linux: the kernel kills us when the parent dies
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
 
-    Arrow's default allocator (mimalloc) keeps the pages of freed batches for reuse, so a decoding
-    process's resident memory stayed at its high-water mark (docs/benchmarks.md has the figures).
-    """
-    previous = pa.default_memory_pool()
-    pa.set_memory_pool(pa.system_memory_pool())
-    try:
-        yield
-    finally:
-        pa.set_memory_pool(previous)
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _add_in_worker(segments: list[Segment]) -> None:
@@ -236,30 +229,26 @@ def _ready() -> int:
 
 
 class Lander:
-    """Decodes batches and lands chunks: in ``children`` forked processes, and in this one when ``inline``.
+    """Decodes batches and lands chunks, inline or in ``workers`` child processes, a few batches in flight.
 
-    The decoders take the chunks in turn (with ``inline``, this process takes chunks 0, n, 2n, ... of n
-    decoders), so the children decode different chunks at the same time, a few batches in flight each;
-    the summaries come back in chunk order. Without children it decodes inline. Create it *before* the
-    Kafka consumer: the children are forked while the process has no client threads.
+    Chunk ``k`` is decoded and landed by child ``k % workers``, so the children decode different
+    chunks at the same time; the summaries come back in chunk order. Create it *before* the Kafka
+    consumer: the children are forked while the process has no client threads.
     """
 
-    def __init__(
-        self, target: ChunkTarget, children: int, first: int = 0, stride: int = 1, *, inline: bool = False
-    ) -> None:
+    def __init__(self, target: ChunkTarget, workers: int, first: int = 0, stride: int = 1) -> None:
         self.target = target
-        self.children = children
-        self.inline = inline or not children
+        self.workers = workers
         self.summaries: list[ChunkSummary] = []
         self._pools: list[ProcessPoolExecutor] = []
-        self._pending: list[deque[Future[ChunkSummary | None]]] = [deque() for _ in range(children)]
+        self._pending: list[deque[Future[ChunkSummary | None]]] = [deque() for _ in range(workers)]
         self._builder = ChunkBuilder(target)
         self._chunk = 0  # chunks landed so far; chunk c is part first + c * stride (readers share a run)
         self._first, self._stride = first, stride
 
     def __enter__(self) -> Lander:
         try:
-            for _ in range(self.children):
+            for _ in range(self.workers):
                 pool = ProcessPoolExecutor(
                     1,
                     mp_context=get_context("fork"),
@@ -278,29 +267,20 @@ class Lander:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def add(self, segments: list[Segment]) -> None:
-        """Decode one batch of the current chunk (a child's returns at once while few are in flight)."""
-        child = self._child(self._chunk)
-        if child is None:
+        """Decode one batch of the current chunk (returns at once while few batches are in flight)."""
+        if not self._pools:
             self._builder.add(segments)
-        else:
-            self._submit(child, _add_in_worker, segments)
+            return
+        self._submit(self._chunk % len(self._pools), _add_in_worker, segments)
 
     def land(self) -> None:
         """The batches added since the last chunk become the next chunk's parts."""
         chunk, self._chunk = self._chunk, self._chunk + 1
         index = self._first + chunk * self._stride
-        child = self._child(chunk)
-        if child is None:
+        if not self._pools:
             self.summaries.append(self._builder.land(index))
-        else:
-            self._submit(child, _land_in_worker, index)
-
-    def _child(self, chunk: int) -> int | None:
-        """The child that decodes ``chunk``; None: this process."""
-        turn = chunk % (len(self._pools) + self.inline)
-        if self.inline:
-            return None if turn == 0 else turn - 1
-        return turn
+            return
+        self._submit(chunk % len(self._pools), _land_in_worker, index)
 
     def submit(self, segments: list[Segment]) -> None:
         """Land ``segments`` as one chunk."""
@@ -347,8 +327,7 @@ _READER: _ReaderJob | None = None
 def _reader_init(job: _ReaderJob, parent: int) -> None:
     global _READER
     _READER = job
-    die_with(parent)
-    pa.set_memory_pool(pa.system_memory_pool())
+    _die_with(parent)
 
 
 def _read_partitions(reader: int, readers: int, ranges: Ranges) -> tuple[Drained, list[ChunkSummary]]:
@@ -356,11 +335,10 @@ def _read_partitions(reader: int, readers: int, ranges: Ranges) -> tuple[Drained
     parts ``reader``, ``reader + readers``, ... so that the readers' parts never collide."""
     assert _READER is not None, "reader not initialised"
     job = _READER
-    with LocalConsumer(job.endpoint, job.cfg) as consumer:
-        client = consumer.client
+    with _closing(open_client(job.endpoint, job.cfg)) as client:
         client.assign({tp: start for tp, (start, _) in ranges.items()})
         lander = Lander(job.target, 0, first=reader, stride=readers)
-        drain = Drain(client, job.cfg, job.endpoint, lander)
+        drain = _Drain(client, job.cfg, job.endpoint, lander)
         drain.drained.end.update({tp: end for tp, (_, end) in ranges.items()})
         drained = drain.run()
         return drained, lander.finish()
@@ -408,7 +386,7 @@ class Readers:
             self._pool.submit(_read_partitions, i, len(groups), group) for i, group in enumerate(groups)
         ]
         while not all(f.done() for f in futures):
-            wait(futures, timeout=POLL_S, return_when=FIRST_EXCEPTION)
+            wait(futures, timeout=_POLL_S, return_when=FIRST_EXCEPTION)
             if any(f.done() and f.exception() is not None for f in futures):
                 break
             client.poll(1, 0.1)  # keeps this consumer in the group (and lets it finish a rebalance)
@@ -440,6 +418,203 @@ def _split(ranges: Ranges, readers: int) -> list[Ranges]:
 
 
 # -- the consumer -------------------------------------------------------------------------------
+
+
+@dataclass
+class Drained:
+    """How far a run read: per topic partition the first/last offsets landed, and why it stopped."""
+
+    first: dict[TopicPartition, int] = field(default_factory=dict)
+    last: dict[TopicPartition, int] = field(default_factory=dict)
+    end: dict[TopicPartition, int] = field(default_factory=dict)
+    confirmed: dict[TopicPartition, int] = field(default_factory=dict)  # high watermark of the first fetch
+    consumed: int = 0
+    stopped_by: str = "end_offsets"
+
+
+class _Drain:
+    """One run's polling: join the group, then poll batches into chunks until the run's bound."""
+
+    def __init__(
+        self, client: KafkaClient, cfg: KafkaSourceConfig, endpoint: KafkaEndpoint, lander: Lander | None
+    ):
+        self.client, self.cfg, self.endpoint, self.lander = client, cfg, endpoint, lander
+        self.drained = Drained()
+        self.reassigned = False  # a rebalance happened since the end offsets were last looked up
+        self.batch: list[Segment] = []  # polled, not yet handed to the decoder
+        self.batch_rows = 0
+        self.rows = 0  # in the current chunk
+
+    def _on_assigned(self, assigned: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """After a rebalance, every partition this run already read resumes where it stopped (a client
+        would restart it at its committed offset and read again what this run has landed). Partitions
+        lost to another consumer are simply no longer drained by this run."""
+        self.reassigned = True
+        return {tp: self.drained.last[tp] + 1 for tp in assigned if tp in self.drained.last}
+
+    def join(self) -> None:
+        """Subscribe and poll until every partition of the topics is assigned (records those polls return
+        are kept).
+
+        A run is alone in its group, but a run killed before it left stays a member until its session
+        times out, and a broker may hand it partitions meanwhile (Tansu does): those partitions are
+        waited for. Taking them as drained would end the run with its backlog left behind.
+        """
+        self.client.subscribe(self.cfg.topics, self._on_assigned)
+        timeout = max(30.0, 3 * self.cfg.session_timeout_ms / 1000)
+        deadline = time.monotonic() + timeout
+        wanted = self.client.partitions(self.cfg.topics)
+        while not (held := self.client.assignment()) or not wanted <= held:
+            if time.monotonic() > deadline:
+                if not held:
+                    raise SourceUnavailable(
+                        f"{self.endpoint.describe()}: consumer group {self.cfg.group_id!r} got no partitions "
+                        f"of {list(self.cfg.topics)} within {timeout:g} s"
+                    )
+                raise SourceUnavailable(
+                    f"{self.endpoint.describe()}: consumer group {self.cfg.group_id!r} gave this run "
+                    f"{sorted(map(str, held))} of {sorted(map(str, wanted))} within {timeout:g} s; "
+                    "the others are held by another member of the group (another consumer with this "
+                    "group_id); expected the run alone in its group. Nothing of this run was committed"
+                )
+            # until every partition is held, poll one record at a time: enough to stay in the group
+            self.take(self.client.poll(1 if held else max(1, self._budget()), 0.2))
+
+    def _budget(self) -> int:
+        """Records the next poll may return."""
+        if self.cfg.max_records is None:
+            return self.cfg.poll_records
+        return min(self.cfg.poll_records, self.cfg.max_records - self.drained.consumed)
+
+    def take(self, segments: list[Segment]) -> None:
+        drained = self.drained
+        for segment in segments:
+            tp = TopicPartition(segment.topic, segment.partition)
+            drained.first.setdefault(tp, segment.offsets[0])
+            drained.last[tp] = segment.offsets[-1]
+            n = len(segment)
+            self.rows += n
+            self.batch_rows += n
+            drained.consumed += n
+        self.batch += segments
+        if self.batch_rows >= DECODE_ROWS:
+            self._hand_over()
+
+    def run(self) -> Drained:
+        """Poll until each assigned partition reaches the end offset seen at the start, or a budget ends."""
+        cfg, drained = self.cfg, self.drained
+        started = last_data = time.monotonic()
+        self._track_new_partitions()
+        behind = self._behind()
+        shown = Progress("kafka records drained", cfg.max_records, "record")
+        while True:
+            if self.rows >= cfg.chunk_rows:
+                self._flush()
+            stop = self._stop_reason(behind, started)
+            if stop:
+                drained.stopped_by = stop
+                break
+            batch = self.client.poll(self._budget(), _POLL_S)
+            if batch:
+                before = drained.consumed
+                self.take(batch)
+                shown.update(drained.consumed - before, partitions_behind=len(behind))
+                last_data = time.monotonic()
+            elif time.monotonic() - last_data > cfg.idle_timeout_s:
+                raise SourceUnavailable(
+                    f"{self.endpoint.describe()}: no records for {cfg.idle_timeout_s:g} s while partitions "
+                    f"{sorted(str(tp) for tp in behind)} are behind their end offsets; the broker is down or "
+                    "unreachable. Nothing of this run was committed"
+                )
+            if self.reassigned:
+                self._track_new_partitions()
+            behind = self._behind()
+        shown.close()
+        self._flush()
+        return drained
+
+    def _stop_reason(self, behind: set[TopicPartition], started: float) -> str | None:
+        if not behind:
+            return "end_offsets"
+        if self.cfg.max_records is not None and self.drained.consumed >= self.cfg.max_records:
+            return "max_records"
+        if self.cfg.max_seconds is not None and time.monotonic() - started >= self.cfg.max_seconds:
+            return "max_seconds"
+        return None
+
+    def _behind(self) -> set[TopicPartition]:
+        """Assigned partitions not yet at their bound; the others are paused.
+
+        A partition's bound is its end offset seen at the start, raised to the high watermark of the
+        first fetch response for it (a broker may report lagging end offsets: Tansu counts a batch as
+        one offset). A partition is done only once a fetch response confirmed its bound.
+        """
+        client, drained = self.client, self.drained
+        partitions = client.assignment()
+        for tp in partitions - set(drained.confirmed):
+            highwater = client.highwater(tp)
+            if highwater is not None:
+                drained.confirmed[tp] = highwater
+                drained.end[tp] = max(drained.end.get(tp, 0), highwater)
+        behind = {tp for tp in partitions if tp not in drained.confirmed or self._short(tp)}
+        done = (partitions - behind) - client.paused()
+        if done:
+            client.pause(done)
+        return behind
+
+    def _short(self, tp: TopicPartition) -> bool:
+        position = self.client.position(tp)
+        return position is None or position < self.drained.end.get(tp, 0)
+
+    def _track_new_partitions(self) -> None:
+        """End offsets of partitions assigned (at the start, or by a rebalance) that have none yet."""
+        self.reassigned = False
+        new = [tp for tp in self.client.assignment() if tp not in self.drained.end]
+        if new:
+            self.drained.end.update(self.client.end_offsets(new))
+
+    def _hand_over(self) -> None:
+        """The polled batch to the decoder (kept back when this run lands nothing)."""
+        if self.batch and self.lander is not None:
+            self.lander.add(self.batch)
+            self.batch, self.batch_rows = [], 0
+
+    def _flush(self) -> None:
+        """The current chunk becomes a part."""
+        self._hand_over()
+        if self.rows and self.lander is not None:
+            self.lander.land()
+        self.rows = 0
+
+
+def commit(
+    client: KafkaClient, offsets: dict[TopicPartition, int], run_id: str, endpoint: KafkaEndpoint
+) -> dict[str, int]:
+    """Commit ``{TopicPartition: next offset}`` (never backwards); what was committed, by ``topic:partition``.
+
+    Only partitions this consumer still owns are committed: one taken away by a rebalance belongs to
+    another consumer now, which reads it again from its committed offset (the copies are dropped before
+    the validated tier).
+    """
+    owned = client.assignment()
+    try:
+        current = client.committed([tp for tp in offsets if tp in owned])
+        forward = {
+            tp: offset for tp, offset in offsets.items() if tp in current and _ahead(offset, current[tp])
+        }
+        if forward:
+            client.commit(forward, f"flywheel run {run_id}")
+    except KafkaClientError as exc:
+        raise SourceUnavailable(
+            f"{endpoint.describe()}: committing offsets failed ({exc}); the landing "
+            "partition is complete, so a retry of this run finishes the commit, and a later run's copies "
+            "of these records are dropped before the validated tier"
+        ) from None
+    return {str(tp): offset for tp, offset in forward.items()}
+
+
+def _ahead(offset: int, committed: int | None) -> bool:
+    return committed is None or committed < offset
 
 
 # -- one run ------------------------------------------------------------------------------------
@@ -490,30 +665,25 @@ def _ingest(
     target: ChunkTarget, lake: Lake, cfg: KafkaSourceConfig, endpoint: KafkaEndpoint, run_id: str
 ) -> dict[str, Any]:
     clock = _Phases()
-    consumer: Consumer
     with contextlib.ExitStack() as stack:
-        stack.enter_context(frozen_heap())
+        stack.enter_context(_frozen_heap())
         stack.enter_context(_system_memory_pool())
         if cfg.readers > 1:
             readers = stack.enter_context(Readers(_ReaderJob(target, cfg, endpoint), cfg.readers))
-            local = stack.enter_context(LocalConsumer(endpoint, cfg))
-            consumer = local
+            client = stack.enter_context(_closing(open_client(endpoint, cfg)))
             clock.lap("connect")
-            consumer.join(None)  # what the join's polls returned, a reader reads again
+            _Drain(client, cfg, endpoint, None).join()  # what the join's polls returned, a reader reads again
             clock.lap("join")
-            drained, chunks = readers.drain(local.client)
+            drained, chunks = readers.drain(client)
             clock.lap("drain")
         else:
-            # workers >= 1: the consumer in a lean process of its own; this one and workers - 1 forks decode
-            lander = stack.enter_context(Lander(target, max(0, cfg.workers - 1), inline=True))
-            if cfg.workers > 0:
-                consumer = stack.enter_context(ConsumerProcess(endpoint, cfg))
-            else:
-                consumer = stack.enter_context(LocalConsumer(endpoint, cfg))
+            lander = stack.enter_context(Lander(target, cfg.workers))
+            client = stack.enter_context(_closing(open_client(endpoint, cfg)))
             clock.lap("connect")
-            consumer.join(lander)
+            polling = _Drain(client, cfg, endpoint, lander)
+            polling.join()
             clock.lap("join")
-            drained = consumer.drain()
+            drained = polling.run()
             clock.lap("drain")
             chunks = lander.finish()
             clock.lap("land")
@@ -522,7 +692,7 @@ def _ingest(
         manifest = _manifest(target, run_id, endpoint, cfg, drained, chunks, _next_offsets(drained))
         _write_manifests(lake, target, manifest)
         clock.lap("manifest")
-        committed = commit(consumer, _next_offsets(drained), run_id)
+        committed = commit(client, _next_offsets(drained), run_id, endpoint)
         clock.lap("commit")
     log.info(
         "kafka ingest %s: %s consumed, %s landed, %s quarantined; committed %s",
@@ -560,9 +730,45 @@ def _write_manifests(lake: Lake, target: ChunkTarget, manifest: dict[str, Any]) 
     write_manifest(lake, target.landing, {**manifest, "data": manifest["parts"]})
 
 
-def commit(consumer: Consumer, offsets: dict[TopicPartition, int], run_id: str) -> dict[str, int]:
-    """The run's last step, once its partition is complete: commit the offsets (see ``commit_offsets``)."""
-    return consumer.commit(offsets, run_id)
+@contextlib.contextmanager
+def _system_memory_pool() -> Iterator[None]:
+    """While a run decodes, Arrow allocates from the C library's heap, which hands freed pages back.
+
+    Arrow's default allocator (mimalloc) keeps the pages of freed batches for reuse, so a decoding
+    process stayed at its high-water mark: the decode-and-land child of a 1M-message drain peaked at
+    168-175 MB RSS with it and 155-164 MB with this, its drain no slower (docs/benchmarks.md). The
+    children, forked inside, inherit it; the run's process has its own allocator back after the run.
+    """
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
+
+
+@contextlib.contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """The garbage collector leaves the objects alive now (the modules' ~80k) alone while the run lasts.
+
+    A client allocates a record object per message, so the collector runs thousands of times during a
+    drain, and each full pass also walked the imported modules' objects: 1.2 s of a 1M-message drain.
+    The decode-and-land children, forked inside, inherit the frozen heap and keep its pages shared.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+@contextlib.contextmanager
+def _closing(client: KafkaClient) -> Iterator[KafkaClient]:
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(Exception):
+            client.close()
 
 
 def _next_offsets(drained: Drained) -> dict[TopicPartition, int]:
@@ -690,8 +896,8 @@ def _finish_commit(
     The partition may already be validated, so it is never reset: its records stay exactly where they are.
     """
     offsets = {TopicPartition(o["topic"], o["partition"]): o["next"] for o in manifest["offsets"]}
-    with LocalConsumer(endpoint, cfg) as consumer:
-        consumer.join(None)
-        committed = commit(consumer, offsets, run_id)
+    with _closing(open_client(endpoint, cfg)) as client:
+        _Drain(client, cfg, endpoint, None).join()
+        committed = commit(client, offsets, run_id, endpoint)
     log.info("kafka ingest %s: partition already complete; committed %s", run_id, committed or "nothing new")
     return _summary(manifest, landing, quarantine, committed, resumed=True)

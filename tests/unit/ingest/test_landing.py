@@ -66,13 +66,9 @@ def test_a_chunk_of_only_bad_messages_writes_no_parquet_part(target):
     assert summary.part is None and summary.quarantined == 5
 
 
-# (children, inline): inline alone, children alone, and this process taking its turn beside a child
-DECODERS = [(0, False), (1, False), (2, False), (1, True)]
-
-
-@pytest.mark.parametrize(("children", "inline"), DECODERS)
-def test_the_lander_keeps_chunk_order_inline_and_in_its_workers(target, children, inline):
-    with Lander(target, children, inline=inline) as lander:
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_the_lander_keeps_chunk_order_inline_and_in_its_workers(target, workers):
+    with Lander(target, workers) as lander:
         for i in range(5):
             lander.submit(chunk(200, 200 * i))
         summaries = lander.finish()
@@ -103,9 +99,9 @@ def test_counts_that_do_not_add_up_are_refused():
         check_counts(3, 2, 0)
 
 
-@pytest.mark.parametrize(("children", "inline"), DECODERS)
-def test_batches_decoded_as_they_come_land_as_one_part_per_chunk(target, children, inline):
-    with Lander(target, children, inline=inline) as lander:
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_batches_decoded_as_they_come_land_as_one_part_per_chunk(target, workers):
+    with Lander(target, workers) as lander:
         for i in range(3):
             lander.add(chunk(100, 100 * i, bad_every=50))
         lander.land()
