@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.common.errors import FlywheelError
 
-if TYPE_CHECKING:  # the lake (pandas, pyarrow) is not imported here: Kafka's consumer process imports this
+if TYPE_CHECKING:  # not at import: endpoints and the Kafka clients import this without pandas and pyarrow
     from pipelines.common.lake import Lake
 
 
