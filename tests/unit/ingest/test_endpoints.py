@@ -83,3 +83,16 @@ def test_s3_reads_the_standard_aws_variables():
     assert "secret" not in repr(endpoint)
     assert endpoint.describe() == "S3 endpoint http://s3:9000"
     assert S3Endpoint.from_env({}).describe() == "S3 endpoint (AWS default)"
+
+
+def test_endpoints_and_the_kafka_clients_import_without_pandas_or_pyarrow():
+    """The Airflow hooks' connection tests import them: that costs the client, not 100 MB of dataframes."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import pipelines.ingest.endpoints, pipelines.ingest.kafka_clients; "
+        "print(sorted(m for m in ('numpy', 'pandas', 'pyarrow') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
