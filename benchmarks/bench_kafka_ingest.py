@@ -185,22 +185,21 @@ def flywheel_run(folder: Path, env: dict[str, str], group: str, messages: int, c
     }
 
 
-def bare_settings(params: Path, bootstrap: str, client: str) -> tuple[dict, list[str], int]:
-    """The consumer settings, topics and poll size Flywheel's run with ``params`` uses, for a bare loop."""
+def bare_settings(params: Path, env: dict[str, str], client: str) -> tuple[dict, list[str], int]:
+    """The consumer settings, topics and poll size Flywheel's run with ``params`` and ``env`` uses, for a
+    bare loop (the brokers and their security settings from ``env``, as Flywheel reads them)."""
     from pipelines.common.config import load_params
     from pipelines.ingest.endpoints import KafkaEndpoint
     from pipelines.ingest.kafka_clients import kafka_python_config, librdkafka_config
 
     cfg = load_params(params).ingest.kafka
-    endpoint = KafkaEndpoint(bootstrap)
+    endpoint = KafkaEndpoint.from_env(env)
     build = kafka_python_config if client == "kafka-python" else librdkafka_config
     return build(endpoint, cfg), list(cfg.topics), cfg.poll_records
 
 
 def bare_run(folder: Path, env: dict[str, str], group: str, messages: int, client: str) -> dict:
-    settings, topics, poll_records = bare_settings(
-        params_file(folder, group, client), env["FLYWHEEL_KAFKA_BOOTSTRAP"], client
-    )
+    settings, topics, poll_records = bare_settings(params_file(folder, group, client), env, client)
     argv = [json.dumps(settings), json.dumps(topics), str(poll_records), str(messages)]
     out, usage = watch([sys.executable, "-c", BARE_LOOPS[client], *argv], env)
     result = json.loads(out.strip().splitlines()[-1])

@@ -9,8 +9,8 @@ import pytest
 
 from pipelines.common.lake import Lake
 from pipelines.ingest.kafka import ChunkTarget, Lander, land_chunk
+from pipelines.ingest.kafka_clients import Segment
 from pipelines.ingest.landing import IngestError, check_counts
-from pipelines.ingest.messages import Segment
 
 NOW = pd.Timestamp("2026-06-01T00:00:00Z")
 

@@ -10,7 +10,8 @@ import pyarrow as pa
 import pytest
 
 from pipelines.ingest import rows as records
-from pipelines.ingest.messages import Segment, decode_segments
+from pipelines.ingest.kafka_clients import Segment
+from pipelines.ingest.messages import decode_segments
 
 NOW = pd.Timestamp("2026-06-01T00:00:00Z")
 GOOD = {
