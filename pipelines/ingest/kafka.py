@@ -45,6 +45,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.common.config import IngestConfig, KafkaSourceConfig, Params, Schema
 from pipelines.common.io import table_bytes
@@ -55,7 +56,7 @@ from pipelines.ingest import rows as records
 from pipelines.ingest.endpoints import KafkaEndpoint, SourceUnavailable
 from pipelines.ingest.kafka_clients import KafkaClient, KafkaClientError, Segment, TopicPartition, open_client
 from pipelines.ingest.landing import IngestError, check_counts, jsonl_bytes, part_name, write_manifest
-from pipelines.ingest.messages import decode_segments
+from pipelines.ingest.messages import decode_segments, landing_schema, typed_segments
 
 log = logging.getLogger(__name__)
 
@@ -116,21 +117,36 @@ class ChunkBuilder:
 
     def __init__(self, target: ChunkTarget) -> None:
         self.target = target
-        self.arrow_schema = records.arrow_schema(target.schema)
+        self.arrow_schema = landing_schema(target.schema, target.cfg, target.now)
         self.pieces: list[_Piece] = []
 
     def add(self, segments: list[Segment]) -> None:
-        """Decode and type one batch of records; keep the rows as Arrow until the chunk lands."""
-        decoded = decode_segments(segments, self.target.schema, self.target.cfg, self.target.now)
-        frame = decoded.frame
-        times = frame[self.target.schema.event_time]
+        """Decode and type one batch of records; keep the rows as Arrow until the chunk lands.
+
+        A batch whose every message passes the row rules is typed in Arrow alone; any other goes
+        through the per-record rules, which quarantine what fails with its reason.
+        """
+        schema, cfg, now = self.target.schema, self.target.cfg, self.target.now
+        quarantined: list[dict[str, Any]] = []
+        table = typed_segments(segments, schema, cfg, now)
+        if table is None:
+            decoded = decode_segments(segments, schema, cfg, now)
+            table = pa.Table.from_pandas(
+                decoded.frame, schema=self.arrow_schema, preserve_index=False, nthreads=1
+            )
+            quarantined = decoded.quarantined
+        else:
+            table = table.replace_schema_metadata(self.arrow_schema.metadata)
+        times = pc.min_max(table.column(schema.event_time))
         self.pieces.append(
             _Piece(
-                table=pa.Table.from_pandas(frame, schema=self.arrow_schema, preserve_index=False, nthreads=1),
-                quarantined=decoded.quarantined,
+                table=table,
+                quarantined=quarantined,
                 consumed=sum(len(s) for s in segments),
-                by_partition=_by_partition(segments, decoded.quarantined),
-                times=[times.min(), times.max()] if len(frame) else [],
+                by_partition=_by_partition(segments, quarantined),
+                times=[pd.Timestamp(times["min"].as_py()), pd.Timestamp(times["max"].as_py())]
+                if table.num_rows
+                else [],
             )
         )
 

@@ -61,7 +61,32 @@ def decode_segments(
     return DecodedChunk(typed.reset_index(drop=True), quarantined)
 
 
-def _origins(segments: list[Segment]) -> np.ndarray:
+def typed_segments(
+    segments: list[Segment], schema: Schema, cfg: IngestConfig, now: pd.Timestamp
+) -> pa.Table | None:
+    """The typed rows of a chunk with ``_origin``, as Arrow, when every message passes the row rules.
+
+    The common case, typed without leaving Arrow (:func:`records.typed_json_values`): the rows
+    :func:`decode_segments` gives for the same messages. None when any message needs the per-record
+    rules; :func:`decode_segments` then decides and explains.
+    """
+    table = records.typed_json_values([v for s in segments for v in s.values], schema, cfg, now)
+    if table is None:
+        return None
+    return table.append_column(records.ORIGIN, _origin_array(segments))
+
+
+def landing_schema(schema: Schema, cfg: IngestConfig, now: pd.Timestamp) -> pa.Schema:
+    """The Arrow schema of landed rows, with the pandas metadata a typed frame gives it.
+
+    Readers restore pandas dtypes from that metadata (``Int64`` for an integer field), so a part
+    holds it whichever way its batches were typed. It depends on the schema only, not on the rows.
+    """
+    empty = decode_segments([], schema, cfg, now).frame
+    return pa.Table.from_pandas(empty, schema=records.arrow_schema(schema), preserve_index=False).schema
+
+
+def _origin_array(segments: list[Segment]) -> pa.ChunkedArray:
     """``topic:partition:offset`` of every message, in order (joined by Arrow, a segment at a time)."""
     parts = [
         pc.binary_join_element_wise(
@@ -70,9 +95,15 @@ def _origins(segments: list[Segment]) -> np.ndarray:
         for s in segments
         if len(s)
     ]
-    if not parts:
+    return pa.chunked_array(parts, pa.string())
+
+
+def _origins(segments: list[Segment]) -> np.ndarray:
+    """``topic:partition:offset`` of every message, in order, as an object array."""
+    origins = _origin_array(segments)
+    if not len(origins):
         return np.array([], dtype=object)
-    return np.asarray(pa.chunked_array(parts, pa.string()).to_numpy(zero_copy_only=False), dtype=object)
+    return np.asarray(origins.to_numpy(zero_copy_only=False), dtype=object)
 
 
 def _entry(

@@ -301,6 +301,7 @@ _ARROW_JSON_TYPES: dict[str, tuple[Callable[[pa.DataType], bool], ...]] = {  # w
     "float": (pa.types.is_float64, pa.types.is_int64),
     "int": (pa.types.is_int64,),  # a float there (1.5, or 2 beside 2.5) is for the per-record rules
     "target": (pa.types.is_int64, pa.types.is_boolean),
+    "label": (pa.types.is_string, pa.types.is_int64),  # a float class (2.0) is for the per-record rules
     "category": (pa.types.is_string,),
 }
 
@@ -312,12 +313,23 @@ def frame_from_json_values(
 
     The fast path of a message source: columns of plain numbers come out as numbers (``coerce`` types
     them as it does a Parquet file's), strings as objects. None when any value needs
-    :func:`decode_json_values`' per-record rules, which decide and explain: a missing, empty,
-    oversized or multi-line value, one not starting with ``{``, ``NaN``/``Infinity``, JSON Arrow
-    refuses (not an object, a field of two types or given twice, text that is not UTF-8 or a lone
-    surrogate escape, a time or category that is not a string), a column of another type than
-    its field takes as is (a float in an integer field, a key beyond 64 bits, a nested value), or a
-    row count that does not match.
+    :func:`decode_json_values`' per-record rules (see :func:`_json_values_table`).
+    """
+    table = _json_values_table(values, schema, max_record_bytes)
+    if table is None:
+        return None
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    frame.index = pd.RangeIndex(len(values))
+    return frame
+
+
+def _json_values_table(values: list[bytes | None], schema: Schema, max_record_bytes: int) -> pa.Table | None:
+    """The schema's fields present in ``values`` as read by Arrow, or None when the values need the per-record
+    rules, which decide and explain: a missing, empty, oversized or multi-line value, one not starting with
+    ``{``, ``NaN``/``Infinity``, JSON Arrow refuses (not an object, a field of two types or given twice,
+    text that is not UTF-8 or a lone surrogate escape, a time or category that is not a string), a column
+    of another type than its field takes as is (a float in an integer field, a key beyond 64 bits, a
+    nested value), or a row count that does not match.
     """
     import pyarrow.json as pa_json
 
@@ -325,9 +337,8 @@ def frame_from_json_values(
         return None
     blob = b"\n".join(values)  # type: ignore[arg-type]  # None was ruled out above
     if (
-        blob[:1] != b"{"  # each value starts an object: the first, and one after every newline
-        or blob.count(b"\n") != len(values) - 1
-        or blob.count(b"\n{") != len(values) - 1
+        blob.count(b"\n") != len(values) - 1  # no value holds a newline: one line each
+        or not all(map(bytes.startswith, values, repeat(b"{")))  # type: ignore[arg-type]  # each starts an object
         or max(map(len, values)) > max_record_bytes  # type: ignore[arg-type]
     ):
         return None
@@ -347,11 +358,83 @@ def frame_from_json_values(
         if any(c.null_count < len(c) and not pc.all(pc.is_finite(c)).as_py() for c in floats):
             return None  # NaN or Infinity, which Arrow reads and the JSON standard has not
         table.validate(full=True)  # UTF-8 of every string
-        frame = table.to_pandas(split_blocks=True, self_destruct=True)
     except (pa.ArrowInvalid, UnicodeDecodeError):
         return None
-    frame.index = pd.RangeIndex(len(values))
-    return frame
+    return table
+
+
+def typed_json_values(
+    values: list[bytes | None], schema: Schema, cfg: IngestConfig, now: pd.Timestamp
+) -> pa.Table | None:
+    """The typed rows of ``values`` (a JSON object each) as Arrow, when every value passes every row rule.
+
+    The common case of a message source, typed without leaving Arrow: the same rows, types and values
+    :func:`coerce` gives (the landing schema, without ``_origin``), at a fraction of its cost. None when
+    any value would be refused or needs a rule only :func:`coerce` applies (a missing required field,
+    an empty string, a time outside the accepted range or not ISO-8601 text, a target other than 0/1,
+    an integer beyond 2**53, a class label that is not text or a whole number): the caller then types
+    the chunk with :func:`coerce`, which decides and explains.
+    """
+    table = _json_values_table(values, schema, cfg.max_record_bytes)
+    if table is None:
+        return None
+    bounds = _time_bounds(cfg, _utc(now))
+    target = arrow_schema(schema, with_origin=False)
+    columns = []
+    for field, out_type in zip(fields(schema), target.types, strict=True):
+        if field.name not in table.column_names:
+            if field.required:
+                return None
+            columns.append(pa.nulls(len(values), out_type))
+            continue
+        column = _typed_column(table.column(field.name), field, out_type, bounds)
+        if column is None:
+            return None
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=target)
+
+
+_LARGEST_EXACT_INT = 2**53  # coerce reads integers through float64: exact up to here
+
+
+def _typed_column(
+    column: pa.ChunkedArray, field: Field, out_type: pa.DataType, bounds: _Bounds
+) -> pa.ChunkedArray | None:
+    """One column typed as :func:`coerce` types it, or None when a value needs its rules."""
+    if column.null_count and (field.required or field.kind in ("key", "time", "target")):
+        return None
+    if pa.types.is_null(column.type):
+        return pa.chunked_array([pa.nulls(len(column), out_type)])
+    if pa.types.is_string(column.type) and len(column) > column.null_count:
+        if pc.any(pc.equal(column, "")).as_py():  # an empty string is missing: coerce decides
+            return None
+    kind = field.kind
+    if kind in ("key", "category", "label") and pa.types.is_string(column.type):
+        return column
+    if kind in ("key", "label") and pa.types.is_int64(column.type):
+        return column.cast(pa.string())
+    if kind == "float":
+        return column.cast(pa.float64())
+    if kind == "int" and pa.types.is_int64(column.type):
+        largest = pc.max(pc.abs(column)).as_py()
+        return column if largest is None or largest <= _LARGEST_EXACT_INT else None
+    if kind == "target":
+        if pa.types.is_boolean(column.type):
+            return column.cast(pa.int8())
+        if pc.all(pc.is_in(column, pa.array([0, 1], pa.int64()))).as_py():
+            return column.cast(pa.int8())
+        return None
+    if kind == "time":
+        try:
+            times = column.cast(out_type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        micros = times.cast(pa.int64())
+        low, high = pc.min_max(micros).values()
+        if low.as_py() < bounds.low_us or high.as_py() > bounds.high_us:
+            return None
+        return times
+    return None
 
 
 def _loads(text: str) -> tuple[Any, str | None]:
@@ -752,6 +835,7 @@ __all__ = [
     "fields",
     "frame_from_json_values",
     "frame_from_objects",
+    "typed_json_values",
     "quarantine_entry",
     "raw_text",
     "read_json_lines",

@@ -56,3 +56,17 @@ def test_a_multiclass_target_is_a_label():
 def test_the_landed_target_type_follows_the_task(folder, kind):
     schema = load_params(ROOT / "examples" / folder / "params.yaml").schema
     assert records.arrow_schema(schema).field(schema.target).type == kind
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_a_task_demo_s_json_lines_decode_in_one_arrow_call(task):
+    from pipelines.demo.variants import task_messages
+
+    folder = {"regression": "delivery-times", "multiclass": "support-tickets"}[task]
+    params = load_params(ROOT / "examples" / folder / "params.yaml")
+    _, values, _ = task_messages(task, 50)
+
+    raw = records.frame_from_json_values(values, params.schema, params.ingest.max_record_bytes)
+    assert raw is not None
+    typed, reasons = records.coerce(raw, params.schema, params.ingest, pd.Timestamp("2027-01-01T00:00:00Z"))
+    assert len(typed) == 50 and reasons.empty
