@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,17 @@ import pyarrow.parquet as pq
 _CHUNK = 1 << 20
 
 
-def table_bytes(table: pa.Table) -> bytes:
-    """Parquet bytes of a table (zstd, like every tier of the lake)."""
+def table_bytes(table: pa.Table, dictionary: Sequence[str] | None = None) -> bytes:
+    """Parquet bytes of a table (zstd, like every tier of the lake).
+
+    ``dictionary``: the columns worth dictionary-encoding (few distinct values, such as categories);
+    None: every column, Arrow's default. Naming them spares the writer building a dictionary for
+    columns of unique values (keys, times) only to drop it: a landed part of demo events writes in
+    two thirds of the time, and is smaller.
+    """
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
+    use_dictionary: bool | list[str] = True if dictionary is None else list(dictionary)
+    pq.write_table(table, buffer, compression="zstd", use_dictionary=use_dictionary)
     return buffer.getvalue()
 
 

@@ -118,6 +118,7 @@ class ChunkBuilder:
     def __init__(self, target: ChunkTarget) -> None:
         self.target = target
         self.arrow_schema = landing_schema(target.schema, target.cfg, target.now)
+        self.dictionary = records.dictionary_columns(target.schema)
         self.pieces: list[_Piece] = []
 
     def add(self, segments: list[Segment]) -> None:
@@ -159,7 +160,7 @@ class ChunkBuilder:
         part = quarantine_part = None
         if table.num_rows:
             part = part_name(index, ".parquet")
-            lake.write_bytes(f"{self.target.landing}/{part}", table_bytes(table))
+            lake.write_bytes(f"{self.target.landing}/{part}", table_bytes(table, self.dictionary))
         if quarantined:
             quarantine_part = part_name(index, ".jsonl")
             lake.write_bytes(f"{self.target.quarantine}/{quarantine_part}", jsonl_bytes(quarantined))

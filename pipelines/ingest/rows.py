@@ -101,6 +101,12 @@ def arrow_schema(schema: Schema, with_origin: bool = True) -> pa.Schema:
     return pa.schema(out + ([pa.field(ORIGIN, pa.string())] if with_origin else []))
 
 
+def dictionary_columns(schema: Schema) -> list[str]:
+    """The landed columns of few distinct values (categories, class labels): the ones a Parquet
+    dictionary pays for."""
+    return [f.name for f in fields(schema) if f.kind in ("category", "label")]
+
+
 # -- decoding -----------------------------------------------------------------------------
 
 
@@ -832,6 +838,7 @@ __all__ = [
     "coerce",
     "decode_json_lines",
     "decode_json_record",
+    "dictionary_columns",
     "fields",
     "frame_from_json_values",
     "frame_from_objects",

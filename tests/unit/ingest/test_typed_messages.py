@@ -178,6 +178,13 @@ def test_a_part_of_fast_and_per_record_batches_reads_back_with_one_schema(tmp_pa
     assert summary.min_event_time == "2026-05-01T10:00:00+00:00"
     with lake.fs.open(f"{target.landing}/{summary.part}", "rb") as fh:
         part = pq.read_table(fh)
+        fh.seek(0)
+        row_group = pq.ParquetFile(fh).metadata.row_group(0)
+    encodings = {
+        row_group.column(i).path_in_schema: row_group.column(i).encodings for i in range(part.num_columns)
+    }
+    assert "RLE_DICTIONARY" in encodings["merchant_category"]  # few distinct values: a dictionary
+    assert "RLE_DICTIONARY" not in encodings["transaction_id"]  # unique keys: none built to be dropped
     assert part.schema.equals(
         landing_schema(demo_params.schema, demo_params.ingest, NOW), check_metadata=True
     )
