@@ -393,7 +393,10 @@ def typed_json_values(
                 return None
             columns.append(pa.nulls(len(values), out_type))
             continue
-        column = _typed_column(table.column(field.name), field, out_type, bounds)
+        try:
+            column = _typed_column(table.column(field.name), field, out_type, bounds)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # whatever Arrow refuses, the rules decide
+            return None
         if column is None:
             return None
         columns.append(column)
@@ -419,11 +422,12 @@ def _typed_column(
         return column
     if kind in ("key", "label") and pa.types.is_int64(column.type):
         return column.cast(pa.string())
-    if kind == "float":
-        return column.cast(pa.float64())
+    if kind == "float":  # an integer beyond 2**53 rounds to the nearest float, as in coerce
+        return column.cast(pa.float64(), safe=False)
     if kind == "int" and pa.types.is_int64(column.type):
-        largest = pc.max(pc.abs(column)).as_py()
-        return column if largest is None or largest <= _LARGEST_EXACT_INT else None
+        low, high = (x.as_py() for x in pc.min_max(column).values())
+        exact = low is None or (-_LARGEST_EXACT_INT <= low and high <= _LARGEST_EXACT_INT)
+        return column if exact else None
     if kind == "target":
         if pa.types.is_boolean(column.type):
             return column.cast(pa.int8())
@@ -431,10 +435,7 @@ def _typed_column(
             return column.cast(pa.int8())
         return None
     if kind == "time":
-        try:
-            times = column.cast(out_type)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return None
+        times = column.cast(out_type)  # ISO-8601 text, as coerce's first try; other text goes to the rules
         micros = times.cast(pa.int64())
         low, high = pc.min_max(micros).values()
         if low.as_py() < bounds.low_us or high.as_py() > bounds.high_us:

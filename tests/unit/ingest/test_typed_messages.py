@@ -91,6 +91,7 @@ def demo_values(n: int, seed: int) -> list[bytes]:
         ),
         pytest.param(values(every=1, is_fraud=True), id="true/false targets"),
         pytest.param(values(amount=12), id="whole amounts"),
+        pytest.param(values(every=1, amount=2**60 + 1), id="an amount beyond float precision"),
         pytest.param(values(event_time="2026-05-01T12:00:00.123456+02:00"), id="times with an offset"),
         pytest.param(values(extra={"nested": [1, 2]}), id="an extra field"),
     ],
@@ -120,6 +121,7 @@ def test_the_fast_path_types_clean_messages_exactly_as_the_row_rules_do(demo_par
         pytest.param(values(is_fraud=2), id="a target that is not 0/1"),
         pytest.param(values(is_fraud="1"), id="a target written as text"),
         pytest.param(values(hour_of_day=2**60 + 1), id="an integer beyond float precision"),
+        pytest.param(values(hour_of_day=-(2**63)), id="the smallest 64-bit integer"),
         pytest.param(values(hour_of_day=1.5), id="a fraction in an integer field"),
         pytest.param(values(amount=_ABSENT), id="a required field absent"),
         pytest.param(values(amount=None), id="a required field null"),
@@ -191,3 +193,49 @@ def test_a_part_of_fast_and_per_record_batches_reads_back_with_one_schema(tmp_pa
     frame = lake.read_partition(target.landing)
     assert str(frame["hour_of_day"].dtype) == "Int64" and frame["customer_age"].isna().sum() == 2
     assert frame["_origin"].tolist()[:2] == ["events:0:0", "events:0:1"]
+
+
+PERTURBATIONS = [
+    {},
+    {"customer_age": None},
+    {"customer_age": _ABSENT},
+    {"customer_age": ""},
+    {"amount": 7},
+    {"amount": "7"},
+    {"amount": None},
+    {"amount": 2**60},
+    {"hour_of_day": 3.0},
+    {"hour_of_day": -(2**62)},
+    {"is_fraud": 1},
+    {"is_fraud": 2},
+    {"is_fraud": False},
+    {"transaction_id": 12},
+    {"transaction_id": ""},
+    {"merchant_category": ""},
+    {"merchant_category": 3},
+    {"event_time": "2026-05-01T10:00:00.5+01:00"},
+    {"event_time": "2026-05-01"},
+    {"event_time": "2099-01-01T00:00:00Z"},
+    {"event_time": 1_777_000_000_000},
+]
+
+
+def test_on_random_batches_the_fast_path_is_the_reference_or_steps_aside(demo_params):
+    import random
+
+    rng = random.Random(7)
+    took_fast_path = 0
+    for batch in range(150):
+        shared = PERTURBATIONS[batch % len(PERTURBATIONS)]
+        messages = []
+        for i in range(rng.randint(1, 12)):
+            record = {**GOOD, "transaction_id": f"k{i}"}
+            record.update(shared if rng.random() < 0.85 else rng.choice(PERTURBATIONS))
+            messages.append(json.dumps({k: v for k, v in record.items() if v is not _ABSENT}).encode())
+        fast, reference, quarantined = both_paths(messages, demo_params)
+        if fast is not None:
+            took_fast_path += 1
+            assert quarantined == 0, messages
+            assert fast.equals(reference, check_metadata=True), messages
+
+    assert took_fast_path >= 20  # the comparison above ran on enough batches to mean something
