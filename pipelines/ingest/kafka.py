@@ -56,7 +56,7 @@ from pipelines.ingest import rows as records
 from pipelines.ingest.endpoints import KafkaEndpoint, SourceUnavailable
 from pipelines.ingest.kafka_clients import KafkaClient, KafkaClientError, Segment, TopicPartition, open_client
 from pipelines.ingest.landing import IngestError, check_counts, jsonl_bytes, part_name, write_manifest
-from pipelines.ingest.messages import decode_segments, landing_schema, typed_segments
+from pipelines.ingest.messages import decode_batch, landing_schema
 
 log = logging.getLogger(__name__)
 
@@ -127,17 +127,10 @@ class ChunkBuilder:
         A batch whose every message passes the row rules is typed in Arrow alone; any other goes
         through the per-record rules, which quarantine what fails with its reason.
         """
-        schema, cfg, now = self.target.schema, self.target.cfg, self.target.now
-        quarantined: list[dict[str, Any]] = []
-        table = typed_segments(segments, schema, cfg, now)
-        if table is None:
-            decoded = decode_segments(segments, schema, cfg, now)
-            table = pa.Table.from_pandas(
-                decoded.frame, schema=self.arrow_schema, preserve_index=False, nthreads=1
-            )
-            quarantined = decoded.quarantined
-        else:
-            table = table.replace_schema_metadata(self.arrow_schema.metadata)
+        schema = self.target.schema
+        table, quarantined = decode_batch(
+            segments, schema, self.target.cfg, self.target.now, self.arrow_schema
+        )
         times = pc.min_max(table.column(schema.event_time))
         self.pieces.append(
             _Piece(

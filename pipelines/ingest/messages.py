@@ -41,15 +41,64 @@ def decode_segments(
     segments: list[Segment], schema: Schema, cfg: IngestConfig, now: pd.Timestamp
 ) -> DecodedChunk:
     """Decode and type the messages of a chunk; ``consumed == len(frame) + len(quarantined)``."""
-    values = [v for s in segments for v in s.values]
-    names = [f.name for f in records.fields(schema)]
-    raw = records.frame_from_json_values(values, schema, cfg.max_record_bytes)
-    if raw is not None:  # every value a plain JSON object: decoded in one call
+    values = _values(segments)
+    read = records.json_values_table(values, schema, cfg.max_record_bytes)
+    return _decode(segments, values, read, schema, cfg, now)
+
+
+def decode_batch(
+    segments: list[Segment], schema: Schema, cfg: IngestConfig, now: pd.Timestamp, landing: pa.Schema
+) -> tuple[pa.Table, list[dict[str, Any]]]:
+    """The typed rows of a batch as Arrow (in ``landing``, the :func:`landing_schema`) and its quarantine
+    entries. Arrow reads the values once: a batch whose every message passes the row rules is typed in
+    Arrow alone (:func:`typed_segments`), any other by :func:`decode_segments`' per-record rules."""
+    values = _values(segments)
+    read = records.json_values_table(values, schema, cfg.max_record_bytes)
+    table = typed_segments(segments, read, schema, cfg, now)
+    if table is not None:
+        return table.replace_schema_metadata(landing.metadata), []
+    decoded = _decode(segments, values, read, schema, cfg, now)
+    return pa.Table.from_pandas(
+        decoded.frame, schema=landing, preserve_index=False, nthreads=1
+    ), decoded.quarantined
+
+
+def typed_segments(
+    segments: list[Segment], read: pa.Table | None, schema: Schema, cfg: IngestConfig, now: pd.Timestamp
+) -> pa.Table | None:
+    """The typed rows of a chunk with ``_origin``, as Arrow, when every message passes the row rules.
+
+    ``read``: the values as :func:`records.json_values_table` read them (None: it could not). The common
+    case, typed without leaving Arrow (:func:`records.typed_json_table`): the rows
+    :func:`decode_segments` gives for the same messages. None when any message needs the per-record
+    rules; :func:`decode_segments` then decides and explains.
+    """
+    table = None if read is None else records.typed_json_table(read, schema, cfg, now)
+    if table is None:
+        return None
+    return table.append_column(records.ORIGIN, _origin_array(segments))
+
+
+def _values(segments: list[Segment]) -> list[bytes | None]:
+    return [v for s in segments for v in s.values]
+
+
+def _decode(
+    segments: list[Segment],
+    values: list[bytes | None],
+    read: pa.Table | None,
+    schema: Schema,
+    cfg: IngestConfig,
+    now: pd.Timestamp,
+) -> DecodedChunk:
+    """The per-record rules, on the values as Arrow read them (None: value by value)."""
+    if read is not None:  # every value a plain JSON object: decoded in one call
+        raw = records.json_table_frame(read)
         positions: list[int] | range = range(len(values))
         refused: list[tuple[int, str]] = []
     else:
         objects, positions, refused = records.decode_json_values(values, cfg.max_record_bytes)
-        raw = records.frame_from_objects(objects, names)
+        raw = records.frame_from_objects(objects, [f.name for f in records.fields(schema)])
     typed, reasons = records.coerce(raw, schema, cfg, now)
     where = np.asarray(positions, dtype=np.int64)
     origins = _origins(segments)
@@ -59,21 +108,6 @@ def decode_segments(
     bad = sorted([*refused, *((int(where[i]), reason) for i, reason in reasons.items())])
     quarantined = [_entry(segments, values, origins, position, reason) for position, reason in bad]
     return DecodedChunk(typed.reset_index(drop=True), quarantined)
-
-
-def typed_segments(
-    segments: list[Segment], schema: Schema, cfg: IngestConfig, now: pd.Timestamp
-) -> pa.Table | None:
-    """The typed rows of a chunk with ``_origin``, as Arrow, when every message passes the row rules.
-
-    The common case, typed without leaving Arrow (:func:`records.typed_json_values`): the rows
-    :func:`decode_segments` gives for the same messages. None when any message needs the per-record
-    rules; :func:`decode_segments` then decides and explains.
-    """
-    table = records.typed_json_values([v for s in segments for v in s.values], schema, cfg, now)
-    if table is None:
-        return None
-    return table.append_column(records.ORIGIN, _origin_array(segments))
 
 
 def landing_schema(schema: Schema, cfg: IngestConfig, now: pd.Timestamp) -> pa.Schema:

@@ -319,17 +319,20 @@ def frame_from_json_values(
 
     The fast path of a message source: columns of plain numbers come out as numbers (``coerce`` types
     them as it does a Parquet file's), strings as objects. None when any value needs
-    :func:`decode_json_values`' per-record rules (see :func:`_json_values_table`).
+    :func:`decode_json_values`' per-record rules (see :func:`json_values_table`).
     """
-    table = _json_values_table(values, schema, max_record_bytes)
-    if table is None:
-        return None
+    table = json_values_table(values, schema, max_record_bytes)
+    return None if table is None else json_table_frame(table)
+
+
+def json_table_frame(table: pa.Table) -> pd.DataFrame:
+    """The raw frame of a table :func:`json_values_table` read (the table is spent)."""
     frame = table.to_pandas(split_blocks=True, self_destruct=True)
-    frame.index = pd.RangeIndex(len(values))
+    frame.index = pd.RangeIndex(len(frame))
     return frame
 
 
-def _json_values_table(values: list[bytes | None], schema: Schema, max_record_bytes: int) -> pa.Table | None:
+def json_values_table(values: list[bytes | None], schema: Schema, max_record_bytes: int) -> pa.Table | None:
     """The schema's fields present in ``values`` as read by Arrow, or None when the values need the per-record
     rules, which decide and explain: a missing, empty, oversized or multi-line value, one not starting with
     ``{``, ``NaN``/``Infinity``, JSON Arrow refuses (not an object, a field of two types or given twice,
@@ -369,10 +372,10 @@ def _json_values_table(values: list[bytes | None], schema: Schema, max_record_by
     return table
 
 
-def typed_json_values(
-    values: list[bytes | None], schema: Schema, cfg: IngestConfig, now: pd.Timestamp
+def typed_json_table(
+    table: pa.Table, schema: Schema, cfg: IngestConfig, now: pd.Timestamp
 ) -> pa.Table | None:
-    """The typed rows of ``values`` (a JSON object each) as Arrow, when every value passes every row rule.
+    """The typed rows of values :func:`json_values_table` read, as Arrow, when each passes every row rule.
 
     The common case of a message source, typed without leaving Arrow: the same rows, types and values
     :func:`coerce` gives (the landing schema, without ``_origin``), at a fraction of its cost. None when
@@ -381,9 +384,6 @@ def typed_json_values(
     an integer beyond 2**53, a class label that is not text or a whole number): the caller then types
     the chunk with :func:`coerce`, which decides and explains.
     """
-    table = _json_values_table(values, schema, cfg.max_record_bytes)
-    if table is None:
-        return None
     bounds = _time_bounds(cfg, _utc(now))
     target = arrow_schema(schema, with_origin=False)
     columns = []
@@ -391,7 +391,7 @@ def typed_json_values(
         if field.name not in table.column_names:
             if field.required:
                 return None
-            columns.append(pa.nulls(len(values), out_type))
+            columns.append(pa.nulls(table.num_rows, out_type))
             continue
         try:
             column = _typed_column(table.column(field.name), field, out_type, bounds)
@@ -843,9 +843,11 @@ __all__ = [
     "fields",
     "frame_from_json_values",
     "frame_from_objects",
-    "typed_json_values",
+    "json_table_frame",
+    "json_values_table",
     "quarantine_entry",
     "raw_text",
     "read_json_lines",
     "reason_kind",
+    "typed_json_table",
 ]

@@ -18,6 +18,7 @@ import pytest
 from pipelines.common.config import Params, load_params
 from pipelines.common.lake import Lake
 from pipelines.demo import generator as demo
+from pipelines.ingest import rows as records
 from pipelines.ingest.kafka import ChunkBuilder, ChunkTarget
 from pipelines.ingest.kafka_clients import Segment
 from pipelines.ingest.messages import decode_segments, landing_schema, typed_segments
@@ -64,7 +65,10 @@ def segments(messages: list[bytes | None]) -> list[Segment]:
 def both_paths(messages: list[bytes | None], params: Params) -> tuple[pa.Table | None, pa.Table, int]:
     """The fast path's table (None: it stepped aside), the reference's, and how many it quarantined."""
     segs = segments(messages)
-    fast = typed_segments(segs, params.schema, params.ingest, NOW)
+    read = records.json_values_table(
+        [v for s in segs for v in s.values], params.schema, params.ingest.max_record_bytes
+    )
+    fast = typed_segments(segs, read, params.schema, params.ingest, NOW)
     decoded = decode_segments(segs, params.schema, params.ingest, NOW)
     schema = landing_schema(params.schema, params.ingest, NOW)
     reference = pa.Table.from_pandas(decoded.frame, schema=schema, preserve_index=False)
