@@ -23,6 +23,13 @@ with confluent-kafka / Flywheel with kafka-python msgs/s. Peak memory at 100k an
 it stays flat. The ratio depends on free cores: Flywheel's decoding runs in a second process, so on a
 busy machine it competes with the consumer.
 
+The **ceiling** (kafka-python): the bare loop again, beside a process that decodes and lands as many
+demo messages as the loop reads, at the bare loop's pace, with Flywheel's own decoder
+(:func:`decode_load`: batches unpickled, typed, landed as Parquet parts of ``chunk_rows``), the work
+Flywheel's decode-and-land child does. ``ceiling_ratio`` = that loop's msgs/s / the bare loop's: what a
+consumer with no overhead of its own reaches on this machine while its messages are decoded beside it.
+``ratio_to_ceiling`` = Flywheel / that loop: the part of the gap that Flywheel's consumer itself makes.
+
     python -m benchmarks.bench_kafka_ingest --messages 1000000
 """
 
@@ -91,6 +98,55 @@ CLIENTS = ("kafka-python", "confluent-kafka")
 # decode-and-land children of each client's Flywheel run: kafka-python's consumer is the bottleneck and
 # one child keeps up; confluent-kafka fetches faster than one child decodes (docs/sources.md)
 WORKERS = {"kafka-python": 1, "confluent-kafka": 2}
+BATCH = 10_000  # messages a decode-and-land child gets at a time (pipelines.ingest.kafka.DECODE_ROWS)
+
+
+def decode_load(messages: int, rate: float, lake: Path, distinct: int = 10) -> int:
+    """Decode and land ``messages`` demo messages at ``rate`` messages/s at most, as Flywheel's
+    decode-and-land child does for a consumer that reads at that rate; returns the rows landed.
+
+    ``distinct`` batches of :data:`BATCH` messages are generated first and pickled as the hand-over
+    pickles them; they are then unpickled, decoded and typed in turn, and every ``chunk_rows`` messages
+    land as a Parquet part under ``lake``. Prints ``ready`` when the pacing starts.
+    """
+    import pickle
+
+    import pandas as pd
+
+    from pipelines.common.config import load_params
+    from pipelines.demo import generator as demo
+    from pipelines.ingest.kafka import ChunkBuilder, ChunkTarget
+    from pipelines.ingest.kafka_clients import Segment
+
+    params = load_params(ROOT / "params.yaml")
+    keys, values, _ = demo.messages(distinct * BATCH, seed=7, batch="load")
+    batches = []
+    for lo in range(0, distinct * BATCH, BATCH):
+        segments = []
+        for p in range(PARTITIONS):
+            taken = slice(lo + p, lo + BATCH, PARTITIONS)
+            offsets = list(range(lo, lo + len(values[taken])))
+            segments.append(Segment(TOPIC, p, offsets, keys[taken], values[taken]))
+        batches.append(pickle.dumps(segments, protocol=pickle.HIGHEST_PROTOCOL))
+    now = pd.Timestamp.now(tz="UTC")
+    builder = ChunkBuilder(
+        ChunkTarget(
+            str(lake), str(lake / "landing"), str(lake / "quarantine"), params.schema, params.ingest, now
+        )
+    )
+    chunk_rows, landed, pending, part = params.ingest.kafka.chunk_rows, 0, 0, 0
+    print("ready", flush=True)
+    start = time.perf_counter()
+    for done in range(0, messages, BATCH):
+        ahead = start + done / rate - time.perf_counter()
+        if ahead > 0:
+            time.sleep(ahead)
+        builder.add(pickle.loads(batches[(done // BATCH) % distinct]))
+        pending += BATCH
+        if pending >= chunk_rows or done + BATCH >= messages:
+            landed += builder.land(part).landed
+            part, pending = part + 1, 0
+    return landed
 
 
 def produce(bootstrap: str, messages: int) -> float:
@@ -211,6 +267,40 @@ def bare_run(folder: Path, env: dict[str, str], group: str, messages: int, clien
     }
 
 
+def bare_run_beside_decoding(
+    folder: Path, env: dict[str, str], group: str, messages: int, rate: float
+) -> dict:
+    """:func:`bare_run` of kafka-python while :func:`decode_load` decodes ``messages`` at ``rate`` in a
+    process of its own, started first and stopped when the loop ends."""
+    lake = folder / f"load-{group}"
+    load = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_kafka_ingest",
+            "--decode-load",
+            str(messages),
+            "--rate",
+            str(rate),
+            "--lake",
+            str(lake),
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        if load.stdout is None or load.stdout.readline().strip() != "ready":
+            load.wait(timeout=60)
+            raise RuntimeError(f"the decode load did not start: {load.stderr.read() if load.stderr else ''}")
+        return bare_run(folder, env, group, messages, "kafka-python")
+    finally:
+        load.kill()
+        load.wait()
+
+
 def bench(messages: int = 200_000, repeats: int = 2) -> dict:
     """Best-of-``repeats`` msgs/s and peak RSS of Flywheel's Kafka ingestion and of the bare poll loop,
     for each client, in one run on one broker and topic."""
@@ -225,11 +315,17 @@ def bench(messages: int = 200_000, repeats: int = 2) -> dict:
             produced = produce(bootstrap, messages)
             env = {**os.environ, "FLYWHEEL_KAFKA_BOOTSTRAP": bootstrap, "PYTHONPATH": str(ROOT)}
             runs: dict[str, dict[str, list[dict]]] = {c: {"flywheel": [], "baseline": []} for c in CLIENTS}
+            runs["kafka-python"]["beside_decoding"] = []
             for i in range(repeats):
                 for client in CLIENTS:
-                    runs[client]["baseline"].append(
-                        bare_run(folder, env, f"bare-{client}-{i}", messages, client)
-                    )
+                    bare = bare_run(folder, env, f"bare-{client}-{i}", messages, client)
+                    runs[client]["baseline"].append(bare)
+                    if (
+                        client == "kafka-python"
+                    ):  # the ceiling: the same loop with its messages decoded beside
+                        runs[client]["beside_decoding"].append(
+                            bare_run_beside_decoding(folder, env, f"beside-{i}", messages, bare["msgs_per_s"])
+                        )
                     runs[client]["flywheel"].append(
                         flywheel_run(folder, env, f"flywheel-{client}-{i}", messages, client)
                     )
@@ -262,6 +358,10 @@ def bench(messages: int = 200_000, repeats: int = 2) -> dict:
         "bare_vs_kafka_python = the two bare loops'. Ratio = Flywheel / baseline msgs/s "
         "(higher is better), best run against best run; pair_ratios: each repeat's Flywheel run against the "
         "bare run just before it, and their median (the machine's speed drifts between repeats); "
+        "ceiling_ratio: kafka-python's bare loop run beside a process decoding and landing its messages at "
+        "its pace with Flywheel's decoder (baseline_beside_decoding) / the bare loop alone, what a consumer "
+        "with no overhead of its own reaches while its messages are decoded on the same cores; "
+        "ratio_to_ceiling: Flywheel / that loop; "
         "peak RSS (sampled every 10 ms) and PSS (every 200 ms) of the process tree "
         "(Flywheel's includes its forked workers, whose pages shared with the consumer RSS counts twice "
         "and PSS once; flywheel_peak_rss_mb_by_process: the consumer's own peak (run) and the largest "
@@ -305,6 +405,24 @@ def compare(runs: dict[str, list[dict]], messages: int) -> dict:
             for role in sorted({role for r in flywheel for role in r["peak_rss_mb_by_process"]})
         },
         "flywheel_parts": best_f["parts"],
+        **ceiling(runs.get("beside_decoding", []), best_f, best_b, messages),
+    }
+
+
+def ceiling(beside: list[dict], best_flywheel: dict, best_bare: dict, messages: int) -> dict:
+    """The bare loop beside the decoding against the bare loop alone and against Flywheel (nothing
+    without such runs)."""
+    if not beside:
+        return {}
+    best = max(beside, key=lambda r: r["msgs_per_s"])
+    return {
+        "baseline_beside_decoding": {
+            "msgs_per_s": best["msgs_per_s"],
+            "seconds": best["seconds"],
+            "consumer_process_cpu_us_per_msg": 1e6 * min(r["consumer_cpu_s"] for r in beside) / messages,
+        },
+        "ceiling_ratio": best["msgs_per_s"] / best_bare["msgs_per_s"],
+        "ratio_to_ceiling": best_flywheel["msgs_per_s"] / best["msgs_per_s"],
     }
 
 
@@ -313,7 +431,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--decode-load", type=int, metavar="MESSAGES", help="run decode_load instead")
+    parser.add_argument("--rate", type=float, help="with --decode-load: messages/s")
+    parser.add_argument("--lake", type=Path, help="with --decode-load: where the parts land")
     args = parser.parse_args()
+    if args.decode_load is not None:
+        if args.rate is None or args.lake is None:
+            parser.error("--decode-load needs --rate and --lake")
+        decode_load(args.decode_load, args.rate, args.lake)
+        return
     print(json.dumps(bench(args.messages, args.repeats), indent=2))
 
 
