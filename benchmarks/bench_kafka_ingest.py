@@ -119,7 +119,8 @@ def decode_load(messages: int, rate: float, lake: Path, distinct: int = 10) -> i
     from pipelines.ingest.kafka_clients import Segment
 
     params = load_params(ROOT / "params.yaml")
-    keys, values, _ = demo.messages(distinct * BATCH, seed=7, batch="load")
+    keys, clean, _ = demo.messages(distinct * BATCH, seed=7, batch="load")
+    values: list[bytes | None] = list(clean)
     batches = []
     for lo in range(0, distinct * BATCH, BATCH):
         segments = []
