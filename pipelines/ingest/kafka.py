@@ -31,17 +31,19 @@ import contextlib
 import ctypes
 import gc
 import logging
+import mmap
 import os
+import pickle
 import signal
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing import get_context
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import pyarrow as pa
@@ -200,16 +202,6 @@ def _sum_counts(counts: Iterable[dict[str, list[int]]]) -> dict[str, list[int]]:
     return total
 
 
-_BUILDER: ChunkBuilder | None = None
-
-
-def _worker_init(target: ChunkTarget, parent: int) -> None:
-    """In the worker: remember the run, and die with the consumer process (even on ``kill -9``)."""
-    global _BUILDER
-    _BUILDER = ChunkBuilder(target)
-    _die_with(parent)
-
-
 def _die_with(parent: int) -> None:
     """In a child: ignore Ctrl-C (the parent handles it) and die with the parent, even on ``kill -9``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -224,18 +216,127 @@ def _exit_when_orphaned(parent: int) -> None:
     os._exit(1)
 
 
-def _add_in_worker(segments: list[Segment]) -> None:
-    assert _BUILDER is not None, "worker not initialised"
-    _BUILDER.add(segments)
-
-
-def _land_in_worker(index: int) -> ChunkSummary:
-    assert _BUILDER is not None, "worker not initialised"
-    return _BUILDER.land(index)
-
-
 def _ready() -> int:
     return os.getpid()
+
+
+SLOT_BYTES = 16 << 20  # one batch's place in a child's shared ring; a larger batch goes through the pipe
+
+
+class _Child:
+    """One decode-and-land child, forked now, fed without a thread in the consumer's process.
+
+    A batch is pickled into a slot of a ring of shared memory (mapped before the fork, so both
+    processes see it), and only its place goes through a pipe; the child answers each request in
+    order on a second pipe. A process pool would pickle and write batches from a feeder thread and
+    collect results in a manager thread, and both contend for the interpreter lock with the consumer
+    and kafka-python's I/O thread: the consumer drained 1M messages about 5% slower so
+    (docs/benchmarks.md).
+    """
+
+    def __init__(self, target: ChunkTarget) -> None:
+        ctx = get_context("fork")
+        self.ring = mmap.mmap(-1, SLOT_BYTES * (MAX_IN_FLIGHT + 1))
+        requests, self._requests = ctx.Pipe(duplex=False)
+        self._answers, answers = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(
+            target=_child_main, args=(target, os.getpid(), self.ring, requests, answers), daemon=True
+        )
+        self.process.start()
+        requests.close()
+        answers.close()
+        self._free = list(range(MAX_IN_FLIGHT + 1))
+        self._slots: deque[int | None] = deque()  # the slot of each request not yet answered
+        self._slots.append(None)
+        self.result()  # the child's start-up: its error, if it failed
+
+    def add(self, segments: list[Segment]) -> None:
+        """Hand a batch over to be decoded (answered with None)."""
+        data = pickle.dumps(segments, protocol=pickle.HIGHEST_PROTOCOL)
+        if len(data) > SLOT_BYTES or not self._free:
+            self._ask(("batch", data, None))
+            return
+        slot = self._free.pop()
+        self.ring[slot * SLOT_BYTES : slot * SLOT_BYTES + len(data)] = data
+        self._ask(("slot", slot, len(data)), slot)
+
+    def land(self, index: int) -> None:
+        """Land the batches added since the last chunk as part ``index`` (answered with its summary)."""
+        self._ask(("land", index, None))
+
+    def _ask(self, request: tuple[str, Any, Any], slot: int | None = None) -> None:
+        try:
+            self._requests.send(request)
+        except OSError:  # the child is gone: its end of the pipe closed
+            raise self._died() from None
+        self._slots.append(slot)
+
+    def _died(self) -> IngestError:
+        self.process.join(timeout=1)
+        return IngestError(
+            f"the decode-and-land child (pid {self.process.pid}) died "
+            f"(exit status {self.process.exitcode}); nothing of this run was committed"
+        )
+
+    @property
+    def pending(self) -> int:
+        return len(self._slots)
+
+    def result(self) -> ChunkSummary | None:
+        """The answer to the oldest request; the child's exception is raised here."""
+        try:
+            ok, value = self._answers.recv()
+        except (EOFError, OSError):
+            raise self._died() from None
+        slot = self._slots.popleft()
+        if slot is not None:
+            self._free.append(slot)
+        if not ok:
+            raise value
+        return cast("ChunkSummary | None", value)
+
+    def close(self) -> None:
+        """Stop the child: at once when requests are unanswered (the run failed), else once it is done."""
+        if self._slots:
+            self.process.kill()
+        else:
+            with contextlib.suppress(OSError):
+                self._requests.send(("stop", None, None))
+        self.process.join()
+        self._requests.close()
+        self._answers.close()
+        self.ring.close()
+
+
+def _child_main(target: ChunkTarget, parent: int, ring: mmap.mmap, requests: Any, answers: Any) -> None:
+    """The child's loop: answer each request in order, with its result or its exception."""
+    _die_with(parent)
+    try:
+        builder = ChunkBuilder(target)
+        _answer(answers, True, None)
+    except Exception as exc:
+        _answer(answers, False, exc)
+        return
+    while True:
+        kind, where, size = requests.recv()
+        if kind == "stop":
+            return
+        try:
+            if kind == "land":
+                _answer(answers, True, builder.land(where))
+                continue
+            data = where if kind == "batch" else ring[where * SLOT_BYTES : where * SLOT_BYTES + size]
+            builder.add(pickle.loads(data))
+            _answer(answers, True, None)
+        except Exception as exc:
+            _answer(answers, False, exc)
+
+
+def _answer(answers: Any, ok: bool, value: Any) -> None:
+    try:
+        answers.send((ok, value))
+    except (pickle.PicklingError, TypeError, AttributeError):  # an exception that does not pickle
+        answers.send((False, IngestError(f"{type(value).__name__}: {value}")))
 
 
 class Lander:
@@ -250,47 +351,43 @@ class Lander:
         self.target = target
         self.workers = workers
         self.summaries: list[ChunkSummary] = []
-        self._pools: list[ProcessPoolExecutor] = []
-        self._pending: list[deque[Future[ChunkSummary | None]]] = [deque() for _ in range(workers)]
+        self._children: list[_Child] = []
         self._builder = ChunkBuilder(target)
         self._chunk = 0  # chunks landed so far; chunk c is part first + c * stride (readers share a run)
         self._first, self._stride = first, stride
 
     def __enter__(self) -> Lander:
         try:
-            for _ in range(self.workers):
-                pool = ProcessPoolExecutor(
-                    1,
-                    mp_context=get_context("fork"),
-                    initializer=_worker_init,
-                    initargs=(self.target, os.getpid()),
-                )
-                self._pools.append(pool)
-                pool.submit(_ready).result()  # fork now, before any client thread exists
+            for _ in range(self.workers):  # forked now, before any client thread exists
+                self._children.append(_Child(self.target))
         except BaseException:
             self.__exit__()
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for pool in self._pools:
-            pool.shutdown(wait=True, cancel_futures=True)
+        for child in self._children:
+            child.close()
 
     def add(self, segments: list[Segment]) -> None:
         """Decode one batch of the current chunk (returns at once while few batches are in flight)."""
-        if not self._pools:
+        if not self._children:
             self._builder.add(segments)
             return
-        self._submit(self._chunk % len(self._pools), _add_in_worker, segments)
+        child = self._children[self._chunk % len(self._children)]
+        self._wait(child, MAX_IN_FLIGHT)
+        child.add(segments)
 
     def land(self) -> None:
         """The batches added since the last chunk become the next chunk's parts."""
         chunk, self._chunk = self._chunk, self._chunk + 1
         index = self._first + chunk * self._stride
-        if not self._pools:
+        if not self._children:
             self.summaries.append(self._builder.land(index))
             return
-        self._submit(chunk % len(self._pools), _land_in_worker, index)
+        child = self._children[chunk % len(self._children)]
+        self._wait(child, MAX_IN_FLIGHT)
+        child.land(index)
 
     def submit(self, segments: list[Segment]) -> None:
         """Land ``segments`` as one chunk."""
@@ -299,19 +396,14 @@ class Lander:
 
     def finish(self) -> list[ChunkSummary]:
         """Wait for every chunk; the summaries in chunk order."""
-        for worker in range(len(self._pools)):
-            self._wait(worker, 1)
+        for child in self._children:
+            self._wait(child, 1)
         self.summaries.sort(key=lambda s: s.index)
         return self.summaries
 
-    def _submit(self, worker: int, work: Callable[[Any], ChunkSummary | None], arg: Any) -> None:
-        self._wait(worker, MAX_IN_FLIGHT)
-        self._pending[worker].append(self._pools[worker].submit(work, arg))
-
-    def _wait(self, worker: int, below: int) -> None:
-        pending = self._pending[worker]
-        while len(pending) >= below:
-            summary = pending.popleft().result()
+    def _wait(self, child: _Child, below: int) -> None:
+        while child.pending >= below:
+            summary = child.result()
             if summary is not None:
                 self.summaries.append(summary)
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pandas as pd
 import pytest
 
 from pipelines.common.lake import Lake
+from pipelines.ingest import kafka
 from pipelines.ingest.kafka import ChunkTarget, Lander, land_chunk
 from pipelines.ingest.kafka_clients import Segment
 from pipelines.ingest.landing import IngestError, check_counts
@@ -83,6 +86,28 @@ def test_a_failing_chunk_in_the_worker_fails_the_run(target):
     with Lander(target, 1) as lander, pytest.raises(IndexError):
         lander.submit(broken)
         lander.finish()
+
+
+def test_a_batch_larger_than_a_slot_of_the_shared_ring_goes_through_the_pipe(target, monkeypatch):
+    monkeypatch.setattr(kafka, "SLOT_BYTES", 4096)  # a 200-message batch pickles to about 50 kB
+    with Lander(target, 1) as lander:
+        lander.submit(chunk(200, 0))
+        lander.submit(chunk(3, 200))  # small enough for a slot
+        summaries = lander.finish()
+
+    assert [(s.index, s.landed) for s in summaries] == [(0, 200), (1, 3)]
+    frame = Lake(target.lake_root).read_partition(target.landing)
+    assert list(frame["transaction_id"]) == [f"k{i}" for i in range(203)]
+
+
+def test_a_worker_that_died_fails_the_run_and_says_so(target):
+    with Lander(target, 1) as lander:
+        child = lander._children[0]
+        os.kill(child.process.pid, signal.SIGKILL)
+        child.process.join()
+        with pytest.raises(IngestError, match=r"decode-and-land child \(pid \d+\) died \(exit status -9\)"):
+            lander.submit(chunk(10, 0))
+            lander.finish()
 
 
 def test_durable_write_replaces_a_file_whole(tmp_path):
