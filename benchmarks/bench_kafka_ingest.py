@@ -98,16 +98,16 @@ CLIENTS = ("kafka-python", "confluent-kafka")
 # decode-and-land children of each client's Flywheel run: kafka-python's consumer is the bottleneck and
 # one child keeps up; confluent-kafka fetches faster than one child decodes (docs/sources.md)
 WORKERS = {"kafka-python": 1, "confluent-kafka": 2}
-BATCH = 10_000  # messages a decode-and-land child gets at a time (pipelines.ingest.kafka.DECODE_ROWS)
 
 
 def decode_load(messages: int, rate: float, lake: Path, distinct: int = 10) -> int:
     """Decode and land ``messages`` demo messages at ``rate`` messages/s at most, as Flywheel's
     decode-and-land child does for a consumer that reads at that rate; returns the rows landed.
 
-    ``distinct`` batches of :data:`BATCH` messages are generated first and pickled as the hand-over
-    pickles them; they are then unpickled, decoded and typed in turn, and every ``chunk_rows`` messages
-    land as a Parquet part under ``lake``. Prints ``ready`` when the pacing starts.
+    ``distinct`` batches of ``DECODE_ROWS`` messages (what the child gets at a time) are generated
+    first and pickled as the hand-over pickles them; they are then unpickled, decoded and typed in
+    turn, and every ``chunk_rows`` messages land as a Parquet part under ``lake``. Prints ``ready``
+    when the pacing starts.
     """
     import pickle
 
@@ -115,6 +115,7 @@ def decode_load(messages: int, rate: float, lake: Path, distinct: int = 10) -> i
 
     from pipelines.common.config import load_params
     from pipelines.demo import generator as demo
+    from pipelines.ingest.kafka import DECODE_ROWS as BATCH
     from pipelines.ingest.kafka import ChunkBuilder, ChunkTarget
     from pipelines.ingest.kafka_clients import Segment
 
@@ -321,9 +322,8 @@ def bench(messages: int = 200_000, repeats: int = 2) -> dict:
                 for client in CLIENTS:
                     bare = bare_run(folder, env, f"bare-{client}-{i}", messages, client)
                     runs[client]["baseline"].append(bare)
-                    if (
-                        client == "kafka-python"
-                    ):  # the ceiling: the same loop with its messages decoded beside
+                    # the ceiling: the same loop with its messages decoded beside it
+                    if client == "kafka-python":
                         runs[client]["beside_decoding"].append(
                             bare_run_beside_decoding(folder, env, f"beside-{i}", messages, bare["msgs_per_s"])
                         )

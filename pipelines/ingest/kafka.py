@@ -230,7 +230,7 @@ class _Child:
     processes see it), and only its place goes through a pipe; the child answers each request in
     order on a second pipe. A process pool would pickle and write batches from a feeder thread and
     collect results in a manager thread, and both contend for the interpreter lock with the consumer
-    and kafka-python's I/O thread: the consumer drained 1M messages about 5% slower so
+    and kafka-python's I/O thread: with them, the consumer drained 1M messages about 5% slower
     (docs/benchmarks.md).
     """
 
