@@ -246,8 +246,8 @@ class _Child:
         requests.close()
         answers.close()
         self._free = list(range(MAX_IN_FLIGHT + 1))
-        self._slots: deque[int | None] = deque()  # the slot of each request not yet answered
-        self._slots.append(None)
+        # the slot of each request not yet answered, the child's start-up first
+        self._slots: deque[int | None] = deque([None])
         self.result()  # the child's start-up: its error, if it failed
 
     def add(self, segments: list[Segment]) -> None:
